@@ -1,0 +1,237 @@
+"""What the service stores and streams: workflows, jobs with their per-node checkpoints, logs, events.
+
+These models are the one shape every layer shares. A job's `nodes` map is at once the
+checkpoint in the store and the scheduler's state, so recovery reads back exactly what
+the scheduling step works on.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.models import WorkflowDefinition
+
+CHECKPOINT_SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_JOB_STATUSES
+
+
+TERMINAL_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class NodeStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_NODE_STATUSES
+
+
+TERMINAL_NODE_STATUSES = frozenset(
+    {NodeStatus.COMPLETED, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.CANCELLED}
+)
+
+
+class ErrorInfo(BaseModel):
+    """A failure as stored and shown: its type, message and whether a retry could help."""
+
+    type: str
+    message: str
+    retryable: bool = False
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class NodeCheckpoint(BaseModel):
+    node_id: str
+    node_type: str
+    status: NodeStatus = NodeStatus.PENDING
+    attempts: int = 0
+    output: Any = None
+    error: ErrorInfo | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    inactive_targets: list[str] = Field(
+        default_factory=list, description="successors whose edge from this node was not taken"
+    )
+    usage: dict[str, int] | None = Field(
+        default=None, description="LLM token counts, when the node made calls"
+    )
+
+
+class WorkflowRecord(BaseModel):
+    id: str
+    owner: str
+    version: int = 1
+    name: str
+    description: str = ""
+    definition: WorkflowDefinition
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class JobRecord(BaseModel):
+    model_config = ConfigDict(validate_assignment=False)
+
+    id: str
+    owner: str
+    workflow_id: str
+    workflow_version: int
+    status: JobStatus = JobStatus.PENDING
+    input: dict[str, Any] = Field(default_factory=dict)
+    result: Any = None
+    error: ErrorInfo | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    version: int = Field(default=0, description="optimistic-lock counter, bumped by every stored change")
+    actor_name: str | None = None
+    idempotency_key: str | None = None
+    event_sequence: int = Field(default=0, description="sequence number of the last event published")
+    nodes: dict[str, NodeCheckpoint] = Field(default_factory=dict)
+    schema_version: int = CHECKPOINT_SCHEMA_VERSION
+
+
+class JobChanges(BaseModel):
+    """Job-level fields a checkpoint may change; None means unchanged."""
+
+    status: JobStatus | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    actor_name: str | None = None
+    event_sequence: int | None = None
+
+    def as_updates(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump(mode="python", exclude_none=True).items()}
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class LogEntry(BaseModel):
+    job_id: str
+    time: datetime = Field(default_factory=utcnow)
+    level: LogLevel = LogLevel.INFO
+    node_id: str | None = None
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventType(StrEnum):
+    JOB_STARTED = "job_started"
+    NODE_STARTED = "node_started"
+    NODE_COMPLETED = "node_completed"
+    NODE_FAILED = "node_failed"
+    NODE_SKIPPED = "node_skipped"
+    NODE_RETRYING = "node_retrying"
+    NODE_PROGRESS = "node_progress"
+    LLM_TOKEN = "llm_token"
+    JOB_COMPLETED = "job_completed"
+    JOB_FAILED = "job_failed"
+    JOB_CANCELLED = "job_cancelled"
+
+
+JOB_ENDING_EVENTS = frozenset({EventType.JOB_COMPLETED, EventType.JOB_FAILED, EventType.JOB_CANCELLED})
+
+
+class JobEvent(BaseModel):
+    """One event of a job. `id` is the stream position it was read at (None before publishing).
+
+    `type` is an EventType for job events; workflow-level events published through the platform's
+    `publish_workflow_event` carry the caller's own type name and no job id."""
+
+    id: str | None = None
+    sequence: int
+    type: str
+    time: datetime = Field(default_factory=utcnow)
+    job_id: str | None = None
+    workflow_id: str
+    node_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def ends_job(self) -> bool:
+        return self.type in JOB_ENDING_EVENTS
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    offset: int
+    limit: int
+
+
+class DurationStats(BaseModel):
+    count: int = 0
+    failed: int = 0
+    p50_s: float | None = None
+    p95_s: float | None = None
+
+
+class TokenTotals(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class JobAnalytics(BaseModel):
+    since: datetime | None = None
+    until: datetime | None = None
+    total: int = 0
+    counts_by_status: dict[str, int] = Field(default_factory=dict)
+    success_rate: float | None = Field(
+        default=None, description="completed / finished, None when none finished"
+    )
+    p50_duration_s: float | None = None
+    p95_duration_s: float | None = None
+    by_node_type: dict[str, DurationStats] = Field(default_factory=dict)
+    llm_tokens: TokenTotals = Field(default_factory=TokenTotals)
+
+
+class WorkflowStats(BaseModel):
+    workflow_id: str
+    name: str | None = None
+    total: int = 0
+    counts_by_status: dict[str, int] = Field(default_factory=dict)
+    success_rate: float | None = None
+    p50_duration_s: float | None = None
+    p95_duration_s: float | None = None
+    llm_tokens: TokenTotals = Field(default_factory=TokenTotals)
+
+
+class WorkflowAnalytics(BaseModel):
+    since: datetime | None = None
+    until: datetime | None = None
+    workflows: list[WorkflowStats] = Field(default_factory=list)

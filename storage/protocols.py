@@ -1,0 +1,118 @@
+"""The storage seams. Each has a production and an embedded implementation, one contract suite for both."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from engine.models import WorkflowDefinition
+from engine.records import (
+    JobAnalytics,
+    JobChanges,
+    JobEvent,
+    JobRecord,
+    JobStatus,
+    LogEntry,
+    NodeCheckpoint,
+    Page,
+    WorkflowAnalytics,
+    WorkflowRecord,
+)
+
+
+class Store(Protocol):
+    """Workflows, jobs with their node checkpoints, job logs and analytics: the source of truth."""
+
+    async def start(self) -> None:
+        """Open connections, create tables or indexes."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    # workflows
+    async def create_workflow(
+        self, owner: str, definition: WorkflowDefinition, workflow_id: str | None = None
+    ) -> WorkflowRecord: ...
+
+    async def get_workflow(self, workflow_id: str, version: int | None = None) -> WorkflowRecord:
+        """The latest version (NotFoundError once deleted), or exactly `version` (kept after a delete
+        so that jobs running it are not disturbed)."""
+
+    async def list_workflows(
+        self, owner: str | None, offset: int = 0, limit: int = 50
+    ) -> Page[WorkflowRecord]:
+        """Newest first; `owner=None` lists everyone's."""
+
+    async def update_workflow(self, workflow_id: str, definition: WorkflowDefinition) -> WorkflowRecord:
+        """Store the definition as a new version and return it."""
+
+    async def delete_workflow(self, workflow_id: str) -> None: ...
+
+    # jobs
+    async def create_job(self, job: JobRecord) -> JobRecord:
+        """Insert a job. When a job of the same owner has the same idempotency_key, return that one."""
+
+    async def get_job(self, job_id: str) -> JobRecord: ...
+
+    async def list_jobs(
+        self,
+        owner: str | None = None,
+        workflow_id: str | None = None,
+        status: JobStatus | Sequence[JobStatus] | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> Page[JobRecord]:
+        """Newest first."""
+
+    async def checkpoint(
+        self,
+        job_id: str,
+        expected_version: int,
+        changes: JobChanges,
+        nodes: Sequence[NodeCheckpoint] = (),
+    ) -> int:
+        """Atomically apply job changes and upsert node checkpoints when the stored version is
+        `expected_version`; return the new version. A lost race raises ConflictError."""
+
+    # logs
+    async def append_logs(self, entries: Sequence[LogEntry]) -> None: ...
+
+    async def list_logs(self, job_id: str, offset: int = 0, limit: int = 100) -> Page[LogEntry]:
+        """Oldest first, in the order appended."""
+
+    # analytics
+    async def job_analytics(
+        self, owner: str | None, since: datetime | None = None, until: datetime | None = None
+    ) -> JobAnalytics: ...
+
+    async def workflow_analytics(
+        self, owner: str | None, since: datetime | None = None, until: datetime | None = None
+    ) -> WorkflowAnalytics: ...
+
+
+class EventBus(Protocol):
+    """Per-job and per-workflow event streams: at-least-once, ordered, replayable from an id."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def publish(self, event: JobEvent) -> str:
+        """Append to the job's and the workflow's streams; return the id in the job's stream."""
+
+    def subscribe(self, job_id: str, after: str | None = None) -> AsyncIterator[JobEvent]:
+        """Replay the job's events after `after` (all when None), then follow live; ends after the
+        event that ends the job."""
+
+    def subscribe_workflow(self, workflow_id: str, after: str | None = None) -> AsyncIterator[JobEvent]:
+        """Every job of the workflow, replayed after `after`, then live, without end."""
+
+    async def publish_workflow_event(self, workflow_id: str, event_type: str, data: dict[str, Any]) -> str:
+        """The platform's documented name: publish a workflow-level event that belongs to no job."""
+
+    def subscribe_workflow_events(self, workflow_id: str) -> AsyncIterator[JobEvent]:
+        """The platform's documented name for following a workflow's events live."""
