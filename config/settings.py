@@ -1,0 +1,70 @@
+"""Settings from environment variables and `.env`, under the names the platform already uses."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # server
+    port: int = Field(default=8001, alias="PORT", ge=1, le=65535)
+    host: str = Field(default="0.0.0.0", alias="HOST")
+    debug: bool = Field(default=False, alias="DEBUG")
+
+    # storage: MongoDB when MONGODB_URL is set, else the embedded SQLite file in DATA_DIR
+    mongodb_url: str | None = Field(default=None, alias="MONGODB_URL")
+    mongodb_db: str = Field(default="optimus", alias="MONGODB_DB")
+    mongodb_majority_writes: bool = Field(default=True, alias="MONGODB_MAJORITY_WRITES")
+    data_dir: Path = Field(default=Path("data"), alias="DATA_DIR")
+
+    # events: the Redis at REDIS_HOST when set, else an embedded Redis server in DATA_DIR
+    redis_host: str | None = Field(default=None, alias="REDIS_HOST")
+    redis_port: int = Field(default=6379, alias="REDIS_PORT", ge=1, le=65535)
+    redis_password: SecretStr | None = Field(default=None, alias="REDIS_PASSWORD")
+
+    # auth
+    jwt_secret: SecretStr = Field(default=SecretStr("change-me-in-production"), alias="JWT_SECRET")
+    jwt_algorithm: str = Field(default="HS256", alias="JWT_ALGORITHM")
+
+    # other services of the platform
+    model_service_url: str = Field(default="http://localhost:8003", alias="MODEL_SERVICE_URL")
+    api_gateway_url: str = Field(default="http://localhost:8080", alias="API_GATEWAY_URL")
+    rag_service_url: str = Field(default="http://localhost:8002", alias="RAG_SERVICE_URL")
+
+    # logging
+    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    log_format: LogFormat = Field(default=LogFormat.JSON, alias="LOG_FORMAT")
+    log_file: Path | None = Field(default=None, alias="LOG_FILE")
+
+    # ray: a local instance when unset
+    ray_address: str | None = Field(default=None, alias="RAY_ADDRESS")
+
+    @field_validator("mongodb_url", "redis_host", "ray_address", "log_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
+        return level
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

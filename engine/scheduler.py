@@ -1,0 +1,374 @@
+"""The scheduling step: a pure function of (DAG, job state, event) -> decision.
+
+A decision lists the node checkpoints that change, the job's new status, the actions for the
+runtime (run a node, retry it later, cancel running work) and the events to publish. `step`
+never mutates the state: the job actor stores the decision's checkpoint first, then `apply`s
+it and publishes its events, so the store is never behind what clients were told.
+
+Routing: an edge p -> n is *taken* when p completed (or failed with on_error=continue) and n is
+not among p's `inactive_targets`; a conditional names the branch it did not take there, a node
+that failed with on_error=error_edge takes only its error edge. A pending node is decided once
+all its predecessors are finished: it runs when at least one incoming edge was taken, and is
+skipped otherwise, which skips everything reachable only through it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from engine.dag import Dag
+from engine.models import OnError
+from engine.records import ErrorInfo, EventType, JobStatus, NodeCheckpoint, NodeStatus
+
+# ---------------------------------------------------------------- events the runtime reports
+
+
+@dataclass(frozen=True)
+class Begin:
+    """Start a job, or resume it from its checkpoint after a crash or restart."""
+
+    time: datetime
+
+
+@dataclass(frozen=True)
+class NodeSucceeded:
+    node_id: str
+    output: Any
+    time: datetime
+    inactive_targets: frozenset[str] = frozenset()
+    usage: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class NodeFailed:
+    node_id: str
+    error: ErrorInfo
+    time: datetime
+
+
+@dataclass(frozen=True)
+class RetryDue:
+    node_id: str
+    time: datetime
+
+
+@dataclass(frozen=True)
+class CancelRequested:
+    time: datetime
+    reason: str = "cancelled by request"
+
+
+SchedulerEvent = Begin | NodeSucceeded | NodeFailed | RetryDue | CancelRequested
+
+# ---------------------------------------------------------------- what the runtime must do
+
+
+@dataclass(frozen=True)
+class RunNode:
+    node_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class ScheduleRetry:
+    node_id: str
+    attempt: int
+    delay_s: float
+
+
+@dataclass(frozen=True)
+class CancelNodes:
+    node_ids: tuple[str, ...]
+
+
+Action = RunNode | ScheduleRetry | CancelNodes
+
+
+@dataclass(frozen=True)
+class Emit:
+    type: EventType
+    node_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Decision:
+    changes: dict[str, NodeCheckpoint] = field(default_factory=dict)
+    status: JobStatus | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+    actions: list[Action] = field(default_factory=list)
+    events: list[Emit] = field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.changes or self.status or self.actions or self.events)
+
+
+@dataclass
+class JobState:
+    """The scheduler's view of a job: its status and one checkpoint per node."""
+
+    status: JobStatus
+    nodes: dict[str, NodeCheckpoint]
+    unfinished: int = -1
+
+    def __post_init__(self) -> None:
+        if self.unfinished < 0:
+            self.unfinished = sum(1 for node in self.nodes.values() if not node.status.is_terminal)
+
+    @classmethod
+    def initial(cls, dag: Dag) -> JobState:
+        nodes = {
+            node_id: NodeCheckpoint(node_id=node_id, node_type=spec.type)
+            for node_id, spec in dag.nodes.items()
+        }
+        return cls(status=JobStatus.PENDING, nodes=nodes)
+
+    @classmethod
+    def restore(cls, dag: Dag, status: JobStatus, stored: Mapping[str, NodeCheckpoint]) -> JobState:
+        """State from a checkpoint; nodes the checkpoint has not seen yet start pending."""
+        nodes = dict(JobState.initial(dag).nodes)
+        nodes.update({node_id: node for node_id, node in stored.items() if node_id in nodes})
+        return cls(status=status, nodes=nodes)
+
+
+def apply(state: JobState, decision: Decision) -> None:
+    """The one place a JobState changes: after the decision's checkpoint is stored."""
+    for node_id, node in decision.changes.items():
+        was_terminal = state.nodes[node_id].status.is_terminal
+        state.nodes[node_id] = node
+        state.unfinished += int(was_terminal) - int(node.status.is_terminal)
+    if decision.status is not None:
+        state.status = decision.status
+
+
+# ---------------------------------------------------------------- the step
+
+
+def step(dag: Dag, state: JobState, event: SchedulerEvent) -> Decision:
+    if state.status.is_terminal:
+        return Decision()
+    match event:
+        case Begin():
+            return _begin(dag, state, event)
+        case NodeSucceeded():
+            return _node_succeeded(dag, state, event)
+        case NodeFailed():
+            return _node_failed(dag, state, event)
+        case RetryDue():
+            return _retry_due(dag, state, event)
+        case CancelRequested():
+            return _cancel(dag, state, event)
+
+
+class _Draft:
+    """A decision under construction, reading the state through its own pending changes."""
+
+    def __init__(self, dag: Dag, state: JobState, time: datetime) -> None:
+        self.dag, self.state, self.time = dag, state, time
+        self.decision = Decision()
+        self.unfinished = state.unfinished
+
+    def node(self, node_id: str) -> NodeCheckpoint:
+        return self.decision.changes.get(node_id) or self.state.nodes[node_id]
+
+    def put(self, node: NodeCheckpoint) -> None:
+        before = self.node(node.node_id).status.is_terminal
+        self.decision.changes[node.node_id] = node
+        self.unfinished += int(before) - int(node.status.is_terminal)
+
+    def emit(self, type_: EventType, node_id: str | None = None, **data: Any) -> None:
+        self.decision.events.append(Emit(type_, node_id, data))
+
+    def run(self, node_id: str, attempt: int) -> None:
+        node = self.node(node_id)
+        self.put(
+            node.model_copy(
+                update={
+                    "status": NodeStatus.RUNNING,
+                    "attempts": attempt,
+                    "started_at": self.time,
+                    "finished_at": None,
+                    "error": None,
+                }
+            )
+        )
+        self.decision.actions.append(RunNode(node_id, attempt))
+        self.emit(EventType.NODE_STARTED, node_id, attempt=attempt)
+
+    def taken(self, source: str, target: str) -> bool:
+        node = self.node(source)
+        if target in node.inactive_targets:
+            return False
+        if node.status is NodeStatus.COMPLETED:
+            return True
+        return node.status is NodeStatus.FAILED and self.dag.nodes[source].on_error in (
+            OnError.CONTINUE,
+            OnError.ERROR_EDGE,
+        )
+
+    def decide_successors(self, node_ids: Iterable[str]) -> None:
+        """Run or skip every successor whose predecessors have all finished, skipping transitively."""
+        work = deque(node_ids)
+        while work:
+            target = work.popleft()
+            if self.node(target).status is not NodeStatus.PENDING:
+                continue
+            predecessors = self.dag.predecessors[target]
+            if not all(self.node(p).status.is_terminal for p in predecessors):
+                continue
+            if not predecessors or any(self.taken(p, target) for p in predecessors):
+                self.run(target, 1)
+            else:
+                self.put(
+                    self.node(target).model_copy(
+                        update={"status": NodeStatus.SKIPPED, "finished_at": self.time}
+                    )
+                )
+                self.emit(EventType.NODE_SKIPPED, target)
+                work.extend(self.dag.successors[target])
+
+    def finish_if_done(self) -> Decision:
+        if self.unfinished == 0 and self.decision.status in (None, JobStatus.RUNNING):
+            self.decision.status = JobStatus.COMPLETED
+            self.decision.result = self.result()
+            self.emit(EventType.JOB_COMPLETED)
+        return self.decision
+
+    def result(self) -> Any:
+        """The single completed end node's output; several by id; without end nodes, the sinks'."""
+        ends = [n for n in self.dag.end_nodes if self.node(n).status is NodeStatus.COMPLETED]
+        if len(ends) == 1:
+            return self.node(ends[0]).output
+        chosen = ends or [
+            n for n in self.dag.sinks if self.node(n).status in (NodeStatus.COMPLETED, NodeStatus.FAILED)
+        ]
+        return {n: self.node(n).output for n in chosen}
+
+    def stop_all(self, status: NodeStatus) -> None:
+        """Mark every unfinished node `status` and cancel the running ones."""
+        running = []
+        for node_id, node in self.state.nodes.items():
+            current = self.decision.changes.get(node_id, node)
+            if current.status.is_terminal:
+                continue
+            if current.status is NodeStatus.RUNNING or current.status is NodeStatus.RETRYING:
+                running.append(node_id)
+            self.put(current.model_copy(update={"status": status, "finished_at": self.time}))
+        if running:
+            self.decision.actions.append(CancelNodes(tuple(running)))
+
+
+def _begin(dag: Dag, state: JobState, event: Begin) -> Decision:
+    """Start a pending job at its roots, or resume a running one exactly where its checkpoint left it:
+    nodes that were in flight run again with the same attempt number (so the same idempotency key)."""
+    draft = _Draft(dag, state, event.time)
+    if state.status is JobStatus.PENDING:
+        draft.decision.status = JobStatus.RUNNING
+        draft.emit(EventType.JOB_STARTED)
+    for node_id, node in state.nodes.items():
+        if node.status is NodeStatus.RUNNING:
+            draft.decision.actions.append(RunNode(node_id, node.attempts))
+            draft.emit(EventType.NODE_STARTED, node_id, attempt=node.attempts, resumed=True)
+        elif node.status is NodeStatus.RETRYING:
+            draft.run(node_id, node.attempts + 1)
+    draft.decide_successors(n for n, node in state.nodes.items() if node.status is NodeStatus.PENDING)
+    return draft.finish_if_done()
+
+
+def _node_succeeded(dag: Dag, state: JobState, event: NodeSucceeded) -> Decision:
+    node = state.nodes[event.node_id]
+    if node.status is not NodeStatus.RUNNING:
+        return Decision()
+    draft = _Draft(dag, state, event.time)
+    inactive = set(event.inactive_targets)
+    error_target = dag.error_target(event.node_id)
+    if error_target:
+        inactive.add(error_target)
+    draft.put(
+        node.model_copy(
+            update={
+                "status": NodeStatus.COMPLETED,
+                "output": event.output,
+                "finished_at": event.time,
+                "inactive_targets": sorted(inactive),
+                "usage": event.usage,
+                "error": None,
+            }
+        )
+    )
+    draft.emit(EventType.NODE_COMPLETED, event.node_id, attempt=node.attempts, output=event.output)
+    draft.decide_successors(dag.successors[event.node_id])
+    return draft.finish_if_done()
+
+
+def _node_failed(dag: Dag, state: JobState, event: NodeFailed) -> Decision:
+    node = state.nodes[event.node_id]
+    if node.status is not NodeStatus.RUNNING:
+        return Decision()
+    spec = dag.nodes[event.node_id]
+    draft = _Draft(dag, state, event.time)
+    if event.error.retryable and node.attempts < spec.retry.max_attempts:
+        next_attempt = node.attempts + 1
+        delay = spec.retry.delay_before(next_attempt)
+        draft.put(node.model_copy(update={"status": NodeStatus.RETRYING, "error": event.error}))
+        draft.decision.actions.append(ScheduleRetry(event.node_id, next_attempt, delay))
+        draft.emit(
+            EventType.NODE_RETRYING,
+            event.node_id,
+            attempt=node.attempts,
+            next_attempt=next_attempt,
+            delay_s=delay,
+            error=event.error.model_dump(),
+        )
+        return draft.decision
+
+    update: dict[str, Any] = {"status": NodeStatus.FAILED, "error": event.error, "finished_at": event.time}
+    if spec.on_error is OnError.CONTINUE:
+        update["output"] = {"error": event.error.model_dump()}
+    elif spec.on_error is OnError.ERROR_EDGE:
+        update["inactive_targets"] = sorted(set(dag.successors[event.node_id]) - {spec.error_edge})
+        update["output"] = {"error": event.error.model_dump()}
+    draft.put(node.model_copy(update=update))
+    draft.emit(
+        EventType.NODE_FAILED,
+        event.node_id,
+        attempt=node.attempts,
+        error=event.error.model_dump(),
+        handled=spec.on_error is not OnError.FAIL,
+    )
+    if spec.on_error is OnError.FAIL:
+        draft.stop_all(NodeStatus.CANCELLED)
+        draft.decision.status = JobStatus.FAILED
+        draft.decision.error = ErrorInfo(
+            type=event.error.type,
+            message=f"node '{event.node_id}' failed: {event.error.message}",
+            retryable=event.error.retryable,
+            details={"node_id": event.node_id},
+        )
+        draft.emit(EventType.JOB_FAILED, None, error=draft.decision.error.model_dump())
+        return draft.decision
+    draft.decide_successors(dag.successors[event.node_id])
+    return draft.finish_if_done()
+
+
+def _retry_due(dag: Dag, state: JobState, event: RetryDue) -> Decision:
+    node = state.nodes[event.node_id]
+    if node.status is not NodeStatus.RETRYING:
+        return Decision()
+    draft = _Draft(dag, state, event.time)
+    draft.run(event.node_id, node.attempts + 1)
+    return draft.decision
+
+
+def _cancel(dag: Dag, state: JobState, event: CancelRequested) -> Decision:
+    draft = _Draft(dag, state, event.time)
+    draft.stop_all(NodeStatus.CANCELLED)
+    draft.decision.status = JobStatus.CANCELLED
+    draft.emit(EventType.JOB_CANCELLED, None, reason=event.reason)
+    return draft.decision

@@ -1,0 +1,221 @@
+"""Validate a workflow definition and report every problem at once, each naming its node or edge.
+
+Every check is linear in the size of the graph, so a 10,000-node definition validates in
+milliseconds, not seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.catalog import NodeCatalog
+from engine.errors import InvalidWorkflowError, Problem
+from engine.models import NodeSpec, OnError, WorkflowDefinition
+
+NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+RESERVED_NODE_IDS = frozenset({"input", "secrets", "item", "index"})
+MAX_CYCLES_REPORTED = 10
+
+
+@dataclass(frozen=True)
+class DefinitionLimits:
+    max_nodes: int = 10_000
+    max_edges: int = 50_000
+    max_bytes: int = 2 * 2**20
+
+
+def validate_workflow(
+    raw: Mapping[str, Any] | WorkflowDefinition,
+    catalog: NodeCatalog,
+    limits: DefinitionLimits = DefinitionLimits(),
+) -> WorkflowDefinition:
+    """Return the parsed definition, or raise InvalidWorkflowError listing every problem."""
+    data = raw.model_dump(mode="json") if isinstance(raw, WorkflowDefinition) else raw
+    problems = _size_problems(data, limits)
+    if problems:
+        raise InvalidWorkflowError(problems)
+    try:
+        definition = WorkflowDefinition.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidWorkflowError(_schema_problems(exc, data)) from None
+    problems = _graph_problems(definition, catalog, limits)
+    if problems:
+        raise InvalidWorkflowError(problems)
+    return definition
+
+
+def _size_problems(data: Mapping[str, Any], limits: DefinitionLimits) -> list[Problem]:
+    if not isinstance(data, Mapping):
+        return [Problem("a workflow definition must be a JSON object")]
+    problems: list[Problem] = []
+    size = len(json.dumps(data, separators=(",", ":"), default=str))
+    if size > limits.max_bytes:
+        problems.append(Problem(f"definition is {size} bytes, the limit is {limits.max_bytes}"))
+    nodes, edges = data.get("nodes"), data.get("edges")
+    if isinstance(nodes, list) and len(nodes) > limits.max_nodes:
+        problems.append(Problem(f"{len(nodes)} nodes, the limit is {limits.max_nodes}", field="nodes"))
+    if isinstance(edges, list) and len(edges) > limits.max_edges:
+        problems.append(Problem(f"{len(edges)} edges, the limit is {limits.max_edges}", field="edges"))
+    return problems
+
+
+def _schema_problems(exc: ValidationError, data: Mapping[str, Any]) -> list[Problem]:
+    """Turn pydantic's locations like ('nodes', 3, 'timeout_s') into the node's id and field."""
+    problems = []
+    raw_nodes = data.get("nodes") if isinstance(data.get("nodes"), list) else []
+    for error in exc.errors(include_url=False):
+        loc = list(error["loc"])
+        node_id = None
+        if len(loc) >= 2 and loc[0] in ("nodes", "edges") and isinstance(loc[1], int):
+            collection, index = loc[0], loc[1]
+            loc = loc[2:]
+            item = raw_nodes[index] if collection == "nodes" and index < len(raw_nodes) else None
+            if isinstance(item, Mapping) and isinstance(item.get("id"), str):
+                node_id = item["id"]
+            else:
+                loc = [f"{collection}[{index}]", *loc]
+        field = ".".join(str(part) for part in loc) or None
+        problems.append(Problem(error["msg"], node_id=node_id, field=field))
+    return problems
+
+
+def _graph_problems(
+    definition: WorkflowDefinition, catalog: NodeCatalog, limits: DefinitionLimits
+) -> list[Problem]:
+    problems: list[Problem] = []
+    if not definition.nodes:
+        return [Problem("workflow has no nodes; add at least one", field="nodes")]
+
+    nodes: dict[str, NodeSpec] = {}
+    for node in definition.nodes:
+        if node.id in nodes:
+            problems.append(Problem(f"duplicate node id '{node.id}'", node_id=node.id, field="id"))
+            continue
+        nodes[node.id] = node
+        problems.extend(_node_problems(node, catalog))
+
+    successors: dict[str, set[str]] = {node_id: set() for node_id in nodes}
+    for index, edge in enumerate(definition.edges):
+        where = f"edges[{index}]"
+        unknown = [end for end in (edge.source, edge.target) if end not in nodes]
+        for end in unknown:
+            role = "source" if end == edge.source else "target"
+            problems.append(
+                Problem(
+                    f"edge {edge.source} -> {edge.target} names unknown node '{end}'", field=f"{where}.{role}"
+                )
+            )
+        if unknown:
+            continue
+        if edge.source == edge.target:
+            problems.append(
+                Problem(f"self-loop: edge {edge.source} -> {edge.target}", node_id=edge.source, field=where)
+            )
+            continue
+        successors[edge.source].add(edge.target)
+
+    problems.extend(_cycle_problems(successors))
+    for node in nodes.values():
+        problems.extend(_routing_problems(node, successors[node.id], catalog))
+    return problems
+
+
+def _node_problems(node: NodeSpec, catalog: NodeCatalog) -> list[Problem]:
+    problems = []
+    if not NODE_ID_PATTERN.match(node.id):
+        problems.append(
+            Problem(
+                "node id may only contain letters, digits, '_' and '-' (at most 128)",
+                node_id=node.id,
+                field="id",
+            )
+        )
+    elif node.id in RESERVED_NODE_IDS:
+        problems.append(
+            Problem(
+                f"node id '{node.id}' is reserved for templates; choose another", node_id=node.id, field="id"
+            )
+        )
+    known = catalog.known_types()
+    if node.type not in known:
+        problems.append(
+            Problem(
+                f"unknown node type '{node.type}'; known types: {', '.join(sorted(known))}",
+                node_id=node.id,
+                field="type",
+            )
+        )
+    else:
+        problems.extend(
+            Problem(message, node_id=node.id, field=field)
+            for field, message in catalog.config_problems(node.type, node.config)
+        )
+    if node.on_error is OnError.ERROR_EDGE and not node.error_edge:
+        problems.append(
+            Problem(
+                "on_error 'error_edge' needs error_edge: the successor to run on failure",
+                node_id=node.id,
+                field="error_edge",
+            )
+        )
+    if node.error_edge and node.on_error is not OnError.ERROR_EDGE:
+        problems.append(
+            Problem("error_edge is set but on_error is not 'error_edge'", node_id=node.id, field="on_error")
+        )
+    return problems
+
+
+def _routing_problems(node: NodeSpec, successors: set[str], catalog: NodeCatalog) -> list[Problem]:
+    targets: dict[str, str] = {}
+    if node.type in catalog.known_types():
+        targets.update(catalog.routing_targets(node.type, node.config))
+    if node.on_error is OnError.ERROR_EDGE and node.error_edge:
+        targets["error_edge"] = node.error_edge
+    problems = []
+    for field, target in targets.items():
+        if target not in successors:
+            listed = ", ".join(sorted(successors)) or "none"
+            problems.append(
+                Problem(
+                    f"{field} '{target}' is not a direct successor of '{node.id}' (successors: {listed}); "
+                    f"add an edge {node.id} -> {target}",
+                    node_id=node.id,
+                    field=f"config.{field}" if field != "error_edge" else field,
+                )
+            )
+    return problems
+
+
+def _cycle_problems(successors: Mapping[str, set[str]]) -> list[Problem]:
+    """Report each cycle found by an iterative depth-first search, with its path."""
+    white, grey, black = 0, 1, 2
+    colour = dict.fromkeys(successors, white)
+    problems: list[Problem] = []
+    for root in successors:
+        if colour[root] != white:
+            continue
+        path = [root]
+        stack = [iter(sorted(successors[root]))]
+        colour[root] = grey
+        while stack:
+            child = next(stack[-1], None)
+            if child is None:
+                stack.pop()
+                colour[path.pop()] = black
+                continue
+            if colour[child] == grey:
+                cycle = [*path[path.index(child) :], child]
+                problems.append(Problem(f"cycle: {' -> '.join(cycle)}", node_id=child, field="edges"))
+                if len(problems) >= MAX_CYCLES_REPORTED:
+                    return problems
+            elif colour[child] == white:
+                colour[child] = grey
+                path.append(child)
+                stack.append(iter(sorted(successors[child])))
+    return problems
