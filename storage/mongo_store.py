@@ -1,0 +1,584 @@
+"""The production Store on MongoDB through motor.
+
+Collections: `workflows` (latest version of each), `workflow_versions` (every version), `jobs` (one
+document per job, its node checkpoints under `nodes.<node_id>`), `logs` (one document per entry,
+ordered by a per-job sequence reserved on the job document).
+
+User-shaped payloads (definitions, job input and result, node output, errors, log data) are kept
+as JSON text in `*_json` fields: their keys are the user's and may start with '$' or contain '.',
+which MongoDB field names do not reliably support. Fields the store queries stay native.
+
+A standalone mongod has no multi-document transactions, so workflow writes are ordered to be
+safe without them: the latest document is the source of truth, and a version is copied into
+`workflow_versions` before the latest moves past it (and again right after), so no version is lost
+if a writer dies between the two steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
+from pydantic_core import to_json
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, WriteConcern
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+
+from engine.errors import (
+    ConflictError,
+    InvalidWorkflowError,
+    NotFoundError,
+    Problem,
+    StorageUnavailableError,
+)
+from engine.models import WorkflowDefinition
+from engine.records import (
+    ErrorInfo,
+    JobAnalytics,
+    JobChanges,
+    JobRecord,
+    JobStatus,
+    LogEntry,
+    NodeCheckpoint,
+    Page,
+    WorkflowAnalytics,
+    WorkflowRecord,
+    utcnow,
+)
+from storage.analytics import (
+    JobSample,
+    NodeSample,
+    check_page,
+    fold_job_analytics,
+    fold_workflow_analytics,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+WORKFLOW_UPDATE_ATTEMPTS = 10
+NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
+
+
+def _unavailable_as_storage_error(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Report an unreachable server as StorageUnavailableError, which callers may retry."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except ConnectionFailure as exc:
+            raise StorageUnavailableError(f"MongoDB is unreachable: {exc}") from exc
+
+    return wrapper
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    """The current time at the millisecond precision MongoDB stores."""
+    now = utcnow()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _json(value: Any) -> str:
+    return to_json(value).decode()
+
+
+def _error_json(error: ErrorInfo | dict[str, Any] | None) -> str | None:
+    if error is None:
+        return None
+    return error.model_dump_json() if isinstance(error, ErrorInfo) else _json(error)
+
+
+def _error(text: str | None) -> ErrorInfo | None:
+    return None if text is None else ErrorInfo.model_validate_json(text)
+
+
+def _checked_node_id(node_id: str) -> str:
+    """Node ids become field names (`nodes.<id>`): refuse any that could address another field."""
+    if not NODE_ID_PATTERN.match(node_id):
+        raise InvalidWorkflowError(
+            [Problem("a node id may only contain letters, digits, '_' and '-'", node_id=node_id, field="id")]
+        )
+    return node_id
+
+
+def _node_doc(node: NodeCheckpoint) -> dict[str, Any]:
+    return {
+        "node_id": _checked_node_id(node.node_id),
+        "node_type": node.node_type,
+        "status": str(node.status),
+        "attempts": node.attempts,
+        "started_at": node.started_at,
+        "finished_at": node.finished_at,
+        "inactive_targets": node.inactive_targets,
+        "usage": node.usage,
+        "output_json": _json(node.output),
+        "error_json": _error_json(node.error),
+    }
+
+
+def _node(doc: dict[str, Any]) -> NodeCheckpoint:
+    return NodeCheckpoint(
+        node_id=doc["node_id"],
+        node_type=doc["node_type"],
+        status=doc["status"],
+        attempts=doc["attempts"],
+        output=json.loads(doc["output_json"]),
+        error=_error(doc["error_json"]),
+        started_at=_utc(doc["started_at"]),
+        finished_at=_utc(doc["finished_at"]),
+        inactive_targets=doc["inactive_targets"],
+        usage=doc["usage"],
+    )
+
+
+def _job_doc(job: JobRecord) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "_id": job.id,
+        "owner": job.owner,
+        "workflow_id": job.workflow_id,
+        "workflow_version": job.workflow_version,
+        "status": str(job.status),
+        "input_json": _json(job.input),
+        "result_json": _json(job.result),
+        "error_json": _error_json(job.error),
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "version": job.version,
+        "actor_name": job.actor_name,
+        "event_sequence": job.event_sequence,
+        "schema_version": job.schema_version,
+        "nodes": {node_id: _node_doc(node) for node_id, node in job.nodes.items()},
+        "log_count": 0,
+    }
+    if job.idempotency_key is not None:
+        doc["idempotency_key"] = job.idempotency_key
+    return doc
+
+
+def _job(doc: dict[str, Any]) -> JobRecord:
+    return JobRecord(
+        id=doc["_id"],
+        owner=doc["owner"],
+        workflow_id=doc["workflow_id"],
+        workflow_version=doc["workflow_version"],
+        status=JobStatus(doc["status"]),
+        input=json.loads(doc["input_json"]),
+        result=json.loads(doc["result_json"]),
+        error=_error(doc["error_json"]),
+        created_at=_utc(doc["created_at"]),
+        started_at=_utc(doc["started_at"]),
+        finished_at=_utc(doc["finished_at"]),
+        version=doc["version"],
+        actor_name=doc["actor_name"],
+        idempotency_key=doc.get("idempotency_key"),
+        event_sequence=doc["event_sequence"],
+        nodes={node_id: _node(node) for node_id, node in doc["nodes"].items()},
+        schema_version=doc["schema_version"],
+    )
+
+
+_CHANGE_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "status": ("status", str),
+    "result": ("result_json", _json),
+    "error": ("error_json", _error_json),
+    "started_at": ("started_at", _utc),
+    "finished_at": ("finished_at", _utc),
+    "actor_name": ("actor_name", str),
+    "event_sequence": ("event_sequence", int),
+}
+"""JobChanges field -> (document field, encoder)."""
+
+
+def _workflow(doc: dict[str, Any]) -> WorkflowRecord:
+    return WorkflowRecord(
+        id=doc.get("workflow_id", doc["_id"]),
+        owner=doc["owner"],
+        version=doc["version"],
+        name=doc["name"],
+        description=doc["description"],
+        definition=WorkflowDefinition.model_validate_json(doc["definition_json"]),
+        created_at=_utc(doc["created_at"]),
+        updated_at=_utc(doc["updated_at"]),
+    )
+
+
+def _status_filter(status: JobStatus | Sequence[JobStatus]) -> dict[str, Any]:
+    if isinstance(status, str):
+        return {"status": str(JobStatus(status))}
+    return {"status": {"$in": [str(JobStatus(s)) for s in status]}}
+
+
+def _created_window(since: datetime | None, until: datetime | None) -> dict[str, Any]:
+    window: dict[str, Any] = {}
+    if since is not None:
+        window["$gte"] = since
+    if until is not None:
+        window["$lt"] = until
+    return {"created_at": window} if window else {}
+
+
+_ANALYTICS_PROJECTION = {
+    "workflow_id": 1,
+    "status": 1,
+    "started_at": 1,
+    "finished_at": 1,
+    "nodes": {
+        "$map": {
+            "input": {"$objectToArray": {"$ifNull": ["$nodes", {}]}},
+            "in": {
+                "node_type": "$$this.v.node_type",
+                "status": "$$this.v.status",
+                "started_at": "$$this.v.started_at",
+                "finished_at": "$$this.v.finished_at",
+                "usage": "$$this.v.usage",
+            },
+        }
+    },
+}
+"""Only what analytics reads: each node's type, status, times and usage, not its output."""
+
+
+class MongoStore:
+    """Store on a MongoDB database; `write_concern_majority` makes job writes wait for a majority."""
+
+    def __init__(
+        self, client: AsyncIOMotorClient, database: str, *, write_concern_majority: bool = True
+    ) -> None:
+        self._client = client
+        self._db = client[database]
+        self._workflows: AsyncIOMotorCollection = self._db["workflows"]
+        self._versions: AsyncIOMotorCollection = self._db["workflow_versions"]
+        self._jobs: AsyncIOMotorCollection = self._db["jobs"]
+        self._logs: AsyncIOMotorCollection = self._db["logs"]
+        self._durable_jobs: AsyncIOMotorCollection = (
+            self._db.get_collection("jobs", write_concern=WriteConcern("majority"))
+            if write_concern_majority
+            else self._jobs
+        )
+
+    @classmethod
+    def from_url(cls, url: str, database: str, *, write_concern_majority: bool = True) -> MongoStore:
+        client = AsyncIOMotorClient(url, tz_aware=True, serverSelectionTimeoutMS=10_000)
+        return cls(client, database, write_concern_majority=write_concern_majority)
+
+    @_unavailable_as_storage_error
+    async def start(self) -> None:
+        # One create_index call each: mongomock's create_indexes drops partialFilterExpression.
+        by_owner = [("owner", ASCENDING), *NEWEST_FIRST]
+        await self._workflows.create_index(by_owner, name="by_owner")
+        await self._workflows.create_index(NEWEST_FIRST, name="by_created")
+        await self._versions.create_index(
+            [("workflow_id", ASCENDING), ("version", ASCENDING)], unique=True, name="version"
+        )
+        await self._jobs.create_index(
+            [("owner", ASCENDING), ("idempotency_key", ASCENDING)],
+            unique=True,
+            partialFilterExpression={"idempotency_key": {"$type": "string"}},
+            name="idempotency",
+        )
+        await self._jobs.create_index(by_owner, name="by_owner")
+        await self._jobs.create_index([("workflow_id", ASCENDING), *NEWEST_FIRST], name="by_workflow")
+        await self._jobs.create_index(NEWEST_FIRST, name="by_created")
+        await self._logs.create_index([("job_id", ASCENDING), ("seq", ASCENDING)], unique=True, name="by_job")
+
+    async def close(self) -> None:
+        self._client.close()
+
+    async def ping(self) -> bool:
+        try:
+            reply = await self._db.command("ping")
+        except PyMongoError:
+            return False
+        return bool(reply.get("ok"))
+
+    # workflows
+
+    async def _record_version(self, latest: dict[str, Any]) -> None:
+        """Copy a latest-workflow document into workflow_versions (idempotent)."""
+        version = {key: value for key, value in latest.items() if key not in ("_id", "deleted")}
+        version["workflow_id"] = latest["_id"]
+        key = {"workflow_id": latest["_id"], "version": latest["version"]}
+        with contextlib.suppress(DuplicateKeyError):  # a concurrent writer stored this same version first
+            await self._versions.replace_one(key, version, upsert=True)
+
+    @_unavailable_as_storage_error
+    async def create_workflow(
+        self, owner: str, definition: WorkflowDefinition, workflow_id: str | None = None
+    ) -> WorkflowRecord:
+        now = _now()
+        doc = {
+            "_id": workflow_id or uuid.uuid4().hex,
+            "owner": owner,
+            "version": 1,
+            "name": definition.name,
+            "description": definition.description,
+            "definition_json": definition.model_dump_json(),
+            "created_at": now,
+            "updated_at": now,
+            "deleted": False,
+        }
+        try:
+            await self._workflows.insert_one(doc)
+        except DuplicateKeyError as exc:
+            raise ConflictError(f"workflow {doc['_id']} already exists") from exc
+        await self._record_version(doc)
+        return _workflow(doc)
+
+    async def _live_workflow(self, workflow_id: str) -> dict[str, Any]:
+        doc = await self._workflows.find_one({"_id": workflow_id, "deleted": False})
+        if doc is None:
+            raise NotFoundError(f"workflow {workflow_id} not found")
+        return doc
+
+    @_unavailable_as_storage_error
+    async def get_workflow(self, workflow_id: str, version: int | None = None) -> WorkflowRecord:
+        if version is None:
+            return _workflow(await self._live_workflow(workflow_id))
+        doc = await self._versions.find_one({"workflow_id": workflow_id, "version": version})
+        if doc is None:
+            doc = await self._workflows.find_one({"_id": workflow_id, "version": version})
+        if doc is None:
+            raise NotFoundError(f"workflow {workflow_id} version {version} not found")
+        return _workflow(doc)
+
+    @_unavailable_as_storage_error
+    async def list_workflows(
+        self, owner: str | None, offset: int = 0, limit: int = 50
+    ) -> Page[WorkflowRecord]:
+        check_page(offset, limit)
+        query: dict[str, Any] = {"deleted": False}
+        if owner is not None:
+            query["owner"] = owner
+        total = await self._workflows.count_documents(query)
+        cursor = self._workflows.find(query).sort(NEWEST_FIRST).skip(offset).limit(limit)
+        items = [_workflow(doc) async for doc in cursor]
+        return Page(items=items, total=total, offset=offset, limit=limit)
+
+    @_unavailable_as_storage_error
+    async def update_workflow(self, workflow_id: str, definition: WorkflowDefinition) -> WorkflowRecord:
+        changes = {
+            "name": definition.name,
+            "description": definition.description,
+            "definition_json": definition.model_dump_json(),
+        }
+        for _ in range(WORKFLOW_UPDATE_ATTEMPTS):
+            current = await self._live_workflow(workflow_id)
+            await self._record_version(current)
+            updated = await self._workflows.find_one_and_update(
+                {"_id": workflow_id, "version": current["version"], "deleted": False},
+                {"$set": {**changes, "updated_at": _now()}, "$inc": {"version": 1}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if updated is not None:
+                await self._record_version(updated)
+                return _workflow(updated)
+        raise ConflictError(
+            f"workflow {workflow_id} kept changing during {WORKFLOW_UPDATE_ATTEMPTS} update attempts"
+        )
+
+    @_unavailable_as_storage_error
+    async def delete_workflow(self, workflow_id: str) -> None:
+        await self._record_version(await self._live_workflow(workflow_id))
+        deleted = await self._workflows.update_one(
+            {"_id": workflow_id, "deleted": False}, {"$set": {"deleted": True}}
+        )
+        if deleted.matched_count == 0:
+            raise NotFoundError(f"workflow {workflow_id} not found")
+
+    # jobs
+
+    async def _job_by_key(self, owner: str, idempotency_key: str) -> JobRecord | None:
+        doc = await self._jobs.find_one({"owner": owner, "idempotency_key": idempotency_key})
+        return None if doc is None else _job(doc)
+
+    @_unavailable_as_storage_error
+    async def create_job(self, job: JobRecord) -> JobRecord:
+        if job.idempotency_key is not None:
+            existing = await self._job_by_key(job.owner, job.idempotency_key)
+            if existing is not None:
+                return existing
+        try:
+            await self._durable_jobs.insert_one(_job_doc(job))
+        except DuplicateKeyError as exc:
+            if job.idempotency_key is not None:
+                existing = await self._job_by_key(job.owner, job.idempotency_key)
+                if existing is not None:
+                    return existing
+            raise ConflictError(f"job {job.id} already exists") from exc
+        return await self.get_job(job.id)
+
+    @_unavailable_as_storage_error
+    async def get_job(self, job_id: str) -> JobRecord:
+        doc = await self._jobs.find_one({"_id": job_id})
+        if doc is None:
+            raise NotFoundError(f"job {job_id} not found")
+        return _job(doc)
+
+    @_unavailable_as_storage_error
+    async def list_jobs(
+        self,
+        owner: str | None = None,
+        workflow_id: str | None = None,
+        status: JobStatus | Sequence[JobStatus] | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> Page[JobRecord]:
+        check_page(offset, limit)
+        query: dict[str, Any] = {}
+        if owner is not None:
+            query["owner"] = owner
+        if workflow_id is not None:
+            query["workflow_id"] = workflow_id
+        if status is not None:
+            query.update(_status_filter(status))
+        total = await self._jobs.count_documents(query)
+        cursor = self._jobs.find(query).sort(NEWEST_FIRST).skip(offset).limit(limit)
+        items = [_job(doc) async for doc in cursor]
+        return Page(items=items, total=total, offset=offset, limit=limit)
+
+    @_unavailable_as_storage_error
+    async def checkpoint(
+        self,
+        job_id: str,
+        expected_version: int,
+        changes: JobChanges,
+        nodes: Sequence[NodeCheckpoint] = (),
+    ) -> int:
+        fields: dict[str, Any] = {}
+        for name, value in changes.as_updates().items():
+            field, encode = _CHANGE_FIELDS[name]
+            fields[field] = encode(value)
+        for node in nodes:
+            fields[f"nodes.{_checked_node_id(node.node_id)}"] = _node_doc(node)
+        update: dict[str, Any] = {"$inc": {"version": 1}}
+        if fields:
+            update["$set"] = fields
+        doc = await self._durable_jobs.find_one_and_update(
+            {"_id": job_id, "version": expected_version},
+            update,
+            projection={"version": True},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is not None:
+            return doc["version"]
+        stored = await self._jobs.find_one({"_id": job_id}, projection={"version": True})
+        if stored is None:
+            raise NotFoundError(f"job {job_id} not found")
+        raise ConflictError(
+            f"job {job_id} checkpoint expected version {expected_version}, "
+            f"but the stored version is {stored['version']}"
+        )
+
+    # logs
+
+    @_unavailable_as_storage_error
+    async def append_logs(self, entries: Sequence[LogEntry]) -> None:
+        by_job: dict[str, list[LogEntry]] = {}
+        for entry in entries:
+            by_job.setdefault(entry.job_id, []).append(entry)
+        for job_id, job_entries in by_job.items():
+            reserved = await self._jobs.find_one_and_update(
+                {"_id": job_id},
+                {"$inc": {"log_count": len(job_entries)}},
+                projection={"log_count": True},
+                return_document=ReturnDocument.AFTER,
+            )
+            if reserved is None:
+                raise NotFoundError(f"cannot append logs: job {job_id} not found")
+            first = reserved["log_count"] - len(job_entries) + 1
+            await self._logs.insert_many(
+                [
+                    {
+                        "job_id": job_id,
+                        "seq": first + index,
+                        "time": entry.time,
+                        "level": str(entry.level),
+                        "node_id": entry.node_id,
+                        "message": entry.message,
+                        "data_json": _json(entry.data),
+                    }
+                    for index, entry in enumerate(job_entries)
+                ],
+                ordered=True,
+            )
+
+    @_unavailable_as_storage_error
+    async def list_logs(self, job_id: str, offset: int = 0, limit: int = 100) -> Page[LogEntry]:
+        check_page(offset, limit)
+        query = {"job_id": job_id}
+        total = await self._logs.count_documents(query)
+        cursor = self._logs.find(query).sort("seq", ASCENDING).skip(offset).limit(limit)
+        items = [
+            LogEntry(
+                job_id=doc["job_id"],
+                time=_utc(doc["time"]),
+                level=doc["level"],
+                node_id=doc["node_id"],
+                message=doc["message"],
+                data=json.loads(doc["data_json"]),
+            )
+            async for doc in cursor
+        ]
+        return Page(items=items, total=total, offset=offset, limit=limit)
+
+    # analytics
+
+    async def _job_samples(
+        self, owner: str | None, since: datetime | None, until: datetime | None
+    ) -> list[JobSample]:
+        match: dict[str, Any] = _created_window(since, until)
+        if owner is not None:
+            match["owner"] = owner
+        pipeline = [{"$match": match}, {"$project": _ANALYTICS_PROJECTION}]
+        return [
+            JobSample(
+                workflow_id=doc["workflow_id"],
+                status=doc["status"],
+                started_at=_utc(doc.get("started_at")),
+                finished_at=_utc(doc.get("finished_at")),
+                nodes=[
+                    NodeSample(
+                        node_type=node["node_type"],
+                        status=node["status"],
+                        started_at=_utc(node.get("started_at")),
+                        finished_at=_utc(node.get("finished_at")),
+                        usage=node.get("usage"),
+                    )
+                    for node in doc["nodes"]
+                ],
+            )
+            async for doc in self._jobs.aggregate(pipeline)
+        ]
+
+    @_unavailable_as_storage_error
+    async def job_analytics(
+        self, owner: str | None, since: datetime | None = None, until: datetime | None = None
+    ) -> JobAnalytics:
+        return fold_job_analytics(await self._job_samples(owner, since, until), since, until)
+
+    @_unavailable_as_storage_error
+    async def workflow_analytics(
+        self, owner: str | None, since: datetime | None = None, until: datetime | None = None
+    ) -> WorkflowAnalytics:
+        samples = await self._job_samples(owner, since, until)
+        ids = sorted({sample.workflow_id for sample in samples})
+        names = {
+            doc["_id"]: doc["name"]
+            async for doc in self._workflows.find({"_id": {"$in": ids}}, projection={"name": True})
+        }
+        return fold_workflow_analytics(samples, names, since, until)

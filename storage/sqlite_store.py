@@ -1,0 +1,729 @@
+"""The embedded Store: one SQLite file shared by the gateway's and the job actors' processes.
+
+Each store instance owns one connection, used only from its own worker thread, so an async call
+costs one thread hop; a checkpoint is one short write transaction in that hop. Several processes
+may open the same file: WAL lets readers run beside the one writer, writers take the lock up front
+(BEGIN IMMEDIATE), wait up to `busy_timeout_ms` for it, and a still-busy transaction is retried.
+
+With synchronous=NORMAL (the default) a committed checkpoint survives a crash of any process;
+only a power loss or OS crash may lose the last commits. Pass synchronous="FULL" to fsync each one.
+
+Payloads are JSON text; times are integer milliseconds since the epoch (UTC), the precision MongoDB
+keeps, so both stores hand back the same values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic_core import to_json
+
+from engine.errors import ConflictError, NotFoundError, StorageUnavailableError
+from engine.models import WorkflowDefinition
+from engine.records import (
+    ErrorInfo,
+    JobAnalytics,
+    JobChanges,
+    JobRecord,
+    JobStatus,
+    LogEntry,
+    NodeCheckpoint,
+    Page,
+    WorkflowAnalytics,
+    WorkflowRecord,
+    utcnow,
+)
+from storage.analytics import (
+    JobSample,
+    NodeSample,
+    check_page,
+    fold_job_analytics,
+    fold_workflow_analytics,
+)
+
+T = TypeVar("T")
+
+MIGRATIONS: list[tuple[str, ...]] = [
+    (
+        """CREATE TABLE workflows (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL,
+            definition TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX workflows_by_owner ON workflows (owner, created_at DESC, id DESC)",
+        "CREATE INDEX workflows_by_created ON workflows (created_at DESC, id DESC)",
+        """CREATE TABLE workflow_versions (
+            workflow_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL,
+            definition TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (workflow_id, version)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            workflow_id TEXT NOT NULL,
+            workflow_version INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            input TEXT NOT NULL,
+            result TEXT NOT NULL,
+            error TEXT,
+            created_at INTEGER NOT NULL,
+            started_at INTEGER,
+            finished_at INTEGER,
+            version INTEGER NOT NULL,
+            actor_name TEXT,
+            idempotency_key TEXT,
+            event_sequence INTEGER NOT NULL,
+            schema_version INTEGER NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX jobs_idempotency ON jobs (owner, idempotency_key)",
+        "CREATE INDEX jobs_by_owner ON jobs (owner, created_at DESC, id DESC)",
+        "CREATE INDEX jobs_by_workflow ON jobs (workflow_id, created_at DESC, id DESC)",
+        "CREATE INDEX jobs_by_created ON jobs (created_at DESC, id DESC)",
+        """CREATE TABLE job_nodes (
+            job_id TEXT NOT NULL REFERENCES jobs (id),
+            node_id TEXT NOT NULL,
+            node_type TEXT NOT NULL,
+            status TEXT NOT NULL,
+            started_at INTEGER,
+            finished_at INTEGER,
+            usage TEXT,
+            checkpoint TEXT NOT NULL,
+            PRIMARY KEY (job_id, node_id)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE logs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL REFERENCES jobs (id),
+            time INTEGER NOT NULL,
+            level TEXT NOT NULL,
+            node_id TEXT,
+            message TEXT NOT NULL,
+            data TEXT NOT NULL
+        )""",
+        "CREATE INDEX logs_by_job ON logs (job_id, seq)",
+    ),
+]
+"""Schema migrations in order; the file's PRAGMA user_version counts those applied."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_JOB_COLUMNS = (
+    "id, owner, workflow_id, workflow_version, status, input, result, error, created_at, started_at, "
+    "finished_at, version, actor_name, idempotency_key, event_sequence, schema_version"
+)
+_WORKFLOW_COLUMNS = "id, owner, version, name, description, definition, created_at, updated_at"
+_VERSION_TABLE_COLUMNS = "workflow_id, owner, version, name, description, definition, created_at, updated_at"
+_VERSION_COLUMNS = "workflow_id AS id, owner, version, name, description, definition, created_at, updated_at"
+
+
+def _to_ms(value: datetime | None) -> int | None:
+    """Milliseconds since the epoch; a naive datetime is taken as UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // _MILLISECOND
+
+
+def _from_ms(value: int | None) -> datetime | None:
+    return None if value is None else _EPOCH + value * _MILLISECOND
+
+
+def _ms_precision(value: datetime | None) -> datetime | None:
+    return _from_ms(_to_ms(value))
+
+
+def _json(value: Any) -> str:
+    return to_json(value).decode()
+
+
+def _error_json(error: ErrorInfo | dict[str, Any] | None) -> str | None:
+    if error is None:
+        return None
+    return error.model_dump_json() if isinstance(error, ErrorInfo) else _json(error)
+
+
+_CHANGE_ENCODERS: dict[str, Callable[[Any], Any]] = {
+    "status": str,
+    "result": _json,
+    "error": _error_json,
+    "started_at": _to_ms,
+    "finished_at": _to_ms,
+    "actor_name": str,
+    "event_sequence": int,
+}
+"""JobChanges field -> encoder of its jobs column (the column has the field's name)."""
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES
+
+
+def _workflow(row: sqlite3.Row) -> WorkflowRecord:
+    return WorkflowRecord(
+        id=row["id"],
+        owner=row["owner"],
+        version=row["version"],
+        name=row["name"],
+        description=row["description"],
+        definition=WorkflowDefinition.model_validate_json(row["definition"]),
+        created_at=_from_ms(row["created_at"]),
+        updated_at=_from_ms(row["updated_at"]),
+    )
+
+
+def _job(row: sqlite3.Row, nodes: dict[str, NodeCheckpoint]) -> JobRecord:
+    return JobRecord(
+        id=row["id"],
+        owner=row["owner"],
+        workflow_id=row["workflow_id"],
+        workflow_version=row["workflow_version"],
+        status=JobStatus(row["status"]),
+        input=json.loads(row["input"]),
+        result=json.loads(row["result"]),
+        error=None if row["error"] is None else ErrorInfo.model_validate_json(row["error"]),
+        created_at=_from_ms(row["created_at"]),
+        started_at=_from_ms(row["started_at"]),
+        finished_at=_from_ms(row["finished_at"]),
+        version=row["version"],
+        actor_name=row["actor_name"],
+        idempotency_key=row["idempotency_key"],
+        event_sequence=row["event_sequence"],
+        nodes=nodes,
+        schema_version=row["schema_version"],
+    )
+
+
+def _node_row(job_id: str, node: NodeCheckpoint) -> tuple[Any, ...]:
+    node = node.model_copy(
+        update={"started_at": _ms_precision(node.started_at), "finished_at": _ms_precision(node.finished_at)}
+    )
+    return (
+        job_id,
+        node.node_id,
+        node.node_type,
+        str(node.status),
+        _to_ms(node.started_at),
+        _to_ms(node.finished_at),
+        None if node.usage is None else _json(node.usage),
+        node.model_dump_json(),
+    )
+
+
+_UPSERT_NODE = """
+    INSERT INTO job_nodes (job_id, node_id, node_type, status, started_at, finished_at, usage, checkpoint)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (job_id, node_id) DO UPDATE SET
+        node_type = excluded.node_type, status = excluded.status, started_at = excluded.started_at,
+        finished_at = excluded.finished_at, usage = excluded.usage, checkpoint = excluded.checkpoint
+"""
+
+
+def _status_list(status: JobStatus | Sequence[JobStatus] | None) -> list[str] | None:
+    if status is None:
+        return None
+    if isinstance(status, str):
+        return [str(JobStatus(status))]
+    return [str(JobStatus(s)) for s in status]
+
+
+def _time_window(since: datetime | None, until: datetime | None) -> tuple[list[str], list[Any]]:
+    clauses, params = [], []
+    if since is not None:
+        clauses.append("created_at >= ?")
+        params.append(_to_ms(since))
+    if until is not None:
+        clauses.append("created_at < ?")
+        params.append(_to_ms(until))
+    return clauses, params
+
+
+def _where(clauses: list[str]) -> str:
+    return f"WHERE {' AND '.join(clauses)}" if clauses else ""
+
+
+class SqliteStore:
+    """Store on a SQLite file; see the module docstring for the concurrency and durability rules."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_ms: int = 5000,
+        busy_retries: int = 8,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
+        self.path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._busy_retries = busy_retries
+        self._synchronous = synchronous
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    # plumbing
+
+    async def start(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{self.path.name}")
+        try:
+            await self._call(self._open)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        await self._call(self._close_connection)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise RuntimeError(f"SqliteStore({self.path}) used before start() or after close()")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        self._conn = conn
+        self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self._transaction(self._migrate)
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database schema version {current} is newer than this code's {SCHEMA_VERSION}; "
+                "upgrade the service"
+            )
+        for statements in MIGRATIONS[current:]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _retry_busy(self, work: Callable[[], T]) -> T:
+        """Run `work`, again after a short back-off while another connection holds the lock."""
+        attempt = 0
+        while True:
+            try:
+                return work()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                if self._conn is not None and self._conn.in_transaction:
+                    self._conn.rollback()
+                if attempt >= self._busy_retries:
+                    raise StorageUnavailableError(
+                        f"SQLite file {self.path} stayed locked by another connection: {exc}"
+                    ) from exc
+                time.sleep(min(0.5, 0.01 * 2**attempt))
+                attempt += 1
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """Run `work` in one transaction (a write lock taken up front when `write`)."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError(f"SqliteStore({self.path}) is not open")
+
+        def attempt() -> T:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                result = work(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+            return result
+
+        return self._retry_busy(attempt)
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(lambda: self._transaction(work))
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(lambda: self._transaction(work, write=False))
+
+    async def ping(self) -> bool:
+        try:
+            return await self._read(lambda conn: conn.execute("SELECT 1").fetchone()[0] == 1)
+        except (sqlite3.Error, RuntimeError, StorageUnavailableError):
+            return False
+
+    # workflows
+
+    async def create_workflow(
+        self, owner: str, definition: WorkflowDefinition, workflow_id: str | None = None
+    ) -> WorkflowRecord:
+        now = _to_ms(utcnow())
+        workflow_id = workflow_id or uuid.uuid4().hex
+        values = (
+            workflow_id,
+            owner,
+            1,
+            definition.name,
+            definition.description,
+            definition.model_dump_json(),
+            now,
+            now,
+        )
+
+        def work(conn: sqlite3.Connection) -> WorkflowRecord:
+            try:
+                conn.execute(f"INSERT INTO workflows ({_WORKFLOW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", values)
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"workflow {workflow_id} already exists") from exc
+            self._record_version(conn, workflow_id)
+            return self._latest_workflow(conn, workflow_id)
+
+        return await self._write(work)
+
+    @staticmethod
+    def _record_version(conn: sqlite3.Connection, workflow_id: str) -> None:
+        conn.execute(
+            f"INSERT INTO workflow_versions ({_VERSION_TABLE_COLUMNS}) "
+            f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE id = ?",
+            (workflow_id,),
+        )
+
+    @staticmethod
+    def _latest_workflow(conn: sqlite3.Connection, workflow_id: str) -> WorkflowRecord:
+        row = conn.execute(
+            f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE id = ? AND deleted = 0", (workflow_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"workflow {workflow_id} not found")
+        return _workflow(row)
+
+    async def get_workflow(self, workflow_id: str, version: int | None = None) -> WorkflowRecord:
+        def work(conn: sqlite3.Connection) -> WorkflowRecord:
+            if version is None:
+                return self._latest_workflow(conn, workflow_id)
+            row = conn.execute(
+                f"SELECT {_VERSION_COLUMNS} FROM workflow_versions WHERE workflow_id = ? AND version = ?",
+                (workflow_id, version),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"workflow {workflow_id} version {version} not found")
+            return _workflow(row)
+
+        return await self._read(work)
+
+    async def list_workflows(
+        self, owner: str | None, offset: int = 0, limit: int = 50
+    ) -> Page[WorkflowRecord]:
+        check_page(offset, limit)
+        clauses, params = ["deleted = 0"], []
+        if owner is not None:
+            clauses.append("owner = ?")
+            params.append(owner)
+        where = _where(clauses)
+
+        def work(conn: sqlite3.Connection) -> Page[WorkflowRecord]:
+            total = conn.execute(f"SELECT COUNT(*) FROM workflows {where}", params).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT {_WORKFLOW_COLUMNS} FROM workflows {where} "
+                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+            return Page(items=[_workflow(r) for r in rows], total=total, offset=offset, limit=limit)
+
+        return await self._read(work)
+
+    async def update_workflow(self, workflow_id: str, definition: WorkflowDefinition) -> WorkflowRecord:
+        values = (definition.name, definition.description, definition.model_dump_json(), _to_ms(utcnow()))
+
+        def work(conn: sqlite3.Connection) -> WorkflowRecord:
+            updated = conn.execute(
+                "UPDATE workflows SET version = version + 1, name = ?, description = ?, definition = ?, "
+                "updated_at = ? WHERE id = ? AND deleted = 0",
+                (*values, workflow_id),
+            )
+            if updated.rowcount == 0:
+                raise NotFoundError(f"workflow {workflow_id} not found")
+            self._record_version(conn, workflow_id)
+            return self._latest_workflow(conn, workflow_id)
+
+        return await self._write(work)
+
+    async def delete_workflow(self, workflow_id: str) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            deleted = conn.execute(
+                "UPDATE workflows SET deleted = 1 WHERE id = ? AND deleted = 0", (workflow_id,)
+            )
+            if deleted.rowcount == 0:
+                raise NotFoundError(f"workflow {workflow_id} not found")
+
+        await self._write(work)
+
+    # jobs
+
+    @staticmethod
+    def _load_jobs(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[JobRecord]:
+        if not rows:
+            return []
+        ids = [row["id"] for row in rows]
+        nodes: dict[str, dict[str, NodeCheckpoint]] = {job_id: {} for job_id in ids}
+        marks = ",".join("?" * len(ids))
+        for node_row in conn.execute(
+            f"SELECT job_id, node_id, checkpoint FROM job_nodes WHERE job_id IN ({marks})", ids
+        ):
+            nodes[node_row["job_id"]][node_row["node_id"]] = NodeCheckpoint.model_validate_json(
+                node_row["checkpoint"]
+            )
+        return [_job(row, nodes[row["id"]]) for row in rows]
+
+    def _job_by_id(self, conn: sqlite3.Connection, job_id: str) -> JobRecord:
+        row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"job {job_id} not found")
+        return self._load_jobs(conn, [row])[0]
+
+    async def create_job(self, job: JobRecord) -> JobRecord:
+        values = (
+            job.id,
+            job.owner,
+            job.workflow_id,
+            job.workflow_version,
+            str(job.status),
+            _json(job.input),
+            _json(job.result),
+            _error_json(job.error),
+            _to_ms(job.created_at),
+            _to_ms(job.started_at),
+            _to_ms(job.finished_at),
+            job.version,
+            job.actor_name,
+            job.idempotency_key,
+            job.event_sequence,
+            job.schema_version,
+        )
+        node_rows = [_node_row(job.id, node) for node in job.nodes.values()]
+
+        def work(conn: sqlite3.Connection) -> JobRecord:
+            if job.idempotency_key is not None:
+                existing = conn.execute(
+                    "SELECT id FROM jobs WHERE owner = ? AND idempotency_key = ?",
+                    (job.owner, job.idempotency_key),
+                ).fetchone()
+                if existing is not None:
+                    return self._job_by_id(conn, existing["id"])
+            marks = ",".join("?" * len(values))
+            try:
+                conn.execute(f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({marks})", values)
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"job {job.id} already exists") from exc
+            conn.executemany(_UPSERT_NODE, node_rows)
+            return self._job_by_id(conn, job.id)
+
+        return await self._write(work)
+
+    async def get_job(self, job_id: str) -> JobRecord:
+        return await self._read(lambda conn: self._job_by_id(conn, job_id))
+
+    async def list_jobs(
+        self,
+        owner: str | None = None,
+        workflow_id: str | None = None,
+        status: JobStatus | Sequence[JobStatus] | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> Page[JobRecord]:
+        check_page(offset, limit)
+        clauses: list[str] = []
+        params: list[Any] = []
+        if owner is not None:
+            clauses.append("owner = ?")
+            params.append(owner)
+        if workflow_id is not None:
+            clauses.append("workflow_id = ?")
+            params.append(workflow_id)
+        statuses = _status_list(status)
+        if statuses is not None:
+            clauses.append(f"status IN ({','.join('?' * len(statuses))})")
+            params.extend(statuses)
+        where = _where(clauses)
+
+        def work(conn: sqlite3.Connection) -> Page[JobRecord]:
+            total = conn.execute(f"SELECT COUNT(*) FROM jobs {where}", params).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+            return Page(items=self._load_jobs(conn, rows), total=total, offset=offset, limit=limit)
+
+        return await self._read(work)
+
+    async def checkpoint(
+        self,
+        job_id: str,
+        expected_version: int,
+        changes: JobChanges,
+        nodes: Sequence[NodeCheckpoint] = (),
+    ) -> int:
+        updates = changes.as_updates()
+        assignments = "".join(f"{column} = ?, " for column in updates)
+        update_sql = f"UPDATE jobs SET {assignments}version = version + 1 WHERE id = ? AND version = ?"
+        params = [_CHANGE_ENCODERS[column](value) for column, value in updates.items()]
+        params += [job_id, expected_version]
+        node_rows = [_node_row(job_id, node) for node in nodes]
+
+        def work(conn: sqlite3.Connection) -> int:
+            if conn.execute(update_sql, params).rowcount == 0:
+                row = conn.execute("SELECT version FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None:
+                    raise NotFoundError(f"job {job_id} not found")
+                raise ConflictError(
+                    f"job {job_id} checkpoint expected version {expected_version}, "
+                    f"but the stored version is {row['version']}"
+                )
+            if node_rows:
+                conn.executemany(_UPSERT_NODE, node_rows)
+            return expected_version + 1
+
+        return await self._write(work)
+
+    # logs
+
+    async def append_logs(self, entries: Sequence[LogEntry]) -> None:
+        if not entries:
+            return
+        rows = [
+            (e.job_id, _to_ms(e.time), str(e.level), e.node_id, e.message, _json(e.data)) for e in entries
+        ]
+        job_ids = sorted({e.job_id for e in entries})
+
+        def work(conn: sqlite3.Connection) -> None:
+            marks = ",".join("?" * len(job_ids))
+            known = {r[0] for r in conn.execute(f"SELECT id FROM jobs WHERE id IN ({marks})", job_ids)}
+            missing = [job_id for job_id in job_ids if job_id not in known]
+            if missing:
+                raise NotFoundError(f"cannot append logs: job {', '.join(missing)} not found")
+            conn.executemany(
+                "INSERT INTO logs (job_id, time, level, node_id, message, data) VALUES (?,?,?,?,?,?)", rows
+            )
+
+        await self._write(work)
+
+    async def list_logs(self, job_id: str, offset: int = 0, limit: int = 100) -> Page[LogEntry]:
+        check_page(offset, limit)
+
+        def work(conn: sqlite3.Connection) -> Page[LogEntry]:
+            total = conn.execute("SELECT COUNT(*) FROM logs WHERE job_id = ?", (job_id,)).fetchone()[0]
+            rows = conn.execute(
+                "SELECT job_id, time, level, node_id, message, data FROM logs WHERE job_id = ? "
+                "ORDER BY seq LIMIT ? OFFSET ?",
+                (job_id, limit, offset),
+            ).fetchall()
+            items = [
+                LogEntry(
+                    job_id=r["job_id"],
+                    time=_from_ms(r["time"]),
+                    level=r["level"],
+                    node_id=r["node_id"],
+                    message=r["message"],
+                    data=json.loads(r["data"]),
+                )
+                for r in rows
+            ]
+            return Page(items=items, total=total, offset=offset, limit=limit)
+
+        return await self._read(work)
+
+    # analytics
+
+    @staticmethod
+    def _job_samples(
+        conn: sqlite3.Connection, owner: str | None, since: datetime | None, until: datetime | None
+    ) -> list[JobSample]:
+        clauses, params = _time_window(since, until)
+        if owner is not None:
+            clauses.append("owner = ?")
+            params.append(owner)
+        where = _where(clauses)
+        nodes: dict[str, list[NodeSample]] = {}
+        for r in conn.execute(
+            "SELECT job_id, node_type, status, started_at, finished_at, usage FROM job_nodes "
+            f"WHERE job_id IN (SELECT id FROM jobs {where}) ORDER BY job_id, node_id",
+            params,
+        ):
+            nodes.setdefault(r["job_id"], []).append(
+                NodeSample(
+                    node_type=r["node_type"],
+                    status=r["status"],
+                    started_at=_from_ms(r["started_at"]),
+                    finished_at=_from_ms(r["finished_at"]),
+                    usage=None if r["usage"] is None else json.loads(r["usage"]),
+                )
+            )
+        return [
+            JobSample(
+                workflow_id=r["workflow_id"],
+                status=r["status"],
+                started_at=_from_ms(r["started_at"]),
+                finished_at=_from_ms(r["finished_at"]),
+                nodes=nodes.get(r["id"], ()),
+            )
+            for r in conn.execute(
+                f"SELECT id, workflow_id, status, started_at, finished_at FROM jobs {where}", params
+            )
+        ]
+
+    async def job_analytics(
+        self, owner: str | None, since: datetime | None = None, until: datetime | None = None
+    ) -> JobAnalytics:
+        samples = await self._read(lambda conn: self._job_samples(conn, owner, since, until))
+        return fold_job_analytics(samples, since, until)
+
+    async def workflow_analytics(
+        self, owner: str | None, since: datetime | None = None, until: datetime | None = None
+    ) -> WorkflowAnalytics:
+        def work(conn: sqlite3.Connection) -> tuple[list[JobSample], dict[str, str]]:
+            samples = self._job_samples(conn, owner, since, until)
+            ids = sorted({s.workflow_id for s in samples})
+            marks = ",".join("?" * len(ids))
+            names = {
+                r["id"]: r["name"]
+                for r in conn.execute(f"SELECT id, name FROM workflows WHERE id IN ({marks})", ids)
+            }
+            return samples, names
+
+        samples, names = await self._read(work)
+        return fold_workflow_analytics(samples, names, since, until)
