@@ -50,8 +50,20 @@ class Settings(BaseSettings):
 
     # ray: a local instance when unset
     ray_address: str | None = Field(default=None, alias="RAY_ADDRESS")
+    ray_namespace: str = Field(default="workflow-service", alias="RAY_NAMESPACE")
+    ray_dashboard: bool = Field(default=True, alias="RAY_DASHBOARD")
 
-    @field_validator("mongodb_url", "redis_host", "ray_address", "log_file", mode="before")
+    # job runtime
+    job_actor_mode: str = Field(default="dedicated", alias="JOB_ACTOR_MODE", pattern="^(dedicated|reuse)$")
+    max_active_jobs: int = Field(
+        default=0, alias="MAX_ACTIVE_JOBS", ge=0, description="0 derives it from the memory Ray has"
+    )
+    warm_pool_size: int = Field(default=2, alias="WARM_POOL_SIZE", ge=0)
+    reuse_max_jobs: int = Field(default=100, alias="REUSE_MAX_JOBS", ge=1)
+    executor_pool_size: int = Field(default=2, alias="EXECUTOR_POOL_SIZE", ge=1)
+    secrets_file: Path | None = Field(default=None, alias="SECRETS_FILE")
+
+    @field_validator("mongodb_url", "redis_host", "ray_address", "log_file", "secrets_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from engine.catalog import NodeCatalog
 from engine.errors import InvalidWorkflowError, Problem
 from engine.models import NodeSpec, OnError, WorkflowDefinition
+from engine.templating import check_template_syntax, references
 
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 RESERVED_NODE_IDS = frozenset({"input", "secrets", "item", "index"})
@@ -120,10 +121,74 @@ def _graph_problems(
             continue
         successors[edge.source].add(edge.target)
 
-    problems.extend(_cycle_problems(successors))
+    cycles = _cycle_problems(successors)
+    problems.extend(cycles)
     for node in nodes.values():
         problems.extend(_routing_problems(node, successors[node.id], catalog))
+    problems.extend(_template_problems(nodes, successors, check_upstream=not cycles))
     return problems
+
+
+def _template_problems(
+    nodes: Mapping[str, NodeSpec], successors: Mapping[str, set[str]], *, check_upstream: bool
+) -> list[Problem]:
+    """Templates must parse and refer to nodes that exist and run before the node that reads them."""
+    problems: list[Problem] = []
+    reads: dict[str, set[str]] = {}
+    for node in nodes.values():
+        syntax = check_template_syntax(node.config)
+        problems.extend(Problem(message, node_id=node.id, field="config") for message in syntax)
+        if syntax:
+            continue
+        for reference in references(node.config):
+            source = reference.node_id
+            if source is None or source in RESERVED_NODE_IDS:
+                continue
+            if source not in nodes:
+                problems.append(
+                    Problem(
+                        f"template {{{{{reference.text}}}}} refers to unknown node '{source}'",
+                        node_id=node.id,
+                        field="config",
+                    )
+                )
+            else:
+                reads.setdefault(node.id, set()).add(source)
+    if check_upstream and reads:
+        ancestors = _ancestor_sets(nodes, successors)
+        index = {node_id: position for position, node_id in enumerate(nodes)}
+        for reader, sources in reads.items():
+            for source in sorted(sources):
+                if not ancestors[reader] >> index[source] & 1:
+                    problems.append(
+                        Problem(
+                            f"refers to node '{source}', which does not run before '{reader}'; "
+                            f"add a path of edges {source} -> ... -> {reader}",
+                            node_id=reader,
+                            field="config",
+                        )
+                    )
+    return problems
+
+
+def _ancestor_sets(nodes: Mapping[str, NodeSpec], successors: Mapping[str, set[str]]) -> dict[str, int]:
+    """Each node's ancestors as a bit set over node positions, in one pass in topological order."""
+    index = {node_id: position for position, node_id in enumerate(nodes)}
+    indegree = dict.fromkeys(nodes, 0)
+    for targets in successors.values():
+        for target in targets:
+            indegree[target] += 1
+    ancestors = dict.fromkeys(nodes, 0)
+    ready = [node_id for node_id, degree in indegree.items() if degree == 0]
+    while ready:
+        node_id = ready.pop()
+        inherited = ancestors[node_id] | (1 << index[node_id])
+        for target in successors[node_id]:
+            ancestors[target] |= inherited
+            indegree[target] -= 1
+            if indegree[target] == 0:
+                ready.append(target)
+    return ancestors
 
 
 def _node_problems(node: NodeSpec, catalog: NodeCatalog) -> list[Problem]:

@@ -278,3 +278,51 @@ def test_long_cycle_in_a_big_graph_is_found():
     edges = [(f"n{i}", f"n{i + 1}") for i in range(size - 1)] + [(f"n{size - 1}", "n0")]
     problems = problems_of(workflow([{"id": f"n{i}"} for i in range(size)], edges))
     assert problems[0].message.startswith("cycle: n0 -> n1 -> ") and problems[0].message.endswith(" -> n0")
+
+
+TEMPLATE_RULES = [
+    pytest.param(
+        workflow([{"id": "a", "config": {"template": "{{ghost.output.x}}"}}]),
+        "a",
+        "template {{ghost.output.x}} refers to unknown node 'ghost'",
+        id="unknown-node-in-template",
+    ),
+    pytest.param(
+        workflow([{"id": "a", "config": {"template": "{{b.output}}"}}, {"id": "b"}], [("a", "b")]),
+        "a",
+        "refers to node 'b', which does not run before 'a'",
+        id="downstream-node-in-template",
+    ),
+    pytest.param(
+        workflow(
+            [{"id": "a"}, {"id": "b"}, {"id": "c", "config": {"template": "{{b.output}}"}}],
+            [("a", "b"), ("a", "c")],
+        ),
+        "c",
+        "refers to node 'b', which does not run before 'c'",
+        id="sibling-branch-in-template",
+    ),
+    pytest.param(
+        workflow([{"id": "a", "config": {"template": "{{ input.x "}}]), "a", "template", id="template-syntax"
+    ),
+]
+
+
+@pytest.mark.parametrize(("definition", "node_id", "message"), TEMPLATE_RULES)
+def test_template_rules(definition, node_id, message):
+    problems = problems_of(definition)
+    assert any(p.node_id == node_id and p.field == "config" and message in p.message for p in problems), (
+        problems
+    )
+
+
+def test_templates_reading_upstream_nodes_input_and_secrets_pass():
+    definition = workflow(
+        [
+            {"id": "a"},
+            {"id": "b", "config": {"template": "{{a.output.x}} {{input.q}} {{secrets.key}}"}},
+            {"id": "c", "config": {"template": {"deep": ["{{a.output}}", "{{b.output}}"]}}},
+        ],
+        [("a", "b"), ("b", "c")],
+    )
+    assert len(validate_workflow(definition, CATALOG).nodes) == 3

@@ -1,0 +1,105 @@
+"""What every node type is: a small class over a pydantic config model.
+
+A node type implements the platform's documented methods `execute()`, `validate_config()` and
+`get_schema()`. It knows nothing of tenants, routes or databases: whatever it needs arrives in
+the `NodeContext` it is executed with.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from engine.config_check import model_problems
+from engine.errors import NodeExecutionError, Problem
+from engine.records import LogLevel
+from engine.templating import TemplateContext
+
+
+class Execution(StrEnum):
+    """Where a node's work runs."""
+
+    INLINE = "inline"  # inside the job actor: control flow and pure data shaping, microseconds
+    IO = "io"  # as a coroutine in a shared async executor actor: LLM and HTTP calls that wait
+    CPU = "cpu"  # as a Ray task: user code and other work that uses a core
+
+
+LogSink = Callable[[LogLevel, str, dict[str, Any]], None]
+
+
+def _discard_log(level: LogLevel, message: str, data: dict[str, Any]) -> None:
+    """Default sink for nodes run outside a job (schema tools, unit tests of pure nodes)."""
+
+
+@dataclass
+class NodeContext:
+    job_id: str
+    workflow_id: str
+    node_id: str
+    attempt: int
+    scope: TemplateContext
+    predecessors: tuple[str, ...] = ()
+    log: LogSink = _discard_log
+    services: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for every run of one attempt, also when it runs again after a crash."""
+        return f"{self.job_id}:{self.node_id}:{self.attempt}"
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    output: Any
+    inactive_targets: frozenset[str] = frozenset()
+    usage: dict[str, int] | None = None
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+class NodeType(ABC, Generic[ConfigT]):
+    type_name: ClassVar[str]
+    description: ClassVar[str]
+    config_model: type[ConfigT]
+    execution: ClassVar[Execution] = Execution.INLINE
+    raw_fields: ClassVar[frozenset[str]] = frozenset()
+    """Config fields rendered by the node itself rather than before it runs (conditions)."""
+    routing_fields: ClassVar[tuple[str, ...]] = ()
+    """Config fields that name a direct successor to route to."""
+
+    def validate_config(self, config: dict[str, Any]) -> list[Problem]:
+        """Problems with a config as written in a definition; templates stand for any value."""
+        return [Problem(message, field=field) for field, message in model_problems(self.config_model, config)]
+
+    def get_schema(self) -> dict[str, Any]:
+        return {
+            "type": self.type_name,
+            "description": self.description,
+            "execution": self.execution.value,
+            "config_schema": self.config_model.model_json_schema(),
+        }
+
+    def parse_config(self, rendered: dict[str, Any], node_id: str) -> ConfigT:
+        """The config after its templates were rendered, checked again now that values are known."""
+        try:
+            return self.config_model.model_validate(rendered)
+        except ValidationError as exc:
+            details = "; ".join(
+                f"config.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            )
+            raise NodeExecutionError(
+                f"node '{node_id}' has an invalid config after rendering: {details}"
+            ) from None
+
+    def routing_targets(self, config: dict[str, Any]) -> dict[str, str]:
+        return {name: config[name] for name in self.routing_fields if isinstance(config.get(name), str)}
+
+    @abstractmethod
+    async def execute(self, config: ConfigT, ctx: NodeContext) -> NodeResult: ...
