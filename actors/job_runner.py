@@ -1,0 +1,308 @@
+"""Drives one job through its DAG: the loop inside a job actor, free of Ray so it is tested alone.
+
+All state changes pass through `_commit`: the scheduling step's decisions are applied in memory,
+stored as one checkpoint, then their events are published and their actions carried out. Events
+that are ready together are committed together (a group commit), so a chain of quick nodes costs
+one checkpoint per node, and the store is never behind an event a client has seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from actors.launcher import NodeLauncher
+from engine.dag import Dag
+from engine.errors import ConflictError, NodeTimeoutError
+from engine.failures import error_info
+from engine.records import (
+    ErrorInfo,
+    EventType,
+    JobChanges,
+    JobEvent,
+    JobRecord,
+    JobStatus,
+    LogEntry,
+    LogLevel,
+    NodeCheckpoint,
+    NodeStatus,
+    utcnow,
+)
+from engine.redaction import Redactor
+from engine.scheduler import (
+    Begin,
+    CancelNodes,
+    CancelRequested,
+    Decision,
+    JobState,
+    NodeFailed,
+    NodeSucceeded,
+    RetryDue,
+    RunNode,
+    ScheduleRetry,
+    SchedulerEvent,
+    apply,
+    step,
+)
+from engine.templating import TemplateContext
+from nodes.base import NodeContext, NodeResult
+from nodes.registry import NodeRegistry
+from storage.protocols import EventBus, Store
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENT_OUTPUT_CHARS = 16_384
+
+
+@dataclass
+class RunnerServices:
+    store: Store
+    bus: EventBus
+    registry: NodeRegistry
+    launcher: NodeLauncher
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    clock: Callable[[], datetime] = utcnow
+    jitter: Callable[[float], float] = lambda delay: random.uniform(delay / 2, delay)
+
+
+class JobRunner:
+    """Runs one job to a terminal state, from its checkpoint; `cancel` may be called at any time."""
+
+    def __init__(self, services: RunnerServices, job: JobRecord, dag: Dag) -> None:
+        self.s = services
+        self.job = job
+        self.dag = dag
+        self.state = JobState.restore(dag, job.status, job.nodes)
+        self.version = job.version
+        self.sequence = job.event_sequence
+        self.redactor = Redactor(services.secrets)
+        self._inbox: asyncio.Queue[SchedulerEvent] = asyncio.Queue()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._outputs: dict[str, Any] = {
+            node_id: node.output
+            for node_id, node in self.state.nodes.items()
+            if node.status in (NodeStatus.COMPLETED, NodeStatus.FAILED)
+        }
+
+    def cancel(self, reason: str = "cancelled by request") -> None:
+        self._inbox.put_nowait(CancelRequested(self.s.clock(), reason))
+
+    async def run(self) -> JobStatus:
+        try:
+            await self._commit([Begin(self.s.clock())])
+            while not self.state.status.is_terminal:
+                batch = [await self._inbox.get()]
+                while not self._inbox.empty():
+                    batch.append(self._inbox.get_nowait())
+                await self._commit(batch)
+        except ConflictError:
+            stored = await self.s.store.get_job(self.job.id)
+            if not stored.status.is_terminal:
+                raise
+            self.state.status = stored.status
+        finally:
+            for task in self._tasks.values():
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        return self.state.status
+
+    # ------------------------------------------------------------ the one mutation point
+
+    async def _commit(self, events: list[SchedulerEvent]) -> None:
+        decisions: list[Decision] = []
+        changed: dict[str, Any] = {}
+        status_before = self.state.status
+        job_changes = JobChanges()
+        for event in events:
+            decision = step(self.dag, self.state, event)
+            if decision.is_empty:
+                continue
+            apply(self.state, decision)
+            decisions.append(decision)
+            changed.update(decision.changes)
+            if decision.status is not None:
+                job_changes = self._job_changes(job_changes, decision)
+        if not decisions:
+            return
+        job_events = self._events(decisions)
+        job_changes.event_sequence = self.sequence + len(job_events)
+        redacted_nodes = [self._redacted(node) for node in changed.values()]
+        self.version = await self.s.store.checkpoint(self.job.id, self.version, job_changes, redacted_nodes)
+        self.sequence = job_changes.event_sequence
+        for node in changed.values():
+            if node.status in (NodeStatus.COMPLETED, NodeStatus.FAILED):
+                self._outputs[node.node_id] = node.output
+        for event in job_events:
+            await self.s.bus.publish(event)
+        await self.s.store.append_logs(self._log_entries(job_events))
+        if self.state.status.is_terminal and not status_before.is_terminal:
+            logger.info("job %s %s", self.job.id, self.state.status.value, extra={"job_id": self.job.id})
+        for decision in decisions:
+            for action in decision.actions:
+                self._perform(action)
+
+    def _redacted(self, node: NodeCheckpoint) -> NodeCheckpoint:
+        if not self.redactor.active:
+            return node
+        error = (
+            node.error.model_copy(update={"message": self.redactor.redact_text(node.error.message)})
+            if node.error
+            else None
+        )
+        return node.model_copy(update={"output": self.redactor.redact(node.output), "error": error})
+
+    def _job_changes(self, changes: JobChanges, decision: Decision) -> JobChanges:
+        now = self.s.clock()
+        changes.status = decision.status
+        if decision.status is JobStatus.RUNNING:
+            changes.started_at = now
+        if decision.status is not None and decision.status.is_terminal:
+            changes.finished_at = now
+            changes.result = self.redactor.redact(decision.result)
+            changes.error = decision.error
+        return changes
+
+    def _events(self, decisions: list[Decision]) -> list[JobEvent]:
+        events = []
+        sequence = self.sequence
+        for decision in decisions:
+            for emit in decision.events:
+                sequence += 1
+                data = self.redactor.redact(emit.data)
+                if "output" in data:
+                    data["output"] = _capped_for_event(data["output"])
+                if emit.type.value.startswith("job_") and emit.type is not EventType.JOB_STARTED:
+                    data["status"] = self.state.status.value
+                events.append(
+                    JobEvent(
+                        sequence=sequence,
+                        type=emit.type,
+                        time=self.s.clock(),
+                        job_id=self.job.id,
+                        workflow_id=self.job.workflow_id,
+                        node_id=emit.node_id,
+                        data=data,
+                    )
+                )
+        return events
+
+    def _log_entries(self, events: list[JobEvent]) -> list[LogEntry]:
+        entries = []
+        for event in events:
+            level = (
+                LogLevel.ERROR
+                if event.type in (EventType.NODE_FAILED, EventType.JOB_FAILED)
+                else (LogLevel.WARNING if event.type is EventType.NODE_RETRYING else LogLevel.INFO)
+            )
+            data = {k: v for k, v in event.data.items() if k != "output"}
+            subject = f"node {event.node_id}" if event.node_id else "job"
+            entries.append(
+                LogEntry(
+                    job_id=self.job.id,
+                    time=event.time,
+                    level=level,
+                    node_id=event.node_id,
+                    message=f"{subject}: {event.type.removeprefix('job_').removeprefix('node_')}",
+                    data=data,
+                )
+            )
+        return entries
+
+    # ------------------------------------------------------------ actions
+
+    def _perform(self, action: RunNode | ScheduleRetry | CancelNodes) -> None:
+        match action:
+            case RunNode(node_id, attempt):
+                self._start_task(node_id, self._run_node(node_id, attempt))
+            case ScheduleRetry(node_id, _, delay_s):
+                self._start_task(node_id, self._retry_after(node_id, self.s.jitter(delay_s)))
+            case CancelNodes(node_ids):
+                for node_id in node_ids:
+                    task = self._tasks.pop(node_id, None)
+                    if task is not None:
+                        task.cancel()
+
+    def _start_task(self, node_id: str, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=f"{self.job.id}:{node_id}")
+        self._tasks[node_id] = task
+        task.add_done_callback(
+            lambda done: self._tasks.pop(node_id, None) if self._tasks.get(node_id) is done else None
+        )
+
+    async def _retry_after(self, node_id: str, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        self._inbox.put_nowait(RetryDue(node_id, self.s.clock()))
+
+    async def _run_node(self, node_id: str, attempt: int) -> None:
+        spec = self.dag.nodes[node_id]
+        try:
+            result = await asyncio.wait_for(self._execute(node_id, attempt), timeout=spec.timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            error = ErrorInfo(
+                type=NodeTimeoutError.code,
+                retryable=True,
+                message=f"node '{node_id}' timed out after {spec.timeout_s} s",
+            )
+            self._inbox.put_nowait(NodeFailed(node_id, error, self.s.clock()))
+        except Exception as exc:
+            self._inbox.put_nowait(NodeFailed(node_id, error_info(exc), self.s.clock()))
+        else:
+            self._inbox.put_nowait(
+                NodeSucceeded(node_id, result.output, self.s.clock(), result.inactive_targets, result.usage)
+            )
+
+    async def _execute(self, node_id: str, attempt: int) -> NodeResult:
+        spec = self.dag.nodes[node_id]
+        node = self.s.registry.get(spec.type)
+        scope = TemplateContext(input=self.job.input, nodes=self._outputs, secrets=self.s.secrets)
+        config = node.render_config(spec.config, scope, node_id)
+        ctx = NodeContext(
+            job_id=self.job.id,
+            workflow_id=self.job.workflow_id,
+            node_id=node_id,
+            attempt=attempt,
+            scope=scope,
+            predecessors=self.dag.predecessors[node_id],
+            log=self._node_log(node_id),
+        )
+        return await self.s.launcher.run(node, config, ctx)
+
+    def _node_log(self, node_id: str) -> Callable[[LogLevel, str, dict[str, Any]], None]:
+        def log(level: LogLevel, message: str, data: dict[str, Any]) -> None:
+            entry = LogEntry(
+                job_id=self.job.id,
+                level=level,
+                node_id=node_id,
+                message=self.redactor.redact_text(message),
+                data=self.redactor.redact(data),
+            )
+            task = asyncio.get_running_loop().create_task(self.s.store.append_logs([entry]))
+            task.add_done_callback(_report_log_failure)
+
+        return log
+
+
+def _report_log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("could not store a node log entry: %s", task.exception())
+
+
+def _capped_for_event(output: Any) -> Any:
+    """Events carry small outputs whole; a large one is replaced by a note to read it from the job."""
+    text = json.dumps(output, default=str)
+    if len(text) <= MAX_EVENT_OUTPUT_CHARS:
+        return output
+    return {
+        "truncated": True,
+        "size": len(text),
+        "note": "read the full output from GET /api/v1/jobs/{job_id}",
+    }

@@ -1,0 +1,374 @@
+"""The job manager: admission, the warm pool of job actors, recovery at start-up, cancellation.
+
+It runs as one detached async actor (`job-manager`), so admission is counted once for the whole
+cluster whichever gateway took the request. Jobs beyond `max_active_jobs` wait as `pending`, first
+in first out. The store stays the source of truth: a manager that restarts rebuilds its queue from
+the jobs stored as pending or running and adopts the job actors still alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from actors import ray_api
+from actors.job_actor import EXECUTOR_NAME, JobActor
+from actors.remote_nodes import NodeExecutor
+from actors.runtime_config import ActorMode, RuntimeConfig
+from engine.errors import ConflictError, NotFoundError
+from engine.records import (
+    ErrorInfo,
+    EventType,
+    JobChanges,
+    JobEvent,
+    JobRecord,
+    JobStatus,
+    LogEntry,
+    NodeStatus,
+    utcnow,
+)
+from storage.protocols import EventBus, Store
+
+logger = logging.getLogger(__name__)
+
+MANAGER_NAME = "job-manager"
+UNFINISHED = (JobStatus.RUNNING, JobStatus.PENDING)
+DEDICATED_PREFIX = "job:"
+REUSE_PREFIX = "job-runner:"
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class PooledActor:
+    name: str
+    handle: ray_api.ActorHandle
+    jobs_run: int = 0
+
+    @property
+    def reserved_job_id(self) -> str | None:
+        """In dedicated mode an actor's name carries the id of the job it will run."""
+        return self.name.removeprefix(DEDICATED_PREFIX) if self.name.startswith(DEDICATED_PREFIX) else None
+
+
+class JobManager:
+    def __init__(self, runtime: RuntimeConfig) -> None:
+        self.runtime = runtime
+        runtime.configure_process_logging()
+        self._store: Store | None = None
+        self._bus: EventBus | None = None
+        self._started = asyncio.Event()
+        self._starting = asyncio.Lock()
+        self._pool: deque[PooledActor] = deque()
+        self._pool_filling = False
+        self._queue: deque[str] = deque()
+        self._active: dict[str, PooledActor] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.peak_active = 0
+
+    # ------------------------------------------------------------ start-up
+
+    async def start(self) -> dict[str, Any]:
+        """Idempotent: open the store and bus, start executors, recover jobs, fill the warm pool."""
+        async with self._starting:
+            if not self._started.is_set():
+                self._store = await self.runtime.open_store()
+                self._bus = await self.runtime.open_bus()
+                self._start_executors()
+                await self._recover()
+                self._started.set()
+                self._refill_pool()
+        return await self.stats()
+
+    def _start_executors(self) -> None:
+        for index in range(self.runtime.executor_pool_size):
+            ray_api.start_actor(
+                NodeExecutor,
+                name=EXECUTOR_NAME.format(index=index),
+                namespace=self.runtime.namespace,
+                max_concurrency=self.runtime.executor_max_concurrency,
+                get_if_exists=True,
+            )
+
+    async def _recover(self) -> None:
+        """Resume what a previous run left: running jobs first, then pending ones, oldest first.
+        Job actors that are alive and running a stored job are adopted; idle leftovers are ended."""
+        store = self._require_store()
+        unfinished: list[JobRecord] = []
+        offset = 0
+        while True:
+            page = await store.list_jobs(status=UNFINISHED, offset=offset, limit=500)
+            unfinished.extend(page.items)
+            offset += len(page.items)
+            if not page.items or offset >= page.total:
+                break
+        unfinished.sort(key=lambda job: (job.status is not JobStatus.RUNNING, job.created_at))
+        by_actor = {job.actor_name: job for job in unfinished if job.actor_name}
+        for actor in self._leftover_actors():
+            job = by_actor.get(actor["name"])
+            handle = ray_api.get_actor(actor["name"], self.runtime.namespace)
+            if handle is None:
+                continue
+            if job is None:
+                ray_api.kill(handle)
+                continue
+            member = PooledActor(actor["name"], handle)
+            self._active[job.id] = member
+            self._spawn(self._adopt(job.id, member))
+        for job in unfinished:
+            if job.id not in self._active:
+                self._queue.append(job.id)
+        if unfinished:
+            logger.info("recovered %d unfinished jobs (%d adopted)", len(unfinished), len(self._active))
+        self._admit()
+
+    def _leftover_actors(self) -> list[dict[str, Any]]:
+        actors = ray_api.list_actors(self.runtime.namespace)
+        return [a for a in actors if (a.get("name") or "").startswith((DEDICATED_PREFIX, REUSE_PREFIX))]
+
+    async def _adopt(self, job_id: str, member: PooledActor) -> None:
+        try:
+            await ray_api.result(ray_api.call(member.handle, "wait_job", job_id))
+        except ray_api.ActorDiedError:
+            logger.warning("adopted actor %s died; job %s is queued again", member.name, job_id)
+            self._queue.appendleft(job_id)
+        finally:
+            self._release(job_id, member)
+
+    # ------------------------------------------------------------ submit
+
+    async def submit(self, job: JobRecord) -> JobRecord:
+        """Store a new job (or return the one its idempotency key already made) and admit or queue it."""
+        await self._started.wait()
+        store = self._require_store()
+        member = self._take_pool_actor() if len(self._active) < self.runtime.max_active_jobs else None
+        job = job.model_copy(update={"id": (member.reserved_job_id if member else None) or new_job_id()})
+        try:
+            stored = await store.create_job(job)
+        except BaseException:
+            if member is not None:
+                self._pool.appendleft(member)
+            raise
+        if stored.id != job.id:
+            if member is not None:
+                self._pool.appendleft(member)
+            return stored
+        if member is not None:
+            self._begin(stored.id, member)
+        else:
+            self._queue.append(stored.id)
+            self._admit()
+        self._refill_pool()
+        return stored
+
+    def _take_pool_actor(self) -> PooledActor | None:
+        return self._pool.popleft() if self._pool else None
+
+    def _admit(self) -> None:
+        while self._queue and len(self._active) < self.runtime.max_active_jobs:
+            job_id = self._queue.popleft()
+            member = self._reuse_actor() or self._new_actor(job_id)
+            self._begin(job_id, member)
+
+    def _reuse_actor(self) -> PooledActor | None:
+        if self.runtime.mode is ActorMode.REUSE and self._pool:
+            return self._pool.popleft()
+        return None
+
+    def _new_actor(self, job_id: str | None) -> PooledActor:
+        if self.runtime.mode is ActorMode.DEDICATED:
+            name = f"{DEDICATED_PREFIX}{job_id or new_job_id()}"
+        else:
+            name = f"{REUSE_PREFIX}{uuid.uuid4().hex[:12]}"
+        handle = ray_api.start_actor(
+            JobActor,
+            self.runtime,
+            name=name,
+            namespace=self.runtime.namespace,
+            resources={ray_api.JOB_SLOT: 1},
+        )
+        return PooledActor(name, handle)
+
+    def _begin(self, job_id: str, member: PooledActor) -> None:
+        self._active[job_id] = member
+        self.peak_active = max(self.peak_active, len(self._active))
+        self._spawn(self._run(job_id, member))
+
+    async def _run(self, job_id: str, member: PooledActor) -> None:
+        store = self._require_store()
+        try:
+            job = await store.get_job(job_id)
+            if job.status.is_terminal:
+                return
+            if job.actor_name != member.name:
+                await store.checkpoint(job_id, job.version, JobChanges(actor_name=member.name))
+            await ray_api.result(ray_api.call(member.handle, "run_job", job_id))
+        except ConflictError:
+            logger.info("job %s changed before it started (cancelled while pending)", job_id)
+        except ray_api.ActorDiedError as exc:
+            logger.error("job actor %s for job %s died for good: %s", member.name, job_id, exc)
+            await self._fail_unrunnable(job_id, f"its job actor died: {exc}")
+        except Exception as exc:
+            logger.exception("job %s could not run", job_id)
+            await self._fail_unrunnable(job_id, f"{type(exc).__name__}: {exc}")
+        finally:
+            member.jobs_run += 1
+            self._release(job_id, member)
+
+    def _release(self, job_id: str, member: PooledActor) -> None:
+        self._active.pop(job_id, None)
+        if self.runtime.mode is ActorMode.REUSE and member.jobs_run < self.runtime.reuse_max_jobs:
+            self._pool.append(member)
+        else:
+            ray_api.kill(member.handle)
+        self._admit()
+        self._refill_pool()
+
+    # ------------------------------------------------------------ warm pool
+
+    def _refill_pool(self) -> None:
+        if not self._pool_filling and len(self._pool) < self.runtime.warm_pool_size:
+            self._pool_filling = True
+            self._spawn(self._fill_pool())
+
+    async def _fill_pool(self) -> None:
+        """Start pool actors one at a time in the background and wait until each is ready, so
+        an execute request that takes one starts its job at once."""
+        try:
+            while len(self._pool) < self.runtime.warm_pool_size:
+                member = self._new_actor(None)
+                await ray_api.result(ray_api.call(member.handle, "info"))
+                self._pool.append(member)
+                if self._queue:
+                    self._admit()
+        except Exception:
+            logger.exception("could not start a pool actor")
+        finally:
+            self._pool_filling = False
+
+    # ------------------------------------------------------------ cancel
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a job: running work is stopped by its actor; a queued job is cancelled in the store.
+        Cancelling a cancelled job is harmless; a completed or failed one is a conflict."""
+        await self._started.wait()
+        store = self._require_store()
+        job = await store.get_job(job_id)
+        if job.status is JobStatus.CANCELLED:
+            return job
+        if job.status.is_terminal:
+            raise ConflictError(
+                f"job {job_id} already {job.status.value}; only pending or running jobs can be cancelled"
+            )
+        member = self._active.get(job_id)
+        if member is not None and job.status is JobStatus.RUNNING:
+            await ray_api.result(ray_api.call(member.handle, "cancel_job", job_id, retry_on_restart=False))
+            return await self._await_terminal(job_id)
+        if job_id in self._queue:
+            self._queue.remove(job_id)
+        if member is not None:
+            await ray_api.result(ray_api.call(member.handle, "cancel_job", job_id, retry_on_restart=False))
+        try:
+            return await self._cancel_in_store(job)
+        except ConflictError:
+            return await self._await_terminal(job_id)
+
+    async def _cancel_in_store(self, job: JobRecord) -> JobRecord:
+        store, bus = self._require_store(), self._require_bus()
+        now = utcnow()
+        nodes = [
+            node.model_copy(update={"status": NodeStatus.CANCELLED, "finished_at": now})
+            for node in job.nodes.values()
+            if not node.status.is_terminal
+        ]
+        sequence = job.event_sequence + 1
+        await store.checkpoint(
+            job.id,
+            job.version,
+            JobChanges(status=JobStatus.CANCELLED, finished_at=now, event_sequence=sequence),
+            nodes,
+        )
+        await bus.publish(
+            JobEvent(
+                sequence=sequence,
+                type=EventType.JOB_CANCELLED,
+                job_id=job.id,
+                workflow_id=job.workflow_id,
+                data={"status": "cancelled", "reason": "cancelled while pending"},
+            )
+        )
+        await store.append_logs([LogEntry(job_id=job.id, message="job: cancelled while pending")])
+        return await store.get_job(job.id)
+
+    async def _await_terminal(self, job_id: str, timeout_s: float = 10.0) -> JobRecord:
+        store = self._require_store()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            job = await store.get_job(job_id)
+            if job.status.is_terminal or asyncio.get_running_loop().time() > deadline:
+                return job
+            await asyncio.sleep(0.02)
+
+    async def _fail_unrunnable(self, job_id: str, reason: str) -> None:
+        store, bus = self._require_store(), self._require_bus()
+        try:
+            job = await store.get_job(job_id)
+            if job.status.is_terminal:
+                return
+            sequence = job.event_sequence + 1
+            error = ErrorInfo(type="job_runtime_error", message=reason)
+            changes = JobChanges(
+                status=JobStatus.FAILED, finished_at=utcnow(), error=error, event_sequence=sequence
+            )
+            await store.checkpoint(job_id, job.version, changes)
+            await bus.publish(
+                JobEvent(
+                    sequence=sequence,
+                    type=EventType.JOB_FAILED,
+                    job_id=job_id,
+                    workflow_id=job.workflow_id,
+                    data={"status": "failed", "error": error.model_dump()},
+                )
+            )
+        except (ConflictError, NotFoundError):
+            logger.exception("could not mark job %s failed", job_id)
+
+    # ------------------------------------------------------------ introspection
+
+    async def stats(self) -> dict[str, Any]:
+        return {
+            "mode": self.runtime.mode.value,
+            "active": len(self._active),
+            "pending": len(self._queue),
+            "pool": len(self._pool),
+            "max_active_jobs": self.runtime.max_active_jobs,
+            "peak_active": self.peak_active,
+        }
+
+    async def shutdown(self) -> None:
+        """End pool actors (used when the service stops a local Ray instance it owns)."""
+        while self._pool:
+            ray_api.kill(self._pool.popleft().handle)
+
+    # ------------------------------------------------------------ helpers
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _require_store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("job manager not started")
+        return self._store
+
+    def _require_bus(self) -> EventBus:
+        if self._bus is None:
+            raise RuntimeError("job manager not started")
+        return self._bus

@@ -1,0 +1,204 @@
+"""Every call into Ray goes through this module, so the rest of the service reads as plain Python.
+
+Async code awaits ObjectRefs directly (Ray makes them awaitable); nothing here blocks on a
+`ray.get` in a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, TaskCancelledError
+from ray.util import state as ray_state
+
+logger = logging.getLogger(__name__)
+
+ObjectRef = ray.ObjectRef
+ActorHandle = ray.actor.ActorHandle
+ActorDiedError = RayActorError
+RemoteTaskError = RayTaskError
+CancelledRemotely = TaskCancelledError
+JOB_SLOT = "job_slot"
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    address: str
+    dashboard_url: str | None
+    started_here: bool
+
+
+def is_initialized() -> bool:
+    return ray.is_initialized()
+
+
+def init(address: str | None, namespace: str, job_slots: int, include_dashboard: bool) -> ClusterInfo:
+    """Connect to RAY_ADDRESS, or start a local instance that offers `job_slots` job slots."""
+    if ray.is_initialized():
+        context = ray.get_runtime_context()
+        return ClusterInfo(context.gcs_address, _dashboard_url(), started_here=False)
+    common: dict[str, Any] = {"namespace": namespace, "log_to_driver": False, "configure_logging": False}
+    if address:
+        context = ray.init(address=address, **common)
+        started_here = False
+    else:
+        context = ray.init(resources={JOB_SLOT: job_slots}, include_dashboard=include_dashboard, **common)
+        started_here = True
+    return ClusterInfo(context.address_info.get("gcs_address", ""), _dashboard_url(), started_here)
+
+
+def _dashboard_url() -> str | None:
+    url = ray.worker.get_dashboard_url() if hasattr(ray, "worker") else None
+    return f"http://{url}" if url else None
+
+
+def shutdown() -> None:
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def cluster_resources() -> dict[str, float]:
+    return dict(ray.cluster_resources())
+
+
+def available_resources() -> dict[str, float]:
+    return dict(ray.available_resources())
+
+
+@cache
+def _remote_class(cls: type) -> Any:
+    return ray.remote(cls)
+
+
+def start_actor(
+    cls: type,
+    *args: Any,
+    name: str | None,
+    namespace: str,
+    detached: bool = True,
+    max_restarts: int = -1,
+    max_concurrency: int = 1000,
+    num_cpus: float = 0,
+    resources: dict[str, float] | None = None,
+    get_if_exists: bool = False,
+) -> ActorHandle:
+    options: dict[str, Any] = {
+        "namespace": namespace,
+        "max_restarts": max_restarts,
+        "max_task_retries": -1 if max_restarts != 0 else 0,
+        "max_concurrency": max_concurrency,
+        "num_cpus": num_cpus,
+        "get_if_exists": get_if_exists,
+    }
+    if name is not None:
+        options["name"] = name
+    if detached:
+        options["lifetime"] = "detached"
+    if resources:
+        options["resources"] = resources
+    return _remote_class(cls).options(**options).remote(*args)
+
+
+def get_actor(name: str, namespace: str) -> ActorHandle | None:
+    try:
+        return ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        return None
+
+
+def call(handle: ActorHandle, method: str, *args: Any, retry_on_restart: bool = True) -> ObjectRef:
+    """Call a method of an actor; with `retry_on_restart` the call runs again if the actor restarts."""
+    bound = getattr(handle, method)
+    if not retry_on_restart:
+        bound = bound.options(max_task_retries=0)
+    return bound.remote(*args)
+
+
+async def result(ref: ObjectRef) -> Any:
+    """Await a remote call; an exception raised remotely is re-raised as itself (its type, message
+    and retryability), not wrapped in Ray's RayTaskError."""
+    try:
+        return await ref
+    except RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, Exception):
+            raise cause from None
+        raise
+
+
+@cache
+def _remote_function(fn: Callable[..., Any]) -> Any:
+    return ray.remote(fn)
+
+
+def submit_task(
+    fn: Callable[..., Any], *args: Any, name: str, num_cpus: float = 1, max_retries: int = 0
+) -> ObjectRef:
+    """Run `fn` as a Ray task, shown under `name` in the dashboard."""
+    return _remote_function(fn).options(name=name, num_cpus=num_cpus, max_retries=max_retries).remote(*args)
+
+
+async def wait_ref(ref: ObjectRef, *, force_cancel: bool) -> Any:
+    """Await a task's result; when the awaiting coroutine is cancelled, cancel the remote work too
+    (`force_cancel` kills a task's worker process, which takes any sandbox process with it)."""
+    try:
+        return await ref
+    except asyncio.CancelledError:
+        cancel(ref, force=force_cancel)
+        raise
+
+
+def cancel(ref: ObjectRef, *, force: bool = False) -> None:
+    try:
+        ray.cancel(ref, force=force, recursive=True)
+    except (ValueError, TypeError) as exc:
+        logger.debug("cancel of a finished task ignored: %s", exc)
+
+
+def kill(handle: ActorHandle) -> None:
+    try:
+        ray.kill(handle, no_restart=True)
+    except ValueError as exc:
+        logger.debug("kill of a dead actor ignored: %s", exc)
+
+
+def current_actor_name() -> str | None:
+    try:
+        return ray.get_runtime_context().get_actor_name()
+    except RuntimeError:
+        return None
+
+
+def list_actors(namespace: str, name_prefix: str = "", alive_only: bool = True) -> list[dict[str, Any]]:
+    """Actors of the namespace as the Ray dashboard lists them (name, state, pid, class, node)."""
+    filters: list[tuple[str, str, str]] = [("ray_namespace", "=", namespace)]
+    if alive_only:
+        filters.append(("state", "=", "ALIVE"))
+    actors = ray_state.list_actors(filters=filters, limit=10_000, raise_on_missing_output=False)
+    return [_as_dict(a) for a in actors if (getattr(a, "name", "") or "").startswith(name_prefix)]
+
+
+def list_tasks(name_prefix: str = "") -> list[dict[str, Any]]:
+    tasks = ray_state.list_tasks(limit=10_000, raise_on_missing_output=False)
+    return [_as_dict(t) for t in tasks if (getattr(t, "name", "") or "").startswith(name_prefix)]
+
+
+def _as_dict(item: Any) -> dict[str, Any]:
+    return item if isinstance(item, dict) else dict(vars(item))
+
+
+__all__ = [
+    "ActorDiedError",
+    "ActorHandle",
+    "CancelledRemotely",
+    "ClusterInfo",
+    "GetTimeoutError",
+    "ObjectRef",
+    "RemoteTaskError",
+]

@@ -1,0 +1,78 @@
+"""Node work that runs away from the job actor: in a shared async executor actor (I/O) or a Ray task (CPU).
+
+Outcomes travel back as data, errors included, so their type and retryability survive the trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import NodeExecutionError
+from engine.failures import error_info
+from engine.records import ErrorInfo, LogLevel
+from engine.templating import TemplateContext
+from nodes.base import NodeContext, NodeResult
+from nodes.registry import default_registry
+
+
+@dataclass(frozen=True)
+class RemoteCall:
+    node_type: str
+    config: dict[str, Any]
+    job_id: str
+    workflow_id: str
+    node_id: str
+    attempt: int
+    predecessors: tuple[str, ...] = ()
+
+
+@dataclass
+class RemoteOutcome:
+    result: NodeResult | None = None
+    error: ErrorInfo | None = None
+    logs: list[tuple[LogLevel, str, dict[str, Any]]] = field(default_factory=list)
+
+
+class RemoteNodeError(NodeExecutionError):
+    """A node's failure as reported from where it ran, keeping its error type and retryability."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(info.message)
+        self.code = info.type
+        self.retryable = info.retryable
+
+
+async def execute_here(call: RemoteCall) -> RemoteOutcome:
+    outcome = RemoteOutcome()
+    node = default_registry().get(call.node_type)
+    ctx = NodeContext(
+        job_id=call.job_id,
+        workflow_id=call.workflow_id,
+        node_id=call.node_id,
+        attempt=call.attempt,
+        scope=TemplateContext(),
+        predecessors=call.predecessors,
+        log=lambda level, message, data: outcome.logs.append((level, message, data)),
+    )
+    try:
+        outcome.result = await node.execute(node.parse_config(call.config, call.node_id), ctx)
+    except Exception as exc:
+        outcome.error = error_info(exc)
+    return outcome
+
+
+class NodeExecutor:
+    """An async actor shared by many jobs: each I/O node attempt is one coroutine here."""
+
+    async def execute(self, call: RemoteCall) -> RemoteOutcome:
+        return await execute_here(call)
+
+    async def ping(self) -> bool:
+        return True
+
+
+def run_cpu_node(call: RemoteCall) -> RemoteOutcome:
+    """The body of a Ray task for CPU nodes (user code): one attempt, in a worker process."""
+    return asyncio.run(execute_here(call))

@@ -1,0 +1,62 @@
+"""What every actor needs to reach the same store, bus and cluster: resolved once, passed to each."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from config.log_setup import configure_logging
+from config.settings import LogFormat
+from storage.bus_factory import build_event_bus
+from storage.protocols import EventBus, Store
+from storage.store_factory import build_store
+
+
+class ActorMode(StrEnum):
+    DEDICATED = "dedicated"  # one actor per job, named job:<job_id>, ended with its job
+    REUSE = "reuse"  # an actor runs up to `reuse_max_jobs` jobs one after another
+
+
+class RuntimeConfig(BaseModel):
+    namespace: str = "workflow-service"
+    mongodb_url: str | None = None
+    mongodb_db: str = "optimus"
+    mongodb_majority_writes: bool = True
+    data_dir: Path
+    redis_host: str
+    redis_port: int
+    redis_password: str | None = None
+    mode: ActorMode = ActorMode.DEDICATED
+    max_active_jobs: int = Field(default=8, ge=1)
+    warm_pool_size: int = Field(default=2, ge=0)
+    reuse_max_jobs: int = Field(default=100, ge=1)
+    executor_pool_size: int = Field(default=2, ge=1)
+    executor_max_concurrency: int = Field(default=1000, ge=1)
+    secrets_file: Path | None = None
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.JSON
+
+    def configure_process_logging(self) -> None:
+        configure_logging(self.log_level, self.log_format)
+
+    def secrets(self) -> dict[str, str]:
+        """Values for {{secrets.name}}: a JSON object of names to strings in SECRETS_FILE."""
+        if self.secrets_file is None or not self.secrets_file.exists():
+            return {}
+        loaded = json.loads(self.secrets_file.read_text(encoding="utf-8"))
+        if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
+            raise ValueError(f"{self.secrets_file} must hold a JSON object of secret names to strings")
+        return loaded
+
+    async def open_store(self) -> Store:
+        store = build_store(self.mongodb_url, self.mongodb_db, self.data_dir, self.mongodb_majority_writes)
+        await store.start()
+        return store
+
+    async def open_bus(self) -> EventBus:
+        bus, _ = build_event_bus(self.redis_host, self.redis_port, self.redis_password, self.data_dir)
+        await bus.start()
+        return bus

@@ -1,0 +1,287 @@
+"""The job loop without Ray: real SQLite store, real Redis, node types defined here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import BaseModel
+
+from actors.job_runner import JobRunner, RunnerServices
+from actors.launcher import InProcessLauncher
+from engine.dag import Dag
+from engine.errors import RetryableNodeError
+from engine.models import WorkflowDefinition
+from engine.records import EventType, JobRecord, JobStatus, NodeStatus
+from nodes.base import NodeContext, NodeResult, NodeType
+from nodes.registry import BUILTIN_NODE_TYPES, NodeRegistry
+from storage.embedded_redis import EmbeddedRedis
+from storage.redis_bus import RedisStreamBus
+from storage.sqlite_store import SqliteStore
+
+
+class FlakyConfig(BaseModel):
+    failures: int = 0
+    value: Any = None
+
+
+class FlakyNode(NodeType[FlakyConfig]):
+    """Fails with a retryable error `failures` times per job, then returns `value`."""
+
+    type_name = "flaky"
+    description = "test node"
+    config_model = FlakyConfig
+    calls: ClassVar[dict[str, int]] = {}
+
+    async def execute(self, config: FlakyConfig, ctx: NodeContext) -> NodeResult:
+        key = f"{ctx.job_id}:{ctx.node_id}"
+        FlakyNode.calls[key] = FlakyNode.calls.get(key, 0) + 1
+        ctx.log("info", "flaky called", {"call": FlakyNode.calls[key], "key": ctx.idempotency_key})
+        if FlakyNode.calls[key] <= config.failures:
+            raise RetryableNodeError(f"transient failure {FlakyNode.calls[key]}")
+        return NodeResult(output={"value": config.value, "attempt": ctx.attempt})
+
+
+class SleepConfig(BaseModel):
+    seconds: float
+
+
+class SleepNode(NodeType[SleepConfig]):
+    type_name = "sleep"
+    description = "test node"
+    config_model = SleepConfig
+    started: ClassVar[dict[str, float]] = {}
+    finished: ClassVar[dict[str, float]] = {}
+
+    async def execute(self, config: SleepConfig, ctx: NodeContext) -> NodeResult:
+        loop = asyncio.get_running_loop()
+        SleepNode.started[ctx.node_id] = loop.time()
+        await asyncio.sleep(config.seconds)
+        SleepNode.finished[ctx.node_id] = loop.time()
+        return NodeResult(output=config.seconds)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def services(tmp_path: Path, redis_server: EmbeddedRedis) -> AsyncIterator[RunnerServices]:
+    store = SqliteStore(tmp_path / "workflow.db")
+    await store.start()
+    bus = RedisStreamBus(redis_server.host, redis_server.port)
+    await bus.start()
+    registry = NodeRegistry([*BUILTIN_NODE_TYPES, FlakyNode, SleepNode])
+    yield RunnerServices(
+        store=store,
+        bus=bus,
+        registry=registry,
+        launcher=InProcessLauncher(),
+        secrets={"api_key": "sk-very-secret"},
+        jitter=lambda delay: delay,
+    )
+    await bus.close()
+    await store.close()
+
+
+def definition(nodes: list[dict[str, Any]], edges: list[tuple[str, str]]) -> WorkflowDefinition:
+    return WorkflowDefinition.model_validate(
+        {"name": "test", "nodes": nodes, "edges": [{"source": s, "target": t} for s, t in edges]}
+    )
+
+
+async def start_job(services: RunnerServices, wf: WorkflowDefinition, job_input: dict[str, Any]) -> JobRunner:
+    workflow = await services.store.create_workflow("alice", wf)
+    job = await services.store.create_job(
+        JobRecord(
+            id=f"job-{id(wf)}",
+            owner="alice",
+            workflow_id=workflow.id,
+            workflow_version=workflow.version,
+            input=job_input,
+        )
+    )
+    return JobRunner(services, job, Dag.from_definition(workflow.definition))
+
+
+async def events_of(services: RunnerServices, job_id: str) -> list[Any]:
+    return [event async for event in services.bus.subscribe(job_id)]
+
+
+async def test_a_job_runs_to_completion_with_checkpoints_events_and_logs(services):
+    wf = definition(
+        [
+            {"id": "start", "type": "start"},
+            {
+                "id": "shape",
+                "type": "transform",
+                "config": {"template": {"greeting": "hello {{input.name}}"}},
+            },
+            {
+                "id": "route",
+                "type": "conditional",
+                "config": {"condition": "{{input.n}} > 10", "true_edge": "big", "false_edge": "small"},
+            },
+            {"id": "big", "type": "transform", "config": {"template": "big"}},
+            {"id": "small", "type": "transform", "config": {"template": "small"}},
+            {
+                "id": "end",
+                "type": "end",
+                "config": {"output": {"msg": "{{shape.output.greeting}}", "size": "{{small.output}}"}},
+            },
+        ],
+        [
+            ("start", "shape"),
+            ("shape", "route"),
+            ("route", "big"),
+            ("route", "small"),
+            ("big", "end"),
+            ("small", "end"),
+        ],
+    )
+    runner = await start_job(services, wf, {"name": "Ada", "n": 3})
+    assert await runner.run() is JobStatus.COMPLETED
+
+    job = await services.store.get_job(runner.job.id)
+    assert job.status is JobStatus.COMPLETED
+    assert job.result == {"msg": "hello Ada", "size": "small"}
+    assert job.nodes["big"].status is NodeStatus.SKIPPED
+    assert job.nodes["route"].output == {"result": False, "branch": "small"}
+    assert job.started_at is not None and job.finished_at is not None
+
+    events = await events_of(services, job.id)
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    assert job.event_sequence == len(events)
+    assert events[0].type == EventType.JOB_STARTED and events[-1].type == EventType.JOB_COMPLETED
+    assert (EventType.NODE_SKIPPED, "big") in [(e.type, e.node_id) for e in events]
+
+    logs = await services.store.list_logs(job.id, limit=1000)
+    assert logs.total == len(events)
+    assert logs.items[0].message == "job: started"
+
+
+async def test_retries_keep_the_attempt_and_idempotency_key(services):
+    wf = definition(
+        [
+            {
+                "id": "f",
+                "type": "flaky",
+                "config": {"failures": 2, "value": 7},
+                "retry": {"max_attempts": 3, "backoff": 0.01},
+            }
+        ],
+        [],
+    )
+    runner = await start_job(services, wf, {})
+    assert await runner.run() is JobStatus.COMPLETED
+    job = await services.store.get_job(runner.job.id)
+    assert job.nodes["f"].attempts == 3
+    assert job.nodes["f"].output == {"value": 7, "attempt": 3}
+    events = await events_of(services, job.id)
+    assert [e.type for e in events].count(EventType.NODE_RETRYING) == 2
+    await asyncio.sleep(0.05)
+    logs = (await services.store.list_logs(job.id, limit=100)).items
+    keys = [entry.data["key"] for entry in logs if entry.message == "flaky called"]
+    assert keys == [f"{job.id}:f:1", f"{job.id}:f:2", f"{job.id}:f:3"]
+
+
+async def test_a_timeout_is_reported_as_a_timeout(services):
+    wf = definition([{"id": "slow", "type": "sleep", "config": {"seconds": 5}, "timeout_s": 0.1}], [])
+    runner = await start_job(services, wf, {})
+    assert await runner.run() is JobStatus.FAILED
+    job = await services.store.get_job(runner.job.id)
+    assert job.nodes["slow"].error is not None
+    assert job.nodes["slow"].error.type == "node_timeout"
+    assert "timed out after 0.1 s" in job.nodes["slow"].error.message
+    assert job.error is not None and job.error.type == "node_timeout"
+
+
+async def test_independent_branches_overlap_in_time(services):
+    wf = definition(
+        [
+            {"id": "s", "type": "start"},
+            {"id": "a", "type": "sleep", "config": {"seconds": 0.3}},
+            {"id": "b", "type": "sleep", "config": {"seconds": 0.3}},
+        ],
+        [("s", "a"), ("s", "b")],
+    )
+    runner = await start_job(services, wf, {})
+    assert await runner.run() is JobStatus.COMPLETED
+    assert (
+        SleepNode.started["b"] < SleepNode.finished["a"] and SleepNode.started["a"] < SleepNode.finished["b"]
+    )
+
+
+async def test_cancel_stops_running_nodes_within_moments(services):
+    wf = definition(
+        [{"id": "slow", "type": "sleep", "config": {"seconds": 30}}, {"id": "after", "type": "start"}],
+        [("slow", "after")],
+    )
+    runner = await start_job(services, wf, {})
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(0.2)
+    runner.cancel()
+    assert await asyncio.wait_for(task, timeout=2) is JobStatus.CANCELLED
+    job = await services.store.get_job(runner.job.id)
+    assert {n: c.status for n, c in job.nodes.items()} == {
+        "slow": NodeStatus.CANCELLED,
+        "after": NodeStatus.CANCELLED,
+    }
+    events = await events_of(services, job.id)
+    assert events[-1].type == EventType.JOB_CANCELLED
+
+
+async def test_resume_from_checkpoint_never_reruns_completed_nodes(services):
+    wf = definition(
+        [
+            {"id": "a", "type": "flaky", "config": {"value": 1}},
+            {"id": "b", "type": "flaky", "config": {"value": 2}},
+            {"id": "c", "type": "sleep", "config": {"seconds": 30}},
+        ],
+        [("a", "b"), ("b", "c")],
+    )
+    runner = await start_job(services, wf, {})
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(0.3)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    stored = await services.store.get_job(runner.job.id)
+    assert stored.nodes["c"].status is NodeStatus.RUNNING
+
+    quick = wf.model_copy(deep=True)
+    quick.nodes[2].config = {"seconds": 0.01}
+    resumed = JobRunner(services, stored, Dag.from_definition(quick))
+    assert await resumed.run() is JobStatus.COMPLETED
+    assert (await services.store.get_job(stored.id)).nodes["c"].attempts == 1, (
+        "in-flight node reran as attempt 1"
+    )
+    assert FlakyNode.calls[f"{stored.id}:a"] == 1 and FlakyNode.calls[f"{stored.id}:b"] == 1
+    events = await events_of(services, stored.id)
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1)), "sequence continues after resume"
+
+
+async def test_secrets_are_redacted_from_stored_outputs_events_and_results(services):
+    wf = definition([{"id": "t", "type": "transform", "config": {"template": "key={{secrets.api_key}}"}}], [])
+    runner = await start_job(services, wf, {})
+    assert await runner.run() is JobStatus.COMPLETED
+    job = await services.store.get_job(runner.job.id)
+    assert job.nodes["t"].output == "key=***"
+    assert job.result == {"t": "key=***"}
+    events = await events_of(services, job.id)
+    assert "sk-very-secret" not in "".join(e.model_dump_json() for e in events)
+
+
+async def test_template_error_fails_the_node_with_the_path(services):
+    wf = definition([{"id": "t", "type": "transform", "config": {"template": "{{input.missing}}"}}], [])
+    runner = await start_job(services, wf, {"present": 1})
+    assert await runner.run() is JobStatus.FAILED
+    job = await services.store.get_job(runner.job.id)
+    assert job.nodes["t"].error is not None and job.nodes["t"].error.type == "template_error"
+    assert "missing" in job.nodes["t"].error.message
