@@ -1,0 +1,25 @@
+"""Choose the EventBus from the settings: the configured Redis, or an embedded Redis server when none is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from storage.embedded_redis import EmbeddedRedis
+from storage.protocols import EventBus
+from storage.redis_bus import RedisStreamBus
+
+EMBEDDED_REDIS_SUBDIR = "redis"
+
+
+def build_event_bus(
+    redis_host: str | None, redis_port: int, redis_password: str | None, data_dir: Path
+) -> tuple[EventBus, EmbeddedRedis | None]:
+    """A bus on REDIS_HOST:REDIS_PORT, or, when no host is set, on an embedded server started here with
+    its data in `data_dir/redis` on a free loopback port (REDIS_PORT is not used: Ray's head may hold
+    6379). The caller awaits `bus.start()`, stops the embedded server at shutdown, and hands processes
+    that must reach the same bus (Ray actors) the server's `host` and `port`."""
+    if redis_host and redis_host.strip():
+        return RedisStreamBus(redis_host.strip(), redis_port, redis_password), None
+    embedded = EmbeddedRedis(Path(data_dir) / EMBEDDED_REDIS_SUBDIR, password=redis_password)
+    embedded.start()
+    return RedisStreamBus(embedded.host, embedded.port, redis_password), embedded
