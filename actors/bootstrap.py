@@ -85,6 +85,7 @@ async def start_service_runtime(settings: Settings) -> ServiceRuntime:
             reuse_max_jobs=settings.reuse_max_jobs,
             executor_pool_size=settings.executor_pool_size,
             secrets_file=settings.secrets_file.resolve() if settings.secrets_file else None,
+            node_plugins=settings.node_plugin_paths,
             log_level=settings.log_level,
             log_format=settings.log_format,
         )

@@ -14,7 +14,6 @@ from actors.runtime_config import RuntimeConfig
 from engine.records import JobRecord, JobStatus, Page
 from engine.templating import TemplateContext
 from nodes.base import NodeContext, NodeResult
-from nodes.registry import default_registry
 from storage.protocols import Store
 
 
@@ -82,11 +81,11 @@ class WorkflowController:
     ) -> NodeResult:
         """Run one node once, outside any job, where a job would run it (executor actor, Ray task,
         sandbox for user code) and under the same limits. Templates read `input` only."""
-        node = default_registry().get(node_type)
+        node = self._runtime.registry().get(node_type)
         scope = TemplateContext(input=input_data, secrets=self._runtime.secrets())
         parsed = node.render_config(config, scope, node_type)
         ctx = NodeContext(job_id="test", workflow_id="test", node_id=node_type, attempt=1, scope=scope)
-        launcher = RayLauncher(executor_handles(self._runtime), workflow_name="node-test")
+        launcher = RayLauncher(executor_handles(self._runtime), "node-test", self._runtime.node_plugins)
         return await asyncio.wait_for(launcher.run(node, parsed, ctx), timeout=timeout_s)
 
     async def stats(self) -> dict[str, Any]:

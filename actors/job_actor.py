@@ -17,7 +17,6 @@ from actors.job_runner import JobRunner, RunnerServices
 from actors.ray_launcher import RayLauncher
 from actors.runtime_config import RuntimeConfig
 from engine.dag import Dag
-from nodes.registry import default_registry
 from storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
@@ -56,8 +55,8 @@ class JobActor:
             services = RunnerServices(
                 store=store,
                 bus=bus,
-                registry=default_registry(),
-                launcher=RayLauncher(self._executors, workflow.name),
+                registry=self.runtime.registry(),
+                launcher=RayLauncher(self._executors, workflow.name, self.runtime.node_plugins),
                 secrets=self.runtime.secrets(),
             )
             runner = JobRunner(services, job, Dag.from_definition(workflow.definition))

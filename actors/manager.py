@@ -110,15 +110,15 @@ class JobManager:
                 break
         unfinished.sort(key=lambda job: (job.status is not JobStatus.RUNNING, job.created_at))
         by_actor = {job.actor_name: job for job in unfinished if job.actor_name}
-        for actor in self._leftover_actors():
-            job = by_actor.get(actor["name"])
-            handle = ray_api.get_actor(actor["name"], self.runtime.namespace)
+        for name in self._leftover_actors():
+            job = by_actor.get(name)
+            handle = ray_api.get_actor(name, self.runtime.namespace)
             if handle is None:
                 continue
             if job is None:
                 ray_api.kill(handle)
                 continue
-            member = PooledActor(actor["name"], handle)
+            member = PooledActor(name, handle)
             self._active[job.id] = member
             self._spawn(self._adopt(job.id, member))
         for job in unfinished:
@@ -128,9 +128,9 @@ class JobManager:
             logger.info("recovered %d unfinished jobs (%d adopted)", len(unfinished), len(self._active))
         self._admit()
 
-    def _leftover_actors(self) -> list[dict[str, Any]]:
-        actors = ray_api.list_actors(self.runtime.namespace)
-        return [a for a in actors if (a.get("name") or "").startswith((DEDICATED_PREFIX, REUSE_PREFIX))]
+    def _leftover_actors(self) -> list[str]:
+        names = ray_api.named_actors(self.runtime.namespace)
+        return [name for name in names if name.startswith((DEDICATED_PREFIX, REUSE_PREFIX))]
 
     async def _adopt(self, job_id: str, member: PooledActor) -> None:
         try:

@@ -41,21 +41,22 @@ def is_initialized() -> bool:
 def init(address: str | None, namespace: str, job_slots: int, include_dashboard: bool) -> ClusterInfo:
     """Connect to RAY_ADDRESS, or start a local instance that offers `job_slots` job slots."""
     if ray.is_initialized():
-        context = ray.get_runtime_context()
-        return ClusterInfo(context.gcs_address, _dashboard_url(), started_here=False)
+        return ClusterInfo(ray.get_runtime_context().gcs_address, None, started_here=False)
     common: dict[str, Any] = {"namespace": namespace, "log_to_driver": False, "configure_logging": False}
     if address:
         context = ray.init(address=address, **common)
         started_here = False
     else:
-        context = ray.init(resources={JOB_SLOT: job_slots}, include_dashboard=include_dashboard, **common)
+        context = ray.init(
+            address="local", resources={JOB_SLOT: job_slots}, include_dashboard=include_dashboard, **common
+        )
         started_here = True
-    return ClusterInfo(context.address_info.get("gcs_address", ""), _dashboard_url(), started_here)
-
-
-def _dashboard_url() -> str | None:
-    url = ray.worker.get_dashboard_url() if hasattr(ray, "worker") else None
-    return f"http://{url}" if url else None
+    dashboard = context.dashboard_url
+    return ClusterInfo(
+        context.address_info.get("gcs_address", ""),
+        f"http://{dashboard}" if dashboard else None,
+        started_here,
+    )
 
 
 def shutdown() -> None:
@@ -168,6 +169,11 @@ def kill(handle: ActorHandle) -> None:
         logger.debug("kill of a dead actor ignored: %s", exc)
 
 
+def kill_for_restart(handle: ActorHandle) -> None:
+    """Kill an actor's process the way a crash would: Ray restarts it if its max_restarts allows."""
+    ray.kill(handle, no_restart=False)
+
+
 def current_actor_name() -> str | None:
     try:
         return ray.get_runtime_context().get_actor_name()
@@ -175,8 +181,15 @@ def current_actor_name() -> str | None:
         return None
 
 
+def named_actors(namespace: str, name_prefix: str = "") -> list[str]:
+    """Names of the live named actors of a namespace, straight from the GCS (no dashboard needed)."""
+    entries = ray.util.list_named_actors(all_namespaces=True)
+    return [e["name"] for e in entries if e["namespace"] == namespace and e["name"].startswith(name_prefix)]
+
+
 def list_actors(namespace: str, name_prefix: str = "", alive_only: bool = True) -> list[dict[str, Any]]:
-    """Actors of the namespace as the Ray dashboard lists them (name, state, pid, class, node)."""
+    """Actors of the namespace as the Ray dashboard lists them (name, state, pid, class, node);
+    needs the dashboard's state API."""
     filters: list[tuple[str, str, str]] = [("ray_namespace", "=", namespace)]
     if alive_only:
         filters.append(("state", "=", "ALIVE"))

@@ -12,11 +12,14 @@ from nodes.base import Execution, NodeContext, NodeResult, NodeType
 
 
 class RayLauncher:
-    def __init__(self, executors: list[ray_api.ActorHandle], workflow_name: str) -> None:
+    def __init__(
+        self, executors: list[ray_api.ActorHandle], workflow_name: str, node_plugins: tuple[str, ...] = ()
+    ) -> None:
         if not executors:
             raise ValueError("RayLauncher needs at least one executor actor")
         self._executors = executors
         self._workflow_name = workflow_name
+        self._node_plugins = node_plugins
 
     async def run(self, node: NodeType[Any], config: BaseModel, ctx: NodeContext) -> NodeResult:
         if node.execution is Execution.INLINE:
@@ -29,6 +32,7 @@ class RayLauncher:
             node_id=ctx.node_id,
             attempt=ctx.attempt,
             predecessors=ctx.predecessors,
+            node_plugins=self._node_plugins,
         )
         if node.execution is Execution.IO:
             executor = self._executors[hash((ctx.job_id, ctx.node_id)) % len(self._executors)]

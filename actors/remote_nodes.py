@@ -26,6 +26,7 @@ class RemoteCall:
     node_id: str
     attempt: int
     predecessors: tuple[str, ...] = ()
+    node_plugins: tuple[str, ...] = ()
 
 
 @dataclass
@@ -46,7 +47,7 @@ class RemoteNodeError(NodeExecutionError):
 
 async def execute_here(call: RemoteCall) -> RemoteOutcome:
     outcome = RemoteOutcome()
-    node = default_registry().get(call.node_type)
+    node = default_registry(call.node_plugins).get(call.node_type)
     ctx = NodeContext(
         job_id=call.job_id,
         workflow_id=call.workflow_id,

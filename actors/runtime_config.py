@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from config.log_setup import configure_logging
 from config.settings import LogFormat
+from nodes.registry import NodeRegistry, default_registry
 from storage.bus_factory import build_event_bus
 from storage.protocols import EventBus, Store
 from storage.store_factory import build_store
@@ -36,11 +37,15 @@ class RuntimeConfig(BaseModel):
     executor_pool_size: int = Field(default=2, ge=1)
     executor_max_concurrency: int = Field(default=1000, ge=1)
     secrets_file: Path | None = None
+    node_plugins: tuple[str, ...] = ()
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON
 
     def configure_process_logging(self) -> None:
         configure_logging(self.log_level, self.log_format)
+
+    def registry(self) -> NodeRegistry:
+        return default_registry(self.node_plugins)
 
     def secrets(self) -> dict[str, str]:
         """Values for {{secrets.name}}: a JSON object of names to strings in SECRETS_FILE."""

@@ -1,0 +1,323 @@
+"""The job runtime on a real local Ray: job actors, remote node work, recovery, cancellation, admission."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from actors import ray_api
+from actors.bootstrap import ServiceRuntime, start_service_runtime
+from config.settings import Settings
+from engine.models import WorkflowDefinition
+from engine.records import JobRecord, JobStatus, NodeStatus
+from tests.actors.ray_test_nodes import PLUGINS
+
+pytestmark = pytest.mark.slow
+
+RuntimeFactory = Callable[..., Awaitable[ServiceRuntime]]
+
+
+def settings_for(data_dir: Path, **overrides: Any) -> Settings:
+    values = {
+        "DATA_DIR": str(data_dir),
+        "RAY_NAMESPACE": f"wf-test-{uuid.uuid4().hex[:8]}",
+        "RAY_DASHBOARD": "false",
+        "MAX_ACTIVE_JOBS": "4",
+        "WARM_POOL_SIZE": "1",
+        "EXECUTOR_POOL_SIZE": "1",
+        "NODE_PLUGINS": ",".join(PLUGINS),
+        "LOG_LEVEL": "WARNING",
+    }
+    values.update({key: str(value) for key, value in overrides.items()})
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+async def make_runtime(ray_cluster, tmp_path: Path) -> AsyncIterator[RuntimeFactory]:
+    started: list[ServiceRuntime] = []
+
+    async def make(**overrides: Any) -> ServiceRuntime:
+        runtime = await start_service_runtime(settings_for(tmp_path / f"data{len(started)}", **overrides))
+        started.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in started:
+        for name in ray_api.named_actors(runtime.runtime.namespace):
+            handle = ray_api.get_actor(name, runtime.runtime.namespace)
+            if handle is not None:
+                ray_api.kill(handle)
+        await runtime.close()
+
+
+def record(node_id: str, ledger: Path, kind: str = "record_io", **config: Any) -> dict[str, Any]:
+    return {"id": node_id, "type": kind, "config": {"path": str(ledger), **config}}
+
+
+def chain(*node_ids: str) -> list[tuple[str, str]]:
+    return list(itertools.pairwise(node_ids))
+
+
+async def execute(
+    runtime: ServiceRuntime,
+    nodes: list[dict[str, Any]],
+    edges: list[tuple[str, str]],
+    name: str = "runtime-test",
+) -> JobRecord:
+    definition = WorkflowDefinition.model_validate(
+        {"name": name, "nodes": nodes, "edges": [{"source": s, "target": t} for s, t in edges]}
+    )
+    workflow = await runtime.store.create_workflow("alice", definition)
+    return await runtime.controller.execute_workflow(workflow.id, {"q": 1}, owner="alice")
+
+
+async def wait_for(
+    runtime: ServiceRuntime, job_id: str, predicate: Callable[[JobRecord], bool], timeout_s: float = 60
+) -> JobRecord:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        job = await runtime.controller.get_job_status(job_id)
+        if predicate(job):
+            return job
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(
+                f"job {job_id} did not get there in {timeout_s} s: {job.status}, "
+                f"{ {n: c.status.value for n, c in job.nodes.items()} }"
+            )
+        await asyncio.sleep(0.05)
+
+
+def finished(job: JobRecord) -> bool:
+    return job.status.is_terminal
+
+
+def ledger_lines(ledger: Path) -> list[list[str]]:
+    return [line.split() for line in ledger.read_text().splitlines()] if ledger.exists() else []
+
+
+def job_actor_names(runtime: ServiceRuntime) -> set[str]:
+    names = ray_api.named_actors(runtime.runtime.namespace)
+    return {name for name in names if name.startswith(("job:", "job-runner:"))}
+
+
+@pytest.mark.timeout(120)
+async def test_named_actor_parallel_branches_and_named_cpu_tasks(make_runtime, tmp_path):
+    runtime = await make_runtime()
+    ledger = tmp_path / "ledger"
+    nodes = [
+        {"id": "start", "type": "start"},
+        record("io", ledger, seconds=1.0),
+        record("cpu", ledger, "record_cpu", seconds=1.0),
+        {"id": "end", "type": "end"},
+    ]
+    job = await execute(
+        runtime,
+        nodes,
+        [("start", "io"), ("start", "cpu"), ("io", "end"), ("cpu", "end")],
+        name="parallel-demo",
+    )
+    running = await wait_for(
+        runtime,
+        job.id,
+        lambda j: j.nodes.get("cpu") is not None and j.nodes["cpu"].status is NodeStatus.RUNNING,
+    )
+    assert running.actor_name == f"job:{job.id}"
+    listed = {a["name"] for a in ray_api.list_actors(runtime.runtime.namespace)}
+    assert f"job:{job.id}" in listed, "the dashboard's state API lists the job's actor under its name"
+    done = await wait_for(runtime, job.id, finished)
+    assert done.status is JobStatus.COMPLETED, done.error
+    assert set(done.result) == {"io", "cpu"}
+    lines = ledger_lines(ledger)
+    times = {(line[1], line[3]): float(line[5]) for line in lines}
+    assert times[("io", "start")] < times[("cpu", "done")] and times[("cpu", "start")] < times[("io", "done")]
+    tasks = [t for t in ray_api.list_tasks("parallel-demo:") if t["name"] == "parallel-demo:cpu"]
+    assert tasks, "the CPU node ran as a Ray task named after the workflow and node"
+    await asyncio.sleep(0.5)
+    assert f"job:{job.id}" not in job_actor_names(runtime), "a dedicated actor ends with its job"
+
+
+@pytest.mark.timeout(120)
+async def test_kill_9_of_the_job_actor_resumes_and_never_reruns_completed_nodes(make_runtime, tmp_path):
+    runtime = await make_runtime()
+    ledger = tmp_path / "ledger"
+    ids = ["n1", "n2", "n3", "n4", "n5"]
+    job = await execute(runtime, [record(n, ledger, seconds=0.6) for n in ids], chain(*ids))
+    await wait_for(
+        runtime,
+        job.id,
+        lambda j: j.nodes.get("n3") is not None and j.nodes["n3"].status is NodeStatus.RUNNING,
+    )
+    handle = ray_api.get_actor(f"job:{job.id}", runtime.runtime.namespace)
+    assert handle is not None
+    info = await ray_api.result(ray_api.call(handle, "info"))
+    before_kill = await runtime.controller.get_job_status(job.id)
+    os.kill(int(info["pid"]), signal.SIGKILL)
+
+    done = await wait_for(runtime, job.id, finished)
+    assert done.status is JobStatus.COMPLETED, done.error
+    completed_before = [n for n, c in before_kill.nodes.items() if c.status is NodeStatus.COMPLETED]
+    assert completed_before == ["n1", "n2"]
+    starts = [line[1] for line in ledger_lines(ledger) if line[3] == "start"]
+    for node_id in completed_before:
+        assert starts.count(node_id) == 1, f"{node_id} ran again after the crash"
+    for node_id in ("n4", "n5"):
+        assert starts.count(node_id) == 1
+    assert {line[2] for line in ledger_lines(ledger)} == {"1"}, (
+        "the in-flight node reran with the same attempt"
+    )
+    assert all(c.attempts == 1 for c in done.nodes.values())
+
+
+@pytest.mark.timeout(60)
+async def test_cancel_stops_a_running_cpu_task_within_two_seconds(make_runtime, tmp_path):
+    runtime = await make_runtime()
+    ledger = tmp_path / "ledger"
+    job = await execute(
+        runtime,
+        [record("busy", ledger, "record_cpu", seconds=60), record("after", ledger)],
+        chain("busy", "after"),
+    )
+    await wait_for(runtime, job.id, lambda j: len(ledger_lines(ledger)) >= 1, timeout_s=30)
+    worker_pid = int(ledger_lines(ledger)[0][4])
+    started = asyncio.get_running_loop().time()
+    cancelled = await runtime.controller.cancel_job(job.id)
+    elapsed = asyncio.get_running_loop().time() - started
+    assert cancelled.status is JobStatus.CANCELLED and elapsed < 2.0
+    assert {n: c.status for n, c in cancelled.nodes.items()} == {
+        "busy": NodeStatus.CANCELLED,
+        "after": NodeStatus.CANCELLED,
+    }
+    for _ in range(40):
+        if not psutil.pid_exists(worker_pid):
+            break
+        await asyncio.sleep(0.05)
+    assert not psutil.pid_exists(worker_pid), "the worker running the node was stopped"
+    again = await runtime.controller.cancel_job(job.id)
+    assert again.status is JobStatus.CANCELLED, "cancelling twice is harmless"
+
+
+@pytest.mark.timeout(60)
+async def test_cancelling_a_finished_job_is_a_conflict(make_runtime, tmp_path):
+    from engine.errors import ConflictError
+
+    runtime = await make_runtime()
+    job = await execute(runtime, [{"id": "s", "type": "start"}], [])
+    await wait_for(runtime, job.id, finished)
+    with pytest.raises(ConflictError, match="already completed"):
+        await runtime.controller.cancel_job(job.id)
+
+
+@pytest.mark.timeout(60)
+async def test_retries_and_timeouts_on_ray(make_runtime, tmp_path):
+    runtime = await make_runtime()
+    ledger = tmp_path / "ledger"
+    flaky = {**record("flaky", ledger, fail_times=2), "retry": {"max_attempts": 3, "backoff": 0.05}}
+    slow = {**record("slow", ledger, seconds=10), "timeout_s": 0.5}
+    job = await execute(runtime, [flaky, slow], [("flaky", "slow")])
+    done = await wait_for(runtime, job.id, finished)
+    assert done.nodes["flaky"].status is NodeStatus.COMPLETED and done.nodes["flaky"].attempts == 3
+    assert done.nodes["flaky"].output["key"] == f"{job.id}:flaky:3"
+    assert done.status is JobStatus.FAILED
+    assert done.nodes["slow"].error is not None and done.nodes["slow"].error.type == "node_timeout"
+
+
+@pytest.mark.timeout(240)
+async def test_fifty_jobs_under_an_admission_limit_of_eight(make_runtime, tmp_path):
+    runtime = await make_runtime(MAX_ACTIVE_JOBS=8, WARM_POOL_SIZE=2)
+    ledger = tmp_path / "ledger"
+    jobs = [await execute(runtime, [record("w", ledger, seconds=0.2)], []) for _ in range(50)]
+    peak_running = 0
+    while True:
+        statuses = [(await runtime.controller.get_job_status(j.id)).status for j in jobs]
+        peak_running = max(peak_running, statuses.count(JobStatus.RUNNING))
+        if all(s.is_terminal for s in statuses):
+            break
+        await asyncio.sleep(0.05)
+    assert statuses == [JobStatus.COMPLETED] * 50
+    stats = await runtime.controller.stats()
+    assert stats["peak_active"] <= 8 and peak_running <= 8
+    assert stats["peak_active"] == 8, "the limit was reached, so it was what held jobs back"
+
+
+@pytest.mark.timeout(120)
+async def test_reuse_mode_runs_jobs_one_after_another_in_each_actor(make_runtime, tmp_path):
+    runtime = await make_runtime(JOB_ACTOR_MODE="reuse", MAX_ACTIVE_JOBS=2, WARM_POOL_SIZE=1)
+    ledger = tmp_path / "ledger"
+    jobs = [await execute(runtime, [record("w", ledger, seconds=0.2)], []) for _ in range(8)]
+    done = [await wait_for(runtime, j.id, finished) for j in jobs]
+    assert [j.status for j in done] == [JobStatus.COMPLETED] * 8
+    by_actor: dict[str, list[JobRecord]] = {}
+    for job in done:
+        assert job.actor_name is not None and job.actor_name.startswith("job-runner:")
+        by_actor.setdefault(job.actor_name, []).append(job)
+    assert len(by_actor) <= 3, "actors were reused (at most two active plus one warm)"
+    for actor_jobs in by_actor.values():
+        spans = sorted((j.started_at, j.finished_at) for j in actor_jobs)
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), "one job at a time per actor"
+
+
+@pytest.mark.timeout(120)
+async def test_no_job_actor_is_left_behind_after_jobs_or_a_manager_restart(make_runtime, tmp_path):
+    runtime = await make_runtime(WARM_POOL_SIZE=2)
+    for _ in range(20):
+        if len(job_actor_names(runtime)) == 2:
+            break
+        await asyncio.sleep(0.25)
+    before = job_actor_names(runtime)
+    assert len(before) == 2, "the warm pool is up"
+    jobs = [await execute(runtime, [{"id": "s", "type": "start"}], []) for _ in range(3)]
+    for job in jobs:
+        await wait_for(runtime, job.id, finished)
+    await asyncio.sleep(3)
+    assert len(job_actor_names(runtime)) == 2, "only the refilled pool remains"
+
+    manager = ray_api.get_actor("job-manager", runtime.runtime.namespace)
+    assert manager is not None
+    assert (await ray_api.result(ray_api.call(manager, "stats")))["active"] == 0
+    ray_api.kill_for_restart(manager)
+    await asyncio.sleep(1.5)
+    await ray_api.result(ray_api.call(manager, "start"))
+    for _ in range(40):
+        if len(job_actor_names(runtime)) == 2 and not (job_actor_names(runtime) & before):
+            break
+        await asyncio.sleep(0.25)
+    assert not (job_actor_names(runtime) & before), "idle actors of the earlier manager were ended"
+    assert len(job_actor_names(runtime)) == 2
+
+
+@pytest.mark.timeout(180)
+def test_the_whole_service_and_ray_stop_mid_job_and_the_job_completes_after_a_restart(tmp_path):
+    """Two separate lives of the service, each with its own local Ray, sharing only DATA_DIR."""
+    repo = Path(__file__).resolve().parents[2]
+    data, ledger = tmp_path / "data", tmp_path / "ledger"
+
+    def phase(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.actors.service_phase", *args],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    job_id = phase("start", str(data), str(ledger))
+    completed_before = [line[1] for line in ledger_lines(ledger) if line[3] == "done"]
+    assert completed_before == ["a"]
+    assert phase("resume", str(data), job_id) == "completed"
+    starts = [line[1] for line in ledger_lines(ledger) if line[3] == "start"]
+    assert starts.count("a") == 1, "the node completed before the stop never ran again"
+    assert {"c", "d"} <= {line[1] for line in ledger_lines(ledger) if line[3] == "done"}
