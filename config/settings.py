@@ -62,6 +62,20 @@ class Settings(BaseSettings):
     reuse_max_jobs: int = Field(default=100, alias="REUSE_MAX_JOBS", ge=1)
     executor_pool_size: int = Field(default=2, alias="EXECUTOR_POOL_SIZE", ge=1)
     secrets_file: Path | None = Field(default=None, alias="SECRETS_FILE")
+    node_plugins: str = Field(
+        default="", alias="NODE_PLUGINS", description="comma-separated 'package.module:ClassName' node types"
+    )
+
+    # gateway
+    max_body_bytes: int = Field(default=2 * 2**20, alias="MAX_BODY_BYTES", ge=1)
+    event_keepalive_s: float = Field(
+        default=15.0, alias="EVENT_KEEPALIVE_S", gt=0, description="idle time before an SSE keep-alive comment"
+    )
+    health_timeout_s: float = Field(default=2.0, alias="HEALTH_TIMEOUT_S", gt=0)
+
+    @property
+    def node_plugin_paths(self) -> tuple[str, ...]:
+        return tuple(path.strip() for path in self.node_plugins.split(",") if path.strip())
 
     @field_validator("mongodb_url", "redis_host", "ray_address", "log_file", "secrets_file", mode="before")
     @classmethod

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from engine.config_check import model_problems
 from engine.errors import NodeExecutionError, Problem
 from engine.records import LogLevel
-from engine.templating import TemplateContext
+from engine.templating import TemplateContext, render
 
 
 class Execution(StrEnum):
@@ -97,6 +97,12 @@ class NodeType(ABC, Generic[ConfigT]):
             raise NodeExecutionError(
                 f"node '{node_id}' has an invalid config after rendering: {details}"
             ) from None
+
+    def render_config(self, config: dict[str, Any], scope: TemplateContext, node_id: str) -> ConfigT:
+        """Render the config's templates against `scope` (all but `raw_fields`) and check the result."""
+        raw = {key: value for key, value in config.items() if key in self.raw_fields}
+        rendered = render({key: value for key, value in config.items() if key not in self.raw_fields}, scope)
+        return self.parse_config({**rendered, **raw}, node_id)
 
     def routing_targets(self, config: dict[str, Any]) -> dict[str, str]:
         return {name: config[name] for name in self.routing_fields if isinstance(config.get(name), str)}

@@ -10,6 +10,7 @@ and the class is registered under its `type_name` when the registry is built.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Collection, Iterable
 from functools import lru_cache
@@ -76,8 +77,23 @@ def load_plugins(registry: NodeRegistry, group: str = ENTRY_POINT_GROUP) -> None
             logger.exception("could not load node type plugin %r", entry_point.value)
 
 
-@lru_cache(maxsize=1)
-def default_registry() -> NodeRegistry:
+def import_node_type(path: str) -> type[NodeType[Any]]:
+    """`package.module:ClassName` -> the class; a clear error when it is not a node type."""
+    module_name, _, class_name = path.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"node plugin {path!r} must look like 'package.module:ClassName'")
+    node_type = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(node_type, type) and issubclass(node_type, NodeType)):
+        raise ValueError(f"node plugin {path!r} is not a NodeType subclass")
+    return node_type
+
+
+@lru_cache(maxsize=8)
+def default_registry(extra_node_types: tuple[str, ...] = ()) -> NodeRegistry:
+    """Built-ins, installed entry-point plugins, and `extra_node_types` named by import path (the
+    NODE_PLUGINS setting, for node types that are not packaged)."""
     registry = NodeRegistry(BUILTIN_NODE_TYPES)
     load_plugins(registry)
+    for path in extra_node_types:
+        registry.register(import_node_type(path))
     return registry
