@@ -13,6 +13,7 @@ from actors import ray_api
 from actors.controller import WorkflowController
 from actors.runtime_config import ActorMode, RuntimeConfig
 from config.settings import Settings
+from nodes.settings import NodeSettings
 from storage.bus_factory import build_event_bus
 from storage.embedded_redis import EmbeddedRedis
 from storage.protocols import EventBus, Store
@@ -49,7 +50,10 @@ class ServiceRuntime:
             self.embedded_redis.stop()
 
 
-async def start_service_runtime(settings: Settings) -> ServiceRuntime:
+async def start_service_runtime(
+    settings: Settings, node_settings: NodeSettings | None = None
+) -> ServiceRuntime:
+    node_settings = node_settings or NodeSettings()
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
@@ -86,6 +90,7 @@ async def start_service_runtime(settings: Settings) -> ServiceRuntime:
             executor_pool_size=settings.executor_pool_size,
             secrets_file=settings.secrets_file.resolve() if settings.secrets_file else None,
             node_plugins=settings.node_plugin_paths,
+            node_settings=node_settings,
             log_level=settings.log_level,
             log_format=settings.log_format,
         )

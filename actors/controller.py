@@ -84,8 +84,15 @@ class WorkflowController:
         node = self._runtime.registry().get(node_type)
         scope = TemplateContext(input=input_data, secrets=self._runtime.secrets())
         parsed = node.render_config(config, scope, node_type)
-        ctx = NodeContext(job_id="test", workflow_id="test", node_id=node_type, attempt=1, scope=scope)
-        launcher = RayLauncher(executor_handles(self._runtime), "node-test", self._runtime.node_plugins)
+        ctx = NodeContext(
+            job_id="test",
+            workflow_id="test",
+            node_id=node_type,
+            attempt=1,
+            scope=scope,
+            services={"settings": self._runtime.node_settings},
+        )
+        launcher = RayLauncher(executor_handles(self._runtime), "node-test", self._runtime)
         return await asyncio.wait_for(launcher.run(node, parsed, ctx), timeout=timeout_s)
 
     async def stats(self) -> dict[str, Any]:

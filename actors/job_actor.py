@@ -56,7 +56,8 @@ class JobActor:
                 store=store,
                 bus=bus,
                 registry=self.runtime.registry(),
-                launcher=RayLauncher(self._executors, workflow.name, self.runtime.node_plugins),
+                launcher=RayLauncher(self._executors, workflow.name, self.runtime),
+                node_services={"settings": self.runtime.node_settings},
                 secrets=self.runtime.secrets(),
             )
             runner = JobRunner(services, job, Dag.from_definition(workflow.definition))

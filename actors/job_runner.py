@@ -69,6 +69,7 @@ class RunnerServices:
     secrets: Mapping[str, str] = field(default_factory=dict)
     clock: Callable[[], datetime] = utcnow
     jitter: Callable[[float], float] = lambda delay: random.uniform(delay / 2, delay)
+    node_services: Mapping[str, Any] = field(default_factory=dict)
 
 
 class JobRunner:
@@ -84,6 +85,7 @@ class JobRunner:
         self.redactor = Redactor(services.secrets)
         self._inbox: asyncio.Queue[SchedulerEvent] = asyncio.Queue()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._log_writes: set[asyncio.Task[None]] = set()
         self._outputs: dict[str, Any] = {
             node_id: node.output
             for node_id, node in self.state.nodes.items()
@@ -111,6 +113,8 @@ class JobRunner:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            if self._log_writes:
+                await asyncio.gather(*self._log_writes, return_exceptions=True)
         return self.state.status
 
     # ------------------------------------------------------------ the one mutation point
@@ -272,6 +276,7 @@ class JobRunner:
             attempt=attempt,
             scope=scope,
             predecessors=self.dag.predecessors[node_id],
+            services=self.s.node_services,
             log=self._node_log(node_id),
         )
         return await self.s.launcher.run(node, config, ctx)
@@ -286,6 +291,8 @@ class JobRunner:
                 data=self.redactor.redact(data),
             )
             task = asyncio.get_running_loop().create_task(self.s.store.append_logs([entry]))
+            self._log_writes.add(task)
+            task.add_done_callback(self._log_writes.discard)
             task.add_done_callback(_report_log_failure)
 
         return log

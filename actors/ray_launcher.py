@@ -8,18 +8,20 @@ from pydantic import BaseModel
 
 from actors import ray_api
 from actors.remote_nodes import RemoteCall, RemoteNodeError, RemoteOutcome, run_cpu_node
+from actors.runtime_config import RuntimeConfig
 from nodes.base import Execution, NodeContext, NodeResult, NodeType
 
 
 class RayLauncher:
     def __init__(
-        self, executors: list[ray_api.ActorHandle], workflow_name: str, node_plugins: tuple[str, ...] = ()
+        self, executors: list[ray_api.ActorHandle], workflow_name: str, runtime: RuntimeConfig
     ) -> None:
         if not executors:
             raise ValueError("RayLauncher needs at least one executor actor")
         self._executors = executors
         self._workflow_name = workflow_name
-        self._node_plugins = node_plugins
+        self._node_plugins = runtime.node_plugins
+        self._settings = runtime.node_settings
 
     async def run(self, node: NodeType[Any], config: BaseModel, ctx: NodeContext) -> NodeResult:
         if node.execution is Execution.INLINE:
@@ -33,6 +35,7 @@ class RayLauncher:
             attempt=ctx.attempt,
             predecessors=ctx.predecessors,
             node_plugins=self._node_plugins,
+            settings=self._settings,
         )
         if node.execution is Execution.IO:
             executor = self._executors[hash((ctx.job_id, ctx.node_id)) % len(self._executors)]

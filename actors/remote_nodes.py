@@ -6,6 +6,7 @@ Outcomes travel back as data, errors included, so their type and retryability su
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from engine.records import ErrorInfo, LogLevel
 from engine.templating import TemplateContext
 from nodes.base import NodeContext, NodeResult
 from nodes.registry import default_registry
+from nodes.settings import NodeSettings
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class RemoteCall:
     attempt: int
     predecessors: tuple[str, ...] = ()
     node_plugins: tuple[str, ...] = ()
+    settings: NodeSettings = field(default_factory=lambda: NodeSettings(_env_file=None))
 
 
 @dataclass
@@ -45,7 +48,9 @@ class RemoteNodeError(NodeExecutionError):
         self.retryable = info.retryable
 
 
-async def execute_here(call: RemoteCall) -> RemoteOutcome:
+async def execute_here(call: RemoteCall, services: Mapping[str, Any] | None = None) -> RemoteOutcome:
+    """Run one attempt in this process with the node's services: the shipped settings plus what the
+    hosting process offers (`services`)."""
     outcome = RemoteOutcome()
     node = default_registry(call.node_plugins).get(call.node_type)
     ctx = NodeContext(
@@ -56,6 +61,7 @@ async def execute_here(call: RemoteCall) -> RemoteOutcome:
         scope=TemplateContext(),
         predecessors=call.predecessors,
         log=lambda level, message, data: outcome.logs.append((level, message, data)),
+        services={"settings": call.settings, **(services or {})},
     )
     try:
         outcome.result = await node.execute(node.parse_config(call.config, call.node_id), ctx)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from config.log_setup import configure_logging
 from config.settings import LogFormat
 from nodes.registry import NodeRegistry, default_registry
+from nodes.settings import NodeSettings
 from storage.bus_factory import build_event_bus
 from storage.protocols import EventBus, Store
 from storage.store_factory import build_store
@@ -38,6 +39,7 @@ class RuntimeConfig(BaseModel):
     executor_max_concurrency: int = Field(default=1000, ge=1)
     secrets_file: Path | None = None
     node_plugins: tuple[str, ...] = ()
+    node_settings: NodeSettings = Field(default_factory=lambda: NodeSettings(_env_file=None))
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from config.log_setup import configure_logging
 from config.settings import LogFormat, Settings
+from nodes.settings import NodeSettings
 
 ENV_EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
 
@@ -62,7 +63,7 @@ def test_env_example_lists_every_setting():
         for line in ENV_EXAMPLE.read_text().splitlines()
         if "=" in line and not line.startswith("#")
     }
-    aliases = {field.alias for field in Settings.model_fields.values()}
+    aliases = {field.alias for model in (Settings, NodeSettings) for field in model.model_fields.values()}
     assert aliases <= names, f"missing from .env.example: {sorted(aliases - names)}"
 
 

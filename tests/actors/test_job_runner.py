@@ -186,7 +186,6 @@ async def test_retries_keep_the_attempt_and_idempotency_key(services):
     assert job.nodes["f"].output == {"value": 7, "attempt": 3}
     events = await events_of(services, job.id)
     assert [e.type for e in events].count(EventType.NODE_RETRYING) == 2
-    await asyncio.sleep(0.05)
     logs = (await services.store.list_logs(job.id, limit=100)).items
     keys = [entry.data["key"] for entry in logs if entry.message == "flaky called"]
     assert keys == [f"{job.id}:f:1", f"{job.id}:f:2", f"{job.id}:f:3"]
