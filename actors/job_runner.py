@@ -40,6 +40,7 @@ from engine.scheduler import (
     CancelNodes,
     CancelRequested,
     Decision,
+    Emit,
     JobState,
     NodeFailed,
     NodeSucceeded,
@@ -58,6 +59,15 @@ from storage.protocols import EventBus, Store
 logger = logging.getLogger(__name__)
 
 MAX_EVENT_OUTPUT_CHARS = 16_384
+PROGRESS_INTERVAL_S = 0.25
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A running node's progress (a map node's item counts): an event, not a state change."""
+
+    node_id: str
+    data: dict[str, Any]
 
 
 @dataclass
@@ -83,7 +93,8 @@ class JobRunner:
         self.version = job.version
         self.sequence = job.event_sequence
         self.redactor = Redactor(services.secrets)
-        self._inbox: asyncio.Queue[SchedulerEvent] = asyncio.Queue()
+        self._inbox: asyncio.Queue[SchedulerEvent | Progress] = asyncio.Queue()
+        self._last_progress: dict[str, float] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._log_writes: set[asyncio.Task[None]] = set()
         self._outputs: dict[str, Any] = {
@@ -119,13 +130,17 @@ class JobRunner:
 
     # ------------------------------------------------------------ the one mutation point
 
-    async def _commit(self, events: list[SchedulerEvent]) -> None:
+    async def _commit(self, events: list[SchedulerEvent | Progress]) -> None:
         decisions: list[Decision] = []
         changed: dict[str, Any] = {}
         status_before = self.state.status
         job_changes = JobChanges()
         for event in events:
-            decision = step(self.dag, self.state, event)
+            decision = (
+                self._progress_decision(event)
+                if isinstance(event, Progress)
+                else step(self.dag, self.state, event)
+            )
             if decision.is_empty:
                 continue
             apply(self.state, decision)
@@ -151,6 +166,20 @@ class JobRunner:
         for decision in decisions:
             for action in decision.actions:
                 self._perform(action)
+
+    def _progress_decision(self, progress: Progress) -> Decision:
+        if self.state.nodes[progress.node_id].status is not NodeStatus.RUNNING:
+            return Decision()
+        return Decision(events=[Emit(EventType.NODE_PROGRESS, progress.node_id, progress.data)])
+
+    async def _report_progress(self, node_id: str, data: dict[str, Any]) -> None:
+        """Queue a progress event, at most one per PROGRESS_INTERVAL_S per node, and always the last."""
+        now = asyncio.get_running_loop().time()
+        final = data.get("succeeded", 0) + data.get("failed", 0) >= data.get("total", 0)
+        if not final and now - self._last_progress.get(node_id, 0.0) < PROGRESS_INTERVAL_S:
+            return
+        self._last_progress[node_id] = now
+        self._inbox.put_nowait(Progress(node_id, data))
 
     def _redacted(self, node: NodeCheckpoint) -> NodeCheckpoint:
         if not self.redactor.active:
@@ -276,7 +305,12 @@ class JobRunner:
             attempt=attempt,
             scope=scope,
             predecessors=self.dag.predecessors[node_id],
-            services=self.s.node_services,
+            services={
+                **self.s.node_services,
+                "registry": self.s.registry,
+                "fan_out": self.s.launcher.fan_out,
+                "progress": self._report_progress,
+            },
             log=self._node_log(node_id),
         )
         return await self.s.launcher.run(node, config, ctx)

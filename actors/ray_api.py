@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -131,6 +131,17 @@ async def result(ref: ObjectRef) -> Any:
         if isinstance(cause, Exception):
             raise cause from None
         raise
+
+
+def call_streaming(handle: ActorHandle, method: str, *args: Any) -> Any:
+    """Call an async-generator method of an actor; its yields arrive one by one (`iterate_stream`)."""
+    return getattr(handle, method).options(num_returns="streaming").remote(*args)
+
+
+async def iterate_stream(stream: Any) -> AsyncIterator[Any]:
+    """The values an actor's generator yields, as they come; a remote exception is re-raised as itself."""
+    async for ref in stream:
+        yield await result(ref)
 
 
 @cache

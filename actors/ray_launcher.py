@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from actors import ray_api
+from actors.ray_fan_out import RayFanOut
 from actors.remote_nodes import RemoteCall, RemoteNodeError, RemoteOutcome, run_cpu_node
 from actors.runtime_config import RuntimeConfig
 from nodes.base import Execution, NodeContext, NodeResult, NodeType
@@ -22,6 +23,7 @@ class RayLauncher:
         self._workflow_name = workflow_name
         self._node_plugins = runtime.node_plugins
         self._settings = runtime.node_settings
+        self.fan_out = RayFanOut(executors, workflow_name, runtime)
 
     async def run(self, node: NodeType[Any], config: BaseModel, ctx: NodeContext) -> NodeResult:
         if node.execution is Execution.INLINE:

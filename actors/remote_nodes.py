@@ -6,15 +6,17 @@ Outcomes travel back as data, errors included, so their type and retryability su
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.fan_out import bounded, chunked, item_context, run_item
 from engine.errors import NodeExecutionError
 from engine.failures import error_info
 from engine.records import ErrorInfo, LogLevel
 from engine.templating import TemplateContext
 from nodes.base import NodeContext, NodeResult
+from nodes.map import ItemOutcome
 from nodes.registry import default_registry
 from nodes.settings import NodeSettings
 
@@ -70,11 +72,47 @@ async def execute_here(call: RemoteCall, services: Mapping[str, Any] | None = No
     return outcome
 
 
+@dataclass(frozen=True)
+class RemoteBatch:
+    """Many items of one map node, all of one child type, for one executor."""
+
+    call: RemoteCall
+    items: list[tuple[int, dict[str, Any]]]
+    max_concurrency: int
+    fail_fast: bool
+
+
+async def execute_batch_here(
+    batch: RemoteBatch, services: Mapping[str, Any] | None = None
+) -> AsyncIterator[list[ItemOutcome]]:
+    """Run a batch as coroutines under its concurrency bound, yielding outcomes in chunks as they finish."""
+    call = batch.call
+    child = default_registry(call.node_plugins).get(call.node_type)
+    parent = NodeContext(
+        job_id=call.job_id,
+        workflow_id=call.workflow_id,
+        node_id=call.node_id,
+        attempt=call.attempt,
+        scope=TemplateContext(),
+        services={"settings": call.settings, **(services or {})},
+    )
+    jobs = [
+        (lambda i=index, c=config: run_item(child, c, item_context(parent, i), i))
+        for index, config in batch.items
+    ]
+    async for chunk in chunked(bounded(jobs, batch.max_concurrency, batch.fail_fast)):
+        yield chunk
+
+
 class NodeExecutor:
     """An async actor shared by many jobs: each I/O node attempt is one coroutine here."""
 
     async def execute(self, call: RemoteCall) -> RemoteOutcome:
         return await execute_here(call)
+
+    async def execute_batch(self, batch: RemoteBatch) -> AsyncIterator[list[ItemOutcome]]:
+        async for chunk in execute_batch_here(batch):
+            yield chunk
 
     async def ping(self) -> bool:
         return True

@@ -42,6 +42,10 @@ DEFAULT_MAX_OUTPUT_CHARS = 1_000_000
 MAX_EXPRESSION_CHARS = 4096
 INPUT_ROOT = "input"
 SECRETS_ROOT = "secrets"
+ITEM_ROOT = "item"
+INDEX_ROOT = "index"
+LOCAL_ROOTS = frozenset({ITEM_ROOT, INDEX_ROOT})
+"""Names a map node binds for each item it fans out: `{{item...}}` and `{{index}}`."""
 OUTPUT_FIELD = "output"
 
 ALLOWED_FILTERS = frozenset(
@@ -74,11 +78,13 @@ PathSegment = str | int
 
 @dataclass(frozen=True, slots=True)
 class TemplateContext:
-    """What templates can read: the job input, the outputs of finished nodes (node id -> output), secrets."""
+    """What templates can read: the job input, the outputs of finished nodes (node id -> output), secrets,
+    and inside a map node the current `item` and its `index` (`locals`)."""
 
     input: Mapping[str, Any] = field(default_factory=dict)
     nodes: Mapping[str, Any] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)
+    locals: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +98,7 @@ class Reference:
 
     @property
     def node_id(self) -> str | None:
-        return None if self.root in (INPUT_ROOT, SECRETS_ROOT) else self.root
+        return None if self.root in (INPUT_ROOT, SECRETS_ROOT) or self.root in LOCAL_ROOTS else self.root
 
 
 class _Unresolved(Exception):
@@ -174,6 +180,10 @@ def _resolve(reference: Reference, ctx: TemplateContext) -> Any:
     root, path = reference.root, reference.path
     if root == INPUT_ROOT:
         value, where, missing = ctx.input, INPUT_ROOT, "input has no field"
+    elif root in LOCAL_ROOTS:
+        if root not in ctx.locals:
+            raise _Unresolved(f"{{{{{root}}}}} is only defined inside a map node's per-item config")
+        value, where, missing = ctx.locals[root], root, f"{root} has no field"
     elif root == SECRETS_ROOT:
         if path[0] not in ctx.secrets:
             raise _Unresolved(f"no secret named {path[0]!r} (secrets: {_list_keys(sorted(ctx.secrets))})")
@@ -214,7 +224,7 @@ def _make_reference(root: str, path_text: str, source: str) -> Reference:
             raise TemplateError(
                 f"template {{{{{source}}}}}: secrets are read one by name: {{{{secrets.NAME}}}}"
             )
-    elif root != INPUT_ROOT and (not path or path[0] != OUTPUT_FIELD):
+    elif root != INPUT_ROOT and root not in LOCAL_ROOTS and (not path or path[0] != OUTPUT_FIELD):
         raise TemplateError(
             f"template {{{{{source}}}}}: {text!r} is not something a template can read: a node's output is "
             f"{{{{{root}.output...}}}}, the job input {{{{input...}}}}, a secret {{{{secrets.NAME}}}}"

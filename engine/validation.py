@@ -17,11 +17,12 @@ from pydantic import ValidationError
 from engine.catalog import NodeCatalog
 from engine.errors import InvalidWorkflowError, Problem
 from engine.models import NodeSpec, OnError, WorkflowDefinition
-from engine.templating import check_template_syntax, references
+from engine.templating import LOCAL_ROOTS, check_template_syntax, references
 
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 RESERVED_NODE_IDS = frozenset({"input", "secrets", "item", "index"})
 MAX_CYCLES_REPORTED = 10
+MAP_NODE_TYPE = "map"
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,15 @@ def _template_problems(
         if syntax:
             continue
         for reference in references(node.config):
+            if reference.root in LOCAL_ROOTS and node.type != MAP_NODE_TYPE:
+                problems.append(
+                    Problem(
+                        f"template {{{{{reference.text}}}}}: {{{{{reference.root}}}}} only exists "
+                        "inside a map node's per-item config",
+                        node_id=node.id,
+                        field="config",
+                    )
+                )
             source = reference.node_id
             if source is None or source in RESERVED_NODE_IDS:
                 continue

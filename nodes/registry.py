@@ -21,11 +21,18 @@ from engine.errors import NotFoundError
 from nodes.base import NodeType
 from nodes.conditional import ConditionalNode
 from nodes.end import EndNode
+from nodes.map import MapNode
 from nodes.start import StartNode
 from nodes.transform import TransformNode
 
 ENTRY_POINT_GROUP = "workflow_service.nodes"
-BUILTIN_NODE_TYPES: tuple[type[NodeType[Any]], ...] = (StartNode, EndNode, TransformNode, ConditionalNode)
+BUILTIN_NODE_TYPES: tuple[type[NodeType[Any]], ...] = (
+    StartNode,
+    EndNode,
+    TransformNode,
+    ConditionalNode,
+    MapNode,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -284,3 +284,48 @@ async def test_template_error_fails_the_node_with_the_path(services):
     job = await services.store.get_job(runner.job.id)
     assert job.nodes["t"].error is not None and job.nodes["t"].error.type == "template_error"
     assert "missing" in job.nodes["t"].error.message
+
+
+def map_node(items: Any, child: dict[str, Any], **config: Any) -> dict[str, Any]:
+    return {"id": "fan", "type": "map", "config": {"items": items, "node": child, **config}}
+
+
+async def test_map_runs_a_node_per_item_in_input_order_with_progress_events(services):
+    child = {"type": "transform", "config": {"template": {"n": "{{item.n}}", "i": "{{index}}", "q": "{{input.q}}"}}}
+    wf = definition([map_node("{{input.items}}", child, max_concurrency=7)], [])
+    items = [{"n": n * 10} for n in range(300)]
+    runner = await start_job(services, wf, {"items": items, "q": "x"})
+    assert await runner.run() is JobStatus.COMPLETED
+    output = (await services.store.get_job(runner.job.id)).nodes["fan"].output
+    assert output["results"] == [{"n": n * 10, "i": n, "q": "x"} for n in range(300)]
+    assert (output["succeeded"], output["failed"], output["total"]) == (300, 0, 300)
+    progress = [e for e in await events_of(services, runner.job.id) if e.type == EventType.NODE_PROGRESS]
+    assert progress and progress[-1].data == {"succeeded": 300, "failed": 0, "total": 300}
+
+
+@pytest.mark.parametrize(
+    ("policy", "ratio", "status", "failed"),
+    [("collect", 1.0, JobStatus.COMPLETED, 3), ("min_success_ratio", 0.9, JobStatus.COMPLETED, 3),
+     ("min_success_ratio", 0.99, JobStatus.FAILED, None), ("fail_fast", 1.0, JobStatus.FAILED, None)],
+)
+async def test_map_failure_policies(services, policy, ratio, status, failed):
+    child = {"type": "flaky", "config": {"failures": "{{item}}", "value": "{{index}}"}}
+    items = [5 if index in (3, 17, 29) else 0 for index in range(40)]
+    wf = definition([map_node(items, child, failure_policy=policy, min_success_ratio=ratio)], [])
+    runner = await start_job(services, wf, {})
+    assert await runner.run() is status
+    node = (await services.store.get_job(runner.job.id)).nodes["fan"]
+    if failed is None:
+        assert node.error is not None and "map node 'fan'" in node.error.message
+    else:
+        assert node.output["failed"] == failed
+        assert [e["index"] for e in node.output["errors"]] == [3, 17, 29]
+        assert node.output["results"][3] is None and node.output["results"][4] == {"value": 4, "attempt": 1}
+
+
+async def test_map_item_template_errors_name_the_item(services):
+    child = {"type": "transform", "config": {"template": "{{item.missing}}"}}
+    runner = await start_job(services, definition([map_node([{"a": 1}], child)], []), {})
+    assert await runner.run() is JobStatus.FAILED
+    node = (await services.store.get_job(runner.job.id)).nodes["fan"]
+    assert node.error is not None and "item 0" in node.error.message and "missing" in node.error.message

@@ -321,3 +321,31 @@ def test_the_whole_service_and_ray_stop_mid_job_and_the_job_completes_after_a_re
     starts = [line[1] for line in ledger_lines(ledger) if line[3] == "start"]
     assert starts.count("a") == 1, "the node completed before the stop never ran again"
     assert {"c", "d"} <= {line[1] for line in ledger_lines(ledger) if line[3] == "done"}
+
+
+@pytest.mark.timeout(120)
+async def test_map_fans_out_io_items_in_batches_to_executors(make_runtime, tmp_path):
+    runtime = await make_runtime(EXECUTOR_POOL_SIZE=2)
+    ledger = tmp_path / "ledger"
+    child = {"type": "record_io", "config": {"path": str(ledger), "seconds": 0.3}}
+    fan = {"id": "fan", "type": "map", "config": {"items": "{{input.items}}", "node": child, "max_concurrency": 100}}
+    definition = WorkflowDefinition.model_validate({"name": "fan-demo", "nodes": [fan], "edges": []})
+    workflow = await runtime.store.create_workflow("alice", definition)
+    job = await runtime.controller.execute_workflow(workflow.id, {"items": list(range(200))}, owner="alice")
+    done = await wait_for(runtime, job.id, finished)
+    assert done.status is JobStatus.COMPLETED, done.error
+    output = done.nodes["fan"].output
+    assert output["succeeded"] == 200
+    assert [r["key"] for r in output["results"]] == [f"{job.id}:fan[{i}]:1" for i in range(200)]
+    starts = [line for line in ledger_lines(ledger) if line[3] == "start"]
+    assert len(starts) == 200 and len({line[4] for line in starts}) == 2, "both executors took a share"
+    marks = sorted([(float(line[5]), 1) for line in starts]
+                   + [(float(line[5]), -1) for line in ledger_lines(ledger) if line[3] == "done"])
+    in_flight = peak = 0
+    for _, change in marks:
+        in_flight += change
+        peak = max(peak, in_flight)
+    assert 50 <= peak <= 100, f"items ran concurrently up to max_concurrency (peak {peak})"
+    events = [e async for e in runtime.bus.subscribe(job.id)]
+    progress = [e.data for e in events if e.type == "node_progress"]
+    assert progress[-1] == {"succeeded": 200, "failed": 0, "total": 200}

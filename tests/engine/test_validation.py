@@ -305,6 +305,12 @@ TEMPLATE_RULES = [
     pytest.param(
         workflow([{"id": "a", "config": {"template": "{{ input.x "}}]), "a", "template", id="template-syntax"
     ),
+    pytest.param(
+        workflow([{"id": "a", "config": {"template": "{{item.name}}"}}]),
+        "a",
+        "{{item}} only exists inside a map node's per-item config",
+        id="item-outside-map",
+    ),
 ]
 
 

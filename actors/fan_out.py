@@ -1,0 +1,127 @@
+"""Fan-out services for the map node: run one child node type over many rendered configs.
+
+In-process (`InProcessFanOut`) for inline children and for the Ray-free runner; on Ray
+(`RayFanOut`) I/O children go to the executor actors in a few large batches, each run there as
+coroutines under a shared concurrency bound, streaming outcomes back in chunks; CPU children are
+Ray tasks with at most `max_concurrency` in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from engine.failures import error_info
+from engine.templating import TemplateContext
+from nodes.base import NodeContext, NodeType
+from nodes.map import ItemOutcome, ProgressCallback
+
+CHUNK_SECONDS = 0.05
+CHUNK_ITEMS = 256
+
+
+def item_context(parent: NodeContext, index: int, services: dict[str, Any] | None = None) -> NodeContext:
+    """A child's context: its own node id `map[index]`, so its idempotency key is per item."""
+    return NodeContext(
+        job_id=parent.job_id,
+        workflow_id=parent.workflow_id,
+        node_id=f"{parent.node_id}[{index}]",
+        attempt=parent.attempt,
+        scope=TemplateContext(),
+        log=parent.log,
+        services=services if services is not None else parent.services,
+    )
+
+
+async def run_item(child: NodeType[Any], config: dict[str, Any], ctx: NodeContext, index: int) -> ItemOutcome:
+    try:
+        result = await child.execute(child.parse_config(config, ctx.node_id), ctx)
+    except Exception as exc:
+        return ItemOutcome(index=index, error=error_info(exc))
+    return ItemOutcome(index=index, output=result.output, usage=result.usage)
+
+
+async def bounded(
+    jobs: Sequence[Callable[[], Awaitable[ItemOutcome]]], limit: int, fail_fast: bool
+) -> AsyncIterator[ItemOutcome]:
+    """Run at most `limit` jobs at once and yield outcomes as they finish; with `fail_fast`, the
+    first failure cancels what is still running and ends the iteration."""
+    pending = iter(jobs)
+    running: set[asyncio.Task[ItemOutcome]] = set()
+
+    def launch() -> None:
+        while len(running) < limit:
+            job = next(pending, None)
+            if job is None:
+                return
+            running.add(asyncio.ensure_future(job()))
+
+    launch()
+    try:
+        while running:
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                running.discard(task)
+                outcome = task.result()
+                yield outcome
+                if fail_fast and outcome.error is not None:
+                    return
+            launch()
+    finally:
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+
+async def chunked(outcomes: AsyncIterator[ItemOutcome]) -> AsyncIterator[list[ItemOutcome]]:
+    """Group outcomes into chunks of up to CHUNK_ITEMS or CHUNK_SECONDS, so a remote stream carries
+    a few dozen messages for a thousand items rather than a thousand."""
+    chunk: list[ItemOutcome] = []
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async for outcome in outcomes:
+        chunk.append(outcome)
+        if len(chunk) >= CHUNK_ITEMS or loop.time() - started >= CHUNK_SECONDS or outcome.error is not None:
+            yield chunk
+            chunk, started = [], loop.time()
+    if chunk:
+        yield chunk
+
+
+class Tally:
+    """Counts outcomes and reports progress; collects them in input order at the end."""
+
+    def __init__(self, total: int, on_progress: ProgressCallback) -> None:
+        self.total, self.on_progress = total, on_progress
+        self.outcomes: list[ItemOutcome] = []
+        self.failed = 0
+
+    async def add(self, outcomes: list[ItemOutcome]) -> None:
+        self.outcomes.extend(outcomes)
+        self.failed += sum(1 for o in outcomes if o.error is not None)
+        await self.on_progress(len(self.outcomes) - self.failed, self.failed, self.total)
+
+    def in_order(self) -> list[ItemOutcome]:
+        return sorted(self.outcomes, key=lambda outcome: outcome.index)
+
+
+class InProcessFanOut:
+    async def run(
+        self,
+        child: NodeType[Any],
+        configs: Sequence[dict[str, Any]],
+        parent: NodeContext,
+        max_concurrency: int,
+        fail_fast: bool,
+        on_progress: ProgressCallback,
+    ) -> list[ItemOutcome]:
+        tally = Tally(len(configs), on_progress)
+        jobs = [
+            (lambda i=index, c=config: run_item(child, c, item_context(parent, i), i))
+            for index, config in enumerate(configs)
+        ]
+        async for chunk in chunked(bounded(jobs, max_concurrency, fail_fast)):
+            await tally.add(chunk)
+        return tally.in_order()

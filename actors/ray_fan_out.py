@@ -1,0 +1,130 @@
+"""The map node's fan-out on Ray: batches to executor actors for I/O children, tasks for CPU children."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from actors import ray_api
+from actors.fan_out import InProcessFanOut, Tally, bounded
+from actors.remote_nodes import RemoteBatch, RemoteCall, RemoteOutcome, run_cpu_node
+from actors.runtime_config import RuntimeConfig
+from engine.failures import error_info
+from nodes.base import Execution, NodeContext, NodeType
+from nodes.map import ItemOutcome, ProgressCallback
+
+
+class RayFanOut:
+    def __init__(
+        self, executors: list[ray_api.ActorHandle], workflow_name: str, runtime: RuntimeConfig
+    ) -> None:
+        self._executors = executors
+        self._workflow_name = workflow_name
+        self._runtime = runtime
+
+    def _call(
+        self, child: NodeType[Any], parent: NodeContext, node_id: str, config: dict[str, Any]
+    ) -> RemoteCall:
+        return RemoteCall(
+            node_type=child.type_name,
+            config=config,
+            job_id=parent.job_id,
+            workflow_id=parent.workflow_id,
+            node_id=node_id,
+            attempt=parent.attempt,
+            node_plugins=self._runtime.node_plugins,
+            settings=self._runtime.node_settings,
+        )
+
+    async def run(
+        self,
+        child: NodeType[Any],
+        configs: Sequence[dict[str, Any]],
+        parent: NodeContext,
+        max_concurrency: int,
+        fail_fast: bool,
+        on_progress: ProgressCallback,
+    ) -> list[ItemOutcome]:
+        if child.execution is Execution.INLINE:
+            in_process = InProcessFanOut()
+            return await in_process.run(child, configs, parent, max_concurrency, fail_fast, on_progress)
+        tally = Tally(len(configs), on_progress)
+        if child.execution is Execution.IO:
+            await self._io_batches(child, configs, parent, max_concurrency, fail_fast, tally)
+        else:
+            await self._cpu_tasks(child, configs, parent, max_concurrency, fail_fast, tally)
+        return tally.in_order()
+
+    async def _io_batches(
+        self,
+        child: NodeType[Any],
+        configs: Sequence[dict[str, Any]],
+        parent: NodeContext,
+        max_concurrency: int,
+        fail_fast: bool,
+        tally: Tally,
+    ) -> None:
+        """One streaming call per executor, each with its share of the items and of the concurrency."""
+        shares = min(len(self._executors), len(configs), max_concurrency) or 1
+        indexed = list(enumerate(configs))
+        streams = []
+        for share in range(shares):
+            items = indexed[share::shares]
+            limit = max_concurrency // shares + (1 if share < max_concurrency % shares else 0)
+            batch = RemoteBatch(self._call(child, parent, parent.node_id, {}), items, limit, fail_fast)
+            streams.append(ray_api.call_streaming(self._executors[share], "execute_batch", batch))
+        failed = asyncio.Event()
+
+        async def drain(stream: Any) -> None:
+            async for chunk in ray_api.iterate_stream(stream):
+                await tally.add(chunk)
+                if fail_fast and any(outcome.error is not None for outcome in chunk):
+                    failed.set()
+                    return
+
+        tasks = [asyncio.ensure_future(drain(stream)) for stream in streams]
+        try:
+            waiter = asyncio.ensure_future(failed.wait())
+            await asyncio.wait(
+                [*tasks, waiter], return_when=asyncio.FIRST_COMPLETED if fail_fast else asyncio.ALL_COMPLETED
+            )
+            if not failed.is_set():
+                await asyncio.gather(*tasks)
+            waiter.cancel()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for stream in streams:
+                ray_api.cancel(stream)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _cpu_tasks(
+        self,
+        child: NodeType[Any],
+        configs: Sequence[dict[str, Any]],
+        parent: NodeContext,
+        max_concurrency: int,
+        fail_fast: bool,
+        tally: Tally,
+    ) -> None:
+        async def one(index: int, config: dict[str, Any]) -> ItemOutcome:
+            node_id = f"{parent.node_id}[{index}]"
+            ref = ray_api.submit_task(
+                run_cpu_node,
+                self._call(child, parent, node_id, config),
+                name=f"{self._workflow_name}:{node_id}",
+            )
+            try:
+                outcome: RemoteOutcome = await ray_api.wait_ref(ref, force_cancel=True)
+            except ray_api.RemoteTaskError as exc:
+                return ItemOutcome(index=index, error=error_info(exc))
+            for level, message, data in outcome.logs:
+                parent.log(level, message, data)
+            if outcome.error is not None or outcome.result is None:
+                return ItemOutcome(index=index, error=outcome.error)
+            return ItemOutcome(index=index, output=outcome.result.output, usage=outcome.result.usage)
+
+        jobs = [(lambda i=index, c=config: one(i, c)) for index, config in enumerate(configs)]
+        async for outcome in bounded(jobs, max_concurrency, fail_fast):
+            await tally.add([outcome])
