@@ -19,8 +19,10 @@ from typing import Any
 
 from engine.errors import NotFoundError
 from nodes.base import NodeType
+from nodes.code import CodeNode
 from nodes.conditional import ConditionalNode
 from nodes.end import EndNode
+from nodes.http import HttpNode
 from nodes.map import MapNode
 from nodes.start import StartNode
 from nodes.transform import TransformNode
@@ -32,6 +34,8 @@ BUILTIN_NODE_TYPES: tuple[type[NodeType[Any]], ...] = (
     TransformNode,
     ConditionalNode,
     MapNode,
+    HttpNode,
+    CodeNode,
 )
 
 logger = logging.getLogger(__name__)

@@ -4,8 +4,12 @@ uses the same policy as the gateway that accepted the job."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from nodes.ssrf import check_allowed_hosts
 
 
 class NodeSettings(BaseSettings):
@@ -16,6 +20,18 @@ class NodeSettings(BaseSettings):
 
     # http
     http_allow_private_networks: bool = Field(default=False, alias="HTTP_ALLOW_PRIVATE_NETWORKS")
+    http_allowed_hosts: Annotated[str, AfterValidator(check_allowed_hosts)] = Field(
+        default="", alias="HTTP_ALLOWED_HOSTS"
+    )
+    http_timeout_s: float = Field(default=30.0, gt=0, alias="HTTP_TIMEOUT_S")
+    http_max_response_bytes: int = Field(default=10 * 2**20, gt=0, alias="HTTP_MAX_RESPONSE_BYTES")
+    http_max_connections: int = Field(default=256, gt=0, alias="HTTP_MAX_CONNECTIONS")
 
     # code
     sandbox_allow_unsandboxed: bool = Field(default=False, alias="SANDBOX_ALLOW_UNSANDBOXED")
+    sandbox_wall_clock_s: float = Field(default=30.0, gt=0, alias="SANDBOX_WALL_CLOCK_S")
+    sandbox_cpu_s: int = Field(default=30, gt=0, alias="SANDBOX_CPU_S")
+    sandbox_memory_mb: int = Field(default=512, gt=0, alias="SANDBOX_MEMORY_MB")
+    sandbox_max_processes: int = Field(default=32, gt=0, alias="SANDBOX_MAX_PROCESSES")
+    sandbox_max_output_bytes: int = Field(default=2**20, gt=0, alias="SANDBOX_MAX_OUTPUT_BYTES")
+    sandbox_max_log_bytes: int = Field(default=64 * 2**10, gt=0, alias="SANDBOX_MAX_LOG_BYTES")
