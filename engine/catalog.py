@@ -14,3 +14,6 @@ class NodeCatalog(Protocol):
 
     def routing_targets(self, node_type: str, config: dict[str, Any]) -> dict[str, str]:
         """Config fields that name a successor to route to, e.g. {"true_edge": "ok", "false_edge": "ko"}."""
+
+    def templated_config(self, node_type: str, config: dict[str, Any]) -> dict[str, Any]:
+        """The part of a config that may hold templates (user code, for one, holds none)."""

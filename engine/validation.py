@@ -126,22 +126,28 @@ def _graph_problems(
     problems.extend(cycles)
     for node in nodes.values():
         problems.extend(_routing_problems(node, successors[node.id], catalog))
-    problems.extend(_template_problems(nodes, successors, check_upstream=not cycles))
+    problems.extend(_template_problems(nodes, successors, catalog, check_upstream=not cycles))
     return problems
 
 
 def _template_problems(
-    nodes: Mapping[str, NodeSpec], successors: Mapping[str, set[str]], *, check_upstream: bool
+    nodes: Mapping[str, NodeSpec],
+    successors: Mapping[str, set[str]],
+    catalog: NodeCatalog,
+    *,
+    check_upstream: bool,
 ) -> list[Problem]:
     """Templates must parse and refer to nodes that exist and run before the node that reads them."""
     problems: list[Problem] = []
     reads: dict[str, set[str]] = {}
+    known = catalog.known_types()
     for node in nodes.values():
-        syntax = check_template_syntax(node.config)
+        config = catalog.templated_config(node.type, node.config) if node.type in known else node.config
+        syntax = check_template_syntax(config)
         problems.extend(Problem(message, node_id=node.id, field="config") for message in syntax)
         if syntax:
             continue
-        for reference in references(node.config):
+        for reference in references(config):
             if reference.root in LOCAL_ROOTS and node.type != MAP_NODE_TYPE:
                 problems.append(
                     Problem(

@@ -69,6 +69,8 @@ class NodeType(ABC, Generic[ConfigT]):
     config_model: type[ConfigT]
     execution: ClassVar[Execution] = Execution.INLINE
     raw_fields: ClassVar[frozenset[str]] = frozenset()
+    literal_fields: ClassVar[frozenset[str]] = frozenset()
+    """Raw fields that hold no templates at all (user code): never rendered, never template-checked."""
     """Config fields rendered by the node itself rather than before it runs (conditions)."""
     routing_fields: ClassVar[tuple[str, ...]] = ()
     """Config fields that name a direct successor to route to."""

@@ -57,6 +57,7 @@ class CodeNode(NodeType[CodeConfig]):
     config_model = CodeConfig
     execution = Execution.CPU
     raw_fields = frozenset({"code"})
+    literal_fields = frozenset({"code"})
 
     def validate_config(self, config: dict[str, Any]) -> list[Problem]:
         problems = super().validate_config(config)

@@ -78,6 +78,10 @@ class NodeRegistry:
     def routing_targets(self, node_type: str, config: dict[str, Any]) -> dict[str, str]:
         return self.get(node_type).routing_targets(config)
 
+    def templated_config(self, node_type: str, config: dict[str, Any]) -> dict[str, Any]:
+        literal = self.get(node_type).literal_fields
+        return {key: value for key, value in config.items() if key not in literal}
+
 
 def load_plugins(registry: NodeRegistry, group: str = ENTRY_POINT_GROUP) -> None:
     """Register every node type installed under the entry point group; a broken plugin is logged."""

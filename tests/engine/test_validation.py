@@ -43,6 +43,9 @@ class TableCatalog:
         model = self.models[node_type]
         return model_problems(model, config) if model else []
 
+    def templated_config(self, node_type: str, config: dict[str, Any]) -> dict[str, Any]:
+        return config
+
     def routing_targets(self, node_type: str, config: dict[str, Any]) -> dict[str, str]:
         if node_type != "conditional":
             return {}

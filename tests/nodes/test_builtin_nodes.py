@@ -109,3 +109,23 @@ def test_registry_checks_condition_syntax_at_definition_time():
         validate_workflow(definition, default_registry())
     assert [(p.node_id, p.field) for p in caught.value.problems] == [("if", "config.condition")]
     assert "function calls are not allowed" in caught.value.problems[0].message
+
+
+def test_user_code_with_braces_is_not_read_as_a_template():
+    code = 'def process(input_data):\n    return {"text": f"{{literal}} {input_data}"}\n'
+    definition = {
+        "name": "w",
+        "nodes": [
+            {
+                "id": "c",
+                "type": "code",
+                "config": {
+                    "language": "python",
+                    "code": code,
+                    "input_mapping": {"input_data": "{{input.x}}"},
+                },
+            }
+        ],
+        "edges": [],
+    }
+    assert validate_workflow(definition, default_registry()).nodes[0].config["code"] == code
