@@ -74,6 +74,13 @@ async def start_service_runtime(
         )
         if not cluster.started_here and not settings.max_active_jobs:
             max_active = derive_max_active_jobs(ray_api.cluster_resources().get("memory", local_memory))
+        if not ray_api.cluster_resources().get(ray_api.JOB_SLOT):
+            logger.warning(
+                "no Ray node offers the '%s' resource: job actors wait until the autoscaler adds a node "
+                "that does (give workers resources={'%s': N})",
+                ray_api.JOB_SLOT,
+                ray_api.JOB_SLOT,
+            )
         runtime = RuntimeConfig(
             namespace=settings.ray_namespace,
             mongodb_url=settings.mongodb_url,

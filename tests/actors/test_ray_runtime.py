@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -328,7 +329,11 @@ async def test_map_fans_out_io_items_in_batches_to_executors(make_runtime, tmp_p
     runtime = await make_runtime(EXECUTOR_POOL_SIZE=2)
     ledger = tmp_path / "ledger"
     child = {"type": "record_io", "config": {"path": str(ledger), "seconds": 0.3}}
-    fan = {"id": "fan", "type": "map", "config": {"items": "{{input.items}}", "node": child, "max_concurrency": 100}}
+    fan = {
+        "id": "fan",
+        "type": "map",
+        "config": {"items": "{{input.items}}", "node": child, "max_concurrency": 100},
+    }
     definition = WorkflowDefinition.model_validate({"name": "fan-demo", "nodes": [fan], "edges": []})
     workflow = await runtime.store.create_workflow("alice", definition)
     job = await runtime.controller.execute_workflow(workflow.id, {"items": list(range(200))}, owner="alice")
@@ -339,8 +344,10 @@ async def test_map_fans_out_io_items_in_batches_to_executors(make_runtime, tmp_p
     assert [r["key"] for r in output["results"]] == [f"{job.id}:fan[{i}]:1" for i in range(200)]
     starts = [line for line in ledger_lines(ledger) if line[3] == "start"]
     assert len(starts) == 200 and len({line[4] for line in starts}) == 2, "both executors took a share"
-    marks = sorted([(float(line[5]), 1) for line in starts]
-                   + [(float(line[5]), -1) for line in ledger_lines(ledger) if line[3] == "done"])
+    marks = sorted(
+        [(float(line[5]), 1) for line in starts]
+        + [(float(line[5]), -1) for line in ledger_lines(ledger) if line[3] == "done"]
+    )
     in_flight = peak = 0
     for _, change in marks:
         in_flight += change
@@ -349,3 +356,48 @@ async def test_map_fans_out_io_items_in_batches_to_executors(make_runtime, tmp_p
     events = [e async for e in runtime.bus.subscribe(job.id)]
     progress = [e.data for e in events if e.type == "node_progress"]
     assert progress[-1] == {"succeeded": 200, "failed": 0, "total": 200}
+
+
+def sandbox_processes(since: float) -> set[int]:
+    found = set()
+    for process in psutil.process_iter(["name", "create_time", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if process.info["create_time"] >= since and (process.info["name"] == "bwrap" or " -I -S " in cmdline):
+            found.add(process.pid)
+    return found
+
+
+@pytest.mark.timeout(90)
+async def test_cancelling_a_code_node_that_sleeps_kills_its_sandbox_within_two_seconds(make_runtime):
+    runtime = await make_runtime()
+    code = "import time\n\ndef process(input_data):\n    time.sleep(60)\n    return input_data\n"
+    node = {
+        "id": "sleepy",
+        "type": "code",
+        "config": {"language": "python", "code": code, "input_mapping": {"input_data": "{{input.q}}"}},
+    }
+    since = time.time() - 1
+    job = await execute(runtime, [node], [])
+    await wait_for(
+        runtime, job.id, lambda j: "sleepy" in j.nodes and j.nodes["sleepy"].status is NodeStatus.RUNNING
+    )
+    sandboxes: set[int] = set()
+    for _ in range(100):
+        sandboxes = sandbox_processes(since)
+        if sandboxes:
+            break
+        await asyncio.sleep(0.05)
+    assert sandboxes, "the sandbox process is running"
+    started = asyncio.get_running_loop().time()
+    cancelled = await runtime.controller.cancel_job(job.id)
+    assert cancelled.status is JobStatus.CANCELLED
+    assert asyncio.get_running_loop().time() - started < 2.0
+    for _ in range(40):
+        if not any(
+            psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+            for pid in sandboxes
+        ):
+            break
+        await asyncio.sleep(0.05)
+    alive = [pid for pid in sandboxes if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    assert not alive, f"sandbox processes still running: {alive}"

@@ -1,0 +1,59 @@
+"""`python -m bench [--workloads a,b]`: run workloads, print a table, write bench/results/latest.json."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bench import chain, jobs
+
+WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+    "chain100": chain.run,
+    "jobs100-dedicated": jobs.run_dedicated,
+    "jobs-reuse": jobs.run_reuse,
+}
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    lines = [f"{'workload':<20} {'met':<5} {'target':<48} figures"]
+    for name, figures in results.items():
+        shown = ", ".join(
+            f"{k}={v}" for k, v in figures.items() if k not in ("target", "target_met", "floor_what")
+        )
+        lines.append(
+            f"{name:<20} {figures.get('target_met', '-')!s:<5} {figures.get('target', ''):<48} {shown}"
+        )
+    return "\n".join(lines)
+
+
+async def main(names: list[str]) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        results[name] = await WORKLOADS[name]()
+        print(f"{name}: {results[name]}", flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help=f"comma-separated: {', '.join(WORKLOADS)}"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    chosen = [name.strip() for name in args.workloads.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
+    outcome = asyncio.run(main(chosen))
+    print(table(outcome))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"workloads": outcome}, indent=2, default=str))
+    print(f"wrote {args.out}")
