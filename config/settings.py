@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     # gateway
     max_body_bytes: int = Field(default=2 * 2**20, alias="MAX_BODY_BYTES", ge=1)
     event_keepalive_s: float = Field(
-        default=15.0, alias="EVENT_KEEPALIVE_S", gt=0, description="idle time before an SSE keep-alive comment"
+        default=15.0, alias="EVENT_KEEPALIVE_S", gt=0, description="idle seconds before a keep-alive"
     )
     health_timeout_s: float = Field(default=2.0, alias="HEALTH_TIMEOUT_S", gt=0)
 

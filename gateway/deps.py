@@ -1,0 +1,169 @@
+"""Request dependencies: the runtime's clients, the caller, and the tenancy checks.
+
+Ownership is checked here, once: `OwnedWorkflow` and `OwnedJob` load the record and answer 404
+when it belongs to someone else, exactly as for an id that does not exist, so ids of other
+tenants cannot be probed. The WebSocket routes call the same `load_owned_*` functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Query, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
+
+from actors.bootstrap import ServiceRuntime
+from actors.controller import WorkflowController
+from config.settings import Settings
+from engine.errors import NotFoundError
+from engine.records import JobRecord, WorkflowRecord
+from gateway.auth import AuthenticationError, Principal, TokenVerifier
+from gateway.job_watch import JobWatcher
+from gateway.metrics import ServiceMetrics
+from nodes.registry import NodeRegistry
+from storage.protocols import EventBus, Store
+
+MAX_PAGE_SIZE = 500
+
+
+def get_runtime(connection: HTTPConnection) -> ServiceRuntime:
+    runtime: ServiceRuntime = connection.app.state.runtime
+    return runtime
+
+
+def get_app_settings(connection: HTTPConnection) -> Settings:
+    settings: Settings = connection.app.state.settings
+    return settings
+
+
+def get_store(runtime: Annotated[ServiceRuntime, Depends(get_runtime)]) -> Store:
+    return runtime.store
+
+
+def get_bus(runtime: Annotated[ServiceRuntime, Depends(get_runtime)]) -> EventBus:
+    return runtime.bus
+
+
+def get_controller(runtime: Annotated[ServiceRuntime, Depends(get_runtime)]) -> WorkflowController:
+    return runtime.controller
+
+
+def get_registry(connection: HTTPConnection) -> NodeRegistry:
+    registry: NodeRegistry = connection.app.state.registry
+    return registry
+
+
+def get_metrics(connection: HTTPConnection) -> ServiceMetrics:
+    metrics: ServiceMetrics = connection.app.state.metrics
+    return metrics
+
+
+def get_watcher(connection: HTTPConnection) -> JobWatcher:
+    watcher: JobWatcher = connection.app.state.watcher
+    return watcher
+
+
+def get_verifier(connection: HTTPConnection) -> TokenVerifier:
+    verifier: TokenVerifier = connection.app.state.verifier
+    return verifier
+
+
+RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+BusDep = Annotated[EventBus, Depends(get_bus)]
+ControllerDep = Annotated[WorkflowController, Depends(get_controller)]
+RegistryDep = Annotated[NodeRegistry, Depends(get_registry)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+WatcherDep = Annotated[JobWatcher, Depends(get_watcher)]
+VerifierDep = Annotated[TokenVerifier, Depends(get_verifier)]
+
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="A JWT signed with JWT_SECRET using JWT_ALGORITHM, with `sub` and `exp` claims",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
+
+
+def _principal(verifier: TokenVerifier, token: str | None) -> Principal:
+    try:
+        return verifier.verify(token)
+    except AuthenticationError as error:
+        raise HTTPException(
+            401, error.message, headers={"WWW-Authenticate": error.www_authenticate}
+        ) from None
+
+
+def authenticate(verifier: VerifierDep, credentials: Credentials) -> Principal:
+    return _principal(verifier, credentials.credentials if credentials else None)
+
+
+def authenticate_stream(
+    verifier: VerifierDep,
+    credentials: Credentials,
+    token: Annotated[
+        str | None, Query(description="the bearer token, for clients that cannot set headers (EventSource)")
+    ] = None,
+) -> Principal:
+    return _principal(verifier, credentials.credentials if credentials else token)
+
+
+CurrentUser = Annotated[Principal, Depends(authenticate)]
+StreamUser = Annotated[Principal, Depends(authenticate_stream)]
+
+
+async def load_owned_workflow(store: Store, principal: Principal, workflow_id: str) -> WorkflowRecord:
+    workflow = await store.get_workflow(workflow_id)
+    if not principal.may_access(workflow.owner):
+        raise NotFoundError(f"workflow {workflow_id} not found")
+    return workflow
+
+
+async def load_owned_job(store: Store, principal: Principal, job_id: str) -> JobRecord:
+    job = await store.get_job(job_id)
+    if not principal.may_access(job.owner):
+        raise NotFoundError(f"job {job_id} not found")
+    return job
+
+
+async def owned_workflow(
+    store: StoreDep, principal: CurrentUser, workflow_id: Annotated[str, Path(max_length=128)]
+) -> WorkflowRecord:
+    return await load_owned_workflow(store, principal, workflow_id)
+
+
+async def owned_job(
+    store: StoreDep, principal: CurrentUser, job_id: Annotated[str, Path(max_length=128)]
+) -> JobRecord:
+    return await load_owned_job(store, principal, job_id)
+
+
+async def streamable_job(
+    store: StoreDep, principal: StreamUser, job_id: Annotated[str, Path(max_length=128)]
+) -> JobRecord:
+    return await load_owned_job(store, principal, job_id)
+
+
+OwnedWorkflow = Annotated[WorkflowRecord, Depends(owned_workflow)]
+OwnedJob = Annotated[JobRecord, Depends(owned_job)]
+StreamableJob = Annotated[JobRecord, Depends(streamable_job)]
+
+
+@dataclass(frozen=True)
+class Pagination:
+    offset: int
+    limit: int
+
+
+def pagination(
+    offset: Annotated[int, Query(ge=0, description="items to skip")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="items per page")] = 50,
+) -> Pagination:
+    return Pagination(offset, limit)
+
+
+PageParams = Annotated[Pagination, Depends(pagination)]

@@ -1,0 +1,126 @@
+"""Workflows: create, list, read, update (a new version), delete, execute."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Response, status
+
+from engine.records import Page, WorkflowRecord
+from engine.validation import validate_workflow
+from gateway.deps import (
+    ControllerDep,
+    CurrentUser,
+    OwnedWorkflow,
+    PageParams,
+    RegistryDep,
+    StoreDep,
+    WatcherDep,
+    authenticate,
+)
+from gateway.errors import ERROR_RESPONSES, ErrorBody
+from gateway.schemas import JobOut
+
+router = APIRouter(
+    tags=["workflows"],
+    responses=ERROR_RESPONSES,
+    dependencies=[Depends(authenticate)],
+)
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such workflow"}}
+
+DEFINITION_EXAMPLE = {
+    "name": "Greeting",
+    "description": "start -> transform -> end",
+    "nodes": [
+        {"id": "start", "type": "start", "config": {}},
+        {"id": "greet", "type": "transform", "config": {"template": {"text": "Hello {{input.name}}"}}},
+        {"id": "end", "type": "end", "config": {}},
+    ],
+    "edges": [{"source": "start", "target": "greet"}, {"source": "greet", "target": "end"}],
+}
+DefinitionBody = Annotated[
+    dict[str, Any],
+    Body(
+        description="A workflow definition (name, description, nodes, edges); all problems are reported",
+        examples=[DEFINITION_EXAMPLE],
+    ),
+]
+InputBody = Annotated[
+    dict[str, Any] | None,
+    Body(
+        description="The job's input data as-is, read by `{{input.*}}` templates (an empty body is {})",
+        examples=[{"name": "Ada"}],
+    ),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="A repeated request with the same key returns the job the first one created",
+    ),
+]
+
+
+@router.get("/api/v1/workflows", response_model=Page[WorkflowRecord], summary="List workflows, newest first")
+async def list_workflows(store: StoreDep, principal: CurrentUser, page: PageParams) -> Page[WorkflowRecord]:
+    return await store.list_workflows(principal.owner_filter, page.offset, page.limit)
+
+
+@router.post("/api/v1/workflows", status_code=status.HTTP_201_CREATED, summary="Create a workflow")
+async def create_workflow(
+    body: DefinitionBody, store: StoreDep, principal: CurrentUser, registry: RegistryDep, response: Response
+) -> WorkflowRecord:
+    workflow = await store.create_workflow(principal.subject, validate_workflow(body, registry))
+    response.headers["Location"] = f"/api/v1/workflows/{workflow.id}"
+    return workflow
+
+
+@router.get(
+    "/api/v1/workflows/{workflow_id}", responses=NOT_FOUND, summary="Read a workflow's latest version"
+)
+async def get_workflow(workflow: OwnedWorkflow) -> WorkflowRecord:
+    return workflow
+
+
+@router.put(
+    "/api/v1/workflows/{workflow_id}",
+    responses=NOT_FOUND,
+    summary="Replace a workflow's definition (a new version)",
+)
+async def update_workflow(
+    workflow: OwnedWorkflow, body: DefinitionBody, store: StoreDep, registry: RegistryDep
+) -> WorkflowRecord:
+    return await store.update_workflow(workflow.id, validate_workflow(body, registry))
+
+
+@router.delete(
+    "/api/v1/workflows/{workflow_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=NOT_FOUND,
+    summary="Delete a workflow (jobs running it finish undisturbed)",
+)
+async def delete_workflow(workflow: OwnedWorkflow, store: StoreDep) -> Response:
+    await store.delete_workflow(workflow.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/api/v1/workflows/{workflow_id}/execute",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=NOT_FOUND,
+    summary="Start a job of the workflow's latest version",
+)
+async def execute_workflow(
+    workflow: OwnedWorkflow,
+    principal: CurrentUser,
+    controller: ControllerDep,
+    watcher: WatcherDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+    body: InputBody = None,
+) -> JobOut:
+    job = await controller.execute_workflow(workflow.id, body or {}, principal.subject, idempotency_key)
+    watcher.watch(job)
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    return JobOut.from_record(job)

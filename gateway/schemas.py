@@ -1,0 +1,108 @@
+"""What the API answers, where it is not a shared record as stored (jobs leave out their lock counters)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.records import ErrorInfo, JobRecord, JobStatus, NodeCheckpoint, NodeStatus
+
+
+def _seconds(started: datetime | None, finished: datetime | None) -> float | None:
+    return (finished - started).total_seconds() if started and finished else None
+
+
+class NodeState(BaseModel):
+    node_id: str
+    node_type: str
+    status: NodeStatus
+    attempts: int
+    output: Any = None
+    error: ErrorInfo | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    inactive_targets: list[str] = Field(default_factory=list)
+    usage: dict[str, int] | None = None
+
+    @classmethod
+    def from_checkpoint(cls, node: NodeCheckpoint) -> NodeState:
+        return cls(
+            **node.model_dump(),
+            duration_s=_seconds(node.started_at, node.finished_at),
+        )
+
+
+class JobSummary(BaseModel):
+    id: str
+    owner: str
+    workflow_id: str
+    workflow_version: int
+    status: JobStatus
+    error: ErrorInfo | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+
+    @classmethod
+    def from_record(cls, job: JobRecord) -> JobSummary:
+        return cls(
+            **job.model_dump(include=set(cls.model_fields) - {"duration_s"}),
+            duration_s=_seconds(job.started_at, job.finished_at),
+        )
+
+
+class JobOut(JobSummary):
+    """A job: its status, input and result, and per node its status, attempts, output, timings, error."""
+
+    input: dict[str, Any] = Field(default_factory=dict)
+    result: Any = None
+    idempotency_key: str | None = None
+    nodes: dict[str, NodeState] = Field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, job: JobRecord) -> JobOut:
+        return cls(
+            **job.model_dump(include=set(cls.model_fields) - {"duration_s", "nodes"}),
+            duration_s=_seconds(job.started_at, job.finished_at),
+            nodes={node_id: NodeState.from_checkpoint(node) for node_id, node in job.nodes.items()},
+        )
+
+
+class NodeTypeInfo(BaseModel):
+    type: str
+    description: str
+    execution: str
+    config_schema: dict[str, Any]
+
+
+class NodeTestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    config: dict[str, Any] = Field(default_factory=dict, description="the node's config, as in a definition")
+    input: dict[str, Any] = Field(default_factory=dict, description="what `{{input.*}}` templates read")
+
+
+class NodeTestResult(BaseModel):
+    node_type: str
+    output: Any = None
+    inactive_targets: list[str] = Field(default_factory=list)
+    usage: dict[str, int] | None = None
+    duration_s: float
+
+
+class CheckResult(BaseModel):
+    ok: bool
+    detail: str | None = None
+    latency_ms: float
+
+
+class HealthReport(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, CheckResult]
+    jobs: dict[str, Any] | None = Field(
+        default=None, description="the job manager's counts, when it answered"
+    )
