@@ -17,6 +17,7 @@ from typing import Any
 
 from actors import ray_api
 from actors.job_actor import EXECUTOR_NAME, JobActor
+from actors.llm_limiter import limiter_handle
 from actors.remote_nodes import NodeExecutor
 from actors.runtime_config import ActorMode, RuntimeConfig
 from engine.errors import ConflictError, NotFoundError
@@ -87,9 +88,11 @@ class JobManager:
         return await self.stats()
 
     def _start_executors(self) -> None:
+        limiter_handle(self.runtime.namespace)
         for index in range(self.runtime.executor_pool_size):
             ray_api.start_actor(
                 NodeExecutor,
+                self.runtime,
                 name=EXECUTOR_NAME.format(index=index),
                 namespace=self.runtime.namespace,
                 max_concurrency=self.runtime.executor_max_concurrency,

@@ -6,19 +6,26 @@ Outcomes travel back as data, errors included, so their type and retryability su
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from actors.fan_out import bounded, chunked, item_context, run_item
-from engine.errors import NodeExecutionError
+from actors.llm_limiter import ClusterLimiter
+from actors.runtime_config import RuntimeConfig
+from engine.errors import NodeExecutionError, StorageUnavailableError
 from engine.failures import error_info
-from engine.records import ErrorInfo, LogLevel
+from engine.records import ErrorInfo, EventType, JobEvent, LogLevel
 from engine.templating import TemplateContext
 from nodes.base import NodeContext, NodeResult
 from nodes.map import ItemOutcome
+from nodes.provider_limits import ProviderLimits
 from nodes.registry import default_registry
 from nodes.settings import NodeSettings
+from storage.protocols import EventBus
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,14 +112,62 @@ async def execute_batch_here(
 
 
 class NodeExecutor:
-    """An async actor shared by many jobs: each I/O node attempt is one coroutine here."""
+    """An async actor shared by many jobs: each I/O node attempt is one coroutine here. Its nodes get
+    the cluster-wide LLM limiter (`llm_limiter`) and, when run one by one rather than as map items,
+    `emit_token`, which publishes streamed LLM text as the job's `llm_token` events."""
+
+    def __init__(self, runtime: RuntimeConfig) -> None:
+        self.runtime = runtime
+        runtime.configure_process_logging()
+        settings = runtime.node_settings
+        self._limiter = ClusterLimiter(
+            runtime.namespace, ProviderLimits.from_settings(settings), hold_s=settings.llm_request_timeout_s
+        )
+        self._bus: EventBus | None = None
+        self._bus_lock = asyncio.Lock()
 
     async def execute(self, call: RemoteCall) -> RemoteOutcome:
-        return await execute_here(call)
+        return await execute_here(
+            call, {"llm_limiter": self._limiter, "emit_token": self._token_emitter(call)}
+        )
 
     async def execute_batch(self, batch: RemoteBatch) -> AsyncIterator[list[ItemOutcome]]:
-        async for chunk in execute_batch_here(batch):
+        async for chunk in execute_batch_here(batch, {"llm_limiter": self._limiter}):
             yield chunk
+
+    def _token_emitter(self, call: RemoteCall) -> Callable[[str], Awaitable[None]]:
+        """Streamed LLM text, published straight to the event bus as `llm_token` events (sequence 0).
+
+        Tokens are best-effort live output, not durable state: they bypass the job's checkpoint and
+        event numbering, a replay may lack some, and one that cannot be published is dropped with a
+        warning. The node's output, checkpointed as usual, holds the whole text."""
+        index = 0
+
+        async def emit(text: str) -> None:
+            nonlocal index
+            event = JobEvent(
+                sequence=0,
+                type=EventType.LLM_TOKEN,
+                job_id=call.job_id,
+                workflow_id=call.workflow_id,
+                node_id=call.node_id,
+                data={"index": index, "text": text, "attempt": call.attempt},
+            )
+            index += 1
+            try:
+                await (await self._event_bus()).publish(event)
+            except StorageUnavailableError as exc:
+                logger.warning("dropped an llm_token event of job %s: %s", call.job_id, exc)
+
+        return emit
+
+    async def _event_bus(self) -> EventBus:
+        if self._bus is not None:
+            return self._bus
+        async with self._bus_lock:
+            if self._bus is None:
+                self._bus = await self.runtime.open_bus()
+            return self._bus
 
     async def ping(self) -> bool:
         return True

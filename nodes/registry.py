@@ -23,6 +23,7 @@ from nodes.code import CodeNode
 from nodes.conditional import ConditionalNode
 from nodes.end import EndNode
 from nodes.http import HttpNode
+from nodes.llm import LlmNode
 from nodes.map import MapNode
 from nodes.start import StartNode
 from nodes.transform import TransformNode
@@ -33,6 +34,7 @@ BUILTIN_NODE_TYPES: tuple[type[NodeType[Any]], ...] = (
     EndNode,
     TransformNode,
     ConditionalNode,
+    LlmNode,
     MapNode,
     HttpNode,
     CodeNode,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nodes.ssrf import check_allowed_hosts
@@ -17,6 +17,14 @@ class NodeSettings(BaseSettings):
 
     # llm
     model_service_url: str = Field(default="http://localhost:8003", alias="MODEL_SERVICE_URL")
+    llm_api_key: SecretStr | None = Field(default=None, alias="LLM_API_KEY")
+    llm_request_timeout_s: float = Field(default=120.0, gt=0, alias="LLM_REQUEST_TIMEOUT_S")
+    llm_max_attempts: int = Field(default=4, ge=1, le=20, alias="LLM_MAX_ATTEMPTS")
+    llm_backoff_base_s: float = Field(default=0.5, gt=0, alias="LLM_BACKOFF_BASE_S")
+    llm_backoff_max_s: float = Field(default=30.0, gt=0, alias="LLM_BACKOFF_MAX_S")
+    llm_max_concurrency: int = Field(default=200, ge=0, alias="LLM_MAX_CONCURRENCY")
+    llm_requests_per_minute: int = Field(default=0, ge=0, alias="LLM_REQUESTS_PER_MINUTE")
+    llm_tokens_per_minute: int = Field(default=0, ge=0, alias="LLM_TOKENS_PER_MINUTE")
 
     # http
     http_allow_private_networks: bool = Field(default=False, alias="HTTP_ALLOW_PRIVATE_NETWORKS")

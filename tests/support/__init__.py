@@ -1,0 +1,1 @@
+"""Real helpers for tests and benchmarks (servers on loopback), not fakes."""
