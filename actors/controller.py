@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from actors import ray_api
-from actors.job_actor import executor_handles
+from actors.executor_pool import ExecutorPool
 from actors.manager import MANAGER_NAME, JobManager
 from actors.ray_launcher import RayLauncher
 from actors.runtime_config import RuntimeConfig
@@ -92,7 +92,7 @@ class WorkflowController:
             scope=scope,
             services={"settings": self._runtime.node_settings},
         )
-        launcher = RayLauncher(executor_handles(self._runtime), "node-test", self._runtime)
+        launcher = RayLauncher(ExecutorPool(self._runtime), "node-test", self._runtime)
         return await asyncio.wait_for(launcher.run(node, parsed, ctx), timeout=timeout_s)
 
     async def stats(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.failures import error_info
 from engine.templating import TemplateContext
-from nodes.base import NodeContext, NodeType
+from nodes.base import LogSink, NodeContext, NodeType
 from nodes.map import ItemOutcome, ProgressCallback
 
 CHUNK_SECONDS = 0.05
@@ -98,7 +98,12 @@ class Tally:
         self.outcomes: list[ItemOutcome] = []
         self.failed = 0
 
-    async def add(self, outcomes: list[ItemOutcome]) -> None:
+    async def add(self, outcomes: list[ItemOutcome], log: LogSink | None = None) -> None:
+        """Count `outcomes`; logs they carry from afar are replayed into `log` (the job's)."""
+        if log is not None:
+            for outcome in outcomes:
+                for level, message, data in outcome.logs:
+                    log(level, message, {"item": outcome.index, **data})
         self.outcomes.extend(outcomes)
         self.failed += sum(1 for o in outcomes if o.error is not None)
         await self.on_progress(len(self.outcomes) - self.failed, self.failed, self.total)

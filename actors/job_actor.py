@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 
-from actors import ray_api
+from actors import ray_api, ray_metrics
+from actors.executor_pool import ExecutorPool
 from actors.job_runner import JobRunner, RunnerServices
 from actors.ray_launcher import RayLauncher
 from actors.runtime_config import RuntimeConfig
@@ -20,8 +22,6 @@ from engine.dag import Dag
 from storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
-
-EXECUTOR_NAME = "node-executor-{index}"
 
 
 class JobActor:
@@ -34,7 +34,7 @@ class JobActor:
         self._runner: JobRunner | None = None
         self._cancel_requested: set[str] = set()
         self._done: dict[str, asyncio.Event] = {}
-        self._executors: list[ray_api.ActorHandle] = []
+        self._executors = ExecutorPool(runtime)
         self.jobs_run = 0
 
     async def _open(self) -> tuple[Store, EventBus]:
@@ -42,12 +42,18 @@ class JobActor:
             if self._store is None or self._bus is None:
                 self._store = await self.runtime.open_store()
                 self._bus = await self.runtime.open_bus()
-                self._executors = executor_handles(self.runtime)
         return self._store, self._bus
+
+    async def prepare(self) -> dict[str, object]:
+        """Open the store and the bus now, so the first job this actor runs starts at once."""
+        await self._open()
+        return await self.info()
 
     async def run_job(self, job_id: str) -> str:
         """Run (or resume) a job to its end and return its final status."""
         done = self._done.setdefault(job_id, asyncio.Event())
+        ray_metrics.job_run_started()
+        started, outcome = time.monotonic(), ray_metrics.ABORTED
         try:
             store, bus = await self._open()
             job = await store.get_job(job_id)
@@ -65,9 +71,11 @@ class JobActor:
             if job_id in self._cancel_requested:
                 runner.cancel()
             status = await runner.run()
+            outcome = status.value
             self.jobs_run += 1
             return status.value
         finally:
+            ray_metrics.job_run_finished(outcome, time.monotonic() - started)
             self._runner = None
             self._cancel_requested.discard(job_id)
             done.set()
@@ -92,6 +100,7 @@ class JobActor:
         return {
             "name": ray_api.current_actor_name(),
             "pid": os.getpid(),
+            "node_id": ray_api.current_node_id(),
             "current_job": self._runner.job.id if self._runner else None,
             "jobs_run": self.jobs_run,
         }
@@ -101,8 +110,3 @@ class JobActor:
             await self._bus.close()
         if self._store is not None:
             await self._store.close()
-
-
-def executor_handles(runtime: RuntimeConfig) -> list[ray_api.ActorHandle]:
-    names = (EXECUTOR_NAME.format(index=index) for index in range(runtime.executor_pool_size))
-    return [handle for name in names if (handle := ray_api.get_actor(name, runtime.namespace)) is not None]

@@ -1,7 +1,8 @@
 """Drives one job through its DAG: the loop inside a job actor, free of Ray so it is tested alone.
 
 All state changes pass through `_commit`: the scheduling step's decisions are applied in memory,
-stored as one checkpoint, then their events are published and their actions carried out. Events
+stored as one checkpoint with their log entries, then their events are published and their actions
+carried out. Events
 that are ready together are committed together (a group commit), so a chain of quick nodes costs
 one checkpoint per node, and the store is never behind an event a client has seen.
 """
@@ -158,9 +159,9 @@ class JobRunner:
         for node in changed.values():
             if node.status in (NodeStatus.COMPLETED, NodeStatus.FAILED):
                 self._outputs[node.node_id] = node.output
+        await self.s.store.append_logs(self._log_entries(job_events))
         for event in job_events:
             await self.s.bus.publish(event)
-        await self.s.store.append_logs(self._log_entries(job_events))
         if self.state.status.is_terminal and not status_before.is_terminal:
             logger.info("job %s %s", self.job.id, self.state.status.value, extra={"job_id": self.job.id})
         for decision in decisions:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors import ray_api
-from actors.job_actor import EXECUTOR_NAME, JobActor
+from actors.executor_pool import EXECUTOR_NAME
+from actors.job_actor import JobActor
 from actors.llm_limiter import limiter_handle
 from actors.remote_nodes import NodeExecutor
 from actors.runtime_config import ActorMode, RuntimeConfig
@@ -246,7 +247,7 @@ class JobManager:
         try:
             while len(self._pool) < self.runtime.warm_pool_size:
                 member = self._new_actor(None)
-                await ray_api.result(ray_api.call(member.handle, "info"))
+                await ray_api.result(ray_api.call(member.handle, "prepare"))
                 self._pool.append(member)
                 if self._queue:
                     self._admit()

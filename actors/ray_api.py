@@ -15,6 +15,7 @@ from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, TaskCancelledError
+from ray.util import metrics as ray_metrics_api
 from ray.util import state as ray_state
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,9 @@ ActorDiedError = RayActorError
 RemoteTaskError = RayTaskError
 CancelledRemotely = TaskCancelledError
 JOB_SLOT = "job_slot"
+_state_api: dict[str, str | None] = {"address": None}
+"""The dashboard this process's Ray instance serves the state API on, so that several local Ray
+instances on one machine never get mixed up."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ def init(address: str | None, namespace: str, job_slots: int, include_dashboard:
         )
         started_here = True
     dashboard = context.dashboard_url
+    _state_api["address"] = f"http://{dashboard}" if dashboard else None
     return ClusterInfo(
         context.address_info.get("gcs_address", ""),
         f"http://{dashboard}" if dashboard else None,
@@ -204,12 +209,14 @@ def list_actors(namespace: str, name_prefix: str = "", alive_only: bool = True) 
     filters: list[tuple[str, str, str]] = [("ray_namespace", "=", namespace)]
     if alive_only:
         filters.append(("state", "=", "ALIVE"))
-    actors = ray_state.list_actors(filters=filters, limit=10_000, raise_on_missing_output=False)
+    actors = ray_state.list_actors(
+        address=_state_api["address"], filters=filters, limit=10_000, raise_on_missing_output=False
+    )
     return [_as_dict(a) for a in actors if (getattr(a, "name", "") or "").startswith(name_prefix)]
 
 
 def list_tasks(name_prefix: str = "") -> list[dict[str, Any]]:
-    tasks = ray_state.list_tasks(limit=10_000, raise_on_missing_output=False)
+    tasks = ray_state.list_tasks(address=_state_api["address"], limit=10_000, raise_on_missing_output=False)
     return [_as_dict(t) for t in tasks if (getattr(t, "name", "") or "").startswith(name_prefix)]
 
 
@@ -226,3 +233,45 @@ __all__ = [
     "ObjectRef",
     "RemoteTaskError",
 ]
+
+
+# ------------------------------------------------------------ nodes and metrics (deployment, dashboard)
+
+MetricCounter = ray_metrics_api.Counter
+MetricHistogram = ray_metrics_api.Histogram
+
+
+def current_node_id() -> str | None:
+    """The id (hex) of the Ray node this process runs on; None outside Ray."""
+    if not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
+
+
+def alive_nodes() -> list[dict[str, Any]]:
+    """The cluster's live nodes: `node_id`, `resources` (totals) and `metrics_export_port`, from the GCS."""
+    return [
+        {
+            "node_id": node["NodeID"],
+            "resources": dict(node.get("Resources", {})),
+            "metrics_export_port": node.get("MetricsExportPort"),
+        }
+        for node in ray.nodes()
+        if node.get("Alive")
+    ]
+
+
+def metric_counter(name: str, description: str, tag_keys: tuple[str, ...] = ()) -> MetricCounter:
+    """A counter exported by Ray's metrics agent as `ray_<name>` (Prometheus format, dashboard Metrics)."""
+    return ray_metrics_api.Counter(name, description=description, tag_keys=tag_keys)
+
+
+def metric_histogram(
+    name: str, description: str, boundaries: list[float], tag_keys: tuple[str, ...] = ()
+) -> MetricHistogram:
+    return ray_metrics_api.Histogram(name, description=description, boundaries=boundaries, tag_keys=tag_keys)
+
+
+def named_actor_namespaces() -> set[str]:
+    """The namespaces that hold live named actors."""
+    return {entry["namespace"] for entry in ray.util.list_named_actors(all_namespaces=True)}

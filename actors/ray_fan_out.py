@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from actors import ray_api
+from actors.executor_pool import ExecutorPool
 from actors.fan_out import InProcessFanOut, Tally, bounded
 from actors.remote_nodes import RemoteBatch, RemoteCall, RemoteOutcome, run_cpu_node
 from actors.runtime_config import RuntimeConfig
@@ -16,9 +17,7 @@ from nodes.map import ItemOutcome, ProgressCallback
 
 
 class RayFanOut:
-    def __init__(
-        self, executors: list[ray_api.ActorHandle], workflow_name: str, runtime: RuntimeConfig
-    ) -> None:
+    def __init__(self, executors: ExecutorPool, workflow_name: str, runtime: RuntimeConfig) -> None:
         self._executors = executors
         self._workflow_name = workflow_name
         self._runtime = runtime
@@ -66,19 +65,20 @@ class RayFanOut:
         tally: Tally,
     ) -> None:
         """One streaming call per executor, each with its share of the items and of the concurrency."""
-        shares = min(len(self._executors), len(configs), max_concurrency) or 1
+        executors = await self._executors.handles()
+        shares = min(len(executors), len(configs), max_concurrency) or 1
         indexed = list(enumerate(configs))
         streams = []
         for share in range(shares):
             items = indexed[share::shares]
             limit = max_concurrency // shares + (1 if share < max_concurrency % shares else 0)
             batch = RemoteBatch(self._call(child, parent, parent.node_id, {}), items, limit, fail_fast)
-            streams.append(ray_api.call_streaming(self._executors[share], "execute_batch", batch))
+            streams.append(ray_api.call_streaming(executors[share], "execute_batch", batch))
         failed = asyncio.Event()
 
         async def drain(stream: Any) -> None:
             async for chunk in ray_api.iterate_stream(stream):
-                await tally.add(chunk)
+                await tally.add(chunk, parent.log)
                 if fail_fast and any(outcome.error is not None for outcome in chunk):
                     failed.set()
                     return

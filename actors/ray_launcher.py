@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from actors import ray_api
+from actors.executor_pool import ExecutorPool
 from actors.ray_fan_out import RayFanOut
 from actors.remote_nodes import RemoteCall, RemoteNodeError, RemoteOutcome, run_cpu_node
 from actors.runtime_config import RuntimeConfig
@@ -14,11 +15,7 @@ from nodes.base import Execution, NodeContext, NodeResult, NodeType
 
 
 class RayLauncher:
-    def __init__(
-        self, executors: list[ray_api.ActorHandle], workflow_name: str, runtime: RuntimeConfig
-    ) -> None:
-        if not executors:
-            raise ValueError("RayLauncher needs at least one executor actor")
+    def __init__(self, executors: ExecutorPool, workflow_name: str, runtime: RuntimeConfig) -> None:
         self._executors = executors
         self._workflow_name = workflow_name
         self._node_plugins = runtime.node_plugins
@@ -40,7 +37,7 @@ class RayLauncher:
             settings=self._settings,
         )
         if node.execution is Execution.IO:
-            executor = self._executors[hash((ctx.job_id, ctx.node_id)) % len(self._executors)]
+            executor = await self._executors.pick((ctx.job_id, ctx.node_id))
             ref = ray_api.call(executor, "execute", call)
             outcome: RemoteOutcome = await ray_api.wait_ref(ref, force_cancel=False)
         else:

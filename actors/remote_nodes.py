@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from actors.fan_out import bounded, chunked, item_context, run_item
@@ -103,10 +103,15 @@ async def execute_batch_here(
         scope=TemplateContext(),
         services={"settings": call.settings, **(services or {})},
     )
-    jobs = [
-        (lambda i=index, c=config: run_item(child, c, item_context(parent, i), i))
-        for index, config in batch.items
-    ]
+
+    async def logged_item(index: int, config: dict[str, Any]) -> ItemOutcome:
+        logs: list[tuple[LogLevel, str, dict[str, Any]]] = []
+        ctx = item_context(parent, index)
+        ctx.log = lambda level, message, data: logs.append((level, message, data))
+        outcome = await run_item(child, config, ctx, index)
+        return replace(outcome, logs=tuple(logs)) if logs else outcome
+
+    jobs = [(lambda i=index, c=config: logged_item(i, c)) for index, config in batch.items]
     async for chunk in chunked(bounded(jobs, batch.max_concurrency, batch.fail_fast)):
         yield chunk
 

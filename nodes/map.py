@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.errors import NodeExecutionError, Problem, WorkflowServiceError
-from engine.records import ErrorInfo
+from engine.records import ErrorInfo, LogLevel
 from engine.templating import INDEX_ROOT, ITEM_ROOT, TemplateContext
 from nodes.base import NodeContext, NodeResult, NodeType
 
@@ -59,6 +59,8 @@ class ItemOutcome:
     output: Any = None
     error: ErrorInfo | None = None
     usage: dict[str, int] | None = None
+    logs: tuple[tuple[LogLevel, str, dict[str, Any]], ...] = ()
+    """What the item logged where it ran, when that was away from the job (replayed into the job's log)."""
 
 
 ProgressCallback = Callable[[int, int, int], Awaitable[None]]

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from engine.errors import RetryableNodeError
+from engine.records import LogLevel
 from nodes.base import Execution, NodeContext, NodeResult, NodeType
 
 
@@ -45,6 +46,7 @@ class RecordIoNode(NodeType[RecordConfig]):
             raise RetryableNodeError(f"planned failure {started} of {config.fail_times}")
         await asyncio.sleep(config.seconds)
         _record(config.path, ctx, "done")
+        ctx.log(LogLevel.INFO, "record_io done", {"node": ctx.node_id})
         return NodeResult(output={"pid": os.getpid(), "key": ctx.idempotency_key})
 
 

@@ -291,7 +291,10 @@ def map_node(items: Any, child: dict[str, Any], **config: Any) -> dict[str, Any]
 
 
 async def test_map_runs_a_node_per_item_in_input_order_with_progress_events(services):
-    child = {"type": "transform", "config": {"template": {"n": "{{item.n}}", "i": "{{index}}", "q": "{{input.q}}"}}}
+    child = {
+        "type": "transform",
+        "config": {"template": {"n": "{{item.n}}", "i": "{{index}}", "q": "{{input.q}}"}},
+    }
     wf = definition([map_node("{{input.items}}", child, max_concurrency=7)], [])
     items = [{"n": n * 10} for n in range(300)]
     runner = await start_job(services, wf, {"items": items, "q": "x"})
@@ -305,8 +308,12 @@ async def test_map_runs_a_node_per_item_in_input_order_with_progress_events(serv
 
 @pytest.mark.parametrize(
     ("policy", "ratio", "status", "failed"),
-    [("collect", 1.0, JobStatus.COMPLETED, 3), ("min_success_ratio", 0.9, JobStatus.COMPLETED, 3),
-     ("min_success_ratio", 0.99, JobStatus.FAILED, None), ("fail_fast", 1.0, JobStatus.FAILED, None)],
+    [
+        ("collect", 1.0, JobStatus.COMPLETED, 3),
+        ("min_success_ratio", 0.9, JobStatus.COMPLETED, 3),
+        ("min_success_ratio", 0.99, JobStatus.FAILED, None),
+        ("fail_fast", 1.0, JobStatus.FAILED, None),
+    ],
 )
 async def test_map_failure_policies(services, policy, ratio, status, failed):
     child = {"type": "flaky", "config": {"failures": "{{item}}", "value": "{{index}}"}}

@@ -356,6 +356,9 @@ async def test_map_fans_out_io_items_in_batches_to_executors(make_runtime, tmp_p
     events = [e async for e in runtime.bus.subscribe(job.id)]
     progress = [e.data for e in events if e.type == "node_progress"]
     assert progress[-1] == {"succeeded": 200, "failed": 0, "total": 200}
+    logs = (await runtime.store.list_logs(job.id, limit=1000)).items
+    item_logs = [entry for entry in logs if entry.message == "record_io done"]
+    assert sorted(entry.data["item"] for entry in item_logs) == list(range(200)), "items' logs reach the job"
 
 
 def sandbox_processes(since: float) -> set[int]:

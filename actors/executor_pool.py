@@ -1,0 +1,41 @@
+"""Finds the shared executor actors by name, waiting briefly while the job manager still starts them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from actors import ray_api
+from actors.runtime_config import RuntimeConfig
+from engine.errors import RetryableNodeError
+
+EXECUTOR_NAME = "node-executor-{index}"
+LOOKUP_TIMEOUT_S = 30.0
+
+
+class ExecutorPool:
+    def __init__(self, runtime: RuntimeConfig) -> None:
+        self._runtime = runtime
+        self._handles: list[ray_api.ActorHandle] = []
+
+    def _lookup(self) -> list[ray_api.ActorHandle]:
+        names = (EXECUTOR_NAME.format(index=index) for index in range(self._runtime.executor_pool_size))
+        return [handle for name in names if (handle := ray_api.get_actor(name, self._runtime.namespace))]
+
+    async def handles(self) -> list[ray_api.ActorHandle]:
+        """The executors, looked up once they exist; a retryable error if none appears in time."""
+        if self._handles:
+            return self._handles
+        deadline = asyncio.get_running_loop().time() + LOOKUP_TIMEOUT_S
+        while not (found := self._lookup()):
+            if asyncio.get_running_loop().time() > deadline:
+                raise RetryableNodeError(
+                    f"no executor actor '{EXECUTOR_NAME.format(index=0)}' in namespace "
+                    f"'{self._runtime.namespace}' after {LOOKUP_TIMEOUT_S:.0f} s; is the job manager running?"
+                )
+            await asyncio.sleep(0.1)
+        self._handles = found
+        return found
+
+    async def pick(self, key: object) -> ray_api.ActorHandle:
+        handles = await self.handles()
+        return handles[hash(key) % len(handles)]
