@@ -46,33 +46,35 @@ async def bounded(
     jobs: Sequence[Callable[[], Awaitable[ItemOutcome]]], limit: int, fail_fast: bool
 ) -> AsyncIterator[ItemOutcome]:
     """Run at most `limit` jobs at once and yield outcomes as they finish; with `fail_fast`, the
-    first failure cancels what is still running and ends the iteration."""
+    first failure cancels what is still running and ends the iteration.
+
+    `limit` workers pull the next job as they finish one, so each item costs O(1) scheduling work
+    (an `asyncio.wait` over every running task per completion would cost O(limit))."""
     pending = iter(jobs)
-    running: set[asyncio.Task[ItemOutcome]] = set()
+    finished: asyncio.Queue[ItemOutcome | None] = asyncio.Queue()
 
-    def launch() -> None:
-        while len(running) < limit:
-            job = next(pending, None)
-            if job is None:
-                return
-            running.add(asyncio.ensure_future(job()))
+    async def worker() -> None:
+        try:
+            for job in pending:
+                finished.put_nowait(await job())
+        finally:
+            finished.put_nowait(None)
 
-    launch()
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(limit, len(jobs)))]
+    running = len(workers)
     try:
         while running:
-            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                running.discard(task)
-                outcome = task.result()
-                yield outcome
-                if fail_fast and outcome.error is not None:
-                    return
-            launch()
+            outcome = await finished.get()
+            if outcome is None:
+                running -= 1
+                continue
+            yield outcome
+            if fail_fast and outcome.error is not None:
+                return
     finally:
-        for task in running:
+        for task in workers:
             task.cancel()
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
+        await asyncio.gather(*workers, return_exceptions=True)
 
 
 async def chunked(outcomes: AsyncIterator[ItemOutcome]) -> AsyncIterator[list[ItemOutcome]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,8 @@ from actors.runtime_config import RuntimeConfig
 from engine.failures import error_info
 from nodes.base import Execution, NodeContext, NodeType
 from nodes.map import ItemOutcome, ProgressCallback
+
+ITEMS_PER_EXECUTOR = 5000
 
 
 class RayFanOut:
@@ -64,9 +67,13 @@ class RayFanOut:
         fail_fast: bool,
         tally: Tally,
     ) -> None:
-        """One streaming call per executor, each with its share of the items and of the concurrency."""
+        """One streaming call per executor taking part, each with its share of the items and of the
+        concurrency. Waiting calls are cheap in one process (a thousand coroutines), while every extra
+        executor adds coordination and, on a small machine, a process competing for cores: a map is
+        spread over more executors only beyond ITEMS_PER_EXECUTOR items."""
         executors = await self._executors.handles()
-        shares = min(len(executors), len(configs), max_concurrency) or 1
+        wanted = math.ceil(len(configs) / ITEMS_PER_EXECUTOR)
+        shares = max(1, min(len(executors), wanted, max_concurrency))
         indexed = list(enumerate(configs))
         streams = []
         for share in range(shares):

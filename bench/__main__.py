@@ -10,10 +10,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import chain, jobs
+from bench import chain, fanout, jobs
 
 WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "chain100": chain.run,
+    "fanout1000": fanout.run,
     "jobs100-dedicated": jobs.run_dedicated,
     "jobs-reuse": jobs.run_reuse,
 }

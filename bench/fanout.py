@@ -1,0 +1,85 @@
+"""fanout1000: one job whose map node makes 1,000 llm calls to a local OpenAI-compatible server
+(200 ms each, at most 200 served at once, the rest queue), against plain asyncio with a bare client."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from bench.harness import create_workflow, median, service
+from bench.raw_client import fan_out
+from nodes.settings import NodeSettings
+
+CALLS, IN_FLIGHT, LATENCY_S = 1000, 200, 0.2
+TARGET_RATIO = 1.15
+RUNS = 3
+
+
+@contextmanager
+def llm_server() -> Iterator[str]:
+    """The test server in its own process, as a real provider would be."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.openai_server",
+            "--latency",
+            str(LATENCY_S),
+            "--max-in-flight",
+            str(IN_FLIGHT),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def map_workflow() -> dict[str, Any]:
+    child = {"type": "llm", "config": {"model": "bench", "prompt": "summarise item {{index}}: {{item}}"}}
+    fan = {
+        "id": "fan",
+        "type": "map",
+        "config": {"items": "{{input.items}}", "node": child, "max_concurrency": IN_FLIGHT},
+    }
+    return {"name": "fanout1000", "nodes": [fan], "edges": []}
+
+
+async def run() -> dict[str, Any]:
+    with llm_server() as url:
+        floors = [await fan_out(url, CALLS, IN_FLIGHT) for _ in range(RUNS)]
+        node_settings = NodeSettings(_env_file=None, MODEL_SERVICE_URL=url, LLM_MAX_CONCURRENCY=IN_FLIGHT)
+        async with service(node_settings, WARM_POOL_SIZE=1, MAX_ACTIVE_JOBS=2) as runtime:
+            workflow_id = await create_workflow(runtime, map_workflow())
+            items = [f"document {i}" for i in range(CALLS)]
+            walls, node_walls = [], []
+            for _ in range(RUNS + 1):
+                started = time.perf_counter()
+                job = await runtime.controller.execute_workflow(workflow_id, {"items": items}, owner="bench")
+                events = [e async for e in runtime.bus.subscribe(job.id)]
+                walls.append(time.perf_counter() - started)
+                done = await runtime.store.get_job(job.id)
+                assert done.status.value == "completed", done.error
+                node = done.nodes["fan"]
+                node_walls.append((node.finished_at - node.started_at).total_seconds())
+                assert events[-1].type == "job_completed"
+    floor = median(floors)
+    wall = median(walls[1:])
+    return {
+        "wall_s_median": round(wall, 3),
+        "map_node_s_median": round(median(node_walls[1:]), 3),
+        "first_job_wall_s": round(walls[0], 3),
+        "floor": round(floor, 3),
+        "floor_what": "plain asyncio, bare HTTP/1.1 client, same server, 200 in flight",
+        "ratio_to_floor": round(wall / floor, 3),
+        "target": f"wall time <= {TARGET_RATIO}x floor (execute -> job_completed, warm)",
+        "target_met": wall <= TARGET_RATIO * floor,
+    }
