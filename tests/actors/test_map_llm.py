@@ -1,0 +1,61 @@
+"""Map fan-out of llm nodes on real Ray against the OpenAI-compatible test server on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from actors.bootstrap import start_service_runtime
+from engine.models import WorkflowDefinition
+from engine.records import JobStatus
+from nodes.settings import NodeSettings
+from tests.actors.test_ray_runtime import finished, settings_for, wait_for
+from tests.support.openai_server import OpenAITestServer
+
+pytestmark = pytest.mark.slow
+
+
+def llm_map(max_concurrency: int) -> WorkflowDefinition:
+    child = {"type": "llm", "config": {"model": "test-model", "prompt": "summarise {{item}} ({{index}})"}}
+    fan = {
+        "id": "fan",
+        "type": "map",
+        "config": {"items": "{{input.items}}", "node": child, "max_concurrency": max_concurrency},
+    }
+    return WorkflowDefinition.model_validate({"name": "llm-map", "nodes": [fan], "edges": []})
+
+
+@pytest.mark.parametrize(
+    ("items", "latency_s", "cap"),
+    [
+        pytest.param(1_000, 0.2, 200, id="1000-calls-of-200ms-capped-at-200"),
+        pytest.param(10_000, 0.0, 500, id="10000-items"),
+    ],
+)
+@pytest.mark.timeout(240)
+async def test_a_map_of_llm_calls_finishes_in_order_within_the_cap(
+    ray_cluster, tmp_path: Path, items, latency_s, cap
+):
+    with OpenAITestServer(latency_s=latency_s, max_in_flight=cap, record_requests=False) as server:
+        node_settings = NodeSettings(_env_file=None, MODEL_SERVICE_URL=server.url, LLM_MAX_CONCURRENCY=cap)
+        runtime = await start_service_runtime(
+            settings_for(tmp_path / "data", WARM_POOL_SIZE=0), node_settings
+        )
+        try:
+            workflow = await runtime.store.create_workflow("alice", llm_map(cap))
+            job = await runtime.controller.execute_workflow(
+                workflow.id, {"items": [f"doc-{i}" for i in range(items)]}, owner="alice"
+            )
+            done = await wait_for(runtime, job.id, finished, timeout_s=200)
+        finally:
+            await runtime.close()
+        assert done.status is JobStatus.COMPLETED, done.error
+        output = done.nodes["fan"].output
+        assert (output["succeeded"], output["failed"]) == (items, 0)
+        assert [r["text"] for r in output["results"][:3]] == [
+            f"echo: summarise doc-{i} ({i})" for i in range(3)
+        ]
+        assert output["results"][-1]["text"] == f"echo: summarise doc-{items - 1} ({items - 1})"
+        assert server.peak_open <= cap
+        assert done.nodes["fan"].usage is not None and done.nodes["fan"].usage["total_tokens"] > 0
