@@ -1,11 +1,9 @@
-"""`workflow-service`: the service's command line. `serve` runs the gateway with uvicorn on HOST:PORT."""
+"""`workflow-service serve`: the gateway under uvicorn on HOST:PORT, announcing its URLs once it listens."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import socket
-from collections.abc import Sequence
 
 import uvicorn
 from fastapi import FastAPI
@@ -43,28 +41,12 @@ class AnnouncingServer(uvicorn.Server):
         )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workflow-service", description="The workflow execution service.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
-    serve = commands.add_parser(
-        "serve", help="run the API gateway (with the embedded store, Redis and Ray unless configured)"
-    )
-    serve.add_argument("--host", help="address to listen on (default: HOST, 0.0.0.0)")
-    serve.add_argument("--port", type=int, help="port to listen on (default: PORT, 8001)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def serve(host: str | None, port: int | None) -> int:
     settings = get_settings()
-    host = args.host or settings.host
-    port = args.port or settings.port
+    host = host or settings.host
+    port = port or settings.port
     app = create_app(settings)
     server = AnnouncingServer(uvicorn.Config(app, host=host, port=port, log_config=None), app, host, port)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

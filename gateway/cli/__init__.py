@@ -1,0 +1,158 @@
+"""`workflow-service`: the service's command line.
+
+    workflow-service serve                     the gateway (embedded store, Redis and Ray by default)
+    workflow-service run FILE [--input JSON]   run a workflow here: live progress, then the result
+    workflow-service run FILE --url URL        ... on a running service instead
+    workflow-service validate FILE             every problem of a workflow file
+    workflow-service jobs | logs JOB           read from a running service
+
+Progress goes to stderr and the result, one JSON object, to stdout. Exit codes: 0 the job completed,
+1 it failed or was cancelled (or the service could not be reached), 2 the input was invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from config.settings import Settings
+from engine.errors import InvalidWorkflowError, WorkflowServiceError
+from engine.records import JobStatus
+from gateway.cli.inputs import EXIT_FAILED, EXIT_INVALID, CliInputError, load_workflow_file, parse_input
+from gateway.cli.local_run import run_in_process
+from gateway.cli.progress import ProgressPrinter
+from gateway.cli.remote import run_remote, show_jobs, show_logs
+from gateway.cli.serve import base_url, serve
+from gateway.cli.service_client import ServiceClient, ServiceError
+from gateway.cli.validate import checked_definition, validate_file, write_problems
+
+URL_ENV = "WORKFLOW_SERVICE_URL"
+TOKEN_ENV = "WORKFLOW_SERVICE_TOKEN"
+DEFAULT_URL = "http://localhost:8001"
+
+__all__ = ["base_url", "main"]
+
+
+def _service_options(parser: argparse.ArgumentParser, *, url_required_for: str | None = None) -> None:
+    help_url = (
+        f"the service's base URL (default: ${URL_ENV}, else {DEFAULT_URL})"
+        if url_required_for is None
+        else url_required_for
+    )
+    parser.add_argument("--url", help=help_url)
+    parser.add_argument("--token", help=f"a bearer token for the service (default: ${TOKEN_ENV})")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workflow-service", description="The workflow execution service.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    serve_cmd = commands.add_parser(
+        "serve", help="run the API gateway (with the embedded store, Redis and Ray unless configured)"
+    )
+    serve_cmd.add_argument("--host", help="address to listen on (default: HOST, 0.0.0.0)")
+    serve_cmd.add_argument("--port", type=int, help="port to listen on (default: PORT, 8001)")
+
+    run = commands.add_parser(
+        "run", help="run a workflow file and show its progress live, then its result as JSON"
+    )
+    run.add_argument("file", type=Path, help="a workflow definition (JSON)")
+    run.add_argument("--input", help="the job's input: a JSON object, or @FILE holding one")
+    _service_options(
+        run, url_required_for="run on the service at this URL; without it the job runs in this process"
+    )
+    run.add_argument(
+        "--timeout", type=_seconds, metavar="SECONDS", help="cancel the job if it has not ended by then"
+    )
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        help="in-process only: where the embedded store and Redis keep their files (default: a temporary "
+        "directory, removed afterwards)",
+    )
+
+    validate = commands.add_parser("validate", help="list every problem of a workflow file (exit 2 if any)")
+    validate.add_argument("file", type=Path, help="a workflow definition (JSON)")
+
+    jobs = commands.add_parser("jobs", help="list a running service's jobs, newest first")
+    _service_options(jobs)
+    jobs.add_argument(
+        "--status", action="append", default=[], choices=[s.value for s in JobStatus], help="repeatable"
+    )
+    jobs.add_argument("--workflow", help="only this workflow's jobs")
+    jobs.add_argument("--limit", type=int, default=20, help="how many (default 20, at most 500)")
+
+    logs = commands.add_parser("logs", help="print a job's log from a running service")
+    logs.add_argument("job_id", metavar="JOB", help="the job's id")
+    _service_options(logs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args.host, args.port)
+    try:
+        if args.command == "validate":
+            return validate_file(args.file, Settings(), sys.stdout)
+        return asyncio.run(_command(args))
+    except CliInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except InvalidWorkflowError as exc:
+        write_problems(args.file, exc, sys.stderr)
+        return EXIT_INVALID
+    except ServiceError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_INVALID if exc.is_client_error else EXIT_FAILED
+    except WorkflowServiceError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+async def _command(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return await _run(args)
+    async with _client(args) as client:
+        if args.command == "jobs":
+            await show_jobs(client, args.status, args.workflow, args.limit, sys.stdout)
+        else:
+            await show_logs(client, args.job_id, sys.stdout)
+    return 0
+
+
+async def _run(args: argparse.Namespace) -> int:
+    input_data = parse_input(args.input)
+    if args.url:
+        raw = load_workflow_file(args.file)
+        printer = ProgressPrinter(sys.stderr, [str(node.get("id", "")) for node in raw.get("nodes", [])])
+        async with _client(args) as client:
+            outcome = await run_remote(client, raw, input_data, printer, args.timeout)
+    else:
+        settings = Settings()
+        definition = checked_definition(args.file, settings)
+        printer = ProgressPrinter(sys.stderr, [node.id for node in definition.nodes])
+        outcome = await run_in_process(definition, input_data, settings, args.data_dir, printer, args.timeout)
+    outcome.write(sys.stdout)
+    return outcome.exit_code
+
+
+def _client(args: argparse.Namespace) -> ServiceClient:
+    url = args.url or os.environ.get(URL_ENV) or DEFAULT_URL
+    return ServiceClient(url, args.token or os.environ.get(TOKEN_ENV))

@@ -1,0 +1,136 @@
+"""`run --url`, `jobs` and `logs` against a real gateway over loopback HTTP (REST and SSE), on the
+session's Ray, the embedded SQLite store and the embedded Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+import uvicorn
+from jose import jwt
+
+from config.settings import Settings
+from gateway.main import create_app
+from tests.cli.support import EXAMPLES, run_cli
+from tests.support.openai_server import OpenAITestServer
+
+pytestmark = pytest.mark.slow
+
+JWT_SECRET = "cli-test-secret-0123456789abcdef0123"
+DOCUMENTS = [f"note {i}" for i in range(10)]
+
+
+def token(subject: str, secret: str = JWT_SECRET) -> str:
+    return jwt.encode({"sub": subject, "exp": int(time.time()) + 600}, secret, algorithm="HS256")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def service(ray_cluster, tmp_path_factory) -> AsyncIterator[str]:
+    """A gateway whose LLM nodes call the OpenAI-compatible test server; yields its base URL."""
+    with OpenAITestServer(latency_s=0.1) as llm, pytest.MonkeyPatch.context() as env:
+        env.setenv("MODEL_SERVICE_URL", llm.url)
+        settings = Settings(
+            _env_file=None,
+            DATA_DIR=tmp_path_factory.mktemp("cli-gateway"),
+            RAY_DASHBOARD=False,
+            RAY_NAMESPACE=f"cli-gateway-{uuid.uuid4().hex[:8]}",
+            MAX_ACTIVE_JOBS=2,
+            WARM_POOL_SIZE=0,
+            EXECUTOR_POOL_SIZE=1,
+            JWT_SECRET=JWT_SECRET,
+            EVENT_KEEPALIVE_S=1.0,
+            LOG_LEVEL="WARNING",
+        )
+        app = create_app(settings, configure_logs=False)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        listener.bind(("127.0.0.1", 0))
+        server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", log_config=None))
+        serving = asyncio.create_task(server.serve(sockets=[listener]))
+        async with asyncio.timeout(90):
+            while not server.started:
+                assert not serving.done(), "the gateway stopped while starting"
+                await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+        server.should_exit = True
+        await serving
+        listener.close()
+
+
+@pytest.mark.timeout(120)
+async def test_run_on_a_service_follows_its_events_then_jobs_and_logs_show_the_job(
+    service, tmp_path, capsys, monkeypatch
+):
+    alice = token(f"alice-{uuid.uuid4().hex[:6]}")
+    given = tmp_path / "documents.json"
+    given.write_text(json.dumps({"documents": DOCUMENTS}))
+    run = await run_cli(
+        capsys,
+        "run",
+        str(EXAMPLES / "fan-out.json"),
+        "--input",
+        f"@{given}",
+        "--url",
+        service,
+        "--token",
+        alice,
+        "--timeout",
+        "60",
+    )
+    assert run.code == 0, run.err
+    job_id = run.outcome["job_id"]
+    summaries = run.outcome["result"]["summaries"]
+    assert [s["text"] for s in summaries] == [
+        f"echo: Summarize document {i} in one sentence: {doc}" for i, doc in enumerate(DOCUMENTS)
+    ]
+    assert f"job {job_id} of workflow" in run.err and f"on {service}" in run.err
+    assert re.search(r"summarize\s+\[#+\]\s+10/10", run.err), "the map's progress arrived over SSE"
+    assert run.err.rstrip().endswith("job completed")
+
+    monkeypatch.setenv("WORKFLOW_SERVICE_TOKEN", alice)
+    monkeypatch.setenv("WORKFLOW_SERVICE_URL", service)
+    jobs = await run_cli(capsys, "jobs")
+    assert jobs.code == 0, jobs.err
+    header, row, *_ = jobs.out.splitlines()
+    assert header.split() == ["JOB", "STATUS", "WORKFLOW", "CREATED", "DURATION"]
+    assert row.split()[:2] == [job_id, "completed"]
+    assert jobs.out.splitlines()[-1] == "1 of 1 jobs"
+    assert (await run_cli(capsys, "jobs", "--status", "failed")).out.splitlines()[-1] == "0 of 0 jobs"
+
+    logs = await run_cli(capsys, "logs", job_id)
+    assert logs.code == 0, logs.err
+    lines = logs.out.splitlines()
+    assert re.search(r"INFO\s+job: started", lines[0]), lines[0]
+    assert any(re.search(r"\[summarize\] node summarize: completed", line) for line in lines), logs.out
+    assert re.search(r"job: completed", lines[-1]), lines[-1]
+
+
+@pytest.mark.timeout(60)
+async def test_the_service_refusing_the_workflow_or_the_token_exits_2(service, tmp_path, capsys):
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"name": "broken", "nodes": [{"id": "a", "type": "teleport"}]}))
+    refused = await run_cli(capsys, "run", str(broken), "--url", service, "--token", token("bob"))
+    assert refused.code == 2
+    assert "the service answered 422" in refused.err
+    assert "a.type: unknown node type 'teleport'" in refused.err
+
+    forged = token("mallory", secret="not-the-service-secret-0123456789ab")
+    unauthorized = await run_cli(capsys, "jobs", "--url", service, "--token", forged)
+    assert unauthorized.code == 2
+    assert "the service answered 401" in unauthorized.err
+
+
+@pytest.mark.timeout(60)
+async def test_an_unreachable_service_exits_1(capsys):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    result = await run_cli(capsys, "jobs", "--url", f"http://127.0.0.1:{closed_port}", "--token", "x")
+    assert result.code == 1
+    assert "cannot reach the service" in result.err
