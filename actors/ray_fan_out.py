@@ -92,13 +92,10 @@ class RayFanOut:
 
         tasks = [asyncio.ensure_future(drain(stream)) for stream in streams]
         try:
-            waiter = asyncio.ensure_future(failed.wait())
-            await asyncio.wait(
-                [*tasks, waiter], return_when=asyncio.FIRST_COMPLETED if fail_fast else asyncio.ALL_COMPLETED
-            )
-            if not failed.is_set():
-                await asyncio.gather(*tasks)
-            waiter.cancel()
+            for next_done in asyncio.as_completed(tasks):
+                await next_done
+                if failed.is_set():
+                    break
         finally:
             for task in tasks:
                 task.cancel()

@@ -10,13 +10,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import chain, fanout, jobs
+from bench import chain, fanout, jobs, recovery, rest
 
 WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "chain100": chain.run,
     "fanout1000": fanout.run,
     "jobs100-dedicated": jobs.run_dedicated,
     "jobs-reuse": jobs.run_reuse,
+    "recovery": recovery.run,
+    "rest": rest.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -36,8 +38,11 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 async def main(names: list[str]) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     for name in names:
-        results[name] = await WORKLOADS[name]()
-        print(f"{name}: {results[name]}", flush=True)
+        outcome = await WORKLOADS[name]()
+        produced = outcome if all(isinstance(v, dict) for v in outcome.values()) else {name: outcome}
+        for produced_name, figures in produced.items():
+            results[produced_name] = figures
+            print(f"{produced_name}: {figures}", flush=True)
     return results
 
 

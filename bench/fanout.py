@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bench.harness import create_workflow, median, service
+from bench.harness import RssSampler, create_workflow, median, service
 from bench.raw_client import fan_out
 from nodes.settings import NodeSettings
 
@@ -20,7 +21,7 @@ RUNS = 3
 
 
 @contextmanager
-def llm_server() -> Iterator[str]:
+def llm_server(latency_s: float = LATENCY_S) -> Iterator[str]:
     """The test server in its own process, as a real provider would be."""
     process = subprocess.Popen(
         [
@@ -28,7 +29,7 @@ def llm_server() -> Iterator[str]:
             "-m",
             "tests.support.openai_server",
             "--latency",
-            str(LATENCY_S),
+            str(latency_s),
             "--max-in-flight",
             str(IN_FLIGHT),
         ],
@@ -59,6 +60,8 @@ async def run() -> dict[str, Any]:
         node_settings = NodeSettings(_env_file=None, MODEL_SERVICE_URL=url, LLM_MAX_CONCURRENCY=IN_FLIGHT)
         async with service(node_settings, WARM_POOL_SIZE=1, MAX_ACTIVE_JOBS=2) as runtime:
             workflow_id = await create_workflow(runtime, map_workflow())
+            sampler = RssSampler(os.getpid())
+            sampler.start()
             items = [f"document {i}" for i in range(CALLS)]
             walls, node_walls = [], []
             for _ in range(RUNS + 1):
@@ -71,6 +74,7 @@ async def run() -> dict[str, Any]:
                 node = done.nodes["fan"]
                 node_walls.append((node.finished_at - node.started_at).total_seconds())
                 assert events[-1].type == "job_completed"
+            sampler.stop()
     floor = median(floors)
     wall = median(walls[1:])
     return {
@@ -80,6 +84,8 @@ async def run() -> dict[str, Any]:
         "floor": round(floor, 3),
         "floor_what": "plain asyncio, bare HTTP/1.1 client, same server, 200 in flight",
         "ratio_to_floor": round(wall / floor, 3),
+        "service_rss_peak_mb": round(sampler.peak / 2**20),
+        "rss_beyond_baseline_mb": round((sampler.peak - sampler.baseline) / 2**20),
         "target": f"wall time <= {TARGET_RATIO}x floor (execute -> job_completed, warm)",
         "target_met": wall <= TARGET_RATIO * floor,
     }

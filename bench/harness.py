@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+
+import psutil
 
 from actors.bootstrap import ServiceRuntime, start_service_runtime
 from config.settings import Settings
@@ -56,3 +59,36 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+class RssSampler:
+    """Peak summed RSS of a process tree (the gateway and what it started: Ray, actors, Redis)."""
+
+    def __init__(self, root_pid: int) -> None:
+        self.root = psutil.Process(root_pid)
+        self.peak = 0
+        self.baseline = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def total(self) -> int:
+        processes = [self.root, *self.root.children(recursive=True)]
+        total = 0
+        for process in processes:
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+
+    async def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, await asyncio.to_thread(self.total))
+            await asyncio.sleep(0.2)
+
+    def start(self) -> None:
+        self.baseline = self.total()
+        self._task = asyncio.ensure_future(self._sample())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()

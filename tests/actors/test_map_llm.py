@@ -59,3 +59,31 @@ async def test_a_map_of_llm_calls_finishes_in_order_within_the_cap(
         assert output["results"][-1]["text"] == f"echo: summarise doc-{items - 1} ({items - 1})"
         assert server.peak_open <= cap
         assert done.nodes["fan"].usage is not None and done.nodes["fan"].usage["total_tokens"] > 0
+
+
+@pytest.mark.parametrize("policy", ["collect", "min_success_ratio"])
+@pytest.mark.timeout(120)
+async def test_a_map_of_llm_calls_that_all_run_finishes_under_each_policy(
+    ray_cluster, tmp_path: Path, policy
+):
+    """Policies that run every item must end when the last item does, on the executor batch path."""
+    with OpenAITestServer(latency_s=0.05, max_in_flight=20, record_requests=False) as server:
+        server.inject(400, count=3, message="bad prompt")
+        node_settings = NodeSettings(_env_file=None, MODEL_SERVICE_URL=server.url, LLM_MAX_CONCURRENCY=20)
+        runtime = await start_service_runtime(
+            settings_for(tmp_path / "data", WARM_POOL_SIZE=0), node_settings
+        )
+        try:
+            definition = llm_map(10)
+            definition.nodes[0].config.update({"failure_policy": policy, "min_success_ratio": 0.9})
+            workflow = await runtime.store.create_workflow("alice", definition)
+            job = await runtime.controller.execute_workflow(
+                workflow.id, {"items": [f"doc-{i}" for i in range(60)]}, owner="alice"
+            )
+            done = await wait_for(runtime, job.id, finished, timeout_s=90)
+        finally:
+            await runtime.close()
+        assert done.status is JobStatus.COMPLETED, done.error
+        output = done.nodes["fan"].output
+        assert (output["succeeded"], output["failed"]) == (57, 3)
+        assert all("bad prompt" in error["error"]["message"] for error in output["errors"])
