@@ -139,6 +139,7 @@ class _StreamHub:
         self._reading: frozenset[str] = frozenset()
         self._read_number = 0
         self._interrupts: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def add(self, inbox: _Inbox, after: str) -> None:
         """Start feeding `inbox` with the entries of its stream; `after` is where its reader stands."""
@@ -166,6 +167,8 @@ class _StreamHub:
             del self._cursors[inbox.stream]
 
     async def close(self) -> None:
+        self._closed = True
+        self._changed.set()
         tasks = [*self._interrupts, *([self._task] if self._task else [])]
         for task in tasks:
             task.cancel()
@@ -204,8 +207,10 @@ class _StreamHub:
             await asyncio.sleep(0.005)
 
     async def _run(self) -> None:
+        """Read until closed. redis-py may turn a cancellation during a read into a connection error,
+        so the loop also stops on the `_closed` flag rather than relying on CancelledError alone."""
         delay = _RECONNECT_FIRST_S
-        while True:
+        while not self._closed:
             if not self._inboxes:
                 self._changed.clear()
                 await self._changed.wait()
