@@ -27,7 +27,12 @@ class WorkflowController:
     async def connect(cls, runtime: RuntimeConfig, store: Store) -> WorkflowController:
         """Find or start the cluster's job manager actor and wait until it has recovered."""
         manager = ray_api.start_actor(
-            JobManager, runtime, name=MANAGER_NAME, namespace=runtime.namespace, get_if_exists=True
+            JobManager,
+            runtime,
+            name=MANAGER_NAME,
+            namespace=runtime.namespace,
+            get_if_exists=True,
+            on_head=True,
         )
         await ray_api.result(ray_api.call(manager, "start"))
         return cls(store, manager, runtime)

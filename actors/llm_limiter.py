@@ -53,6 +53,7 @@ def limiter_handle(namespace: str) -> ray_api.ActorHandle:
         namespace=namespace,
         max_concurrency=LIMITER_MAX_CONCURRENCY,
         get_if_exists=True,
+        on_head=True,
     )
 
 

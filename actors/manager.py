@@ -77,7 +77,13 @@ class JobManager:
     # ------------------------------------------------------------ start-up
 
     async def start(self) -> dict[str, Any]:
-        """Idempotent: open the store and bus, start executors, recover jobs, fill the warm pool."""
+        """Idempotent: open the store and bus, start executors, recover jobs, fill the warm pool.
+        Every call into the manager starts it, so a manager that Ray restarted after a crash recovers
+        its jobs at the first request (the gateway's health checks make one every few seconds)."""
+        await self._ensure_started()
+        return await self.stats()
+
+    async def _ensure_started(self) -> None:
         async with self._starting:
             if not self._started.is_set():
                 self._store = await self.runtime.open_store()
@@ -86,7 +92,6 @@ class JobManager:
                 await self._recover()
                 self._started.set()
                 self._refill_pool()
-        return await self.stats()
 
     def _start_executors(self) -> None:
         limiter_handle(self.runtime.namespace)
@@ -98,6 +103,7 @@ class JobManager:
                 namespace=self.runtime.namespace,
                 max_concurrency=self.runtime.executor_max_concurrency,
                 get_if_exists=True,
+                on_head=True,
             )
 
     async def _recover(self) -> None:
@@ -149,7 +155,7 @@ class JobManager:
 
     async def submit(self, job: JobRecord) -> JobRecord:
         """Store a new job (or return the one its idempotency key already made) and admit or queue it."""
-        await self._started.wait()
+        await self._ensure_started()
         store = self._require_store()
         member = self._take_pool_actor() if len(self._active) < self.runtime.max_active_jobs else None
         job = job.model_copy(update={"id": (member.reserved_job_id if member else None) or new_job_id()})
@@ -261,7 +267,7 @@ class JobManager:
     async def cancel(self, job_id: str) -> JobRecord:
         """Cancel a job: running work is stopped by its actor; a queued job is cancelled in the store.
         Cancelling a cancelled job is harmless; a completed or failed one is a conflict."""
-        await self._started.wait()
+        await self._ensure_started()
         store = self._require_store()
         job = await store.get_job(job_id)
         if job.status is JobStatus.CANCELLED:
@@ -346,6 +352,7 @@ class JobManager:
     # ------------------------------------------------------------ introspection
 
     async def stats(self) -> dict[str, Any]:
+        await self._ensure_started()
         return {
             "mode": self.runtime.mode.value,
             "active": len(self._active),

@@ -26,6 +26,7 @@ ActorDiedError = RayActorError
 RemoteTaskError = RayTaskError
 CancelledRemotely = TaskCancelledError
 JOB_SLOT = "job_slot"
+HEAD_NODE_RESOURCE = "node:__internal_head__"
 _state_api: dict[str, str | None] = {"address": None}
 """The dashboard this process's Ray instance serves the state API on, so that several local Ray
 instances on one machine never get mixed up."""
@@ -93,7 +94,10 @@ def start_actor(
     num_cpus: float = 0,
     resources: dict[str, float] | None = None,
     get_if_exists: bool = False,
+    on_head: bool = False,
 ) -> ActorHandle:
+    """`on_head` pins a control actor (job manager, executors, limiter) to the head node, which the
+    autoscaler never removes; job actors go where their `job_slot` resource is."""
     options: dict[str, Any] = {
         "namespace": namespace,
         "max_restarts": max_restarts,
@@ -106,8 +110,8 @@ def start_actor(
         options["name"] = name
     if detached:
         options["lifetime"] = "detached"
-    if resources:
-        options["resources"] = resources
+    if resources or on_head:
+        options["resources"] = {**(resources or {}), **({HEAD_NODE_RESOURCE: 0.001} if on_head else {})}
     return _remote_class(cls).options(**options).remote(*args)
 
 
