@@ -105,7 +105,7 @@ async def run_dedicated() -> dict[str, Any]:
 
 
 async def run_reuse(count: int = 500) -> dict[str, Any]:
-    async with service(JOB_ACTOR_MODE="reuse", WARM_POOL_SIZE=8, MAX_ACTIVE_JOBS=50) as runtime:
+    async with service(JOB_ACTOR_MODE="reuse", WARM_POOL_SIZE=8, MAX_ACTIVE_JOBS=8) as runtime:
         workflow_id = await create_workflow(runtime, SMALL_JOB)
         await asyncio.sleep(5)
         figures = await submit_and_wait(runtime, workflow_id, count, 50)
