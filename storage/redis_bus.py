@@ -38,6 +38,16 @@ _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 _MAX_ID_PART = 2**64 - 1
 _RECONNECT_FIRST_S = 0.05
+
+
+def _raise_if_cancelled() -> None:
+    """redis-py's read timeouts can turn a task's cancellation into a timeout or connection error; a
+    loop that retries such errors must not swallow the cancellation, or whoever cancelled waits forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 _RECONNECT_MAX_S = 2.0
 
 
@@ -224,6 +234,7 @@ class _StreamHub:
                 self._reading = frozenset(streams)
                 reply = await self._reader.xread(streams, count=self._batch, block=self._block_ms)
             except _UNAVAILABLE as error:
+                _raise_if_cancelled()
                 self._reader_id = None
                 log.warning("Redis stream reader lost its connection (%s); retrying in %.2f s", error, delay)
                 await asyncio.sleep(delay)
@@ -396,6 +407,7 @@ class RedisStreamBus:
                 reply = await self._pool().xread({stream: last_id}, count=self.read_batch)
                 break
             except _UNAVAILABLE as error:
+                _raise_if_cancelled()
                 if not patient:
                     raise _unavailable(self.host, self.port, error) from error
                 log.warning("reading %s failed (%s); retrying in %.2f s", stream, error, delay)
