@@ -30,6 +30,7 @@ from engine.records import (
     JobRecord,
     JobStatus,
     LogEntry,
+    NodeCheckpoint,
     NodeStatus,
     utcnow,
 )
@@ -290,31 +291,41 @@ class JobManager:
             return await self._await_terminal(job_id)
 
     async def _cancel_in_store(self, job: JobRecord) -> JobRecord:
-        store, bus = self._require_store(), self._require_bus()
         now = utcnow()
         nodes = [
             node.model_copy(update={"status": NodeStatus.CANCELLED, "finished_at": now})
             for node in job.nodes.values()
             if not node.status.is_terminal
         ]
-        sequence = job.event_sequence + 1
-        await store.checkpoint(
-            job.id,
-            job.version,
-            JobChanges(status=JobStatus.CANCELLED, finished_at=now, event_sequence=sequence),
+        await self._end_outside_actor(
+            job,
+            JobChanges(status=JobStatus.CANCELLED, finished_at=now),
+            EventType.JOB_CANCELLED,
+            {"status": "cancelled", "reason": "cancelled while pending"},
             nodes,
         )
-        await bus.publish(
+        await self._require_store().append_logs(
+            [LogEntry(job_id=job.id, message="job: cancelled while pending")]
+        )
+        return await self._require_store().get_job(job.id)
+
+    async def _end_outside_actor(
+        self,
+        job: JobRecord,
+        changes: JobChanges,
+        event_type: EventType,
+        data: dict[str, Any],
+        nodes: list[NodeCheckpoint] | None = None,
+    ) -> None:
+        """End a job no actor is running: store the terminal state, then publish its last event."""
+        sequence = job.event_sequence + 1
+        changes.event_sequence = sequence
+        await self._require_store().checkpoint(job.id, job.version, changes, nodes or [])
+        await self._require_bus().publish(
             JobEvent(
-                sequence=sequence,
-                type=EventType.JOB_CANCELLED,
-                job_id=job.id,
-                workflow_id=job.workflow_id,
-                data={"status": "cancelled", "reason": "cancelled while pending"},
+                sequence=sequence, type=event_type, job_id=job.id, workflow_id=job.workflow_id, data=data
             )
         )
-        await store.append_logs([LogEntry(job_id=job.id, message="job: cancelled while pending")])
-        return await store.get_job(job.id)
 
     async def _await_terminal(self, job_id: str, timeout_s: float = 10.0) -> JobRecord:
         store = self._require_store()
@@ -326,25 +337,16 @@ class JobManager:
             await asyncio.sleep(0.02)
 
     async def _fail_unrunnable(self, job_id: str, reason: str) -> None:
-        store, bus = self._require_store(), self._require_bus()
         try:
-            job = await store.get_job(job_id)
+            job = await self._require_store().get_job(job_id)
             if job.status.is_terminal:
                 return
-            sequence = job.event_sequence + 1
             error = ErrorInfo(type="job_runtime_error", message=reason)
-            changes = JobChanges(
-                status=JobStatus.FAILED, finished_at=utcnow(), error=error, event_sequence=sequence
-            )
-            await store.checkpoint(job_id, job.version, changes)
-            await bus.publish(
-                JobEvent(
-                    sequence=sequence,
-                    type=EventType.JOB_FAILED,
-                    job_id=job_id,
-                    workflow_id=job.workflow_id,
-                    data={"status": "failed", "error": error.model_dump()},
-                )
+            await self._end_outside_actor(
+                job,
+                JobChanges(status=JobStatus.FAILED, finished_at=utcnow(), error=error),
+                EventType.JOB_FAILED,
+                {"status": "failed", "error": error.model_dump()},
             )
         except (ConflictError, NotFoundError):
             logger.exception("could not mark job %s failed", job_id)
