@@ -118,8 +118,8 @@ async def test_named_actor_parallel_branches_and_named_cpu_tasks(make_runtime, t
     ledger = tmp_path / "ledger"
     nodes = [
         {"id": "start", "type": "start"},
-        record("io", ledger, seconds=1.0),
-        record("cpu", ledger, "record_cpu", seconds=1.0),
+        record("io", ledger, seconds=4.0),
+        record("cpu", ledger, "record_cpu", seconds=4.0),
         {"id": "end", "type": "end"},
     ]
     job = await execute(
