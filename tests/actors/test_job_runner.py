@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -101,7 +102,7 @@ async def start_job(services: RunnerServices, wf: WorkflowDefinition, job_input:
     workflow = await services.store.create_workflow("alice", wf)
     job = await services.store.create_job(
         JobRecord(
-            id=f"job-{id(wf)}",
+            id=f"job-{uuid.uuid4().hex}",
             owner="alice",
             workflow_id=workflow.id,
             workflow_version=workflow.version,
