@@ -10,7 +10,7 @@ from typing import Any
 from actors import ray_api
 from actors.executor_pool import ExecutorPool
 from actors.fan_out import InProcessFanOut, Tally, bounded
-from actors.remote_nodes import RemoteBatch, RemoteCall, RemoteOutcome, run_cpu_node
+from actors.remote_nodes import RemoteBatch, RemoteOutcome, remote_call, run_cpu_node
 from actors.runtime_config import RuntimeConfig
 from engine.failures import error_info
 from nodes.base import Execution, NodeContext, NodeType
@@ -24,20 +24,6 @@ class RayFanOut:
         self._executors = executors
         self._workflow_name = workflow_name
         self._runtime = runtime
-
-    def _call(
-        self, child: NodeType[Any], parent: NodeContext, node_id: str, config: dict[str, Any]
-    ) -> RemoteCall:
-        return RemoteCall(
-            node_type=child.type_name,
-            config=config,
-            job_id=parent.job_id,
-            workflow_id=parent.workflow_id,
-            node_id=node_id,
-            attempt=parent.attempt,
-            node_plugins=self._runtime.node_plugins,
-            settings=self._runtime.node_settings,
-        )
 
     async def run(
         self,
@@ -79,7 +65,9 @@ class RayFanOut:
         for share in range(shares):
             items = indexed[share::shares]
             limit = max_concurrency // shares + (1 if share < max_concurrency % shares else 0)
-            batch = RemoteBatch(self._call(child, parent, parent.node_id, {}), items, limit, fail_fast)
+            batch = RemoteBatch(
+                remote_call(self._runtime, child.type_name, parent, {}), items, limit, fail_fast
+            )
             streams.append(ray_api.call_streaming(executors[share], "execute_batch", batch))
         failed = asyncio.Event()
 
@@ -116,7 +104,7 @@ class RayFanOut:
             node_id = f"{parent.node_id}[{index}]"
             ref = ray_api.submit_task(
                 run_cpu_node,
-                self._call(child, parent, node_id, config),
+                remote_call(self._runtime, child.type_name, parent, config, node_id),
                 name=f"{self._workflow_name}:{node_id}",
             )
             try:

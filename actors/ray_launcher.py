@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from actors import ray_api
 from actors.executor_pool import ExecutorPool
 from actors.ray_fan_out import RayFanOut
-from actors.remote_nodes import RemoteCall, RemoteNodeError, RemoteOutcome, run_cpu_node
+from actors.remote_nodes import RemoteNodeError, RemoteOutcome, remote_call, run_cpu_node
 from actors.runtime_config import RuntimeConfig
 from nodes.base import Execution, NodeContext, NodeResult, NodeType
 
@@ -18,24 +18,13 @@ class RayLauncher:
     def __init__(self, executors: ExecutorPool, workflow_name: str, runtime: RuntimeConfig) -> None:
         self._executors = executors
         self._workflow_name = workflow_name
-        self._node_plugins = runtime.node_plugins
-        self._settings = runtime.node_settings
+        self._runtime = runtime
         self.fan_out = RayFanOut(executors, workflow_name, runtime)
 
     async def run(self, node: NodeType[Any], config: BaseModel, ctx: NodeContext) -> NodeResult:
         if node.execution is Execution.INLINE:
             return await node.execute(config, ctx)
-        call = RemoteCall(
-            node_type=node.type_name,
-            config=config.model_dump(mode="json"),
-            job_id=ctx.job_id,
-            workflow_id=ctx.workflow_id,
-            node_id=ctx.node_id,
-            attempt=ctx.attempt,
-            predecessors=ctx.predecessors,
-            node_plugins=self._node_plugins,
-            settings=self._settings,
-        )
+        call = remote_call(self._runtime, node.type_name, ctx, config.model_dump(mode="json"))
         if node.execution is Execution.IO:
             executor = await self._executors.pick((ctx.job_id, ctx.node_id))
             ref = ray_api.call(executor, "execute", call)

@@ -41,6 +41,27 @@ class RemoteCall:
     settings: NodeSettings = field(default_factory=lambda: NodeSettings(_env_file=None))
 
 
+def remote_call(
+    runtime: RuntimeConfig,
+    node_type: str,
+    ctx: NodeContext,
+    config: dict[str, Any],
+    node_id: str | None = None,
+) -> RemoteCall:
+    """The call shipping one attempt of `ctx`'s node (or of one item of it, `node_id`) away from the job."""
+    return RemoteCall(
+        node_type=node_type,
+        config=config,
+        job_id=ctx.job_id,
+        workflow_id=ctx.workflow_id,
+        node_id=node_id or ctx.node_id,
+        attempt=ctx.attempt,
+        predecessors=ctx.predecessors,
+        node_plugins=runtime.node_plugins,
+        settings=runtime.node_settings,
+    )
+
+
 @dataclass
 class RemoteOutcome:
     result: NodeResult | None = None
