@@ -46,11 +46,14 @@ class NodeContext:
     predecessors: tuple[str, ...] = ()
     log: LogSink = _discard_log
     services: Mapping[str, Any] = field(default_factory=dict)
+    outer_attempts: tuple[int, ...] = ()
+    """For a node inside a map's sub-graph: the map node's attempt, so a retried map gets new keys."""
 
     @property
     def idempotency_key(self) -> str:
         """The same for every run of one attempt, also when it runs again after a crash."""
-        return f"{self.job_id}:{self.node_id}:{self.attempt}"
+        attempts = ".".join(str(attempt) for attempt in (*self.outer_attempts, self.attempt))
+        return f"{self.job_id}:{self.node_id}:{attempts}"
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,9 @@ class NodeType(ABC, Generic[ConfigT]):
     config_model: type[ConfigT]
     execution: ClassVar[Execution] = Execution.INLINE
     raw_fields: ClassVar[frozenset[str]] = frozenset()
+    """Config fields rendered by the node itself rather than before it runs (conditions)."""
     literal_fields: ClassVar[frozenset[str]] = frozenset()
     """Raw fields that hold no templates at all (user code): never rendered, never template-checked."""
-    """Config fields rendered by the node itself rather than before it runs (conditions)."""
     routing_fields: ClassVar[tuple[str, ...]] = ()
     """Config fields that name a direct successor to route to."""
 
@@ -105,6 +108,10 @@ class NodeType(ABC, Generic[ConfigT]):
         raw = {key: value for key, value in config.items() if key in self.raw_fields}
         rendered = render({key: value for key, value in config.items() if key not in self.raw_fields}, scope)
         return self.parse_config({**rendered, **raw}, node_id)
+
+    def templated_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """What of a config validation checks as the templates this node reads from the workflow."""
+        return {key: value for key, value in config.items() if key not in self.literal_fields}
 
     def routing_targets(self, config: dict[str, Any]) -> dict[str, str]:
         return {name: config[name] for name in self.routing_fields if isinstance(config.get(name), str)}

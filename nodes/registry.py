@@ -81,8 +81,7 @@ class NodeRegistry:
         return self.get(node_type).routing_targets(config)
 
     def templated_config(self, node_type: str, config: dict[str, Any]) -> dict[str, Any]:
-        literal = self.get(node_type).literal_fields
-        return {key: value for key, value in config.items() if key not in literal}
+        return self.get(node_type).templated_config(config)
 
 
 def load_plugins(registry: NodeRegistry, group: str = ENTRY_POINT_GROUP) -> None:
