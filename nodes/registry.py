@@ -26,6 +26,7 @@ from nodes.http import HttpNode
 from nodes.llm import LlmNode
 from nodes.map import MapNode
 from nodes.start import StartNode
+from nodes.switch import SwitchNode
 from nodes.transform import TransformNode
 
 ENTRY_POINT_GROUP = "workflow_service.nodes"
@@ -34,6 +35,7 @@ BUILTIN_NODE_TYPES: tuple[type[NodeType[Any]], ...] = (
     EndNode,
     TransformNode,
     ConditionalNode,
+    SwitchNode,
     LlmNode,
     MapNode,
     HttpNode,
