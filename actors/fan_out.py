@@ -1,9 +1,10 @@
-"""Fan-out services for the map node: run one child node type over many rendered configs.
+"""Fan-out services for the map node: run one child node type over many rendered configs, or a
+sub-graph once per item.
 
 In-process (`InProcessFanOut`) for inline children and for the Ray-free runner; on Ray
-(`RayFanOut`) I/O children go to the executor actors in a few large batches, each run there as
-coroutines under a shared concurrency bound, streaming outcomes back in chunks; CPU children are
-Ray tasks with at most `max_concurrency` in flight.
+(`RayFanOut`) I/O children and sub-graphs go to the executor actors in a few large batches, each run
+there as coroutines under a shared concurrency bound, streaming outcomes back in chunks; CPU children
+are Ray tasks with at most `max_concurrency` in flight.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+from actors.subgraph import GraphItemRun, Launch, execute_in_place
 from engine.failures import error_info
-from engine.templating import TemplateContext
-from nodes.base import LogSink, NodeContext, NodeType
-from nodes.map import ItemOutcome, ProgressCallback
+from engine.templating import ITEM_ROOT, TemplateContext
+from nodes.base import LogSink, NodeContext
+from nodes.map import GraphChild, ItemOutcome, MapChild, ProgressCallback
+from nodes.registry import NodeRegistry, default_registry
 
 CHUNK_SECONDS = 0.05
 CHUNK_ITEMS = 256
@@ -34,9 +37,19 @@ def item_context(parent: NodeContext, index: int, services: dict[str, Any] | Non
     )
 
 
-async def run_item(child: NodeType[Any], config: dict[str, Any], ctx: NodeContext, index: int) -> ItemOutcome:
+async def run_item(
+    child: MapChild,
+    config: dict[str, Any],
+    ctx: NodeContext,
+    index: int,
+    registry: NodeRegistry,
+    launch: Launch = execute_in_place,
+) -> ItemOutcome:
+    """One item: the child node with its rendered config, or the sub-graph with `config["item"]`."""
+    if isinstance(child, GraphChild):
+        return await GraphItemRun(child, config[ITEM_ROOT], ctx, index, registry, launch).run()
     try:
-        result = await child.execute(child.parse_config(config, ctx.node_id), ctx)
+        result = await launch(child, child.parse_config(config, ctx.node_id), ctx)
     except Exception as exc:
         return ItemOutcome(index=index, error=error_info(exc))
     return ItemOutcome(index=index, output=result.output, usage=result.usage)
@@ -117,7 +130,7 @@ class Tally:
 class InProcessFanOut:
     async def run(
         self,
-        child: NodeType[Any],
+        child: MapChild,
         configs: Sequence[dict[str, Any]],
         parent: NodeContext,
         max_concurrency: int,
@@ -125,8 +138,9 @@ class InProcessFanOut:
         on_progress: ProgressCallback,
     ) -> list[ItemOutcome]:
         tally = Tally(len(configs), on_progress)
+        registry = parent.services.get("registry") or default_registry()
         jobs = [
-            (lambda i=index, c=config: run_item(child, c, item_context(parent, i), i))
+            (lambda i=index, c=config: run_item(child, c, item_context(parent, i), i, registry))
             for index, config in enumerate(configs)
         ]
         async for chunk in chunked(bounded(jobs, max_concurrency, fail_fast)):

@@ -14,7 +14,7 @@ from actors.remote_nodes import RemoteBatch, RemoteOutcome, remote_call, run_cpu
 from actors.runtime_config import RuntimeConfig
 from engine.failures import error_info
 from nodes.base import Execution, NodeContext, NodeType
-from nodes.map import ItemOutcome, ProgressCallback
+from nodes.map import GraphChild, ItemOutcome, MapChild, MapNode, ProgressCallback
 
 ITEMS_PER_EXECUTOR = 5000
 
@@ -27,7 +27,7 @@ class RayFanOut:
 
     async def run(
         self,
-        child: NodeType[Any],
+        child: MapChild,
         configs: Sequence[dict[str, Any]],
         parent: NodeContext,
         max_concurrency: int,
@@ -38,15 +38,15 @@ class RayFanOut:
             in_process = InProcessFanOut()
             return await in_process.run(child, configs, parent, max_concurrency, fail_fast, on_progress)
         tally = Tally(len(configs), on_progress)
-        if child.execution is Execution.IO:
-            await self._io_batches(child, configs, parent, max_concurrency, fail_fast, tally)
-        else:
+        if isinstance(child, NodeType) and child.execution is Execution.CPU:
             await self._cpu_tasks(child, configs, parent, max_concurrency, fail_fast, tally)
+        else:
+            await self._executor_batches(child, configs, parent, max_concurrency, fail_fast, tally)
         return tally.in_order()
 
-    async def _io_batches(
+    async def _executor_batches(
         self,
-        child: NodeType[Any],
+        child: MapChild,
         configs: Sequence[dict[str, Any]],
         parent: NodeContext,
         max_concurrency: int,
@@ -65,8 +65,15 @@ class RayFanOut:
         for share in range(shares):
             items = indexed[share::shares]
             limit = max_concurrency // shares + (1 if share < max_concurrency % shares else 0)
+            graph = child if isinstance(child, GraphChild) else None
+            node_type = MapNode.type_name if graph else child.type_name
             batch = RemoteBatch(
-                remote_call(self._runtime, child.type_name, parent, {}), items, limit, fail_fast
+                remote_call(self._runtime, node_type, parent, {}),
+                items,
+                limit,
+                fail_fast,
+                graph=graph,
+                task_prefix=self._workflow_name,
             )
             streams.append(ray_api.call_streaming(executors[share], "execute_batch", batch))
         failed = asyncio.Event()

@@ -11,6 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pydantic import BaseModel
+
+from actors import ray_api
 from actors.fan_out import bounded, chunked, item_context, run_item
 from actors.llm_limiter import ClusterLimiter
 from actors.runtime_config import RuntimeConfig
@@ -18,8 +21,8 @@ from engine.errors import NodeExecutionError, StorageUnavailableError
 from engine.failures import error_info
 from engine.records import ErrorInfo, EventType, JobEvent, LogLevel
 from engine.templating import TemplateContext
-from nodes.base import NodeContext, NodeResult
-from nodes.map import ItemOutcome
+from nodes.base import Execution, NodeContext, NodeResult, NodeType
+from nodes.map import GraphChild, ItemOutcome
 from nodes.provider_limits import ProviderLimits
 from nodes.registry import default_registry
 from nodes.settings import NodeSettings
@@ -39,6 +42,7 @@ class RemoteCall:
     predecessors: tuple[str, ...] = ()
     node_plugins: tuple[str, ...] = ()
     settings: NodeSettings = field(default_factory=lambda: NodeSettings(_env_file=None))
+    outer_attempts: tuple[int, ...] = ()
 
 
 def remote_call(
@@ -59,6 +63,7 @@ def remote_call(
         predecessors=ctx.predecessors,
         node_plugins=runtime.node_plugins,
         settings=runtime.node_settings,
+        outer_attempts=ctx.outer_attempts,
     )
 
 
@@ -92,6 +97,7 @@ async def execute_here(call: RemoteCall, services: Mapping[str, Any] | None = No
         predecessors=call.predecessors,
         log=lambda level, message, data: outcome.logs.append((level, message, data)),
         services={"settings": call.settings, **(services or {})},
+        outer_attempts=call.outer_attempts,
     )
     try:
         outcome.result = await node.execute(node.parse_config(call.config, call.node_id), ctx)
@@ -102,20 +108,48 @@ async def execute_here(call: RemoteCall, services: Mapping[str, Any] | None = No
 
 @dataclass(frozen=True)
 class RemoteBatch:
-    """Many items of one map node, all of one child type, for one executor."""
+    """Many items of one map node for one executor: configs of its child type (`call.node_type`), or
+    `{"item": ...}` for its sub-graph (`graph`), whose CPU nodes become Ray tasks named
+    `<task_prefix>:<node>`."""
 
     call: RemoteCall
     items: list[tuple[int, dict[str, Any]]]
     max_concurrency: int
     fail_fast: bool
+    graph: GraphChild | None = None
+    task_prefix: str = ""
+
+
+async def run_cpu_task(call: RemoteCall, task_name: str, ctx: NodeContext) -> NodeResult:
+    """One attempt of a CPU node as a Ray task, force-cancelled with the awaiting coroutine."""
+    outcome: RemoteOutcome = await ray_api.wait_ref(
+        ray_api.submit_task(run_cpu_node, call, name=task_name), force_cancel=True
+    )
+    for level, message, data in outcome.logs:
+        ctx.log(level, message, data)
+    if outcome.error is not None:
+        raise RemoteNodeError(outcome.error)
+    assert outcome.result is not None
+    return outcome.result
 
 
 async def execute_batch_here(
-    batch: RemoteBatch, services: Mapping[str, Any] | None = None
+    batch: RemoteBatch, services: Mapping[str, Any] | None = None, runtime: RuntimeConfig | None = None
 ) -> AsyncIterator[list[ItemOutcome]]:
-    """Run a batch as coroutines under its concurrency bound, yielding outcomes in chunks as they finish."""
+    """Run a batch as coroutines under its concurrency bound, yielding outcomes in chunks as they finish.
+    A sub-graph's CPU nodes need `runtime` to be sent out as Ray tasks."""
     call = batch.call
-    child = default_registry(call.node_plugins).get(call.node_type)
+    registry = default_registry(call.node_plugins)
+    child = batch.graph or registry.get(call.node_type)
+
+    async def launch(node: NodeType[Any], config: BaseModel, ctx: NodeContext) -> NodeResult:
+        if node.execution is not Execution.CPU:
+            return await node.execute(config, ctx)
+        if runtime is None:
+            raise NodeExecutionError(f"node '{ctx.node_id}' needs a core of its own, which only Ray gives")
+        task_call = remote_call(runtime, node.type_name, ctx, config.model_dump(mode="json"))
+        return await run_cpu_task(task_call, f"{batch.task_prefix}:{ctx.node_id}", ctx)
+
     parent = NodeContext(
         job_id=call.job_id,
         workflow_id=call.workflow_id,
@@ -129,7 +163,7 @@ async def execute_batch_here(
         logs: list[tuple[LogLevel, str, dict[str, Any]]] = []
         ctx = item_context(parent, index)
         ctx.log = lambda level, message, data: logs.append((level, message, data))
-        outcome = await run_item(child, config, ctx, index)
+        outcome = await run_item(child, config, ctx, index, registry, launch)
         return replace(outcome, logs=tuple(logs)) if logs else outcome
 
     jobs = [(lambda i=index, c=config: logged_item(i, c)) for index, config in batch.items]
@@ -158,7 +192,7 @@ class NodeExecutor:
         )
 
     async def execute_batch(self, batch: RemoteBatch) -> AsyncIterator[list[ItemOutcome]]:
-        async for chunk in execute_batch_here(batch, {"llm_limiter": self._limiter}):
+        async for chunk in execute_batch_here(batch, {"llm_limiter": self._limiter}, self.runtime):
             yield chunk
 
     def _token_emitter(self, call: RemoteCall) -> Callable[[str], Awaitable[None]]:

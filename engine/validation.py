@@ -36,8 +36,13 @@ def validate_workflow(
     raw: Mapping[str, Any] | WorkflowDefinition,
     catalog: NodeCatalog,
     limits: DefinitionLimits = DefinitionLimits(),
+    *,
+    nested: bool = False,
 ) -> WorkflowDefinition:
-    """Return the parsed definition, or raise InvalidWorkflowError listing every problem."""
+    """Return the parsed definition, or raise InvalidWorkflowError listing every problem.
+
+    `nested` validates a map node's per-item sub-graph: its templates may also read `item`, `index` and
+    nodes outside it, which the enclosing workflow's validation checks through the map node."""
     data = raw.model_dump(mode="json") if isinstance(raw, WorkflowDefinition) else raw
     problems = _size_problems(data, limits)
     if problems:
@@ -46,7 +51,7 @@ def validate_workflow(
         definition = WorkflowDefinition.model_validate(data)
     except ValidationError as exc:
         raise InvalidWorkflowError(_schema_problems(exc, data)) from None
-    problems = _graph_problems(definition, catalog, limits)
+    problems = _graph_problems(definition, catalog, limits, nested=nested)
     if problems:
         raise InvalidWorkflowError(problems)
     return definition
@@ -88,7 +93,7 @@ def _schema_problems(exc: ValidationError, data: Mapping[str, Any]) -> list[Prob
 
 
 def _graph_problems(
-    definition: WorkflowDefinition, catalog: NodeCatalog, limits: DefinitionLimits
+    definition: WorkflowDefinition, catalog: NodeCatalog, limits: DefinitionLimits, *, nested: bool
 ) -> list[Problem]:
     problems: list[Problem] = []
     if not definition.nodes:
@@ -126,7 +131,7 @@ def _graph_problems(
     problems.extend(cycles)
     for node in nodes.values():
         problems.extend(_routing_problems(node, successors[node.id], catalog))
-    problems.extend(_template_problems(nodes, successors, catalog, check_upstream=not cycles))
+    problems.extend(_template_problems(nodes, successors, catalog, check_upstream=not cycles, nested=nested))
     return problems
 
 
@@ -136,6 +141,7 @@ def _template_problems(
     catalog: NodeCatalog,
     *,
     check_upstream: bool,
+    nested: bool,
 ) -> list[Problem]:
     """Templates must parse and refer to nodes that exist and run before the node that reads them."""
     problems: list[Problem] = []
@@ -148,7 +154,7 @@ def _template_problems(
         if syntax:
             continue
         for reference in references(config):
-            if reference.root in LOCAL_ROOTS and node.type != MAP_NODE_TYPE:
+            if reference.root in LOCAL_ROOTS and node.type != MAP_NODE_TYPE and not nested:
                 problems.append(
                     Problem(
                         f"template {{{{{reference.text}}}}}: {{{{{reference.root}}}}} only exists "
@@ -160,7 +166,7 @@ def _template_problems(
             source = reference.node_id
             if source is None or source in RESERVED_NODE_IDS:
                 continue
-            if source not in nodes:
+            if source not in nodes and not nested:
                 problems.append(
                     Problem(
                         f"template {{{{{reference.text}}}}} refers to unknown node '{source}'",
@@ -168,7 +174,7 @@ def _template_problems(
                         field="config",
                     )
                 )
-            else:
+            elif source in nodes:
                 reads.setdefault(node.id, set()).add(source)
     if check_upstream and reads:
         ancestors = _ancestor_sets(nodes, successors)

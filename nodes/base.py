@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from engine.catalog import NodeCatalog
 from engine.config_check import model_problems
 from engine.errors import NodeExecutionError, Problem
 from engine.records import LogLevel
@@ -109,7 +110,12 @@ class NodeType(ABC, Generic[ConfigT]):
         rendered = render({key: value for key, value in config.items() if key not in self.raw_fields}, scope)
         return self.parse_config({**rendered, **raw}, node_id)
 
-    def templated_config(self, config: dict[str, Any]) -> dict[str, Any]:
+    def validate_config_in(self, config: dict[str, Any], catalog: NodeCatalog) -> list[Problem]:
+        """`validate_config` within a workflow validated against `catalog`: node types whose config holds
+        other nodes (map) check those against the same node types."""
+        return self.validate_config(config)
+
+    def templated_config(self, config: dict[str, Any], catalog: NodeCatalog) -> dict[str, Any]:
         """What of a config validation checks as the templates this node reads from the workflow."""
         return {key: value for key, value in config.items() if key not in self.literal_fields}
 

@@ -1,9 +1,13 @@
-"""The map node: fan-out of one node over a list, with bounded concurrency and a failure policy.
+"""The map node: fan-out of one node, or of a sub-graph of nodes, over a list, with bounded
+concurrency and a failure policy.
 
-The map node renders one config per item (`{{item}}`, `{{index}}`, plus the input and earlier
-nodes' outputs) and hands them all at once to the runtime's fan-out service, which runs them where
-the child type runs: I/O children as coroutines in executor actors in batches (never one Ray call
-per item), CPU children as Ray tasks, inline children in place. Results come back in input order.
+For one child node the map renders one config per item (`{{item}}`, `{{index}}`, plus the input and
+earlier nodes' outputs) and hands them all at once to the runtime's fan-out service, which runs them
+where the child type runs: I/O children as coroutines in executor actors in batches (never one Ray
+call per item), CPU children as Ray tasks, inline children in place. A sub-graph (`graph`) runs once
+per item as a small workflow of its own, through the same scheduling step as a job; it goes to the
+executors whole, in batches, when any of its nodes waits on I/O or uses a core. Results come back in
+input order.
 """
 
 from __future__ import annotations
@@ -11,16 +15,34 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine.errors import NodeExecutionError, Problem, WorkflowServiceError
+from engine.catalog import NodeCatalog
+from engine.dag import Dag
+from engine.errors import InvalidWorkflowError, NodeExecutionError, Problem, WorkflowServiceError
+from engine.models import WorkflowDefinition
 from engine.records import ErrorInfo, LogLevel
-from engine.templating import INDEX_ROOT, ITEM_ROOT, TemplateContext
-from nodes.base import NodeContext, NodeResult, NodeType
+from engine.templating import (
+    INDEX_ROOT,
+    INPUT_ROOT,
+    ITEM_ROOT,
+    SECRETS_ROOT,
+    Reference,
+    TemplateContext,
+    check_template_syntax,
+    references,
+)
+from engine.validation import DefinitionLimits, validate_workflow
+from nodes.base import Execution, NodeContext, NodeResult, NodeType
+
+if TYPE_CHECKING:
+    from nodes.registry import NodeRegistry
 
 MAX_ITEMS = 100_000
+SUBGRAPH_LIMITS = DefinitionLimits(max_nodes=100, max_edges=1_000, max_bytes=256 * 2**10)
 
 
 class FailurePolicy(StrEnum):
@@ -36,11 +58,28 @@ class ChildSpec(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict, description="Its config, with {{item}}, {{index}}.")
 
 
+class GraphSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    nodes: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="Nodes as in a workflow, run once per item; their templates read {{item}}, {{index}}, "
+        "the input, workflow nodes that run before the map, and each other.",
+    )
+    edges: list[dict[str, Any]] = Field(default_factory=list, description="Edges between these nodes.")
+    output: str | None = Field(
+        default=None,
+        description="The node whose output is the item's result; by default the end node's output, "
+        "else the only sink node's output, else the sink nodes' outputs by id.",
+    )
+
+
 class MapConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     items: Any = Field(description="The list to fan out over, usually a template like {{input.documents}}.")
-    node: ChildSpec
+    node: ChildSpec | None = Field(default=None, description="One node to run per item (or `graph`).")
+    graph: GraphSpec | None = Field(default=None, description="A sub-graph to run per item (or `node`).")
     max_concurrency: int = Field(default=10, ge=1, le=10_000, description="Items running at the same time.")
     failure_policy: FailurePolicy = FailurePolicy.FAIL_FAST
     min_success_ratio: float = Field(default=1.0, ge=0, le=1)
@@ -50,7 +89,28 @@ class MapConfig(BaseModel):
         if not isinstance(self.items, list | str):
             kind = type(self.items).__name__
             raise ValueError(f"items must be a list (or a template giving one), not {kind}")
+        if (self.node is None) == (self.graph is None):
+            raise ValueError("set exactly one of node (one node per item) and graph (a sub-graph per item)")
         return self
+
+
+@dataclass(frozen=True)
+class GraphChild:
+    """A map's sub-graph ready to run per item: its definition and the values from outside it that its
+    templates read (`outer`: the input, earlier workflow nodes' outputs, secrets), nothing more, since
+    it may travel to an executor."""
+
+    definition: WorkflowDefinition
+    output: str | None
+    outer: TemplateContext
+    execution: Execution
+
+    @cached_property
+    def dag(self) -> Dag:
+        return Dag.from_definition(self.definition)
+
+
+MapChild = NodeType[Any] | GraphChild
 
 
 @dataclass(frozen=True)
@@ -70,41 +130,67 @@ ProgressCallback = Callable[[int, int, int], Awaitable[None]]
 class FanOut(Protocol):
     async def run(
         self,
-        child: NodeType[Any],
+        child: MapChild,
         configs: Sequence[dict[str, Any]],
         parent: NodeContext,
         max_concurrency: int,
         fail_fast: bool,
         on_progress: ProgressCallback,
     ) -> list[ItemOutcome]:
-        """Run `child` once per config; outcomes in input order. With `fail_fast`, stop at the first
-        failure (the outcomes list then holds what finished)."""
+        """Run `child` once per config (a sub-graph's config is `{"item": ...}`); outcomes in input order.
+        With `fail_fast`, stop at the first failure (the outcomes list then holds what finished)."""
 
 
 class MapNode(NodeType[MapConfig]):
     type_name = "map"
     description = "Runs a node once per item of a list, max_concurrency at a time; results in input order."
     config_model = MapConfig
-    raw_fields = frozenset({"node"})
+    raw_fields = frozenset({"node", "graph"})
 
     def validate_config(self, config: dict[str, Any]) -> list[Problem]:
-        problems = super().validate_config(config)
-        child = config.get("node")
-        if isinstance(child, dict) and isinstance(child.get("type"), str):
-            from nodes.registry import default_registry
+        from nodes.registry import default_registry
 
-            registry = default_registry()
-            if child["type"] not in registry.known_types():
-                problems.append(Problem(f"unknown node type '{child['type']}'", field="config.node.type"))
-            elif child["type"] == self.type_name:
-                problems.append(Problem("a map node cannot map another map node", field="config.node.type"))
-            else:
-                child_config = child.get("config", {})
-                problems.extend(
-                    Problem(problem.message, field=f"config.node.{problem.field}")
-                    for problem in registry.get(child["type"]).validate_config(child_config)
-                )
+        return self.validate_config_in(config, default_registry())
+
+    def validate_config_in(self, config: dict[str, Any], catalog: NodeCatalog) -> list[Problem]:
+        problems = super().validate_config(config)
+        child, graph = config.get("node"), config.get("graph")
+        if isinstance(child, dict) and isinstance(child.get("type"), str):
+            problems.extend(self._child_problems(child["type"], child.get("config", {}), catalog))
+        if isinstance(graph, dict) and isinstance(graph.get("nodes"), list):
+            problems.extend(_graph_problems(graph, catalog))
         return problems
+
+    def _child_problems(self, child_type: str, config: Any, catalog: NodeCatalog) -> list[Problem]:
+        if child_type not in catalog.known_types():
+            return [Problem(f"unknown node type '{child_type}'", field="config.node.type")]
+        if child_type == self.type_name:
+            return [Problem("a map node cannot map another map node", field="config.node.type")]
+        if not isinstance(config, dict):
+            return []
+        if catalog.routing_targets(child_type, config):
+            return [
+                Problem(
+                    f"a {child_type} node routes to successors, which a map child has none of; "
+                    "put it in a sub-graph (graph) instead",
+                    field="config.node.type",
+                )
+            ]
+        return [
+            Problem(message, field=f"config.node.{field}")
+            for field, message in catalog.config_problems(child_type, config)
+        ]
+
+    def templated_config(self, config: dict[str, Any], catalog: NodeCatalog) -> dict[str, Any]:
+        """For a sub-graph, the templates it reads from outside itself stand in for it: validation then
+        checks that those nodes exist and run before the map."""
+        view = super().templated_config(config, catalog)
+        graph = config.get("graph")
+        if isinstance(graph, dict) and isinstance(graph.get("nodes"), list):
+            view["graph"] = sorted(
+                f"{{{{{ref.text}}}}}" for ref in _outer_references(graph["nodes"], catalog)
+            )
+        return view
 
     async def execute(self, config: MapConfig, ctx: NodeContext) -> NodeResult:
         from nodes.registry import default_registry
@@ -116,10 +202,17 @@ class MapNode(NodeType[MapConfig]):
         if len(items) > MAX_ITEMS:
             raise NodeExecutionError(f"{where}: {len(items)} items, the limit is {MAX_ITEMS}")
         registry = ctx.services.get("registry") or default_registry()
-        child = registry.get(config.node.type)
-        configs = [
-            self._item_config(child, config.node.config, ctx, index, item) for index, item in enumerate(items)
-        ]
+        child: MapChild
+        if config.graph is not None:
+            child = _graph_child(config.graph, ctx.scope, registry)
+            configs = [{ITEM_ROOT: item} for item in items]
+        else:
+            assert config.node is not None
+            child = registry.get(config.node.type)
+            configs = [
+                self._item_config(child, config.node.config, ctx, index, item)
+                for index, item in enumerate(items)
+            ]
         fan_out: FanOut = ctx.services["fan_out"]
         progress = ctx.services.get("progress")
 
@@ -173,6 +266,79 @@ class MapNode(NodeType[MapConfig]):
             "errors": [{"index": o.index, "error": o.error.model_dump()} for o in failures if o.error],
         }
         return NodeResult(output=output, usage=usage)
+
+
+def _graph_problems(graph: dict[str, Any], catalog: NodeCatalog) -> list[Problem]:
+    """The sub-graph checked as a workflow of its own (templates may also read `item`, `index` and
+    workflow nodes), each problem located under `config.graph`."""
+    nodes = graph["nodes"]
+    definition = {"name": "map sub-graph", "nodes": nodes, "edges": graph.get("edges", [])}
+    try:
+        validate_workflow(definition, catalog, SUBGRAPH_LIMITS, nested=True)
+        problems = []
+    except InvalidWorkflowError as exc:
+        problems = [_located(problem) for problem in exc.problems]
+    ids = {node.get("id") for node in nodes if isinstance(node, dict)}
+    for node in nodes:
+        if isinstance(node, dict) and node.get("type") == MapNode.type_name:
+            problems.append(
+                Problem(
+                    f"sub-graph node '{node.get('id')}': a map cannot run inside a map's sub-graph",
+                    field=f"config.graph.nodes.{node.get('id')}.type",
+                )
+            )
+    output = graph.get("output")
+    if isinstance(output, str) and output not in ids:
+        problems.append(
+            Problem(f"output '{output}' is not a node of the sub-graph", field="config.graph.output")
+        )
+    return problems
+
+
+def _located(problem: Problem) -> Problem:
+    """A sub-graph's problem as one of the map node's: `config.graph.nodes.<id>.<field>`."""
+    if problem.node_id is None:
+        return Problem(problem.message, field=".".join(filter(None, ("config.graph", problem.field))))
+    field = ".".join(filter(None, ("config.graph.nodes", problem.node_id, problem.field)))
+    return Problem(f"sub-graph node '{problem.node_id}': {problem.message}", field=field)
+
+
+def _outer_references(nodes: list[Any], catalog: NodeCatalog) -> list[Reference]:
+    """The references the sub-graph's templates make to anything outside it (not item or index)."""
+    inner = {node.get("id") for node in nodes if isinstance(node, dict)}
+    found: dict[Reference, None] = {}
+    for node in nodes:
+        if not (isinstance(node, dict) and node.get("type") in catalog.known_types()):
+            continue
+        config = node.get("config")
+        view = catalog.templated_config(node["type"], config if isinstance(config, dict) else {})
+        if check_template_syntax(view):
+            continue
+        for reference in references(view):
+            if reference.root in (INPUT_ROOT, SECRETS_ROOT) or (
+                reference.node_id is not None and reference.node_id not in inner
+            ):
+                found[reference] = None
+    return list(found)
+
+
+def _graph_child(graph: GraphSpec, scope: TemplateContext, registry: NodeRegistry) -> GraphChild:
+    definition = WorkflowDefinition.model_validate(
+        {"name": "map sub-graph", "nodes": graph.nodes, "edges": graph.edges}
+    )
+    outer = _outer_references(graph.nodes, registry)
+    read_nodes = {ref.root for ref in outer if ref.node_id is not None}
+    read_secrets = {str(ref.path[0]) for ref in outer if ref.root == SECRETS_ROOT}
+    outer_scope = TemplateContext(
+        input=scope.input if any(ref.root == INPUT_ROOT for ref in outer) else {},
+        nodes={node_id: scope.nodes[node_id] for node_id in read_nodes if node_id in scope.nodes},
+        secrets={name: scope.secrets[name] for name in read_secrets if name in scope.secrets},
+    )
+    # Inline when every node is; otherwise the sub-graph goes to the executors whole, and its CPU
+    # nodes become Ray tasks from there.
+    kinds = {registry.get(node.type).execution for node in definition.nodes}
+    execution = Execution.INLINE if kinds == {Execution.INLINE} else Execution.IO
+    return GraphChild(definition, graph.output, outer_scope, execution)
 
 
 def _sum_usage(outcomes: list[ItemOutcome]) -> dict[str, int] | None:

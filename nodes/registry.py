@@ -77,13 +77,14 @@ class NodeRegistry:
         return self._types.keys()
 
     def config_problems(self, node_type: str, config: dict[str, Any]) -> list[tuple[str | None, str]]:
-        return [(problem.field, problem.message) for problem in self.get(node_type).validate_config(config)]
+        problems = self.get(node_type).validate_config_in(config, self)
+        return [(problem.field, problem.message) for problem in problems]
 
     def routing_targets(self, node_type: str, config: dict[str, Any]) -> dict[str, str]:
         return self.get(node_type).routing_targets(config)
 
     def templated_config(self, node_type: str, config: dict[str, Any]) -> dict[str, Any]:
-        return self.get(node_type).templated_config(config)
+        return self.get(node_type).templated_config(config, self)
 
 
 def load_plugins(registry: NodeRegistry, group: str = ENTRY_POINT_GROUP) -> None:

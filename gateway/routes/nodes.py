@@ -42,7 +42,7 @@ async def test_node(
     registry: RegistryDep,
     controller: ControllerDep,
 ) -> NodeTestResult:
-    problems = registry.get(node_type).validate_config(body.config)
+    problems = registry.get(node_type).validate_config_in(body.config, registry)
     if problems:
         raise InvalidRequestError(f"invalid config for node type '{node_type}'", problems=problems)
     started = time.perf_counter()

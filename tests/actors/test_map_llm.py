@@ -87,3 +87,64 @@ async def test_a_map_of_llm_calls_that_all_run_finishes_under_each_policy(
         output = done.nodes["fan"].output
         assert (output["succeeded"], output["failed"]) == (57, 3)
         assert all("bad prompt" in error["error"]["message"] for error in output["errors"])
+
+
+def llm_code_graph_map(max_concurrency: int) -> WorkflowDefinition:
+    """Per item: an llm call, then user code over its text (a Ray task sent from the executor), then a
+    transform that reads both and the workflow's own `prep` node."""
+    code = "def process(text):\n    return {'words': len(text.split())}\n"
+    graph = {
+        "nodes": [
+            {"id": "ask", "type": "llm", "config": {"model": "test-model", "prompt": "about {{item}}"}},
+            {
+                "id": "count",
+                "type": "code",
+                "config": {"code": code, "input_mapping": {"text": "{{ask.output.text}}"}},
+            },
+            {
+                "id": "shape",
+                "type": "transform",
+                "config": {
+                    "template": {
+                        "text": "{{ask.output.text}}",
+                        "words": "{{count.output.words}}",
+                        "tag": "{{prep.output}}",
+                        "i": "{{index}}",
+                    }
+                },
+            },
+        ],
+        "edges": [{"source": "ask", "target": "count"}, {"source": "count", "target": "shape"}],
+    }
+    prep = {"id": "prep", "type": "transform", "config": {"template": "tag-{{input.tag}}"}}
+    fan = {
+        "id": "fan",
+        "type": "map",
+        "config": {"items": "{{input.items}}", "graph": graph, "max_concurrency": max_concurrency},
+    }
+    return WorkflowDefinition.model_validate(
+        {"name": "graph-map", "nodes": [prep, fan], "edges": [{"source": "prep", "target": "fan"}]}
+    )
+
+
+@pytest.mark.timeout(240)
+async def test_a_map_over_a_sub_graph_runs_llm_and_code_nodes_per_item_on_ray(ray_cluster, tmp_path: Path):
+    with OpenAITestServer(latency_s=0.05, max_in_flight=8, record_requests=False) as server:
+        node_settings = NodeSettings(_env_file=None, MODEL_SERVICE_URL=server.url, LLM_MAX_CONCURRENCY=8)
+        runtime = await start_service_runtime(
+            settings_for(tmp_path / "data", WARM_POOL_SIZE=0), node_settings
+        )
+        try:
+            workflow = await runtime.store.create_workflow("alice", llm_code_graph_map(4))
+            job = await runtime.controller.execute_workflow(
+                workflow.id, {"items": [f"doc {i}" for i in range(6)], "tag": "t"}, owner="alice"
+            )
+            done = await wait_for(runtime, job.id, finished, timeout_s=200)
+        finally:
+            await runtime.close()
+    assert done.status is JobStatus.COMPLETED, done.error
+    output = done.nodes["fan"].output
+    assert output["results"] == [
+        {"text": f"echo: about doc {i}", "words": 4, "tag": "tag-t", "i": i} for i in range(6)
+    ]
+    assert server.peak_open <= 8

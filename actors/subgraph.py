@@ -1,0 +1,163 @@
+"""One item of a map's sub-graph: a small workflow run in memory with the job's own scheduling step.
+
+Nothing here is checkpointed: an item is a unit of the map node, and a map that runs again (a crash,
+a retry) runs its items again. Each node inside gets its own id (`map[3].classify`), log lines
+tagged with it, and an idempotency key that includes the map's attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from actors.node_attempt import attempt_event
+from engine.records import ErrorInfo, JobStatus, LogLevel, NodeStatus, utcnow
+from engine.scheduler import (
+    Begin,
+    CancelNodes,
+    Decision,
+    JobState,
+    NodeSucceeded,
+    RetryDue,
+    RunNode,
+    ScheduleRetry,
+    SchedulerEvent,
+    apply,
+    step,
+)
+from engine.templating import INDEX_ROOT, ITEM_ROOT, TemplateContext
+from nodes.base import NodeContext, NodeResult, NodeType
+from nodes.map import GraphChild, ItemOutcome
+from nodes.registry import NodeRegistry
+
+Launch = Callable[[NodeType[Any], BaseModel, NodeContext], Awaitable[NodeResult]]
+"""Runs one attempt of a node where it belongs (in place, or a CPU node as a Ray task)."""
+
+
+async def execute_in_place(node: NodeType[Any], config: BaseModel, ctx: NodeContext) -> NodeResult:
+    return await node.execute(config, ctx)
+
+
+class GraphItemRun:
+    """Drives one item through the sub-graph; `run` returns its outcome and never raises for a node's
+    failure."""
+
+    def __init__(
+        self,
+        graph: GraphChild,
+        item: Any,
+        item_ctx: NodeContext,
+        index: int,
+        registry: NodeRegistry,
+        launch: Launch,
+    ) -> None:
+        self.graph, self.item_ctx, self.index = graph, item_ctx, index
+        self.registry, self.launch = registry, launch
+        self.dag = graph.dag
+        self.state = JobState.initial(self.dag)
+        self.outputs: dict[str, Any] = {}
+        self.locals = {ITEM_ROOT: item, INDEX_ROOT: index}
+        self.usage: dict[str, int] = {}
+        self.finished: Decision | None = None
+        self._inbox: asyncio.Queue[SchedulerEvent] = asyncio.Queue()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def run(self) -> ItemOutcome:
+        try:
+            self._take(step(self.dag, self.state, Begin(utcnow())))
+            while not self.state.status.is_terminal:
+                self._take(step(self.dag, self.state, await self._inbox.get()))
+        finally:
+            for task in self._tasks.values():
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        return self._outcome()
+
+    def _outcome(self) -> ItemOutcome:
+        usage = self.usage or None
+        if self.state.status is JobStatus.COMPLETED:
+            return ItemOutcome(index=self.index, output=self._result(), usage=usage)
+        error = self.finished.error if self.finished else None
+        return ItemOutcome(
+            index=self.index,
+            error=error or ErrorInfo(type="internal_error", message="sub-graph ended without a result"),
+            usage=usage,
+        )
+
+    def _result(self) -> Any:
+        """The `output` node's output; else as for a job (the end node's output, or the sinks' by id),
+        except that a single sink gives its output itself."""
+        output = self.graph.output
+        if output is None and not self.dag.end_nodes and len(self.dag.sinks) == 1:
+            output = self.dag.sinks[0]
+        if output is not None:
+            return self.outputs.get(output)
+        return self.finished.result if self.finished else None
+
+    def _take(self, decision: Decision) -> None:
+        apply(self.state, decision)
+        for node_id, node in decision.changes.items():
+            if node.status in (NodeStatus.COMPLETED, NodeStatus.FAILED):
+                self.outputs[node_id] = node.output
+        if decision.status is not None and decision.status.is_terminal:
+            self.finished = decision
+        for action in decision.actions:
+            match action:
+                case RunNode(node_id, attempt):
+                    self._start(node_id, self._run_node(node_id, attempt))
+                case ScheduleRetry(node_id, _, delay_s):
+                    self._start(node_id, self._retry_after(node_id, random.uniform(delay_s / 2, delay_s)))
+                case CancelNodes(node_ids):
+                    for node_id in node_ids:
+                        task = self._tasks.pop(node_id, None)
+                        if task is not None:
+                            task.cancel()
+
+    def _start(self, node_id: str, work: Any) -> None:
+        self._tasks[node_id] = asyncio.get_running_loop().create_task(work)
+
+    async def _retry_after(self, node_id: str, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        self._inbox.put_nowait(RetryDue(node_id, utcnow()))
+
+    async def _run_node(self, node_id: str, attempt: int) -> None:
+        timeout_s = self.dag.nodes[node_id].timeout_s
+        event = await attempt_event(node_id, self._execute(node_id, attempt), timeout_s, utcnow)
+        if isinstance(event, NodeSucceeded):
+            for key, value in (event.usage or {}).items():
+                self.usage[key] = self.usage.get(key, 0) + value
+        self._inbox.put_nowait(event)
+
+    async def _execute(self, node_id: str, attempt: int) -> NodeResult:
+        spec = self.dag.nodes[node_id]
+        node = self.registry.get(spec.type)
+        outer = self.graph.outer
+        scope = TemplateContext(
+            input=outer.input,
+            nodes={**outer.nodes, **self.outputs},
+            secrets=outer.secrets,
+            locals=self.locals,
+        )
+        qualified_id = f"{self.item_ctx.node_id}.{node_id}"
+        config = node.render_config(spec.config, scope, qualified_id)
+        item_log = self.item_ctx.log
+
+        def log(level: LogLevel, message: str, data: dict[str, Any]) -> None:
+            item_log(level, message, {"sub_node": node_id, **data})
+
+        ctx = NodeContext(
+            job_id=self.item_ctx.job_id,
+            workflow_id=self.item_ctx.workflow_id,
+            node_id=qualified_id,
+            attempt=attempt,
+            scope=scope,
+            predecessors=self.dag.predecessors[node_id],
+            log=log,
+            services=self.item_ctx.services,
+            outer_attempts=(self.item_ctx.attempt,),
+        )
+        return await self.launch(node, config, ctx)
