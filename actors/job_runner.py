@@ -1,10 +1,12 @@
 """Drives one job through its DAG: the loop inside a job actor, free of Ray so it is tested alone.
 
 All state changes pass through `_commit`: the scheduling step's decisions are applied in memory,
-stored as one checkpoint with their log entries, then their events are published and their actions
-carried out. Events
-that are ready together are committed together (a group commit), so a chain of quick nodes costs
-one checkpoint per node, and the store is never behind an event a client has seen.
+stored as one checkpoint together with their events (the job's outbox), then their log entries are
+stored, their events published and their actions carried out. Events that are ready together are
+committed together (a group commit), so a chain of quick nodes costs one checkpoint per node, and the
+store is never behind an event a client has seen. A runner that dies after a checkpoint but before
+publishing its events leaves them in the outbox: the next run publishes them first, and the bus drops
+those the job's stream already has.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ class JobRunner:
 
     async def run(self) -> JobStatus:
         try:
+            await self._publish_outbox()
             await self._commit([Begin(self.s.clock())])
             while not self.state.status.is_terminal:
                 batch = [await self._inbox.get()]
@@ -128,6 +131,21 @@ class JobRunner:
             if self._log_writes:
                 await asyncio.gather(*self._log_writes, return_exceptions=True)
         return self.state.status
+
+    async def _publish_outbox(self) -> None:
+        """Publish the last checkpoint's events again; the bus drops those already published."""
+        published = [
+            event for event in self.job.pending_events if await self.s.bus.publish(event) is not None
+        ]
+        if published:
+            logger.warning(
+                "job %s: published %d events (sequences %d-%d) that its last run stored but never published",
+                self.job.id,
+                len(published),
+                published[0].sequence,
+                published[-1].sequence,
+                extra={"job_id": self.job.id},
+            )
 
     # ------------------------------------------------------------ the one mutation point
 
@@ -153,6 +171,7 @@ class JobRunner:
             return
         job_events = self._events(decisions)
         job_changes.event_sequence = self.sequence + len(job_events)
+        job_changes.pending_events = job_events
         redacted_nodes = [self._redacted(node) for node in changed.values()]
         self.version = await self.s.store.checkpoint(self.job.id, self.version, job_changes, redacted_nodes)
         self.sequence = job_changes.event_sequence

@@ -93,59 +93,6 @@ class WorkflowRecord(BaseModel):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-class JobRecord(BaseModel):
-    model_config = ConfigDict(validate_assignment=False)
-
-    id: str
-    owner: str
-    workflow_id: str
-    workflow_version: int
-    status: JobStatus = JobStatus.PENDING
-    input: dict[str, Any] = Field(default_factory=dict)
-    result: Any = None
-    error: ErrorInfo | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    version: int = Field(default=0, description="optimistic-lock counter, bumped by every stored change")
-    actor_name: str | None = None
-    idempotency_key: str | None = None
-    event_sequence: int = Field(default=0, description="sequence number of the last event published")
-    nodes: dict[str, NodeCheckpoint] = Field(default_factory=dict)
-    schema_version: int = CHECKPOINT_SCHEMA_VERSION
-
-
-class JobChanges(BaseModel):
-    """Job-level fields a checkpoint may change; None means unchanged."""
-
-    status: JobStatus | None = None
-    result: Any = None
-    error: ErrorInfo | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    actor_name: str | None = None
-    event_sequence: int | None = None
-
-    def as_updates(self) -> dict[str, Any]:
-        return {k: v for k, v in self.model_dump(mode="python", exclude_none=True).items()}
-
-
-class LogLevel(StrEnum):
-    DEBUG = "debug"
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-
-
-class LogEntry(BaseModel):
-    job_id: str
-    time: datetime = Field(default_factory=utcnow)
-    level: LogLevel = LogLevel.INFO
-    node_id: str | None = None
-    message: str
-    data: dict[str, Any] = Field(default_factory=dict)
-
-
 class EventType(StrEnum):
     JOB_STARTED = "job_started"
     NODE_STARTED = "node_started"
@@ -181,6 +128,65 @@ class JobEvent(BaseModel):
     @property
     def ends_job(self) -> bool:
         return self.type in JOB_ENDING_EVENTS
+
+
+class JobRecord(BaseModel):
+    model_config = ConfigDict(validate_assignment=False)
+
+    id: str
+    owner: str
+    workflow_id: str
+    workflow_version: int
+    status: JobStatus = JobStatus.PENDING
+    input: dict[str, Any] = Field(default_factory=dict)
+    result: Any = None
+    error: ErrorInfo | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    version: int = Field(default=0, description="optimistic-lock counter, bumped by every stored change")
+    actor_name: str | None = None
+    idempotency_key: str | None = None
+    event_sequence: int = Field(default=0, description="sequence number of the last event published")
+    pending_events: list[JobEvent] = Field(
+        default_factory=list,
+        description="the last checkpoint's events (an outbox): a crash may come before they are "
+        "published, so a resumed runner publishes them again and the bus drops those it has",
+    )
+    nodes: dict[str, NodeCheckpoint] = Field(default_factory=dict)
+    schema_version: int = CHECKPOINT_SCHEMA_VERSION
+
+
+class JobChanges(BaseModel):
+    """Job-level fields a checkpoint may change; None means unchanged."""
+
+    status: JobStatus | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    actor_name: str | None = None
+    event_sequence: int | None = None
+    pending_events: list[JobEvent] | None = None
+
+    def as_updates(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump(mode="python", exclude_none=True).items()}
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class LogEntry(BaseModel):
+    job_id: str
+    time: datetime = Field(default_factory=utcnow)
+    level: LogLevel = LogLevel.INFO
+    node_id: str | None = None
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
 
 
 T = TypeVar("T")

@@ -4,9 +4,10 @@ Collections: `workflows` (latest version of each), `workflow_versions` (every ve
 document per job, its node checkpoints under `nodes.<node_id>`), `logs` (one document per entry,
 ordered by a per-job sequence reserved on the job document).
 
-User-shaped payloads (definitions, job input and result, node output, errors, log data) are kept
-as JSON text in `*_json` fields: their keys are the user's and may start with '$' or contain '.',
-which MongoDB field names do not reliably support. Fields the store queries stay native.
+User-shaped payloads (definitions, job input and result, node output, errors, log data, a job's
+pending events) are kept as JSON text in `*_json` fields: their keys are the user's and may start
+with '$' or contain '.', which MongoDB field names do not reliably support. Fields the store queries
+stay native.
 
 A standalone mongod has no multi-document transactions, so workflow writes are ordered to be
 safe without them: the latest document is the source of truth, and a version is copied into
@@ -26,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
+from pydantic import TypeAdapter
 from pydantic_core import to_json
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, WriteConcern
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
@@ -42,6 +44,7 @@ from engine.records import (
     ErrorInfo,
     JobAnalytics,
     JobChanges,
+    JobEvent,
     JobRecord,
     JobStatus,
     LogEntry,
@@ -61,6 +64,8 @@ from storage.analytics import (
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+_PENDING_EVENTS = TypeAdapter(list[JobEvent])
 
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 WORKFLOW_UPDATE_ATTEMPTS = 10
@@ -161,6 +166,7 @@ def _job_doc(job: JobRecord) -> dict[str, Any]:
         "version": job.version,
         "actor_name": job.actor_name,
         "event_sequence": job.event_sequence,
+        "pending_events_json": _json(job.pending_events),
         "schema_version": job.schema_version,
         "nodes": {node_id: _node_doc(node) for node_id, node in job.nodes.items()},
         "log_count": 0,
@@ -187,6 +193,7 @@ def _job(doc: dict[str, Any]) -> JobRecord:
         actor_name=doc["actor_name"],
         idempotency_key=doc.get("idempotency_key"),
         event_sequence=doc["event_sequence"],
+        pending_events=_PENDING_EVENTS.validate_json(doc.get("pending_events_json", "[]")),
         nodes={node_id: _node(node) for node_id, node in doc["nodes"].items()},
         schema_version=doc["schema_version"],
     )
@@ -200,6 +207,7 @@ _CHANGE_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "finished_at": ("finished_at", _utc),
     "actor_name": ("actor_name", str),
     "event_sequence": ("event_sequence", int),
+    "pending_events": ("pending_events_json", _json),
 }
 """JobChanges field -> (document field, encoder)."""
 

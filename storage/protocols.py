@@ -101,8 +101,10 @@ class EventBus(Protocol):
 
     async def ping(self) -> bool: ...
 
-    async def publish(self, event: JobEvent) -> str:
-        """Append to the job's and the workflow's streams; return the id in the job's stream."""
+    async def publish(self, event: JobEvent) -> str | None:
+        """Append to the job's and the workflow's streams; return the id in the job's stream. Idempotent
+        for a job's sequenced events: one whose sequence (> 0) the job's stream already took is dropped
+        and None returned, so an outbox may be published again after a crash."""
 
     def subscribe(self, job_id: str, after: str | None = None) -> AsyncIterator[JobEvent]:
         """Replay the job's events after `after` (all when None), then follow live; ends after the

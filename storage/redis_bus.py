@@ -1,14 +1,17 @@
 """The EventBus on Redis Streams: a stream per job (`wf:job:<id>`) and per workflow (`wf:workflow:<id>`).
 
-Publishing appends the event, as JSON, to both streams in one MULTI/EXEC. Subscribing replays the stream
+Publishing appends the event, as JSON, to both streams in one Lua script, which also makes it idempotent:
+the script keeps the last sequence number each job's stream took (`wf:job-sequence:<id>`) and drops an
+event whose sequence is not after it, so a runner that publishes its outbox again after a crash, or a
+command retried after a dropped connection, adds nothing twice. Subscribing replays the stream
 after an id from the pooled connection, then follows it live through a shared `_StreamHub`: ONE
 connection that runs one blocking XREAD over every stream any subscriber of this bus follows, and fans
 the entries out to the subscribers' inboxes. So 200 SSE clients cost one blocked connection, not 200,
 and a blocking read never holds a connection that publishers need.
 
-Delivery is at-least-once and ordered per stream: a subscriber keeps the id of the last event it
-yielded, drops anything not after it, and after a Redis outage or an inbox overflow re-reads the
-stream from that id.
+Delivery is ordered per stream and at-least-once (exactly once for sequenced job events, which the
+streams hold once each): a subscriber keeps the id of the last event it yielded, drops anything not
+after it, and after a Redis outage or an inbox overflow re-reads the stream from that id.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -55,8 +59,28 @@ def job_stream(job_id: str) -> str:
     return f"wf:job:{job_id}"
 
 
+def job_sequence_key(job_id: str) -> str:
+    return f"wf:job-sequence:{job_id}"
+
+
 def workflow_stream(workflow_id: str) -> str:
     return f"wf:workflow:{workflow_id}"
+
+
+_PUBLISH_JOB_EVENT = f"""
+-- KEYS: the job's stream, its last-sequence key, the workflow's stream
+-- ARGV: payload, sequence (0: unsequenced, never dropped), job and workflow stream caps
+local sequence = tonumber(ARGV[2])
+if sequence > 0 then
+    if sequence <= tonumber(redis.call('GET', KEYS[2]) or '0') then
+        return false
+    end
+    redis.call('SET', KEYS[2], sequence)
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', {EVENT_FIELD!r}, ARGV[1])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', {EVENT_FIELD!r}, ARGV[1])
+return id
+"""
 
 
 def parse_after(after: str | None) -> str | None:
@@ -292,11 +316,13 @@ class RedisStreamBus:
         self._client: aioredis.Redis | None = None
         self._reader: aioredis.Redis | None = None
         self._hub: _StreamHub | None = None
+        self._script: AsyncScript | None = None
 
     async def start(self) -> None:
         """Connect and check that the server answers; StorageUnavailableError when it does not."""
         if self._client is None:
             self._client = self._new_client()
+            self._script = self._client.register_script(_PUBLISH_JOB_EVENT)
             self._reader = aioredis.Redis(
                 host=self.host,
                 port=self.port,
@@ -321,6 +347,7 @@ class RedisStreamBus:
             if client is not None:
                 await client.aclose()
         self._client = self._reader = self._hub = None
+        self._script = None
 
     async def ping(self) -> bool:
         try:
@@ -328,27 +355,38 @@ class RedisStreamBus:
         except _UNAVAILABLE:
             return False
 
-    async def publish(self, event: JobEvent) -> str:
-        """Append to the job's and the workflow's streams in one transaction; the id in the job's stream
-        (in the workflow's stream for a workflow-level event). A retried transaction after a dropped
-        connection may append twice: consumers see at-least-once delivery."""
-        payload = {EVENT_FIELD: event.model_dump_json(exclude={"id"})}
+    async def publish(self, event: JobEvent) -> str | None:
+        """Append to the job's and the workflow's streams at once; the id in the job's stream (in the
+        workflow's stream for a workflow-level event), or None when the job's stream already took this
+        sequence number. Unsequenced events (sequence 0, such as llm_token) are never dropped, and a
+        command retried after a dropped connection may append one of them twice."""
+        payload = event.model_dump_json(exclude={"id"})
         try:
-            async with self._pool().pipeline(transaction=True) as pipe:
-                if event.job_id is not None:
-                    pipe.xadd(
-                        job_stream(event.job_id), payload, maxlen=self.job_stream_maxlen, approximate=True
+            if event.job_id is None:
+                return str(
+                    await self._pool().xadd(
+                        workflow_stream(event.workflow_id),
+                        {EVENT_FIELD: payload},
+                        maxlen=self.workflow_stream_maxlen,
+                        approximate=True,
                     )
-                pipe.xadd(
-                    workflow_stream(event.workflow_id),
-                    payload,
-                    maxlen=self.workflow_stream_maxlen,
-                    approximate=True,
                 )
-                ids = await pipe.execute()
+            entry_id = await self._publish_script()(
+                keys=[
+                    job_stream(event.job_id),
+                    job_sequence_key(event.job_id),
+                    workflow_stream(event.workflow_id),
+                ],
+                args=[
+                    payload,
+                    event.sequence,
+                    self.job_stream_maxlen,
+                    self.workflow_stream_maxlen,
+                ],
+            )
         except _UNAVAILABLE as error:
             raise _unavailable(self.host, self.port, error) from error
-        return str(ids[0])
+        return None if entry_id is None else str(entry_id)
 
     def subscribe(self, job_id: str, after: str | None = None) -> AsyncIterator[JobEvent]:
         return self._follow(job_stream(job_id), parse_after(after), stop_at_job_end=True)
@@ -438,6 +476,11 @@ class RedisStreamBus:
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         return aioredis.Redis.from_pool(pool)
+
+    def _publish_script(self) -> AsyncScript:
+        if self._script is None:
+            raise RuntimeError("RedisStreamBus used before start()")
+        return self._script
 
     def _pool(self) -> aioredis.Redis:
         if self._client is None:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from pydantic import TypeAdapter
 from pydantic_core import to_json
 
 from engine.errors import ConflictError, NotFoundError, StorageUnavailableError
@@ -33,6 +34,7 @@ from engine.records import (
     ErrorInfo,
     JobAnalytics,
     JobChanges,
+    JobEvent,
     JobRecord,
     JobStatus,
     LogEntry,
@@ -51,6 +53,8 @@ from storage.analytics import (
 )
 
 T = TypeVar("T")
+
+_PENDING_EVENTS = TypeAdapter(list[JobEvent])
 
 MIGRATIONS: list[tuple[str, ...]] = [
     (
@@ -122,6 +126,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )""",
         "CREATE INDEX logs_by_job ON logs (job_id, seq)",
     ),
+    ("ALTER TABLE jobs ADD COLUMN pending_events TEXT NOT NULL DEFAULT '[]'",),
 ]
 """Schema migrations in order; the file's PRAGMA user_version counts those applied."""
 
@@ -132,7 +137,7 @@ _MILLISECOND = timedelta(milliseconds=1)
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _JOB_COLUMNS = (
     "id, owner, workflow_id, workflow_version, status, input, result, error, created_at, started_at, "
-    "finished_at, version, actor_name, idempotency_key, event_sequence, schema_version"
+    "finished_at, version, actor_name, idempotency_key, event_sequence, pending_events, schema_version"
 )
 _WORKFLOW_COLUMNS = "id, owner, version, name, description, definition, created_at, updated_at"
 _VERSION_TABLE_COLUMNS = "workflow_id, owner, version, name, description, definition, created_at, updated_at"
@@ -174,6 +179,7 @@ _CHANGE_ENCODERS: dict[str, Callable[[Any], Any]] = {
     "finished_at": _to_ms,
     "actor_name": str,
     "event_sequence": int,
+    "pending_events": _json,
 }
 """JobChanges field -> encoder of its jobs column (the column has the field's name)."""
 
@@ -212,6 +218,7 @@ def _job(row: sqlite3.Row, nodes: dict[str, NodeCheckpoint]) -> JobRecord:
         actor_name=row["actor_name"],
         idempotency_key=row["idempotency_key"],
         event_sequence=row["event_sequence"],
+        pending_events=_PENDING_EVENTS.validate_json(row["pending_events"]),
         nodes=nodes,
         schema_version=row["schema_version"],
     )
@@ -533,6 +540,7 @@ class SqliteStore:
             job.actor_name,
             job.idempotency_key,
             job.event_sequence,
+            _json(job.pending_events),
             job.schema_version,
         )
         node_rows = [_node_row(job.id, node) for node in job.nodes.values()]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,10 +18,11 @@ from actors.launcher import InProcessLauncher
 from engine.dag import Dag
 from engine.errors import RetryableNodeError
 from engine.models import WorkflowDefinition
-from engine.records import EventType, JobRecord, JobStatus, NodeStatus
+from engine.records import EventType, JobEvent, JobRecord, JobStatus, NodeStatus
 from nodes.base import NodeContext, NodeResult, NodeType
 from nodes.registry import BUILTIN_NODE_TYPES, NodeRegistry
 from storage.embedded_redis import EmbeddedRedis
+from storage.protocols import EventBus, Store
 from storage.redis_bus import RedisStreamBus
 from storage.sqlite_store import SqliteStore
 
@@ -265,6 +268,92 @@ async def test_resume_from_checkpoint_never_reruns_completed_nodes(services):
     assert FlakyNode.calls[f"{stored.id}:a"] == 1 and FlakyNode.calls[f"{stored.id}:b"] == 1
     events = await events_of(services, stored.id)
     assert [e.sequence for e in events] == list(range(1, len(events) + 1)), "sequence continues after resume"
+
+
+class ActorDied(Exception):
+    """Stands for the job actor's process dying: the run stops where it was."""
+
+
+class RealRedisBusThatDiesOnce:
+    """The real Redis bus, except that its first publish of the chosen event raises ActorDied, as if the
+    process died just then: after the store's checkpoint (checked), before the stream has the event."""
+
+    def __init__(self, bus: EventBus, store: Store, event_type: EventType, node_id: str | None) -> None:
+        self.bus, self.store = bus, store
+        self.target = (event_type, node_id)
+        self.lost: JobEvent | None = None
+
+    async def publish(self, event: JobEvent) -> str | None:
+        if self.lost is None and (event.type, event.node_id) == self.target:
+            self.lost = event
+            stored = await self.store.get_job(event.job_id or "")
+            assert stored.event_sequence >= event.sequence, "the checkpoint came first"
+            raise ActorDied(f"died publishing event {event.sequence}")
+        return await self.bus.publish(event)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "node_id"),
+    [
+        (
+            EventType.NODE_COMPLETED,
+            "a",
+        ),  # the first event of its commit: none of the commit's reached clients
+        (EventType.NODE_STARTED, "b"),  # the second: the commit's first event was published, then death
+        (EventType.JOB_COMPLETED, None),  # the last event of the job: the store says completed, clients wait
+    ],
+)
+async def test_events_of_a_checkpoint_whose_publish_died_are_published_on_resume_exactly_once(
+    services, event_type, node_id
+):
+    wf = definition(
+        [
+            {"id": "a", "type": "transform", "config": {"template": {"value": "{{input.x}}"}}},
+            {"id": "b", "type": "transform", "config": {"template": "{{a.output.value}}!"}},
+        ],
+        [("a", "b")],
+    )
+    runner = await start_job(services, wf, {"x": "hi"})
+    dying_bus = RealRedisBusThatDiesOnce(services.bus, services.store, event_type, node_id)
+    first_run = JobRunner(replace(services, bus=dying_bus), runner.job, runner.dag)
+    with pytest.raises(ActorDied):
+        await first_run.run()
+    stored = await services.store.get_job(runner.job.id)
+    before = [e.sequence for e in await published_so_far(services, stored.id)]
+    assert before == list(range(1, len(before) + 1)) and before[-1:] != [stored.event_sequence], (
+        "the stream lacks events the store's checkpoint holds"
+    )
+
+    resumed = JobRunner(services, stored, runner.dag)
+    assert await resumed.run() is JobStatus.COMPLETED
+    job = await services.store.get_job(stored.id)
+    events = await asyncio.wait_for(events_of(services, job.id), timeout=10)
+    assert [e.sequence for e in events] == list(range(1, job.event_sequence + 1)), (
+        "every event once, in order"
+    )
+    assert dying_bus.lost is not None
+    assert events[dying_bus.lost.sequence - 1].model_dump(exclude={"id"}) == dying_bus.lost.model_dump(
+        exclude={"id"}
+    ), "the lost event itself, not a new one"
+    assert events[-1].type == EventType.JOB_COMPLETED and events[-1].data["status"] == "completed"
+    assert job.result == {"b": "hi!"}
+
+    again = JobRunner(services, job, runner.dag)
+    assert await again.run() is JobStatus.COMPLETED
+    assert len(await events_of(services, job.id)) == len(events), "a finished job's outbox adds nothing twice"
+
+
+async def published_so_far(services: RunnerServices, job_id: str) -> list[JobEvent]:
+    """The job's stream as it stands, without waiting for an event that ends it."""
+    received: list[JobEvent] = []
+
+    async def collect() -> None:
+        async for event in services.bus.subscribe(job_id):
+            received.append(event)
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(collect(), timeout=0.5)
+    return received
 
 
 async def test_secrets_are_redacted_from_stored_outputs_events_and_results(services):

@@ -73,6 +73,10 @@ async def next_from(queue: asyncio.Queue[JobEvent], count: int, timeout: float =
     return [await asyncio.wait_for(queue.get(), timeout) for _ in range(count)]
 
 
+def _order(stream_id: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in stream_id.split("-"))
+
+
 def sequences(events: list[JobEvent]) -> list[int]:
     return [e.sequence for e in events]
 
@@ -92,7 +96,7 @@ async def until_a_reader_blocks(server: EmbeddedRedis) -> None:
 
 async def test_publish_returns_increasing_stream_ids(event_bus: RedisStreamBus):
     ids = await publish_all(event_bus, [event(i) for i in range(1, 6)])
-    orders = [tuple(int(part) for part in i.split("-")) for i in ids]
+    orders = [_order(i) for i in ids]
     assert orders == sorted(orders) and len(set(ids)) == 5
 
 
@@ -102,6 +106,25 @@ async def test_events_are_stored_as_json_in_job_and_workflow_streams(event_bus: 
         for stream in (f"wf:job:{JOB}", f"wf:workflow:{WORKFLOW}"):
             [(_, fields)] = raw.xrange(stream)
             assert json.loads(fields["event"])["data"] == {"n": 1, "text": "héllo"}
+
+
+async def test_a_job_event_published_again_is_dropped_from_both_streams(
+    event_bus: RedisStreamBus, redis_server
+):
+    first = await publish_all(event_bus, [event(1), event(2)])
+    assert await event_bus.publish(event(2)) is None
+    assert await event_bus.publish(event(1)) is None
+    third = await event_bus.publish(event(3))
+    assert third is not None and _order(third) > _order(first[-1])
+    tokens = [event(0, kind=EventType.LLM_TOKEN) for _ in range(2)]
+    assert None not in await publish_all(event_bus, tokens), "unsequenced events are never dropped"
+    other_job = await event_bus.publish(event(2, job_id="job-2"))
+    assert other_job is not None, "each job's sequence is its own"
+    with redis.Redis(port=redis_server.port, decode_responses=True) as raw:
+        in_job = [json.loads(fields["event"])["sequence"] for _, fields in raw.xrange(f"wf:job:{JOB}")]
+        in_workflow = [json.loads(f["event"])["sequence"] for _, f in raw.xrange(f"wf:workflow:{WORKFLOW}")]
+    assert in_job == [1, 2, 3, 0, 0]
+    assert in_workflow == [1, 2, 3, 0, 0, 2]
 
 
 @pytest.mark.parametrize("after", [None, "0", "0-0"])
@@ -196,7 +219,7 @@ async def test_workflow_events_belong_to_no_job_stream(event_bus: RedisStreamBus
     [replayed] = await take(event_bus.subscribe_workflow(WORKFLOW), 1)
     assert replayed.id == event_id and replayed.data == {"v": 2}
     with redis.Redis(port=redis_server.port) as raw:
-        assert raw.keys("wf:job:*") == []
+        assert raw.keys("wf:job*") == []
 
 
 @pytest.mark.parametrize("after", ["abc", "", "1-2-3", "-1", "12-x", "99999999999999999999999-0", "1.5"])

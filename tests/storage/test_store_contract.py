@@ -20,6 +20,7 @@ from engine.records import (
     DurationStats,
     ErrorInfo,
     JobChanges,
+    JobEvent,
     JobRecord,
     JobStatus,
     LogEntry,
@@ -272,6 +273,39 @@ async def test_checkpoint_applies_changes_and_upserts_nodes(store):
     assert (await store.get_job("job-1")).nodes["ask"] == replaced
 
 
+def pending_event(sequence: int, **data) -> JobEvent:
+    return JobEvent(
+        sequence=sequence,
+        type="node_completed",
+        time=datetime(2025, 3, 1, 12, 0, 1, 123456, tzinfo=UTC),
+        job_id="job-1",
+        workflow_id="wf",
+        node_id="ask",
+        data=data,
+    )
+
+
+async def test_checkpoint_stores_its_events_as_the_jobs_outbox_until_the_next_replaces_them(store):
+    await store.create_job(job("job-1"))
+    assert (await store.get_job("job-1")).pending_events == []
+
+    first = [pending_event(1, output={"$x": {"a.b": None}}, text="héllo"), pending_event(2)]
+    await store.checkpoint("job-1", 0, JobChanges(event_sequence=2, pending_events=first))
+    stored = await store.get_job("job-1")
+    assert (stored.event_sequence, stored.pending_events) == (2, first), "events round-trip exactly"
+
+    await store.checkpoint("job-1", 1, JobChanges(actor_name="actor-2"))
+    assert (await store.get_job("job-1")).pending_events == first, "a checkpoint without events keeps them"
+
+    second = [pending_event(3, output=[1, 2])]
+    await store.checkpoint("job-1", 2, JobChanges(event_sequence=3, pending_events=second))
+    assert (await store.get_job("job-1")).pending_events == second
+    await store.checkpoint("job-1", 3, JobChanges(pending_events=[]))
+    assert (await store.get_job("job-1")).pending_events == []
+    listed = await store.list_jobs(owner="alice")
+    assert listed.items[0].pending_events == []
+
+
 async def test_checkpoint_with_a_stale_version_conflicts_naming_both_versions(store):
     await store.create_job(job("job-1"))
     await store.checkpoint("job-1", 0, JobChanges(status=JobStatus.RUNNING))
@@ -483,6 +517,16 @@ async def test_mongo_store_refuses_node_ids_that_would_address_other_fields_on_m
     await mock_store.close()
 
 
+async def test_mongo_job_documents_written_before_the_outbox_read_as_an_empty_one_on_mongomock_motor():
+    client = AsyncMongoMockClient(tz_aware=True)
+    mock_store = MongoStore(client, "older")
+    await mock_store.start()
+    await mock_store.create_job(job("job-1"))
+    await client["older"]["jobs"].update_one({"_id": "job-1"}, {"$unset": {"pending_events_json": ""}})
+    assert (await mock_store.get_job("job-1")).pending_events == []
+    await mock_store.close()
+
+
 # SQLite specifics
 
 
@@ -557,6 +601,28 @@ async def test_sqlite_schema_is_versioned_and_a_newer_file_is_refused(tmp_path, 
         raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(RuntimeError, match=f"schema version {SCHEMA_VERSION + 1} is newer"):
         await open_sqlite(path)
+
+
+async def test_sqlite_a_file_of_the_first_schema_is_migrated_and_its_jobs_have_an_empty_outbox(
+    tmp_path, open_sqlite
+):
+    path = tmp_path / "workflow.db"
+    with sqlite3.connect(path) as raw:
+        for statement in MIGRATIONS[0]:
+            raw.execute(statement)
+        raw.execute("PRAGMA user_version = 1")
+        raw.execute(
+            "INSERT INTO jobs (id, owner, workflow_id, workflow_version, status, input, result, error, "
+            "created_at, version, event_sequence, schema_version) "
+            "VALUES ('old', 'alice', 'wf', 1, 'running', '{}', 'null', NULL, 0, 3, 5, 1)"
+        )
+    store = await open_sqlite(path)
+    old = await store.get_job("old")
+    assert (old.status, old.event_sequence, old.pending_events) == (JobStatus.RUNNING, 5, [])
+    await store.checkpoint("old", 3, JobChanges(event_sequence=6, pending_events=[pending_event(6)]))
+    assert [e.sequence for e in (await store.get_job("old")).pending_events] == [6]
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
 
 
 async def test_sqlite_checkpoints_are_stored_as_json(tmp_path, open_sqlite):
