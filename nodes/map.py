@@ -143,7 +143,10 @@ class FanOut(Protocol):
 
 class MapNode(NodeType[MapConfig]):
     type_name = "map"
-    description = "Runs a node once per item of a list, max_concurrency at a time; results in input order."
+    description = (
+        "Runs a node, or a sub-graph of nodes, once per item of a list, max_concurrency at a time; "
+        "results in input order."
+    )
     config_model = MapConfig
     raw_fields = frozenset({"node", "graph"})
 
