@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     redis_host: str | None = Field(default=None, alias="REDIS_HOST")
     redis_port: int = Field(default=6379, alias="REDIS_PORT", ge=1, le=65535)
     redis_password: SecretStr | None = Field(default=None, alias="REDIS_PASSWORD")
+    event_stream_ttl_s: int = Field(
+        default=24 * 3600,
+        alias="EVENT_STREAM_TTL_S",
+        ge=0,
+        description="seconds a job's event stream is kept after the job ends; 0 keeps it",
+    )
 
     # auth
     jwt_secret: SecretStr = Field(default=SecretStr("change-me-in-production"), alias="JWT_SECRET")
