@@ -57,7 +57,9 @@ async def start_service_runtime(
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    bus, embedded = build_event_bus(settings.redis_host, settings.redis_port, password, data_dir)
+    bus, embedded = build_event_bus(
+        settings.redis_host, settings.redis_port, password, data_dir, settings.event_stream_ttl_s
+    )
     try:
         await bus.start()
         store = build_store(
@@ -90,6 +92,7 @@ async def start_service_runtime(
             redis_host=embedded.host if embedded else str(settings.redis_host),
             redis_port=embedded.port if embedded else settings.redis_port,
             redis_password=password,
+            event_stream_ttl_s=settings.event_stream_ttl_s,
             mode=ActorMode(settings.job_actor_mode),
             max_active_jobs=max_active,
             warm_pool_size=settings.warm_pool_size,

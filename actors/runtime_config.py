@@ -14,6 +14,7 @@ from nodes.registry import NodeRegistry, default_registry
 from nodes.settings import NodeSettings
 from storage.bus_factory import build_event_bus
 from storage.protocols import EventBus, Store
+from storage.redis_bus import DEFAULT_JOB_STREAM_TTL_S
 from storage.store_factory import build_store
 
 
@@ -31,6 +32,7 @@ class RuntimeConfig(BaseModel):
     redis_host: str
     redis_port: int
     redis_password: str | None = None
+    event_stream_ttl_s: int = Field(default=DEFAULT_JOB_STREAM_TTL_S, ge=0)
     mode: ActorMode = ActorMode.DEDICATED
     max_active_jobs: int = Field(default=8, ge=1)
     warm_pool_size: int = Field(default=2, ge=0)
@@ -64,6 +66,8 @@ class RuntimeConfig(BaseModel):
         return store
 
     async def open_bus(self) -> EventBus:
-        bus, _ = build_event_bus(self.redis_host, self.redis_port, self.redis_password, self.data_dir)
+        bus, _ = build_event_bus(
+            self.redis_host, self.redis_port, self.redis_password, self.data_dir, self.event_stream_ttl_s
+        )
         await bus.start()
         return bus

@@ -3,7 +3,8 @@
 Publishing appends the event, as JSON, to both streams in one Lua script, which also makes it idempotent:
 the script keeps the last sequence number each job's stream took (`wf:job-sequence:<id>`) and drops an
 event whose sequence is not after it, so a runner that publishes its outbox again after a crash, or a
-command retried after a dropped connection, adds nothing twice. Subscribing replays the stream
+command retried after a dropped connection, adds nothing twice. The event that ends a job gives its
+stream and that key a time to live; the workflow's stream is capped instead. Subscribing replays the stream
 after an id from the pooled connection, then follows it live through a shared `_StreamHub`: ONE
 connection that runs one blocking XREAD over every stream any subscriber of this bus follows, and fans
 the entries out to the subscribers' inboxes. So 200 SSE clients cost one blocked connection, not 200,
@@ -38,6 +39,7 @@ from engine.records import JobEvent
 log = logging.getLogger(__name__)
 
 EVENT_FIELD = "event"
+DEFAULT_JOB_STREAM_TTL_S = 24 * 3600
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 _MAX_ID_PART = 2**64 - 1
@@ -69,7 +71,8 @@ def workflow_stream(workflow_id: str) -> str:
 
 _PUBLISH_JOB_EVENT = f"""
 -- KEYS: the job's stream, its last-sequence key, the workflow's stream
--- ARGV: payload, sequence (0: unsequenced, never dropped), job and workflow stream caps
+-- ARGV: payload, sequence (0: unsequenced, never dropped), job and workflow stream caps,
+--       time to live in seconds (0: none), whether the event ends the job ('1' or '0')
 local sequence = tonumber(ARGV[2])
 if sequence > 0 then
     if sequence <= tonumber(redis.call('GET', KEYS[2]) or '0') then
@@ -79,6 +82,10 @@ if sequence > 0 then
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', {EVENT_FIELD!r}, ARGV[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', {EVENT_FIELD!r}, ARGV[1])
+if ARGV[6] == '1' and tonumber(ARGV[5]) > 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[5])
+    redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
 return id
 """
 
@@ -289,7 +296,9 @@ class _StreamHub:
 
 
 class RedisStreamBus:
-    """EventBus on Redis Streams (redis.asyncio). Create it, `await start()`, `await close()` at the end."""
+    """EventBus on Redis Streams (redis.asyncio). Create it, `await start()`, `await close()` at the end.
+
+    A job's stream is kept `job_stream_ttl_s` seconds after the event that ends the job (0: for ever)."""
 
     def __init__(
         self,
@@ -299,6 +308,7 @@ class RedisStreamBus:
         *,
         job_stream_maxlen: int = 100_000,
         workflow_stream_maxlen: int = 1_000_000,
+        job_stream_ttl_s: int = DEFAULT_JOB_STREAM_TTL_S,
         block_ms: int = 2_000,
         read_batch: int = 500,
         inbox_limit: int = 10_000,
@@ -309,6 +319,9 @@ class RedisStreamBus:
         self._password = password or None
         self.job_stream_maxlen = job_stream_maxlen
         self.workflow_stream_maxlen = workflow_stream_maxlen
+        if job_stream_ttl_s < 0:
+            raise ValueError(f"job_stream_ttl_s must be 0 (keep for ever) or more, not {job_stream_ttl_s}")
+        self.job_stream_ttl_s = job_stream_ttl_s
         self.block_ms = block_ms
         self.read_batch = read_batch
         self.inbox_limit = inbox_limit
@@ -382,6 +395,8 @@ class RedisStreamBus:
                     event.sequence,
                     self.job_stream_maxlen,
                     self.workflow_stream_maxlen,
+                    self.job_stream_ttl_s,
+                    int(event.ends_job),
                 ],
             )
         except _UNAVAILABLE as error:

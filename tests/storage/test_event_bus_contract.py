@@ -127,6 +127,54 @@ async def test_a_job_event_published_again_is_dropped_from_both_streams(
     assert in_workflow == [1, 2, 3, 0, 0, 2]
 
 
+async def test_a_finished_jobs_stream_expires_and_a_running_jobs_stream_does_not(redis_server):
+    bus = RedisStreamBus(redis_server.host, redis_server.port, job_stream_ttl_s=3600)
+    await bus.start()
+    try:
+        await publish_all(bus, [event(1), event(2, job_id="running"), event(1, job_id="running")])
+        await bus.publish(event(2, kind=EventType.JOB_FAILED))
+    finally:
+        await bus.close()
+    with redis.Redis(port=redis_server.port) as raw:
+        assert 3500 < raw.ttl(f"wf:job:{JOB}") <= 3600
+        assert 3500 < raw.ttl(f"wf:job-sequence:{JOB}") <= 3600
+        assert raw.ttl("wf:job:running") == raw.ttl("wf:job-sequence:running") == -1, "-1: no time to live"
+        assert raw.ttl(f"wf:workflow:{WORKFLOW}") == -1, "the workflow's stream is capped, not expired"
+
+
+async def test_an_expired_job_stream_is_gone_and_a_ttl_of_zero_keeps_it(redis_server):
+    brief = RedisStreamBus(redis_server.host, redis_server.port, job_stream_ttl_s=1)
+    forever = RedisStreamBus(redis_server.host, redis_server.port, job_stream_ttl_s=0)
+    await brief.start()
+    await forever.start()
+    try:
+        await brief.publish(event(1, kind=EventType.JOB_COMPLETED))
+        await forever.publish(event(1, job_id="kept", kind=EventType.JOB_COMPLETED))
+        with redis.Redis(port=redis_server.port) as raw:
+            for _ in range(100):
+                if not raw.exists(f"wf:job:{JOB}", f"wf:job-sequence:{JOB}"):
+                    break
+                await asyncio.sleep(0.05)
+            assert not raw.exists(f"wf:job:{JOB}", f"wf:job-sequence:{JOB}")
+            assert raw.ttl("wf:job:kept") == -1 and raw.xlen("wf:job:kept") == 1
+    finally:
+        await brief.close()
+        await forever.close()
+    with pytest.raises(ValueError, match="job_stream_ttl_s must be 0"):
+        RedisStreamBus(redis_server.host, redis_server.port, job_stream_ttl_s=-1)
+
+
+async def test_the_workflow_stream_is_capped(redis_server):
+    bus = RedisStreamBus(redis_server.host, redis_server.port, workflow_stream_maxlen=100)
+    await bus.start()
+    try:
+        await publish_all(bus, [event(i, job_id=f"job-{i}") for i in range(1, 1001)])
+    finally:
+        await bus.close()
+    with redis.Redis(port=redis_server.port) as raw:
+        assert 100 <= raw.xlen(f"wf:workflow:{WORKFLOW}") < 300, "MAXLEN ~ trims whole nodes of entries"
+
+
 @pytest.mark.parametrize("after", [None, "0", "0-0"])
 async def test_replay_yields_every_event_in_order_with_its_id(event_bus: RedisStreamBus, after):
     published = [event(i) for i in range(1, 6)] + [event(6, kind=EventType.JOB_COMPLETED)]
@@ -411,6 +459,19 @@ async def test_build_event_bus_embeds_a_server_when_no_host_is_set(tmp_path: Pat
     await external.close()
     await bus.close()
     embedded.stop()
+
+
+async def test_build_event_bus_hands_the_stream_ttl_to_the_bus(tmp_path: Path):
+    bus, embedded = build_event_bus(None, 6379, None, tmp_path, job_stream_ttl_s=60)
+    assert embedded is not None
+    await bus.start()
+    try:
+        await bus.publish(event(1, kind=EventType.JOB_CANCELLED))
+        with redis.Redis(port=embedded.port) as raw:
+            assert 50 < raw.ttl(f"wf:job:{JOB}") <= 60
+    finally:
+        await bus.close()
+        embedded.stop()
 
 
 async def test_an_embedded_server_with_a_password_refuses_clients_without_it(tmp_path: Path):
