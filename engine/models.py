@@ -1,4 +1,8 @@
-"""Workflow definitions exactly as users write them."""
+"""Workflow definitions exactly as users write them.
+
+Unknown fields are refused, so a misspelt `timeout` or `retries` is reported instead of silently doing
+nothing; what tools need to keep beside the definition (editor positions, labels) goes in `metadata`.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ class RetryPolicy(BaseModel):
 
 
 class NodeSpec(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=128)
     type: str = Field(min_length=1, max_length=64)
@@ -43,19 +47,22 @@ class NodeSpec(BaseModel):
     error_edge: str | None = Field(
         default=None, description="with on_error=error_edge: the direct successor to run when this node fails"
     )
+    metadata: dict[str, Any] = Field(default_factory=dict, description="free-form, kept as written")
 
 
 class EdgeSpec(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     source: str
     target: str
+    metadata: dict[str, Any] = Field(default_factory=dict, description="free-form, kept as written")
 
 
 class WorkflowDefinition(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=256)
     description: str = ""
     nodes: list[NodeSpec] = Field(default_factory=list)
     edges: list[EdgeSpec] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict, description="free-form, kept as written")

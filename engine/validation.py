@@ -10,9 +10,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from difflib import get_close_matches
+from typing import Any, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from engine.catalog import NodeCatalog
 from engine.errors import InvalidWorkflowError, Problem
@@ -88,8 +89,31 @@ def _schema_problems(exc: ValidationError, data: Mapping[str, Any]) -> list[Prob
             else:
                 loc = [f"{collection}[{index}]", *loc]
         field = ".".join(str(part) for part in loc) or None
-        problems.append(Problem(error["msg"], node_id=node_id, field=field))
+        message = _unknown_field_message(error["loc"]) if error["type"] == "extra_forbidden" else error["msg"]
+        problems.append(Problem(message, node_id=node_id, field=field))
     return problems
+
+
+def _unknown_field_message(loc: tuple[str | int, ...]) -> str:
+    """`unknown field 'timeout'; did you mean 'timeout_s'?`, with the fields that exist there."""
+    model: type[BaseModel] = WorkflowDefinition
+    for part in loc[:-1]:
+        if isinstance(part, str):
+            annotation = model.model_fields[part].annotation
+            model = next(
+                (
+                    arg
+                    for arg in (annotation, *get_args(annotation))
+                    if isinstance(arg, type) and issubclass(arg, BaseModel)
+                ),
+                model,
+            )
+    known = sorted(model.model_fields)
+    name = str(loc[-1])
+    close = get_close_matches(name, known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    free_form = "; free-form data goes in metadata" if "metadata" in known else ""
+    return f"unknown field '{name}'{hint} (fields: {', '.join(known)}{free_form})"
 
 
 def _graph_problems(

@@ -335,3 +335,55 @@ def test_templates_reading_upstream_nodes_input_and_secrets_pass():
         [("a", "b"), ("b", "c")],
     )
     assert len(validate_workflow(definition, CATALOG).nodes) == 3
+
+
+@pytest.mark.parametrize(
+    ("definition", "field", "message"),
+    [
+        pytest.param(
+            {"name": "w", "nodes": [{"id": "a", "type": "transform", "timeout": 5}]},
+            "timeout",
+            "unknown field 'timeout'; did you mean 'timeout_s'?",
+            id="node-field",
+        ),
+        pytest.param(
+            {"name": "w", "nodes": [{"id": "a", "type": "transform", "retry": {"max_attempt": 2}}]},
+            "retry.max_attempt",
+            "unknown field 'max_attempt'; did you mean 'max_attempts'?",
+            id="retry-field",
+        ),
+        pytest.param(
+            {
+                "name": "w",
+                "nodes": [{"id": "a", "type": "transform"}],
+                "edges": [{"source": "a", "target": "a", "label": "x"}],
+            },
+            "edges[0].label",
+            "free-form data goes in metadata",
+            id="edge-field",
+        ),
+        pytest.param(
+            {"name": "w", "nodes": [{"id": "a", "type": "transform"}], "version": 2},
+            "version",
+            "unknown field 'version'",
+            id="workflow-field",
+        ),
+    ],
+)
+def test_unknown_fields_are_refused_with_the_closest_known_one(definition, field, message):
+    with pytest.raises(InvalidWorkflowError) as caught:
+        validate_workflow(definition, CATALOG)
+    assert any(p.field == field and message in p.message for p in caught.value.problems), (
+        caught.value.problems
+    )
+
+
+def test_free_form_metadata_is_kept_as_written():
+    definition = {
+        "name": "w",
+        "metadata": {"owner": "team-a"},
+        "nodes": [{"id": "a", "type": "transform", "metadata": {"position": {"x": 1, "y": 2}}}],
+    }
+    parsed = validate_workflow(definition, CATALOG)
+    assert parsed.metadata == {"owner": "team-a"}
+    assert parsed.nodes[0].metadata == {"position": {"x": 1, "y": 2}}
