@@ -1,9 +1,10 @@
 """The Ray actor that owns a job's DAG state while the job runs.
 
 Dedicated mode: one actor per job, named `job:<job_id>`. Reuse mode: an actor named
-`job-runner:<id>` runs several jobs one after another, never two at once. Either way the actor is
-detached and restartable: after a crash Ray runs the constructor again and retries `run_job`, which
-resumes from the job's checkpoint.
+`job-runner:<id>` runs many jobs at once, each as its own `run_job` coroutine with its own JobRunner;
+they share only the actor's store, bus, executor handles and node registry. Either way the actor is
+detached and restartable: after a crash Ray runs the constructor again and retries every `run_job`
+that was in flight, each resuming from its job's checkpoint.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ class JobActor:
         self._store: Store | None = None
         self._bus: EventBus | None = None
         self._open_lock = asyncio.Lock()
-        self._runner: JobRunner | None = None
+        self._runners: dict[str, JobRunner] = {}
         self._cancel_requested: set[str] = set()
         self._done: dict[str, asyncio.Event] = {}
         self._executors = ExecutorPool(runtime)
+        self._registry = runtime.registry()
         self.jobs_run = 0
 
     async def _open(self) -> tuple[Store, EventBus]:
@@ -50,7 +52,7 @@ class JobActor:
         return await self.info()
 
     async def run_job(self, job_id: str) -> str:
-        """Run (or resume) a job to its end and return its final status."""
+        """Run (or resume) a job to its end and return its final status; other jobs may run beside it."""
         done = self._done.setdefault(job_id, asyncio.Event())
         ray_metrics.job_run_started()
         started, outcome = time.monotonic(), ray_metrics.ABORTED
@@ -61,13 +63,13 @@ class JobActor:
             services = RunnerServices(
                 store=store,
                 bus=bus,
-                registry=self.runtime.registry(),
+                registry=self._registry,
                 launcher=RayLauncher(self._executors, workflow.name, self.runtime),
                 node_services={"settings": self.runtime.node_settings},
                 secrets=self.runtime.secrets(),
             )
             runner = JobRunner(services, job, Dag.from_definition(workflow.definition))
-            self._runner = runner
+            self._runners[job_id] = runner
             if job_id in self._cancel_requested:
                 runner.cancel()
             status = await runner.run()
@@ -76,32 +78,33 @@ class JobActor:
             return status.value
         finally:
             ray_metrics.job_run_finished(outcome, time.monotonic() - started)
-            self._runner = None
+            self._runners.pop(job_id, None)
             self._cancel_requested.discard(job_id)
+            self._done.pop(job_id, None)
             done.set()
 
     async def cancel_job(self, job_id: str) -> None:
-        if self._runner is not None and self._runner.job.id == job_id:
-            self._runner.cancel()
+        """Cancel one job; the other jobs this actor runs go on undisturbed."""
+        runner = self._runners.get(job_id)
+        if runner is not None:
+            runner.cancel()
         else:
             self._cancel_requested.add(job_id)
 
     async def wait_job(self, job_id: str) -> str:
-        """Return once the job this actor runs has ended (used to adopt a running job after a restart)."""
-        event = self._done.setdefault(job_id, asyncio.Event())
+        """Return once a job this actor runs has ended (used to adopt running jobs after a restart)."""
+        done = self._done.get(job_id)
+        if done is not None:
+            await done.wait()
         store, _ = await self._open()
-        job = await store.get_job(job_id)
-        if not job.status.is_terminal and (self._runner is not None and self._runner.job.id == job_id):
-            await event.wait()
-            job = await store.get_job(job_id)
-        return job.status.value
+        return (await store.get_job(job_id)).status.value
 
     async def info(self) -> dict[str, object]:
         return {
             "name": ray_api.current_actor_name(),
             "pid": os.getpid(),
             "node_id": ray_api.current_node_id(),
-            "current_job": self._runner.job.id if self._runner else None,
+            "current_jobs": sorted(self._runners),
             "jobs_run": self.jobs_run,
         }
 

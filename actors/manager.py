@@ -1,9 +1,11 @@
-"""The job manager: admission, the warm pool of job actors, recovery at start-up, cancellation.
+"""The job manager: admission, the job actors (a warm pool or shared runners), recovery, cancellation.
 
 It runs as one detached async actor (`job-manager`), so admission is counted once for the whole
 cluster whichever gateway took the request. Jobs beyond `max_active_jobs` wait as `pending`, first
-in first out. The store stays the source of truth: a manager that restarts rebuilds its queue from
-the jobs stored as pending or running and adopts the job actors still alive.
+in first out. Dedicated mode starts an actor per job, from a warm pool of ready ones; reuse mode
+spreads jobs over a fixed set of warm runner actors (`RunnerSet`), never starting one per job. The
+store stays the source of truth: a manager that restarts rebuilds its queue from the jobs stored as
+pending or running and adopts the job actors still alive.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 from actors import ray_api
 from actors.executor_pool import EXECUTOR_NAME
 from actors.job_actor import JobActor
+from actors.job_actors import DEDICATED_PREFIX, REUSE_PREFIX, PooledActor, RunnerSet
 from actors.llm_limiter import limiter_handle
 from actors.remote_nodes import NodeExecutor
 from actors.runtime_config import ActorMode, RuntimeConfig
@@ -40,24 +42,10 @@ logger = logging.getLogger(__name__)
 
 MANAGER_NAME = "job-manager"
 UNFINISHED = (JobStatus.RUNNING, JobStatus.PENDING)
-DEDICATED_PREFIX = "job:"
-REUSE_PREFIX = "job-runner:"
 
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
-
-
-@dataclass
-class PooledActor:
-    name: str
-    handle: ray_api.ActorHandle
-    jobs_run: int = 0
-
-    @property
-    def reserved_job_id(self) -> str | None:
-        """In dedicated mode an actor's name carries the id of the job it will run."""
-        return self.name.removeprefix(DEDICATED_PREFIX) if self.name.startswith(DEDICATED_PREFIX) else None
 
 
 class JobManager:
@@ -70,6 +58,16 @@ class JobManager:
         self._starting = asyncio.Lock()
         self._pool: deque[PooledActor] = deque()
         self._pool_filling = False
+        self._runners = (
+            RunnerSet(
+                size=max(1, min(runtime.warm_pool_size, runtime.max_active_jobs)),
+                max_jobs=runtime.reuse_max_jobs,
+                start=self._start_runner,
+                end=lambda runner: ray_api.kill(runner.handle),
+            )
+            if runtime.mode is ActorMode.REUSE
+            else None
+        )
         self._queue: deque[str] = deque()
         self._active: dict[str, PooledActor] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -120,18 +118,24 @@ class JobManager:
             if not page.items or offset >= page.total:
                 break
         unfinished.sort(key=lambda job: (job.status is not JobStatus.RUNNING, job.created_at))
-        by_actor = {job.actor_name: job for job in unfinished if job.actor_name}
+        by_actor: dict[str, list[JobRecord]] = {}
+        for job in unfinished:
+            if job.actor_name:
+                by_actor.setdefault(job.actor_name, []).append(job)
         for name in self._leftover_actors():
-            job = by_actor.get(name)
+            jobs = by_actor.get(name, [])
             handle = ray_api.get_actor(name, self.runtime.namespace)
             if handle is None:
                 continue
-            if job is None:
+            if not jobs:
                 ray_api.kill(handle)
                 continue
             member = PooledActor(name, handle)
-            self._active[job.id] = member
-            self._spawn(self._adopt(job.id, member))
+            if self._runners is not None:
+                self._runners.adopt(member, len(jobs))
+            for job in jobs:
+                self._active[job.id] = member
+                self._spawn(self._adopt(job.id, member))
         for job in unfinished:
             if job.id not in self._active:
                 self._queue.append(job.id)
@@ -158,17 +162,17 @@ class JobManager:
         """Store a new job (or return the one its idempotency key already made) and admit or queue it."""
         await self._ensure_started()
         store = self._require_store()
-        member = self._take_pool_actor() if len(self._active) < self.runtime.max_active_jobs else None
+        member = self._ready_actor() if len(self._active) < self.runtime.max_active_jobs else None
         job = job.model_copy(update={"id": (member.reserved_job_id if member else None) or new_job_id()})
         try:
             stored = await store.create_job(job)
         except BaseException:
             if member is not None:
-                self._pool.appendleft(member)
+                self._give_back(member)
             raise
         if stored.id != job.id:
             if member is not None:
-                self._pool.appendleft(member)
+                self._give_back(member)
             return stored
         if member is not None:
             self._begin(stored.id, member)
@@ -178,19 +182,24 @@ class JobManager:
         self._refill_pool()
         return stored
 
-    def _take_pool_actor(self) -> PooledActor | None:
+    def _ready_actor(self) -> PooledActor | None:
+        """An actor to start a job on now: a shared runner (reuse mode) or a warm pool actor."""
+        if self._runners is not None:
+            return self._runners.assign()
         return self._pool.popleft() if self._pool else None
+
+    def _give_back(self, member: PooledActor) -> None:
+        """Return an actor taken for a job that was not started after all."""
+        if self._runners is not None:
+            self._runners.release(member)
+        else:
+            self._pool.appendleft(member)
 
     def _admit(self) -> None:
         while self._queue and len(self._active) < self.runtime.max_active_jobs:
             job_id = self._queue.popleft()
-            member = self._reuse_actor() or self._new_actor(job_id)
+            member = self._ready_actor() or self._new_actor(job_id)
             self._begin(job_id, member)
-
-    def _reuse_actor(self) -> PooledActor | None:
-        if self.runtime.mode is ActorMode.REUSE and self._pool:
-            return self._pool.popleft()
-        return None
 
     def _new_actor(self, job_id: str | None) -> PooledActor:
         if self.runtime.mode is ActorMode.DEDICATED:
@@ -229,21 +238,35 @@ class JobManager:
             logger.exception("job %s could not run", job_id)
             await self._fail_unrunnable(job_id, f"{type(exc).__name__}: {exc}")
         finally:
-            member.jobs_run += 1
             self._release(job_id, member)
 
     def _release(self, job_id: str, member: PooledActor) -> None:
         self._active.pop(job_id, None)
-        if self.runtime.mode is ActorMode.REUSE and member.jobs_run < self.runtime.reuse_max_jobs:
-            self._pool.append(member)
+        if self._runners is not None:
+            self._runners.release(member)
         else:
             ray_api.kill(member.handle)
         self._admit()
         self._refill_pool()
 
-    # ------------------------------------------------------------ warm pool
+    # ------------------------------------------------------------ warm pool and runners
+
+    def _start_runner(self) -> PooledActor:
+        """Start a reuse-mode runner; it opens its store and bus at once, before its first job."""
+        member = self._new_actor(None)
+        self._spawn(self._prepare(member))
+        return member
+
+    async def _prepare(self, member: PooledActor) -> None:
+        try:
+            await ray_api.result(ray_api.call(member.handle, "prepare"))
+        except Exception:
+            logger.exception("runner %s could not prepare; its jobs open the store themselves", member.name)
 
     def _refill_pool(self) -> None:
+        if self._runners is not None:
+            self._runners.fill()
+            return
         if not self._pool_filling and len(self._pool) < self.runtime.warm_pool_size:
             self._pool_filling = True
             self._spawn(self._fill_pool())
@@ -354,20 +377,23 @@ class JobManager:
     # ------------------------------------------------------------ introspection
 
     async def stats(self) -> dict[str, Any]:
+        """Counts of jobs and job actors; `pool` is the warm pool (dedicated mode) or the runners (reuse)."""
         await self._ensure_started()
         return {
             "mode": self.runtime.mode.value,
             "active": len(self._active),
             "pending": len(self._queue),
-            "pool": len(self._pool),
+            "pool": len(self._runners.runners) if self._runners is not None else len(self._pool),
             "max_active_jobs": self.runtime.max_active_jobs,
             "peak_active": self.peak_active,
         }
 
     async def shutdown(self) -> None:
-        """End pool actors (used when the service stops a local Ray instance it owns)."""
+        """End idle job actors (used when the service stops a local Ray instance it owns)."""
         while self._pool:
             ray_api.kill(self._pool.popleft().handle)
+        if self._runners is not None:
+            self._runners.end_idle()
 
     # ------------------------------------------------------------ helpers
 

@@ -251,21 +251,126 @@ async def test_fifty_jobs_under_an_admission_limit_of_eight(make_runtime, tmp_pa
     assert stats["peak_active"] == 8, "the limit was reached, so it was what held jobs back"
 
 
+def runner_names(runtime: ServiceRuntime) -> set[str]:
+    return {name for name in job_actor_names(runtime) if name.startswith("job-runner:")}
+
+
+async def wait_runners(runtime: ServiceRuntime, count: int) -> set[str]:
+    for _ in range(80):
+        if len(runner_names(runtime)) == count:
+            break
+        await asyncio.sleep(0.25)
+    names = runner_names(runtime)
+    assert len(names) == count, f"expected {count} runners, found {sorted(names)}"
+    return names
+
+
 @pytest.mark.timeout(120)
-async def test_reuse_mode_runs_jobs_one_after_another_in_each_actor(make_runtime, tmp_path):
-    runtime = await make_runtime(JOB_ACTOR_MODE="reuse", MAX_ACTIVE_JOBS=2, WARM_POOL_SIZE=1)
+async def test_reuse_mode_runs_many_concurrent_jobs_on_its_few_runners(make_runtime, tmp_path):
+    runtime = await make_runtime(JOB_ACTOR_MODE="reuse", MAX_ACTIVE_JOBS=12, WARM_POOL_SIZE=2)
+    runners = await wait_runners(runtime, 2)
     ledger = tmp_path / "ledger"
-    jobs = [await execute(runtime, [record("w", ledger, seconds=0.2)], []) for _ in range(8)]
-    done = [await wait_for(runtime, j.id, finished) for j in jobs]
-    assert [j.status for j in done] == [JobStatus.COMPLETED] * 8
-    by_actor: dict[str, list[JobRecord]] = {}
+    jobs = [await execute(runtime, [record("w", ledger, seconds=2.0)], []) for _ in range(24)]
+    seen: set[str] = set()
+    while not all([(await runtime.controller.get_job_status(j.id)).status.is_terminal for j in jobs]):
+        seen |= runner_names(runtime)
+        await asyncio.sleep(0.05)
+    assert seen == runners, "24 jobs, 12 at a time, started no actor beyond the 2 runners"
+    done = [await runtime.controller.get_job_status(j.id) for j in jobs]
+    assert [j.status for j in done] == [JobStatus.COMPLETED] * 24
+    by_actor: dict[str | None, list[JobRecord]] = {}
     for job in done:
-        assert job.actor_name is not None and job.actor_name.startswith("job-runner:")
         by_actor.setdefault(job.actor_name, []).append(job)
-    assert len(by_actor) <= 3, "actors were reused (at most two active plus one warm)"
+    assert set(by_actor) == runners, "both runners took jobs"
     for actor_jobs in by_actor.values():
         spans = sorted((j.started_at, j.finished_at) for j in actor_jobs)
-        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), "one job at a time per actor"
+        assert any(b[0] < a[1] for a, b in itertools.pairwise(spans)), "a runner ran jobs at once"
+    assert (await runtime.controller.stats())["peak_active"] == 12
+
+
+@pytest.mark.timeout(120)
+async def test_cancelling_one_job_on_a_shared_runner_leaves_its_other_jobs_running(make_runtime, tmp_path):
+    runtime = await make_runtime(JOB_ACTOR_MODE="reuse", MAX_ACTIVE_JOBS=4, WARM_POOL_SIZE=1)
+    ledger = tmp_path / "ledger"
+    jobs = [
+        await execute(runtime, [record("a", ledger, seconds=2.0), record("b", ledger)], chain("a", "b"))
+        for _ in range(3)
+    ]
+    running = [
+        await wait_for(runtime, j.id, lambda j: "a" in j.nodes and j.nodes["a"].status is NodeStatus.RUNNING)
+        for j in jobs
+    ]
+    assert len({j.actor_name for j in running}) == 1, "the three jobs share the one runner"
+    started = asyncio.get_running_loop().time()
+    cancelled = await runtime.controller.cancel_job(jobs[1].id)
+    assert cancelled.status is JobStatus.CANCELLED
+    assert asyncio.get_running_loop().time() - started < 2.0
+    others = [await wait_for(runtime, j.id, finished) for j in (jobs[0], jobs[2])]
+    assert [j.status for j in others] == [JobStatus.COMPLETED] * 2
+    assert all(j.nodes["a"].attempts == 1 for j in others), "the other jobs' nodes were not disturbed"
+    done_by_job = {line[0] for line in ledger_lines(ledger) if line[1] == "b" and line[3] == "done"}
+    assert done_by_job == {jobs[0].id, jobs[2].id}
+
+
+@pytest.mark.timeout(120)
+async def test_a_runner_retires_after_reuse_max_jobs_and_a_fresh_one_serves(make_runtime, tmp_path):
+    runtime = await make_runtime(
+        JOB_ACTOR_MODE="reuse", MAX_ACTIVE_JOBS=4, WARM_POOL_SIZE=1, REUSE_MAX_JOBS=3
+    )
+    ledger = tmp_path / "ledger"
+    jobs = [await execute(runtime, [record("w", ledger, seconds=0.3)], []) for _ in range(7)]
+    done = [await wait_for(runtime, j.id, finished) for j in jobs]
+    assert [j.status for j in done] == [JobStatus.COMPLETED] * 7
+    names = [j.actor_name for j in done]
+    assert [names.count(name) for name in dict.fromkeys(names)] == [3, 3, 1], "3 jobs per runner, in order"
+    last = await wait_runners(runtime, 1)
+    assert last == {names[-1]}, "the retired runners ended with their last job"
+
+
+@pytest.mark.timeout(120)
+async def test_kill_9_of_a_runner_resumes_every_job_it_was_running(make_runtime, tmp_path):
+    runtime = await make_runtime(JOB_ACTOR_MODE="reuse", MAX_ACTIVE_JOBS=4, WARM_POOL_SIZE=1)
+    ledger = tmp_path / "ledger"
+    ids = ["n1", "n2", "n3"]
+    jobs = [
+        await execute(runtime, [record(n, ledger, seconds=0.8) for n in ids], chain(*ids)) for _ in range(3)
+    ]
+    for job in jobs:
+        await wait_for(
+            runtime, job.id, lambda j: "n2" in j.nodes and j.nodes["n2"].status is NodeStatus.RUNNING
+        )
+    (runner,) = runner_names(runtime)
+    handle = ray_api.get_actor(runner, runtime.runtime.namespace)
+    assert handle is not None
+    info = await ray_api.result(ray_api.call(handle, "info"))
+    assert sorted(info["current_jobs"]) == sorted(j.id for j in jobs)
+    os.kill(int(info["pid"]), signal.SIGKILL)
+    done = [await wait_for(runtime, j.id, finished) for j in jobs]
+    assert [j.status for j in done] == [JobStatus.COMPLETED] * 3
+    starts = [(line[0], line[1]) for line in ledger_lines(ledger) if line[3] == "start"]
+    for job in jobs:
+        assert starts.count((job.id, "n1")) == 1, "a node completed before the crash never ran again"
+
+
+@pytest.mark.timeout(120)
+async def test_a_restarted_manager_adopts_a_runner_with_several_jobs_then_ends_it(make_runtime, tmp_path):
+    runtime = await make_runtime(JOB_ACTOR_MODE="reuse", MAX_ACTIVE_JOBS=4, WARM_POOL_SIZE=1)
+    ledger = tmp_path / "ledger"
+    jobs = [await execute(runtime, [record("w", ledger, seconds=5.0)], []) for _ in range(3)]
+    for job in jobs:
+        await wait_for(runtime, job.id, lambda j: j.status is JobStatus.RUNNING)
+    (old,) = runner_names(runtime)
+    manager = ray_api.get_actor("job-manager", runtime.runtime.namespace)
+    assert manager is not None
+    ray_api.kill_for_restart(manager)
+    await asyncio.sleep(1.5)
+    stats = await ray_api.result(ray_api.call(manager, "start"))
+    assert stats["active"] == 3, "the three running jobs were adopted, not queued again"
+    done = [await wait_for(runtime, j.id, finished) for j in jobs]
+    assert [j.status for j in done] == [JobStatus.COMPLETED] * 3
+    assert len([line for line in ledger_lines(ledger) if line[3] == "start"]) == 3, "no job ran twice"
+    (new,) = await wait_runners(runtime, 1)
+    assert new != old, "the adopted runner ended after its jobs; a fresh one serves"
 
 
 @pytest.mark.timeout(120)
