@@ -446,7 +446,7 @@ async def test_cancelling_the_run_kills_the_sandbox_before_the_cancellation_prop
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert [pid for pid in pids if psutil.pid_exists(pid)] == []
+    assert [pid for pid in pids if is_running(pid)] == []
 
 
 @pytest.mark.timeout(30)
@@ -459,7 +459,7 @@ async def test_a_second_cancellation_during_the_kill_does_not_leave_the_sandbox_
         task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert [process.pid for process in processes if psutil.pid_exists(process.pid)] == []
+    assert [process.pid for process in processes if is_running(process.pid)] == []
 
 
 def is_running(pid: int) -> bool:
