@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import cache
@@ -48,6 +50,7 @@ def init(address: str | None, namespace: str, job_slots: int, include_dashboard:
     if ray.is_initialized():
         return ClusterInfo(ray.get_runtime_context().gcs_address, None, started_here=False)
     common: dict[str, Any] = {"namespace": namespace, "log_to_driver": False, "configure_logging": False}
+    sigterm = signal.getsignal(signal.SIGTERM)
     if address:
         context = ray.init(address=address, **common)
         started_here = False
@@ -56,6 +59,11 @@ def init(address: str | None, namespace: str, job_slots: int, include_dashboard:
             address="local", resources={JOB_SLOT: job_slots}, include_dashboard=include_dashboard, **common
         )
         started_here = True
+    if sigterm is not None and threading.current_thread() is threading.main_thread():
+        # A local Ray node installs a SIGTERM handler that kills Ray and exits at once, which would cut
+        # the server's graceful shutdown short (open streams dropped, the store not closed); the server's
+        # own shutdown stops Ray instead.
+        signal.signal(signal.SIGTERM, sigterm)
     dashboard = context.dashboard_url
     _state_api["address"] = f"http://{dashboard}" if dashboard else None
     return ClusterInfo(

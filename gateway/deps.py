@@ -7,6 +7,7 @@ tenants cannot be probed. The WebSocket routes call the same `load_owned_*` func
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -65,11 +66,18 @@ def get_watcher(connection: HTTPConnection) -> JobWatcher:
     return watcher
 
 
+def get_draining(connection: HTTPConnection) -> asyncio.Event:
+    """Set when the server begins to shut down: endless streams end then, and clients resume elsewhere."""
+    draining: asyncio.Event = connection.app.state.draining
+    return draining
+
+
 def get_verifier(connection: HTTPConnection) -> TokenVerifier:
     verifier: TokenVerifier = connection.app.state.verifier
     return verifier
 
 
+DrainingDep = Annotated[asyncio.Event, Depends(get_draining)]
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.draining = asyncio.Event()
     app.state.verifier = TokenVerifier(settings.jwt_secret.get_secret_value(), settings.jwt_algorithm)
     install_error_handlers(app)
     for module in (workflows, jobs, events, nodes, analytics, health):

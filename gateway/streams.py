@@ -24,14 +24,19 @@ async def _next_event(events: AsyncIterator[JobEvent]) -> JobEvent:
 
 
 async def with_idle_ticks(
-    events: AsyncIterator[JobEvent], idle_s: float
+    events: AsyncIterator[JobEvent], idle_s: float, stop: asyncio.Event | None = None
 ) -> AsyncGenerator[JobEvent | None, None]:
-    """The events, and IDLE after every `idle_s` without one. Waiting for the next event is never
-    cancelled by a tick, so no event is lost or read twice."""
+    """The events, and IDLE after every `idle_s` without one, until `stop` is set. Waiting for the next
+    event is never cancelled by a tick, so no event is lost or read twice."""
     pending = asyncio.ensure_future(_next_event(events))
+    stopped = asyncio.ensure_future((stop or asyncio.Event()).wait())
     try:
         while True:
-            done, _ = await asyncio.wait({pending}, timeout=idle_s)
+            done, _ = await asyncio.wait(
+                {pending, stopped}, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stopped in done:
+                return
             if not done:
                 yield IDLE
                 continue
@@ -42,6 +47,7 @@ async def with_idle_ticks(
             yield event
             pending = asyncio.ensure_future(_next_event(events))
     finally:
+        stopped.cancel()
         if not pending.done():
             pending.cancel()
             with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
@@ -52,12 +58,17 @@ async def with_idle_ticks(
 
 
 def follow_job(
-    bus: EventBus, store: Store, job_id: str, after: str | None, idle_s: float
+    bus: EventBus,
+    store: Store,
+    job_id: str,
+    after: str | None,
+    idle_s: float,
+    stop: asyncio.Event | None = None,
 ) -> AsyncGenerator[JobEvent | None, None]:
-    """The job's events after `after` (a stream id; None for all), then live, ending after its last.
-    Raises ValueError now, not when iterated, for an `after` that is no event id."""
+    """The job's events after `after` (a stream id; None for all), then live, ending after its last
+    (or when `stop` is set). Raises ValueError now, not when iterated, for an `after` that is no event id."""
     subscription = bus.subscribe(job_id, after)
-    return _until_finished(with_idle_ticks(subscription, idle_s), store, job_id)
+    return _until_finished(with_idle_ticks(subscription, idle_s, stop), store, job_id)
 
 
 async def _until_finished(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 
@@ -13,6 +14,8 @@ from config.settings import get_settings
 from gateway.main import create_app
 
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+SHUTDOWN_GRACE_S = 30
+"""How long a shutdown waits for requests in flight before it cancels them."""
 
 
 def base_url(host: str, port: int) -> str:
@@ -21,7 +24,8 @@ def base_url(host: str, port: int) -> str:
 
 
 class AnnouncingServer(uvicorn.Server):
-    """Prints where the service is once it listens, when the runtime (and its Ray dashboard) is up."""
+    """Prints where the service is once it listens, when the runtime (and its Ray dashboard) is up; at
+    shutdown, tells the app first, so its endless streams end and let the shutdown proceed."""
 
     def __init__(self, config: uvicorn.Config, app: FastAPI, host: str, port: int) -> None:
         super().__init__(config)
@@ -40,13 +44,21 @@ class AnnouncingServer(uvicorn.Server):
             flush=True,
         )
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        draining: asyncio.Event = self._app.state.draining
+        draining.set()
+        await super().shutdown(sockets)
+
 
 def serve(host: str | None, port: int | None) -> int:
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
     app = create_app(settings)
-    server = AnnouncingServer(uvicorn.Config(app, host=host, port=port, log_config=None), app, host, port)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, timeout_graceful_shutdown=SHUTDOWN_GRACE_S
+    )
+    server = AnnouncingServer(config, app, host, port)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     return 0

@@ -29,6 +29,7 @@ from engine.records import JobEvent
 from gateway.auth import AuthenticationError, Principal, header_token
 from gateway.deps import (
     BusDep,
+    DrainingDep,
     SettingsDep,
     StoreDep,
     StreamableJob,
@@ -86,12 +87,13 @@ async def job_event_source(
     bus: BusDep,
     store: StoreDep,
     settings: SettingsDep,
+    draining: DrainingDep,
     after: AfterQuery = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     position, where = (last_event_id, "header.Last-Event-ID") if last_event_id else (after, "query.after")
     try:
-        events = follow_job(bus, store, job.id, position, settings.event_keepalive_s)
+        events = follow_job(bus, store, job.id, position, settings.event_keepalive_s, draining)
     except ValueError as exc:
         raise InvalidRequestError(str(exc), problems=[Problem(str(exc), field=where)]) from None
     return StreamingResponse(
