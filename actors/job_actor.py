@@ -24,6 +24,8 @@ from storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
 
+WORKFLOW_CACHE_SIZE = 128
+
 
 class JobActor:
     def __init__(self, runtime: RuntimeConfig) -> None:
@@ -37,6 +39,7 @@ class JobActor:
         self._done: dict[str, asyncio.Event] = {}
         self._executors = ExecutorPool(runtime)
         self._registry = runtime.registry()
+        self._workflows: dict[tuple[str, int], tuple[str, Dag]] = {}
         self.jobs_run = 0
 
     async def _open(self) -> tuple[Store, EventBus]:
@@ -59,16 +62,16 @@ class JobActor:
         try:
             store, bus = await self._open()
             job = await store.get_job(job_id)
-            workflow = await store.get_workflow(job.workflow_id, job.workflow_version)
+            name, dag = await self._workflow(store, job.workflow_id, job.workflow_version)
             services = RunnerServices(
                 store=store,
                 bus=bus,
                 registry=self._registry,
-                launcher=RayLauncher(self._executors, workflow.name, self.runtime),
+                launcher=RayLauncher(self._executors, name, self.runtime),
                 node_services={"settings": self.runtime.node_settings},
                 secrets=self.runtime.secrets(),
             )
-            runner = JobRunner(services, job, Dag.from_definition(workflow.definition))
+            runner = JobRunner(services, job, dag)
             self._runners[job_id] = runner
             if job_id in self._cancel_requested:
                 runner.cancel()
@@ -82,6 +85,17 @@ class JobActor:
             self._cancel_requested.discard(job_id)
             self._done.pop(job_id, None)
             done.set()
+
+    async def _workflow(self, store: Store, workflow_id: str, version: int) -> tuple[str, Dag]:
+        """A workflow version's name and DAG; a version never changes, so a runner that runs many jobs
+        of one workflow reads and builds it once."""
+        key = (workflow_id, version)
+        if key not in self._workflows:
+            workflow = await store.get_workflow(workflow_id, version)
+            if len(self._workflows) >= WORKFLOW_CACHE_SIZE:
+                self._workflows.pop(next(iter(self._workflows)))
+            self._workflows[key] = (workflow.name, Dag.from_definition(workflow.definition))
+        return self._workflows[key]
 
     async def cancel_job(self, job_id: str) -> None:
         """Cancel one job; the other jobs this actor runs go on undisturbed."""

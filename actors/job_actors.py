@@ -24,6 +24,10 @@ class PooledActor:
     """Jobs handed to it that have not ended yet (reuse mode)."""
     assigned: int = 0
     """Jobs handed to it over its life (reuse mode)."""
+    ready: bool = False
+    """Started and prepared (reuse mode): jobs go to ready runners first."""
+    due: bool = False
+    """Has been handed its share of jobs; serves on until its replacement is ready (reuse mode)."""
     retiring: bool = False
     """Takes no new job and ends with its last one (reuse mode)."""
 
@@ -34,9 +38,11 @@ class PooledActor:
 
 
 class RunnerSet:
-    """`size` serving runners. A job goes to the serving runner with the fewest running jobs. A runner
-    that has been handed `max_jobs` jobs retires: a fresh one takes its place at once, and it ends
-    with its last job, so whatever a long-lived process accumulates is bounded."""
+    """`size` runners, each running many jobs at once. A job goes to the ready runner with the fewest
+    running jobs (to a starting one only while none is ready). A runner that has been handed
+    `max_jobs` jobs is due: a replacement starts at once, the due runner keeps taking jobs until the
+    replacement is ready (so no job waits for an actor to start), then it retires and ends with its
+    last job. So whatever a long-lived process accumulates is bounded."""
 
     def __init__(
         self,
@@ -56,29 +62,44 @@ class RunnerSet:
 
     @property
     def runners(self) -> list[PooledActor]:
-        """Every live runner: the serving ones, then those retiring."""
+        """Every live runner: the serving ones (due ones included), then those retiring."""
         return [*self._serving, *self._retiring]
 
     def fill(self) -> None:
-        while len(self._serving) < self.size:
+        """Start runners until `size` of them are not due."""
+        while sum(not runner.due for runner in self._serving) < self.size:
             self._serving.append(self._start())
 
     def assign(self) -> PooledActor:
         """The runner for one more job."""
         self.fill()
-        runner = min(self._serving, key=lambda member: member.running)
+        ready = [runner for runner in self._serving if runner.ready]
+        fresh = [runner for runner in ready if not runner.due]
+        runner = min(fresh or ready or self._serving, key=lambda member: member.running)
         runner.running += 1
         runner.assigned += 1
-        if runner.assigned >= self._max_jobs:
-            self._retire(runner)
+        if runner.assigned >= self._max_jobs and not runner.due:
+            runner.due = True
+            self.fill()
         return runner
+
+    def mark_ready(self, runner: PooledActor) -> None:
+        """A runner finished starting: it takes jobs now, and the due runners it replaces retire."""
+        runner.ready = True
+        if runner.due or runner not in self._serving:
+            return
+        for due in [member for member in self._serving if member.due]:
+            self._serving.remove(due)
+            due.retiring = True
+            self._retiring.append(due)
+            if due.running == 0:
+                self._end_retired(due)
 
     def release(self, runner: PooledActor) -> None:
         """One of the runner's jobs ended (or was never started)."""
         runner.running = max(0, runner.running - 1)
         if runner.retiring and runner.running == 0:
-            self._retiring.remove(runner)
-            self._end(runner)
+            self._end_retired(runner)
 
     def adopt(self, runner: PooledActor, jobs: int) -> None:
         """A runner a previous manager left running `jobs` jobs: it serves those, then ends."""
@@ -92,8 +113,6 @@ class RunnerSet:
             self._serving.remove(runner)
             self._end(runner)
 
-    def _retire(self, runner: PooledActor) -> None:
-        runner.retiring = True
-        self._serving.remove(runner)
-        self._retiring.append(runner)
-        self.fill()
+    def _end_retired(self, runner: PooledActor) -> None:
+        self._retiring.remove(runner)
+        self._end(runner)

@@ -163,7 +163,12 @@ class JobManager:
         await self._ensure_started()
         store = self._require_store()
         member = self._ready_actor() if len(self._active) < self.runtime.max_active_jobs else None
-        job = job.model_copy(update={"id": (member.reserved_job_id if member else None) or new_job_id()})
+        job = job.model_copy(
+            update={
+                "id": (member.reserved_job_id if member else None) or new_job_id(),
+                "actor_name": member.name if member else None,
+            }
+        )
         try:
             stored = await store.create_job(job)
         except BaseException:
@@ -175,7 +180,7 @@ class JobManager:
                 self._give_back(member)
             return stored
         if member is not None:
-            self._begin(stored.id, member)
+            self._begin(stored.id, member, stored)
         else:
             self._queue.append(stored.id)
             self._admit()
@@ -215,15 +220,17 @@ class JobManager:
         )
         return PooledActor(name, handle)
 
-    def _begin(self, job_id: str, member: PooledActor) -> None:
+    def _begin(self, job_id: str, member: PooledActor, created: JobRecord | None = None) -> None:
         self._active[job_id] = member
         self.peak_active = max(self.peak_active, len(self._active))
-        self._spawn(self._run(job_id, member))
+        self._spawn(self._run(job_id, member, created))
 
-    async def _run(self, job_id: str, member: PooledActor) -> None:
+    async def _run(self, job_id: str, member: PooledActor, created: JobRecord | None) -> None:
+        """Run a job on its actor. A job begun as it was `created` already names its actor, so it
+        costs the store nothing more here; a queued one is read again (it may have been cancelled)."""
         store = self._require_store()
         try:
-            job = await store.get_job(job_id)
+            job = created or await store.get_job(job_id)
             if job.status.is_terminal:
                 return
             if job.actor_name != member.name:
@@ -258,10 +265,13 @@ class JobManager:
         return member
 
     async def _prepare(self, member: PooledActor) -> None:
+        """Wait until a runner is up with its store and bus open, then let it take jobs."""
         try:
             await ray_api.result(ray_api.call(member.handle, "prepare"))
         except Exception:
             logger.exception("runner %s could not prepare; its jobs open the store themselves", member.name)
+        if self._runners is not None:
+            self._runners.mark_ready(member)
 
     def _refill_pool(self) -> None:
         if self._runners is not None:

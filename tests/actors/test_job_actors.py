@@ -45,30 +45,49 @@ def test_many_concurrent_jobs_share_the_configured_runners_evenly():
     assert starts.ended == []
 
 
-def test_a_job_goes_to_the_runner_with_the_fewest_running_jobs():
+def test_a_job_goes_to_the_ready_runner_with_the_fewest_running_jobs():
     starts = Starts()
     runners = starts.runner_set(size=2)
-    first, second, third = runners.assign(), runners.assign(), runners.assign()
-    assert first is not second and third is first
-    runners.release(first)
-    runners.release(third)
+    runners.fill()
+    first, second = starts.started
+    runners.mark_ready(first)
+    assert [runners.assign() for _ in range(3)] == [first] * 3, "a starting runner waits while one is ready"
+    runners.mark_ready(second)
+    assert runners.assign() is second
+    for _ in range(3):
+        runners.release(first)
     assert runners.assign() is first, "the idle runner gets the next job"
 
 
-def test_a_runner_retires_after_max_jobs_is_replaced_at_once_and_ends_with_its_last_job():
+def test_a_due_runner_serves_until_its_replacement_is_ready_then_ends_with_its_last_job():
     starts = Starts()
     runners = starts.runner_set(size=1, max_jobs=2)
-    first = runners.assign()
-    again = runners.assign()
-    assert again is first and first.retiring
-    assert len(starts.started) == 2, "a fresh runner took the retiring one's place at once"
-    fresh = runners.assign()
-    assert fresh is starts.started[1]
+    runners.fill()
+    (first,) = starts.started
+    runners.mark_ready(first)
+    assert runners.assign() is first and runners.assign() is first
+    assert first.due and len(starts.started) == 2, "a replacement started as the runner became due"
+    replacement = starts.started[1]
+    assert runners.assign() is first, "no job waits for the replacement to start"
+    runners.mark_ready(replacement)
+    assert first.retiring and runners.assign() is replacement
     runners.release(first)
-    assert starts.ended == [], "a retiring runner keeps running its other job"
+    runners.release(first)
+    assert starts.ended == [], "a retiring runner keeps running its last job"
     runners.release(first)
     assert starts.ended == [first]
-    assert runners.runners == [fresh]
+    assert runners.runners == [replacement]
+
+
+def test_a_due_runner_with_no_job_left_ends_as_soon_as_its_replacement_is_ready():
+    starts = Starts()
+    runners = starts.runner_set(size=1, max_jobs=1)
+    runners.fill()
+    first = starts.started[0]
+    runners.mark_ready(first)
+    runners.release(runners.assign())
+    runners.mark_ready(starts.started[1])
+    assert starts.ended == [first]
 
 
 def test_adopted_runners_finish_their_jobs_then_end_and_take_no_new_ones():
