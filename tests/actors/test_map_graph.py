@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
-from engine.records import JobStatus
+from engine.records import JobStatus, NodeStatus
 from tests.actors import test_job_runner as runner_tests
 from tests.actors.test_job_runner import definition, start_job
 
@@ -153,3 +154,21 @@ async def test_a_sub_node_timeout_is_reported_as_a_timeout(services):
     assert await runner.run() is JobStatus.FAILED
     node = await fan_output(services, runner)
     assert node.error is not None and "node 's' timed out after 0.05 s" in node.error.message
+
+
+async def test_cancel_stops_every_items_running_sub_node_within_moments(services):
+    nodes = [{"id": "s", "type": "sleep", "config": {"seconds": 30}}, transform("after", "{{s.output}}")]
+    wf = definition([graph_map(list(range(20)), nodes, [("s", "after")], max_concurrency=5)], [])
+    for seen in (runner_tests.SleepNode.started, runner_tests.SleepNode.finished):
+        for node_id in [node_id for node_id in seen if node_id.startswith("fan[")]:
+            del seen[node_id]
+    runner = await start_job(services, wf, {})
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(0.3)
+    runner.cancel()
+    assert await asyncio.wait_for(task, timeout=2) is JobStatus.CANCELLED
+    node = await fan_output(services, runner)
+    assert node.status is NodeStatus.CANCELLED
+    started = [node_id for node_id in runner_tests.SleepNode.started if node_id.startswith("fan[")]
+    assert len(started) == 5  # max_concurrency items began their sub-graph; the rest never did
+    assert not any(node_id.startswith("fan[") for node_id in runner_tests.SleepNode.finished)
