@@ -16,7 +16,13 @@ from functools import cache
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, TaskCancelledError
+from ray.exceptions import (
+    GetTimeoutError,
+    RayActorError,
+    RayTaskError,
+    TaskCancelledError,
+    WorkerCrashedError,
+)
 from ray.util import metrics as ray_metrics_api
 from ray.util import state as ray_state
 
@@ -27,6 +33,7 @@ ActorHandle = ray.actor.ActorHandle
 ActorDiedError = RayActorError
 RemoteTaskError = RayTaskError
 CancelledRemotely = TaskCancelledError
+WorkerLost = WorkerCrashedError
 JOB_SLOT = "job_slot"
 HEAD_NODE_RESOURCE = "node:__internal_head__"
 _state_api: dict[str, str | None] = {"address": None}
@@ -244,6 +251,7 @@ __all__ = [
     "GetTimeoutError",
     "ObjectRef",
     "RemoteTaskError",
+    "WorkerLost",
 ]
 
 

@@ -1,0 +1,71 @@
+"""A force-cancelled Ray task must not take a task queued behind it down with its worker (real Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors import ray_api
+from actors.executor_pool import ExecutorPool
+from actors.ray_launcher import RayLauncher
+from actors.runtime_config import RuntimeConfig
+from engine.templating import TemplateContext
+from nodes.base import NodeContext, NodeResult
+from nodes.registry import default_registry
+from tests.actors.worker_loss_nodes import PLUGIN
+
+pytestmark = pytest.mark.slow
+
+ROUNDS = 3
+
+
+async def until_started(started_dir: Path, node_ids: list[str], timeout_s: float = 60) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not all((started_dir / node_id).exists() for node_id in node_ids):
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.timeout(180)
+async def test_a_task_queued_behind_a_force_cancelled_one_survives_the_worker_it_was_handed(
+    ray_cluster: ray_api.ClusterInfo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """Every CPU holds a node waiting on a child process; one more node waits in this process's queue
+    for a CPU. Cancelling one holder as a node timeout does (Ray's force-cancel) kills the holder's
+    child first, so the holder returns and its worker is handed the queued node just before it exits.
+    The queued node must still complete: on another worker."""
+    runtime = RuntimeConfig(
+        data_dir=tmp_path, redis_host="127.0.0.1", redis_port=6379, node_plugins=(PLUGIN,)
+    )
+    launcher = RayLauncher(ExecutorPool(runtime), "worker-loss", runtime)
+    node = default_registry(runtime.node_plugins).get("hold_child")
+    cpus = int(ray_api.available_resources().get("CPU", 0))
+    assert cpus >= 1, "the test cluster has a free CPU"
+
+    def run(node_id: str, seconds: float, started_dir: Path) -> asyncio.Task[NodeResult]:
+        config: dict[str, Any] = {"seconds": seconds, "started_dir": str(started_dir)}
+        ctx = NodeContext(job_id="job", workflow_id="wf", node_id=node_id, attempt=1, scope=TemplateContext())
+        return asyncio.create_task(launcher.run(node, node.parse_config(config, node_id), ctx))
+
+    caplog.set_level(logging.WARNING, logger="actors.ray_launcher")
+    for round_number in range(ROUNDS):
+        started_dir = tmp_path / f"round-{round_number}"
+        started_dir.mkdir()
+        holders = [run(f"holder-{index}", 60, started_dir) for index in range(cpus)]
+        try:
+            await until_started(started_dir, [f"holder-{index}" for index in range(cpus)])
+            queued = run("queued", 1, started_dir)
+            await asyncio.sleep(0.3)
+            assert not (started_dir / "queued").exists(), "the queued node waits for a CPU"
+            holders[0].cancel()
+            result = await asyncio.wait_for(queued, timeout=60)
+            assert result.output == {"child_returncode": 0}, "the queued node ran to its end"
+        finally:
+            for holder in holders:
+                holder.cancel()
+            await asyncio.gather(*holders, return_exceptions=True)
+    handed_over = [r for r in caplog.records if "died under it" in r.getMessage()]
+    assert handed_over, f"in {ROUNDS} rounds the queued node never landed on a dying worker: no race to test"
