@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bench.harness import RssSampler, create_workflow, median, service
+from bench.harness import RssSampler, create_workflow, median, service, warm_pool_ready
 from bench.raw_client import fan_out
 from nodes.settings import NodeSettings
 
@@ -61,12 +60,13 @@ async def run() -> dict[str, dict[str, Any]]:
         node_settings = NodeSettings(_env_file=None, MODEL_SERVICE_URL=url, LLM_MAX_CONCURRENCY=IN_FLIGHT)
         async with service(node_settings, WARM_POOL_SIZE=1, MAX_ACTIVE_JOBS=2) as runtime:
             workflow_id = await create_workflow(runtime, map_workflow())
-            await asyncio.sleep(3)
+            await warm_pool_ready(runtime)
             sampler = RssSampler(os.getpid())
             sampler.start()
             items = [f"document {i}" for i in range(CALLS)]
             walls, node_walls = [], []
             for _ in range(RUNS + 1):
+                await warm_pool_ready(runtime)
                 started = time.perf_counter()
                 job = await runtime.controller.execute_workflow(workflow_id, {"items": items}, owner="bench")
                 events = [e async for e in runtime.bus.subscribe(job.id)]

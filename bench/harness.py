@@ -38,6 +38,32 @@ async def service(
             await runtime.close()
 
 
+SMALL_LLM_JOB: dict[str, Any] = {
+    "name": "jobs500",
+    "nodes": [
+        {"id": "start", "type": "start"},
+        {"id": "shape", "type": "transform", "config": {"template": {"q": "question {{input.n}}"}}},
+        {"id": "ask", "type": "llm", "config": {"model": "bench", "prompt": "{{shape.output.q}}"}},
+        {"id": "end", "type": "end", "config": {"output": {"answer": "{{ask.output.text}}"}}},
+    ],
+    "edges": [
+        {"source": "start", "target": "shape"},
+        {"source": "shape", "target": "ask"},
+        {"source": "ask", "target": "end"},
+    ],
+}
+"""The small durable job of jobs500, jobs-reuse and jobs100-dedicated: start -> transform -> llm -> end."""
+
+
+async def warm_pool_ready(runtime: ServiceRuntime, timeout_s: float = 60.0) -> None:
+    """Wait until the job manager's warm pool is full again, so a run measures a warm start."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while (await runtime.controller.stats())["pool"] < runtime.runtime.warm_pool_size:
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"the warm pool did not refill in {timeout_s:.0f} s")
+        await asyncio.sleep(0.1)
+
+
 async def create_workflow(runtime: ServiceRuntime, definition: dict[str, Any], owner: str = "bench") -> str:
     workflow = await runtime.store.create_workflow(owner, WorkflowDefinition.model_validate(definition))
     return workflow.id

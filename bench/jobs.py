@@ -1,4 +1,5 @@
-"""Job throughput and start latency: dedicated actors (with and without the warm pool) and reuse mode."""
+"""Job throughput and start latency, through the in-process API: dedicated actors (with and without the
+warm pool) and reuse mode, on jobs500's small job (start -> transform -> llm at 0 ms -> end)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,9 @@ from typing import Any
 
 from actors import ray_api
 from actors.bootstrap import ServiceRuntime
-from bench.harness import create_workflow, median, percentile, service
-
-SMALL_JOB = {
-    "name": "small",
-    "nodes": [
-        {"id": "start", "type": "start"},
-        {"id": "shape", "type": "transform", "config": {"template": {"q": "{{input.q}}"}}},
-        {"id": "end", "type": "end", "config": {"output": "{{shape.output}}"}},
-    ],
-    "edges": [{"source": "start", "target": "shape"}, {"source": "shape", "target": "end"}],
-}
+from bench.fanout import llm_server
+from bench.harness import SMALL_LLM_JOB, create_workflow, median, percentile, service
+from nodes.settings import NodeSettings
 
 
 class Pinger:
@@ -53,7 +46,7 @@ async def submit_and_wait(
     async def one(index: int) -> None:
         async with gate:
             started = time.perf_counter()
-            job = await runtime.controller.execute_workflow(workflow_id, {"q": index}, owner="bench")
+            job = await runtime.controller.execute_workflow(workflow_id, {"n": index}, owner="bench")
             async for event in runtime.bus.subscribe(job.id):
                 if event.type == "job_started":
                     to_running.append((time.perf_counter() - started) * 1000)
@@ -81,16 +74,21 @@ async def warm_start_latency(runtime: ServiceRuntime, workflow_id: str, samples:
     return median(latencies)
 
 
+def llm_settings(url: str) -> NodeSettings:
+    return NodeSettings(_env_file=None, MODEL_SERVICE_URL=url, LLM_MAX_CONCURRENCY=200)
+
+
 async def run_dedicated() -> dict[str, Any]:
-    async with service(WARM_POOL_SIZE=4, MAX_ACTIVE_JOBS=50) as runtime:
-        floor = await plain_actor_floor()
-        workflow_id = await create_workflow(runtime, SMALL_JOB)
-        await asyncio.sleep(3)
-        warm = await warm_start_latency(runtime, workflow_id)
-        burst = await submit_and_wait(runtime, workflow_id, 100, 50)
-    async with service(WARM_POOL_SIZE=0, MAX_ACTIVE_JOBS=50) as runtime:
-        workflow_id = await create_workflow(runtime, SMALL_JOB)
-        cold = await warm_start_latency(runtime, workflow_id, samples=5)
+    with llm_server(latency_s=0.0) as url:
+        async with service(llm_settings(url), WARM_POOL_SIZE=4, MAX_ACTIVE_JOBS=50) as runtime:
+            floor = await plain_actor_floor()
+            workflow_id = await create_workflow(runtime, SMALL_LLM_JOB)
+            await asyncio.sleep(3)
+            warm = await warm_start_latency(runtime, workflow_id)
+            burst = await submit_and_wait(runtime, workflow_id, 100, 50)
+        async with service(llm_settings(url), WARM_POOL_SIZE=0, MAX_ACTIVE_JOBS=50) as runtime:
+            workflow_id = await create_workflow(runtime, SMALL_LLM_JOB)
+            cold = await warm_start_latency(runtime, workflow_id, samples=5)
     ratio = burst["jobs_per_s"] / floor
     return {
         **burst,
@@ -105,13 +103,18 @@ async def run_dedicated() -> dict[str, Any]:
 
 
 async def run_reuse(count: int = 500) -> dict[str, Any]:
-    """The jobs500 load without REST: the in-process API, 50 in flight, on reuse mode's 2 runners."""
-    async with service(
-        JOB_ACTOR_MODE="reuse", WARM_POOL_SIZE=2, MAX_ACTIVE_JOBS=50, REUSE_MAX_JOBS=1000
-    ) as runtime:
-        workflow_id = await create_workflow(runtime, SMALL_JOB)
-        await asyncio.sleep(5)
-        figures = await submit_and_wait(runtime, workflow_id, count, 50)
+    """jobs500 without REST: the in-process API, 50 in flight, on reuse mode's 2 runners."""
+    with llm_server(latency_s=0.0) as url:
+        async with service(
+            llm_settings(url),
+            JOB_ACTOR_MODE="reuse",
+            WARM_POOL_SIZE=2,
+            MAX_ACTIVE_JOBS=50,
+            REUSE_MAX_JOBS=1000,
+        ) as runtime:
+            workflow_id = await create_workflow(runtime, SMALL_LLM_JOB)
+            await asyncio.sleep(5)
+            figures = await submit_and_wait(runtime, workflow_id, count, 50)
     return {
         **figures,
         "target": ">= 80 jobs/s (in-process API, 50 in flight; latency targets: see jobs500)",

@@ -40,7 +40,7 @@ import aiohttp
 from jose import jwt
 
 from bench.fanout import llm_server
-from bench.harness import CpuMeter, RssSampler, median, percentile
+from bench.harness import SMALL_LLM_JOB, CpuMeter, RssSampler, median, percentile
 
 JOBS, IN_FLIGHT = 500, 50
 TARGET_RATE = 80.0
@@ -52,20 +52,6 @@ runners were replaced every 2.5 s at 80 jobs/s, which cost 6 ms of CPU per job (
 SECRET = "bench-secret"
 CLIENT_KEEPALIVE_S = 2.0
 GATEWAY_LOG_TAIL = 40
-SMALL_LLM_JOB = {
-    "name": "jobs500",
-    "nodes": [
-        {"id": "start", "type": "start"},
-        {"id": "shape", "type": "transform", "config": {"template": {"q": "question {{input.n}}"}}},
-        {"id": "ask", "type": "llm", "config": {"model": "bench", "prompt": "{{shape.output.q}}"}},
-        {"id": "end", "type": "end", "config": {"output": {"answer": "{{ask.output.text}}"}}},
-    ],
-    "edges": [
-        {"source": "start", "target": "shape"},
-        {"source": "shape", "target": "ask"},
-        {"source": "ask", "target": "end"},
-    ],
-}
 
 
 def free_port() -> int:
