@@ -21,11 +21,10 @@ from datetime import datetime
 from typing import Any
 
 from actors.launcher import NodeLauncher
+from actors.node_attempt import attempt_event
 from engine.dag import Dag
-from engine.errors import ConflictError, NodeTimeoutError
-from engine.failures import error_info
+from engine.errors import ConflictError
 from engine.records import (
-    ErrorInfo,
     EventType,
     JobChanges,
     JobEvent,
@@ -45,8 +44,6 @@ from engine.scheduler import (
     Decision,
     Emit,
     JobState,
-    NodeFailed,
-    NodeSucceeded,
     RetryDue,
     RunNode,
     ScheduleRetry,
@@ -294,24 +291,10 @@ class JobRunner:
         self._inbox.put_nowait(RetryDue(node_id, self.s.clock()))
 
     async def _run_node(self, node_id: str, attempt: int) -> None:
-        spec = self.dag.nodes[node_id]
-        try:
-            result = await asyncio.wait_for(self._execute(node_id, attempt), timeout=spec.timeout_s)
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError:
-            error = ErrorInfo(
-                type=NodeTimeoutError.code,
-                retryable=True,
-                message=f"node '{node_id}' timed out after {spec.timeout_s} s",
-            )
-            self._inbox.put_nowait(NodeFailed(node_id, error, self.s.clock()))
-        except Exception as exc:
-            self._inbox.put_nowait(NodeFailed(node_id, error_info(exc), self.s.clock()))
-        else:
-            self._inbox.put_nowait(
-                NodeSucceeded(node_id, result.output, self.s.clock(), result.inactive_targets, result.usage)
-            )
+        timeout_s = self.dag.nodes[node_id].timeout_s
+        self._inbox.put_nowait(
+            await attempt_event(node_id, self._execute(node_id, attempt), timeout_s, self.s.clock)
+        )
 
     async def _execute(self, node_id: str, attempt: int) -> NodeResult:
         spec = self.dag.nodes[node_id]

@@ -10,7 +10,7 @@ from typing import Any
 from actors import ray_api
 from actors.executor_pool import ExecutorPool
 from actors.fan_out import InProcessFanOut, Tally, bounded
-from actors.remote_nodes import RemoteBatch, RemoteOutcome, remote_call, run_cpu_node
+from actors.remote_nodes import RemoteBatch, remote_call, run_cpu_attempt
 from actors.runtime_config import RuntimeConfig
 from engine.failures import error_info
 from nodes.base import Execution, NodeContext, NodeType
@@ -109,14 +109,10 @@ class RayFanOut:
     ) -> None:
         async def one(index: int, config: dict[str, Any]) -> ItemOutcome:
             node_id = f"{parent.node_id}[{index}]"
-            ref = ray_api.submit_task(
-                run_cpu_node,
-                remote_call(self._runtime, child.type_name, parent, config, node_id),
-                name=f"{self._workflow_name}:{node_id}",
-            )
+            call = remote_call(self._runtime, child.type_name, parent, config, node_id)
             try:
-                outcome: RemoteOutcome = await ray_api.wait_ref(ref, force_cancel=True)
-            except ray_api.RemoteTaskError as exc:
+                outcome = await run_cpu_attempt(call, f"{self._workflow_name}:{node_id}")
+            except (ray_api.RemoteTaskError, ray_api.WorkerLost) as exc:
                 return ItemOutcome(index=index, error=error_info(exc))
             for level, message, data in outcome.logs:
                 parent.log(level, message, data)

@@ -120,11 +120,42 @@ class RemoteBatch:
     task_prefix: str = ""
 
 
-async def run_cpu_task(call: RemoteCall, task_name: str, ctx: NodeContext) -> NodeResult:
-    """One attempt of a CPU node as a Ray task, force-cancelled with the awaiting coroutine."""
-    outcome: RemoteOutcome = await ray_api.wait_ref(
-        ray_api.submit_task(run_cpu_node, call, name=task_name), force_cancel=True
-    )
+WORKER_LOSS_RESUBMITS = 1
+"""How many times an attempt whose Ray worker died under it is run again on another worker."""
+
+
+async def run_cpu_attempt(call: RemoteCall, task_name: str) -> RemoteOutcome:
+    """One attempt of a CPU node as a Ray task, force-cancelled with the awaiting coroutine, and run
+    again on another worker if its worker dies under it.
+
+    Ray's force-cancel kills the cancelled task's child processes (its sandbox) before the worker exits.
+    In between, the task sees its sandbox gone and returns, the owner counts the worker as free and
+    pushes it the next queued task of the same kind (a retry, a map item, or another job's node in reuse
+    mode), which then dies with the worker: WorkerCrashedError for a task nobody cancelled. Its node never
+    ran to an end and a node attempt may run again (same attempt, same idempotency key), so the attempt
+    is submitted again instead of failing; the node's timeout still bounds it as a whole."""
+    resubmits_left = WORKER_LOSS_RESUBMITS
+    while True:
+        ref = ray_api.submit_task(run_cpu_node, call, name=task_name)
+        try:
+            outcome: RemoteOutcome = await ray_api.wait_ref(ref, force_cancel=True)
+            return outcome
+        except ray_api.WorkerLost as lost:
+            if resubmits_left == 0:
+                raise
+            resubmits_left -= 1
+            logger.warning(
+                "the worker running %s (job %s, attempt %d) died under it; running it on another: %s",
+                task_name,
+                call.job_id,
+                call.attempt,
+                lost,
+                extra={"job_id": call.job_id},
+            )
+
+
+def outcome_result(outcome: RemoteOutcome, ctx: NodeContext) -> NodeResult:
+    """A remote attempt's result, its logs replayed into `ctx`'s; its failure raised with type kept."""
     for level, message, data in outcome.logs:
         ctx.log(level, message, data)
     if outcome.error is not None:
@@ -148,7 +179,7 @@ async def execute_batch_here(
         if runtime is None:
             raise NodeExecutionError(f"node '{ctx.node_id}' needs a core of its own, which only Ray gives")
         task_call = remote_call(runtime, node.type_name, ctx, config.model_dump(mode="json"))
-        return await run_cpu_task(task_call, f"{batch.task_prefix}:{ctx.node_id}", ctx)
+        return outcome_result(await run_cpu_attempt(task_call, f"{batch.task_prefix}:{ctx.node_id}"), ctx)
 
     parent = NodeContext(
         job_id=call.job_id,
