@@ -171,16 +171,23 @@ class CpuMeter:
         return sum(self.by_kind().values())
 
 
+RAY_OWN = ("ray system", "ray::IDLE")
+"""Ray's own processes: its daemons and agents, and the idle workers it keeps started."""
+
+
 class RssSampler:
     """Peak summed RSS of a process tree (the gateway and what it started: Ray, actors, Redis), less
-    the LLM test server, which stands in for a provider and is no part of the service; and each kind
-    of process's own growth (its peak less its baseline), to say where the memory went."""
+    the LLM test server, which stands in for a provider and is no part of the service; the same
+    without Ray's own processes (`service_peak`, `service_baseline`); and each kind of process's own
+    growth (its peak less its baseline), to say where the memory went."""
 
     def __init__(self, root_pid: int, root_name: str = "service driver") -> None:
         self.root = psutil.Process(root_pid)
         self.root_name = root_name
         self.peak = 0
         self.baseline = 0
+        self.service_peak = 0
+        self.service_baseline = 0
         self._kind_baseline: dict[str, int] = {}
         self._kind_peak: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
@@ -198,6 +205,7 @@ class RssSampler:
 
     def _record(self, rss: dict[str, int]) -> None:
         self.peak = max(self.peak, sum(rss.values()))
+        self.service_peak = max(self.service_peak, _beyond_ray(rss))
         for kind, size in rss.items():
             self._kind_peak[kind] = max(self._kind_peak.get(kind, 0), size)
 
@@ -209,6 +217,7 @@ class RssSampler:
     def start(self) -> None:
         self._kind_baseline = self.by_kind()
         self.baseline = sum(self._kind_baseline.values())
+        self.service_baseline = _beyond_ray(self._kind_baseline)
         self._record(self._kind_baseline)
         self._task = asyncio.ensure_future(self._sample())
 
@@ -223,3 +232,7 @@ class RssSampler:
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+
+
+def _beyond_ray(rss: dict[str, int]) -> int:
+    return sum(size for kind, size in rss.items() if kind not in RAY_OWN)

@@ -237,7 +237,7 @@ async def run() -> dict[str, dict[str, Any]]:
     p50, p99 = median(opened.latencies), percentile(opened.latencies, 99)
     lag50, lag99 = median(opened.event_lags), percentile(opened.event_lags, 99)
     failures = closed.failures + opened.failures + light.failures
-    per_job_mb = (memory.peak - memory.baseline) / IN_FLIGHT / 2**20
+    per_job_mb = (memory.service_peak - memory.service_baseline) / IN_FLIGHT / 2**20
     cpu_ms_per_job = {kind: round(s * 1000 / JOBS, 2) for kind, s in cpu.by_kind().items()}
     total_cpu_ms = sum(cpu_ms_per_job.values())
     cores = os.cpu_count() or 1
