@@ -350,15 +350,18 @@ class JobManager:
         data: dict[str, Any],
         nodes: list[NodeCheckpoint] | None = None,
     ) -> None:
-        """End a job no actor is running: store the terminal state, then publish its last event."""
+        """End a job no actor is running: store the terminal state with its last event as the outbox,
+        then publish what the job's outbox still held (its actor may have died before publishing it;
+        the bus drops what its stream already has) and that last event."""
         sequence = job.event_sequence + 1
-        changes.event_sequence = sequence
-        await self._require_store().checkpoint(job.id, job.version, changes, nodes or [])
-        await self._require_bus().publish(
-            JobEvent(
-                sequence=sequence, type=event_type, job_id=job.id, workflow_id=job.workflow_id, data=data
-            )
+        last = JobEvent(
+            sequence=sequence, type=event_type, job_id=job.id, workflow_id=job.workflow_id, data=data
         )
+        changes.event_sequence = sequence
+        changes.pending_events = [last]
+        await self._require_store().checkpoint(job.id, job.version, changes, nodes or [])
+        for event in (*job.pending_events, last):
+            await self._require_bus().publish(event)
 
     async def _await_terminal(self, job_id: str, timeout_s: float = 10.0) -> JobRecord:
         store = self._require_store()
