@@ -20,7 +20,7 @@ from storage.store_factory import build_store
 
 class ActorMode(StrEnum):
     DEDICATED = "dedicated"  # one actor per job, named job:<job_id>, ended with its job
-    REUSE = "reuse"  # an actor runs up to `reuse_max_jobs` jobs one after another
+    REUSE = "reuse"  # a few runner actors, each running many jobs at once, replaced after `reuse_max_jobs`
 
 
 class RuntimeConfig(BaseModel):
@@ -36,7 +36,7 @@ class RuntimeConfig(BaseModel):
     mode: ActorMode = ActorMode.DEDICATED
     max_active_jobs: int = Field(default=8, ge=1)
     warm_pool_size: int = Field(default=2, ge=0)
-    reuse_max_jobs: int = Field(default=100, ge=1)
+    reuse_max_jobs: int = Field(default=1000, ge=1)
     executor_pool_size: int = Field(default=2, ge=1)
     executor_max_concurrency: int = Field(default=1000, ge=1)
     secrets_file: Path | None = None

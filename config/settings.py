@@ -65,7 +65,7 @@ class Settings(BaseSettings):
         default=0, alias="MAX_ACTIVE_JOBS", ge=0, description="0 derives it from the memory Ray has"
     )
     warm_pool_size: int = Field(default=2, alias="WARM_POOL_SIZE", ge=0)
-    reuse_max_jobs: int = Field(default=100, alias="REUSE_MAX_JOBS", ge=1)
+    reuse_max_jobs: int = Field(default=1000, alias="REUSE_MAX_JOBS", ge=1)
     executor_pool_size: int = Field(default=2, alias="EXECUTOR_POOL_SIZE", ge=1)
     secrets_file: Path | None = Field(default=None, alias="SECRETS_FILE")
     node_plugins: str = Field(
