@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -148,7 +149,12 @@ async def _run(args: argparse.Namespace) -> int:
         settings = Settings()
         definition = checked_definition(args.file, settings)
         printer = ProgressPrinter(sys.stderr, [node.id for node in definition.nodes])
-        outcome = await run_in_process(definition, input_data, settings, args.data_dir, printer, args.timeout)
+        # stdout carries the outcome only: a Ray driver prints the cluster's task errors ("(raylet) Task
+        # ... failed") to stdout from a thread of its own, which would break `run ... | jq`.
+        with contextlib.redirect_stdout(sys.stderr):
+            outcome = await run_in_process(
+                definition, input_data, settings, args.data_dir, printer, args.timeout
+            )
     outcome.write(sys.stdout)
     return outcome.exit_code
 
