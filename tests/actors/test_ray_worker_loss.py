@@ -29,7 +29,17 @@ async def until_started(started_dir: Path, node_ids: list[str], timeout_s: float
             await asyncio.sleep(0.05)
 
 
-@pytest.mark.timeout(180)
+async def until_cpus_idle(timeout_s: float = 90) -> int:
+    """Wait until no task holds or awaits a CPU of the shared test cluster (an earlier test's leftover
+    task queued for a CPU would take the one the cancel frees, ahead of this test's queued node)."""
+    total = int(ray_api.cluster_resources().get("CPU", 0))
+    async with asyncio.timeout(timeout_s):
+        while int(ray_api.available_resources().get("CPU", 0)) < total:
+            await asyncio.sleep(0.2)
+    return total
+
+
+@pytest.mark.timeout(300)
 async def test_a_task_queued_behind_a_force_cancelled_one_survives_the_worker_it_was_handed(
     ray_cluster: ray_api.ClusterInfo, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
@@ -42,18 +52,19 @@ async def test_a_task_queued_behind_a_force_cancelled_one_survives_the_worker_it
     )
     launcher = RayLauncher(ExecutorPool(runtime), "worker-loss", runtime)
     node = default_registry(runtime.node_plugins).get("hold_child")
-    cpus = int(ray_api.available_resources().get("CPU", 0))
-    assert cpus >= 1, "the test cluster has a free CPU"
+    cpus = await until_cpus_idle()
+    assert cpus >= 1, "the test cluster has a CPU"
 
     def run(node_id: str, seconds: float, started_dir: Path) -> asyncio.Task[NodeResult]:
         config: dict[str, Any] = {"seconds": seconds, "started_dir": str(started_dir)}
         ctx = NodeContext(job_id="job", workflow_id="wf", node_id=node_id, attempt=1, scope=TemplateContext())
         return asyncio.create_task(launcher.run(node, node.parse_config(config, node_id), ctx))
 
-    caplog.set_level(logging.WARNING, logger="actors.ray_launcher")
+    caplog.set_level(logging.WARNING, logger="actors.remote_nodes")
     for round_number in range(ROUNDS):
         started_dir = tmp_path / f"round-{round_number}"
         started_dir.mkdir()
+        await until_cpus_idle()
         holders = [run(f"holder-{index}", 60, started_dir) for index in range(cpus)]
         try:
             await until_started(started_dir, [f"holder-{index}" for index in range(cpus)])
