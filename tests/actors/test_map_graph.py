@@ -172,3 +172,11 @@ async def test_cancel_stops_every_items_running_sub_node_within_moments(services
     started = [node_id for node_id in runner_tests.SleepNode.started if node_id.startswith("fan[")]
     assert len(started) == 5  # max_concurrency items began their sub-graph; the rest never did
     assert not any(node_id.startswith("fan[") for node_id in runner_tests.SleepNode.finished)
+
+
+async def test_a_sub_graph_reads_secrets_and_its_results_are_redacted(services):
+    nodes = [transform("a", "{{item}}:{{secrets.api_key}}")]
+    wf = definition([graph_map(["x"], nodes, [])], [])
+    runner = await start_job(services, wf, {})
+    assert await runner.run() is JobStatus.COMPLETED
+    assert (await fan_output(services, runner)).output["results"] == ["x:***"]
