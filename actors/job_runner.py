@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from actors.launcher import NodeLauncher
-from actors.node_attempt import attempt_event
+from actors.node_attempt import NodeTasks, full_jitter
 from engine.dag import Dag
 from engine.errors import ConflictError
 from engine.records import (
@@ -39,14 +38,10 @@ from engine.records import (
 from engine.redaction import Redactor
 from engine.scheduler import (
     Begin,
-    CancelNodes,
     CancelRequested,
     Decision,
     Emit,
     JobState,
-    RetryDue,
-    RunNode,
-    ScheduleRetry,
     SchedulerEvent,
     apply,
     step,
@@ -78,7 +73,7 @@ class RunnerServices:
     launcher: NodeLauncher
     secrets: Mapping[str, str] = field(default_factory=dict)
     clock: Callable[[], datetime] = utcnow
-    jitter: Callable[[float], float] = lambda delay: random.uniform(delay / 2, delay)
+    jitter: Callable[[float], float] = full_jitter
     node_services: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -95,7 +90,9 @@ class JobRunner:
         self.redactor = Redactor(services.secrets)
         self._inbox: asyncio.Queue[SchedulerEvent | Progress] = asyncio.Queue()
         self._last_progress: dict[str, float] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._nodes = NodeTasks(
+            dag, self._execute, self._inbox.put_nowait, services.clock, services.jitter, f"{job.id}:"
+        )
         self._log_writes: set[asyncio.Task[None]] = set()
         self._outputs: dict[str, Any] = {
             node_id: node.output
@@ -121,10 +118,7 @@ class JobRunner:
                 raise
             self.state.status = stored.status
         finally:
-            for task in self._tasks.values():
-                task.cancel()
-            if self._tasks:
-                await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await self._nodes.cancel_all()
             if self._log_writes:
                 await asyncio.gather(*self._log_writes, return_exceptions=True)
         return self.state.status
@@ -182,7 +176,7 @@ class JobRunner:
             logger.info("job %s %s", self.job.id, self.state.status.value, extra={"job_id": self.job.id})
         for decision in decisions:
             for action in decision.actions:
-                self._perform(action)
+                self._nodes.perform(action)
 
     def _progress_decision(self, progress: Progress) -> Decision:
         if self.state.nodes[progress.node_id].status is not NodeStatus.RUNNING:
@@ -265,36 +259,7 @@ class JobRunner:
             )
         return entries
 
-    # ------------------------------------------------------------ actions
-
-    def _perform(self, action: RunNode | ScheduleRetry | CancelNodes) -> None:
-        match action:
-            case RunNode(node_id, attempt):
-                self._start_task(node_id, self._run_node(node_id, attempt))
-            case ScheduleRetry(node_id, _, delay_s):
-                self._start_task(node_id, self._retry_after(node_id, self.s.jitter(delay_s)))
-            case CancelNodes(node_ids):
-                for node_id in node_ids:
-                    task = self._tasks.pop(node_id, None)
-                    if task is not None:
-                        task.cancel()
-
-    def _start_task(self, node_id: str, work: Any) -> None:
-        task = asyncio.get_running_loop().create_task(work, name=f"{self.job.id}:{node_id}")
-        self._tasks[node_id] = task
-        task.add_done_callback(
-            lambda done: self._tasks.pop(node_id, None) if self._tasks.get(node_id) is done else None
-        )
-
-    async def _retry_after(self, node_id: str, delay_s: float) -> None:
-        await asyncio.sleep(delay_s)
-        self._inbox.put_nowait(RetryDue(node_id, self.s.clock()))
-
-    async def _run_node(self, node_id: str, attempt: int) -> None:
-        timeout_s = self.dag.nodes[node_id].timeout_s
-        self._inbox.put_nowait(
-            await attempt_event(node_id, self._execute(node_id, attempt), timeout_s, self.s.clock)
-        )
+    # ------------------------------------------------------------ running a node
 
     async def _execute(self, node_id: str, attempt: int) -> NodeResult:
         spec = self.dag.nodes[node_id]

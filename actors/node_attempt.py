@@ -1,34 +1,100 @@
-"""One attempt of a node, awaited under its timeout and reported as the scheduling step's event."""
+"""Carrying out the scheduling step's actions for a job or a map item's sub-graph: each node's attempt,
+or its wait before a retry, as one task whose outcome comes back as the step's next event."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from engine.dag import Dag
 from engine.errors import NodeTimeoutError
 from engine.failures import error_info
 from engine.records import ErrorInfo
-from engine.scheduler import NodeFailed, NodeSucceeded
+from engine.scheduler import (
+    Action,
+    CancelNodes,
+    NodeFailed,
+    NodeSucceeded,
+    RetryDue,
+    RunNode,
+    ScheduleRetry,
+    SchedulerEvent,
+)
 from nodes.base import NodeResult
 
+Execute = Callable[[str, int], Awaitable[NodeResult]]
+"""Runs attempt `attempt` of node `node_id` where it belongs."""
 
-async def attempt_event(
-    node_id: str, work: Awaitable[NodeResult], timeout_s: float | None, clock: Callable[[], datetime]
-) -> NodeSucceeded | NodeFailed:
-    """Success, failure (type and retryability kept) or a timeout reported as `node_timeout`;
-    cancellation propagates."""
-    try:
-        result = await asyncio.wait_for(work, timeout=timeout_s)
-    except asyncio.CancelledError:
-        raise
-    except TimeoutError:
-        error = ErrorInfo(
-            type=NodeTimeoutError.code,
-            retryable=True,
-            message=f"node '{node_id}' timed out after {timeout_s} s",
+
+def full_jitter(delay_s: float) -> float:
+    """A retry waits between half and all of its delay, so retries of many items do not line up."""
+    return random.uniform(delay_s / 2, delay_s)
+
+
+class NodeTasks:
+    """One task per node of a DAG: its running attempt (bounded by the node's `timeout_s`) or its wait
+    before a retry. A finished attempt goes to `report` as NodeSucceeded or NodeFailed (its error's type
+    and retryability kept, a timeout as `node_timeout`), a due retry as RetryDue."""
+
+    def __init__(
+        self,
+        dag: Dag,
+        execute: Execute,
+        report: Callable[[SchedulerEvent], None],
+        clock: Callable[[], datetime],
+        jitter: Callable[[float], float] = full_jitter,
+        name_prefix: str = "",
+    ) -> None:
+        self._dag, self._execute, self._report = dag, execute, report
+        self._clock, self._jitter, self._name_prefix = clock, jitter, name_prefix
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def perform(self, action: Action) -> None:
+        match action:
+            case RunNode(node_id, attempt):
+                self._start(node_id, self._attempt(node_id, attempt))
+            case ScheduleRetry(node_id, _, delay_s):
+                self._start(node_id, self._retry_after(node_id, self._jitter(delay_s)))
+            case CancelNodes(node_ids):
+                for node_id in node_ids:
+                    task = self._tasks.pop(node_id, None)
+                    if task is not None:
+                        task.cancel()
+
+    async def cancel_all(self) -> None:
+        """Cancel every node's task and wait until they have ended."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start(self, node_id: str, work: Awaitable[None]) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=f"{self._name_prefix}{node_id}")
+        self._tasks[node_id] = task
+        task.add_done_callback(
+            lambda done: self._tasks.pop(node_id, None) if self._tasks.get(node_id) is done else None
         )
-        return NodeFailed(node_id, error, clock())
-    except Exception as exc:
-        return NodeFailed(node_id, error_info(exc), clock())
-    return NodeSucceeded(node_id, result.output, clock(), result.inactive_targets, result.usage)
+
+    async def _retry_after(self, node_id: str, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        self._report(RetryDue(node_id, self._clock()))
+
+    async def _attempt(self, node_id: str, attempt: int) -> None:
+        timeout_s = self._dag.nodes[node_id].timeout_s
+        try:
+            result = await asyncio.wait_for(self._execute(node_id, attempt), timeout=timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            message = f"node '{node_id}' timed out after {timeout_s} s"
+            error = ErrorInfo(type=NodeTimeoutError.code, retryable=True, message=message)
+            self._report(NodeFailed(node_id, error, self._clock()))
+        except Exception as exc:
+            self._report(NodeFailed(node_id, error_info(exc), self._clock()))
+        else:
+            self._report(
+                NodeSucceeded(node_id, result.output, self._clock(), result.inactive_targets, result.usage)
+            )

@@ -8,30 +8,24 @@ tagged with it, and an idempotency key that includes the map's attempt.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel
 
-from actors.node_attempt import attempt_event
+from actors.node_attempt import NodeTasks
 from engine.records import ErrorInfo, JobStatus, LogLevel, NodeStatus, utcnow
 from engine.scheduler import (
     Begin,
-    CancelNodes,
     Decision,
     JobState,
-    NodeSucceeded,
-    RetryDue,
-    RunNode,
-    ScheduleRetry,
     SchedulerEvent,
     apply,
     step,
 )
 from engine.templating import INDEX_ROOT, ITEM_ROOT, TemplateContext
 from nodes.base import NodeContext, NodeResult, NodeType
-from nodes.map import GraphChild, ItemOutcome
+from nodes.map import GraphChild, ItemOutcome, sum_usage
 from nodes.registry import NodeRegistry
 
 Launch = Callable[[NodeType[Any], BaseModel, NodeContext], Awaitable[NodeResult]]
@@ -61,10 +55,9 @@ class GraphItemRun:
         self.state = JobState.initial(self.dag)
         self.outputs: dict[str, Any] = {}
         self.locals = {ITEM_ROOT: item, INDEX_ROOT: index}
-        self.usage: dict[str, int] = {}
         self.finished: Decision | None = None
         self._inbox: asyncio.Queue[SchedulerEvent] = asyncio.Queue()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._nodes = NodeTasks(self.dag, self._execute, self._inbox.put_nowait, utcnow)
 
     async def run(self) -> ItemOutcome:
         try:
@@ -72,13 +65,11 @@ class GraphItemRun:
             while not self.state.status.is_terminal:
                 self._take(step(self.dag, self.state, await self._inbox.get()))
         finally:
-            for task in self._tasks.values():
-                task.cancel()
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await self._nodes.cancel_all()
         return self._outcome()
 
     def _outcome(self) -> ItemOutcome:
-        usage = self.usage or None
+        usage = sum_usage(node.usage for node in self.state.nodes.values())
         if self.state.status is JobStatus.COMPLETED:
             return ItemOutcome(index=self.index, output=self._result(), usage=usage)
         error = self.finished.error if self.finished else None
@@ -106,31 +97,7 @@ class GraphItemRun:
         if decision.status is not None and decision.status.is_terminal:
             self.finished = decision
         for action in decision.actions:
-            match action:
-                case RunNode(node_id, attempt):
-                    self._start(node_id, self._run_node(node_id, attempt))
-                case ScheduleRetry(node_id, _, delay_s):
-                    self._start(node_id, self._retry_after(node_id, random.uniform(delay_s / 2, delay_s)))
-                case CancelNodes(node_ids):
-                    for node_id in node_ids:
-                        task = self._tasks.pop(node_id, None)
-                        if task is not None:
-                            task.cancel()
-
-    def _start(self, node_id: str, work: Any) -> None:
-        self._tasks[node_id] = asyncio.get_running_loop().create_task(work)
-
-    async def _retry_after(self, node_id: str, delay_s: float) -> None:
-        await asyncio.sleep(delay_s)
-        self._inbox.put_nowait(RetryDue(node_id, utcnow()))
-
-    async def _run_node(self, node_id: str, attempt: int) -> None:
-        timeout_s = self.dag.nodes[node_id].timeout_s
-        event = await attempt_event(node_id, self._execute(node_id, attempt), timeout_s, utcnow)
-        if isinstance(event, NodeSucceeded):
-            for key, value in (event.usage or {}).items():
-                self.usage[key] = self.usage.get(key, 0) + value
-        self._inbox.put_nowait(event)
+            self._nodes.perform(action)
 
     async def _execute(self, node_id: str, attempt: int) -> NodeResult:
         spec = self.dag.nodes[node_id]

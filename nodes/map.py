@@ -12,7 +12,7 @@ input order.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
@@ -260,7 +260,7 @@ class MapNode(NodeType[MapConfig]):
         results: list[Any] = [None] * total
         for outcome in outcomes:
             results[outcome.index] = outcome.output
-        usage = _sum_usage(outcomes)
+        usage = sum_usage(outcome.usage for outcome in outcomes)
         output = {
             "results": results,
             "succeeded": succeeded,
@@ -344,9 +344,10 @@ def _graph_child(graph: GraphSpec, scope: TemplateContext, registry: NodeRegistr
     return GraphChild(definition, graph.output, outer_scope, execution)
 
 
-def _sum_usage(outcomes: list[ItemOutcome]) -> dict[str, int] | None:
+def sum_usage(usages: Iterable[dict[str, int] | None]) -> dict[str, int] | None:
+    """Token counts added up key by key; None when there are none."""
     totals: dict[str, int] = {}
-    for outcome in outcomes:
-        for key, value in (outcome.usage or {}).items():
+    for usage in usages:
+        for key, value in (usage or {}).items():
             totals[key] = totals.get(key, 0) + value
     return totals or None
