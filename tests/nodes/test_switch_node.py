@@ -3,27 +3,20 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from actors.job_runner import JobRunner, RunnerServices
-from actors.launcher import InProcessLauncher
-from engine.dag import Dag
+from actors.job_runner import RunnerServices
 from engine.errors import ConditionError, InvalidWorkflowError, NodeExecutionError, TemplateError
-from engine.models import WorkflowDefinition
 from engine.records import JobRecord, JobStatus, NodeStatus
 from engine.templating import TemplateContext
 from engine.validation import validate_workflow
 from nodes.base import NodeContext, NodeResult
-from nodes.registry import BUILTIN_NODE_TYPES, NodeRegistry, default_registry
+from nodes.registry import BUILTIN_NODE_TYPES, default_registry
 from nodes.switch import MAX_CASES, SwitchNode, same_json
-from storage.embedded_redis import EmbeddedRedis
-from storage.redis_bus import RedisStreamBus
-from storage.sqlite_store import SqliteStore
+from tests.actors import test_job_runner as runner_tests
+from tests.actors.test_job_runner import start_job
 
 BY_CATEGORY = {
     "value": "{{input.category}}",
@@ -297,25 +290,9 @@ def test_the_switch_is_a_builtin_type_with_its_schema():
     assert SwitchNode in BUILTIN_NODE_TYPES
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def services(tmp_path: Path, redis_server: EmbeddedRedis) -> AsyncIterator[RunnerServices]:
-    store = SqliteStore(tmp_path / "workflow.db")
-    await store.start()
-    bus = RedisStreamBus(redis_server.host, redis_server.port)
-    await bus.start()
-    yield RunnerServices(
-        store=store, bus=bus, registry=NodeRegistry(BUILTIN_NODE_TYPES), launcher=InProcessLauncher()
-    )
-    await bus.close()
-    await store.close()
+# The job runner's own fixtures: real SQLite store, real embedded Redis.
+redis_server = runner_tests.redis_server
+services = runner_tests.services
 
 
 SUPPORT = {
@@ -350,19 +327,9 @@ SUPPORT = {
 
 
 async def run_job(services: RunnerServices, raw: dict[str, Any], job_input: dict[str, Any]) -> JobRecord:
-    definition: WorkflowDefinition = validate_workflow(raw, services.registry)
-    workflow = await services.store.create_workflow("alice", definition)
-    job = await services.store.create_job(
-        JobRecord(
-            id=f"job-{uuid.uuid4().hex}",
-            owner="alice",
-            workflow_id=workflow.id,
-            workflow_version=workflow.version,
-            input=job_input,
-        )
-    )
-    await JobRunner(services, job, Dag.from_definition(workflow.definition)).run()
-    return await services.store.get_job(job.id)
+    runner = await start_job(services, validate_workflow(raw, services.registry), job_input)
+    await runner.run()
+    return await services.store.get_job(runner.job.id)
 
 
 async def test_a_job_runs_the_chosen_target_and_skips_the_others_with_what_follows_them(services):
