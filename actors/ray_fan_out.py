@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
 
 from actors import ray_api
 from actors.executor_pool import ExecutorPool
-from actors.fan_out import InProcessFanOut, Tally, bounded
-from actors.remote_nodes import RemoteBatch, remote_call, run_cpu_attempt
+from actors.fan_out import InProcessFanOut, Tally, bounded, item_context, run_item
+from actors.remote_nodes import RemoteBatch, remote_call, run_as_task
 from actors.runtime_config import RuntimeConfig
-from engine.failures import error_info
 from nodes.base import Execution, NodeContext, NodeType
 from nodes.map import GraphChild, ItemOutcome, MapChild, MapNode, ProgressCallback
+from nodes.registry import default_registry
 
 ITEMS_PER_EXECUTOR = 5000
 
@@ -107,19 +108,11 @@ class RayFanOut:
         fail_fast: bool,
         tally: Tally,
     ) -> None:
-        async def one(index: int, config: dict[str, Any]) -> ItemOutcome:
-            node_id = f"{parent.node_id}[{index}]"
-            call = remote_call(self._runtime, child.type_name, parent, config, node_id)
-            try:
-                outcome = await run_cpu_attempt(call, f"{self._workflow_name}:{node_id}")
-            except (ray_api.RemoteTaskError, ray_api.WorkerLost) as exc:
-                return ItemOutcome(index=index, error=error_info(exc))
-            for level, message, data in outcome.logs:
-                parent.log(level, message, data)
-            if outcome.error is not None or outcome.result is None:
-                return ItemOutcome(index=index, error=outcome.error)
-            return ItemOutcome(index=index, output=outcome.result.output, usage=outcome.result.usage)
-
-        jobs = [(lambda i=index, c=config: one(i, c)) for index, config in enumerate(configs)]
+        on_a_worker = functools.partial(run_as_task, self._runtime, self._workflow_name)
+        registry = parent.services.get("registry") or default_registry()
+        jobs = [
+            (lambda i=index, c=config: run_item(child, c, item_context(parent, i), i, registry, on_a_worker))
+            for index, config in enumerate(configs)
+        ]
         async for outcome in bounded(jobs, max_concurrency, fail_fast):
             await tally.add([outcome])

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from actors import ray_api
 from actors.executor_pool import ExecutorPool
 from actors.ray_fan_out import RayFanOut
-from actors.remote_nodes import RemoteOutcome, outcome_result, remote_call, run_cpu_attempt
+from actors.remote_nodes import RemoteOutcome, outcome_result, remote_call, run_as_task
 from actors.runtime_config import RuntimeConfig
 from nodes.base import Execution, NodeContext, NodeResult, NodeType
 
@@ -24,11 +24,11 @@ class RayLauncher:
     async def run(self, node: NodeType[Any], config: BaseModel, ctx: NodeContext) -> NodeResult:
         if node.execution is Execution.INLINE:
             return await node.execute(config, ctx)
+        if node.execution is Execution.CPU:
+            return await run_as_task(self._runtime, self._workflow_name, node, config, ctx)
+        executor = await self._executors.pick((ctx.job_id, ctx.node_id))
         call = remote_call(self._runtime, node.type_name, ctx, config.model_dump(mode="json"))
-        if node.execution is Execution.IO:
-            executor = await self._executors.pick((ctx.job_id, ctx.node_id))
-            ref = ray_api.call(executor, "execute", call)
-            outcome: RemoteOutcome = await ray_api.wait_ref(ref, force_cancel=False)
-        else:
-            outcome = await run_cpu_attempt(call, f"{self._workflow_name}:{ctx.node_id}")
+        outcome: RemoteOutcome = await ray_api.wait_ref(
+            ray_api.call(executor, "execute", call), force_cancel=False
+        )
         return outcome_result(outcome, ctx)

@@ -154,6 +154,14 @@ async def run_cpu_attempt(call: RemoteCall, task_name: str) -> RemoteOutcome:
             )
 
 
+async def run_as_task(
+    runtime: RuntimeConfig, task_prefix: str, node: NodeType[Any], config: BaseModel, ctx: NodeContext
+) -> NodeResult:
+    """One attempt of a CPU node as a Ray task named `<task_prefix>:<node id>` (see run_cpu_attempt)."""
+    call = remote_call(runtime, node.type_name, ctx, config.model_dump(mode="json"))
+    return outcome_result(await run_cpu_attempt(call, f"{task_prefix}:{ctx.node_id}"), ctx)
+
+
 def outcome_result(outcome: RemoteOutcome, ctx: NodeContext) -> NodeResult:
     """A remote attempt's result, its logs replayed into `ctx`'s; its failure raised with type kept."""
     for level, message, data in outcome.logs:
@@ -178,8 +186,7 @@ async def execute_batch_here(
             return await node.execute(config, ctx)
         if runtime is None:
             raise NodeExecutionError(f"node '{ctx.node_id}' needs a core of its own, which only Ray gives")
-        task_call = remote_call(runtime, node.type_name, ctx, config.model_dump(mode="json"))
-        return outcome_result(await run_cpu_attempt(task_call, f"{batch.task_prefix}:{ctx.node_id}"), ctx)
+        return await run_as_task(runtime, batch.task_prefix, node, config, ctx)
 
     parent = NodeContext(
         job_id=call.job_id,
