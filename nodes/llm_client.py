@@ -1,17 +1,19 @@
-"""The HTTP client for OpenAI-compatible chat completions: one aiohttp session per process (per event
+"""The HTTP client for OpenAI-compatible chat completions: one pyreqwest client per process (per event
 loop), made on first use and reused by every LLM node there.
 
-Why aiohttp with one session: 1,000 requests of 200 ms with 200 in flight, against the test server in
-another process on this 2-core machine, took (median of 7) 1.20 s with one aiohttp session and a
-TCPConnector(limit=200), 1.13 s with a hand-written HTTP/1.1 client on raw asyncio streams, 1.5-2.4 s
-with 20 httpx clients of 10 connections and 20.3 s with one httpx client pooling 200 connections (its
-pool scans every connection for each waiting request). aiohttp's pool hands a freed connection to the
-next waiter directly, and it is a full HTTP client (TLS, chunked bodies, proxies off), which the raw one
-is not.
+Why pyreqwest (Rust's reqwest and hyper, driven from asyncio): 1,000 requests of 200 ms with 200 in
+flight, against the test server in another process on this 2-core machine (4 runs each, CPU of the
+calling process, its Rust threads included): pyreqwest 1.09-1.14 s and 0.10-0.15 s of CPU; a
+hand-written HTTP/1.1 client on raw asyncio streams 1.13 s and 0.06 s; one aiohttp session with
+TCPConnector(limit=200) 1.15-1.25 s and 0.19-0.28 s; curl_cffi 1.17-1.30 s and 0.29-0.40 s; 20 httpx
+clients of 10 connections 1.5-2.4 s and one httpx client pooling 200 connections 20.3 s (its pool scans
+every connection for each waiting request). In a fan-out the client's CPU decides how fast a wave of
+answers turns into the next wave of requests, and pyreqwest is a full HTTP client (TLS, chunked bodies,
+HTTP/2) where the raw one is not.
 
 Errors come out as three kinds the node decides on: `ProviderStatusError` (an HTTP error status, with
 the provider's message and Retry-After), `ProviderConnectionError` (refused, reset, cut short) and the
-built-in `TimeoutError`.
+built-in `TimeoutError` (pyreqwest's timeouts are TimeoutErrors).
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ import asyncio
 import json
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.exceptions import PyreqwestError
+from pyreqwest.request import RequestBuilder
+from pyreqwest.response import Response
 
 MAX_ERROR_MESSAGE_CHARS = 500
 
@@ -58,26 +64,35 @@ class MalformedResponseError(Exception):
 
 class ChatClient:
     def __init__(self, max_connections: int) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=0),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,
-            timeout=aiohttp.ClientTimeout(total=None),
+        self._client: Client = (
+            ClientBuilder()
+            .max_connections(max_connections or None)
+            .no_proxy()
+            .follow_redirects(False)
+            .build()
         )
+        self._closed = False
 
     @property
     def closed(self) -> bool:
-        return self._session.closed
+        return self._closed
 
     async def close(self) -> None:
-        await self._session.close()
+        self._closed = True
+        await self._client.close()
 
     async def complete(
         self, url: str, headers: Mapping[str, str], body: dict[str, Any], timeout_s: float
     ) -> Completion:
         """One chat completion; `timeout_s` bounds the whole exchange."""
-        async with self._post(url, headers, body, timeout_s) as response:
-            raw = await self._read(response)
+        try:
+            response = await self._request(url, headers, body, timeout_s).build().send()
+            raw = bytes(await response.bytes())
+        except TimeoutError:
+            raise
+        except PyreqwestError as exc:
+            raise ProviderConnectionError(_cause(exc)) from None
+        _raise_for_status(response, raw)
         try:
             data = json.loads(raw)
             choice = data["choices"][0]
@@ -104,11 +119,12 @@ class ChatClient:
         usage: dict[str, int] | None = None
         finish: str | None = None
         done = False
-        async with self._post(url, headers, body, timeout_s) as response:
-            if response.status >= 300:
-                await self._read(response)
-            try:
-                async for line in response.content:
+        try:
+            request = self._request(url, headers, body, timeout_s).streamed_read_buffer_limit(1)
+            async with request.build_streamed() as response:
+                if response.status >= 300:
+                    _raise_for_status(response, bytes(await response.bytes()))
+                async for line in _lines(response):
                     payload = line.strip()
                     if not payload.startswith(b"data:"):
                         continue
@@ -127,53 +143,52 @@ class ChatClient:
                             parts.append(text)
                             await on_text(text)
                         finish = choice.get("finish_reason") or finish
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-                raise ProviderConnectionError(f"the stream broke: {exc}") from None
+        except TimeoutError:
+            raise
+        except PyreqwestError as exc:
+            raise ProviderConnectionError(f"the stream broke: {_cause(exc)}") from None
         if not done and finish is None:
             raise ProviderConnectionError("the stream ended before the completion was finished")
         return Completion("".join(parts), model, usage, finish)
 
-    def _post(
+    def _request(
         self, url: str, headers: Mapping[str, str], body: dict[str, Any], timeout_s: float
-    ) -> _Exchange:
-        return _Exchange(
-            self._session.post(
-                url,
-                data=json.dumps(body).encode(),
-                headers={"Content-Type": "application/json", **headers},
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
-                allow_redirects=False,
-            )
+    ) -> RequestBuilder:
+        return (
+            self._client.post(url)
+            .headers({"Content-Type": "application/json", **headers})
+            .body_bytes(json.dumps(body).encode())
+            .timeout(timedelta(seconds=timeout_s))
         )
 
-    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
-        try:
-            raw = await response.read()
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-            raise ProviderConnectionError(f"the response broke: {exc}") from None
-        if response.status >= 300:
-            raise ProviderStatusError(
-                response.status, _error_message(raw, response.status), _retry_after(response.headers)
-            )
-        return raw
+
+async def _lines(response: Response) -> AsyncIterator[bytes]:
+    """The streamed body split into lines (the last one without its newline). The request's read-ahead
+    limit is 1 byte: with pyreqwest's default it would gather a short stream whole before the first
+    chunk, and tokens would reach the job's watchers all at the end."""
+    reader = response.body_reader
+    pending = b""
+    while (chunk := await reader.read_chunk()) is not None:
+        pending += bytes(chunk)
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line
+    if pending:
+        yield pending
 
 
-class _Exchange:
-    """The request's context manager, turning connection failures into ProviderConnectionError."""
+def _raise_for_status(response: Response, raw: bytes) -> None:
+    if response.status >= 300:
+        raise ProviderStatusError(
+            response.status, _error_message(raw, response.status), _retry_after(response.headers)
+        )
 
-    def __init__(self, request: Any) -> None:
-        self._request = request
 
-    async def __aenter__(self) -> aiohttp.ClientResponse:
-        try:
-            return await self._request.__aenter__()
-        except TimeoutError:
-            raise
-        except aiohttp.ClientError as exc:
-            raise ProviderConnectionError(f"{type(exc).__name__}: {exc}") from None
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self._request.__aexit__(*exc_info)
+def _cause(exc: PyreqwestError) -> str:
+    """The innermost cause pyreqwest reports ("Connection refused (os error 111)"), after its kind."""
+    causes = (getattr(exc, "details", None) or {}).get("causes") or []
+    innermost = causes[-1].get("message") if causes else None
+    return f"{type(exc).__name__}: {innermost or exc}"
 
 
 def _json_object(payload: bytes) -> dict[str, Any]:
