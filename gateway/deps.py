@@ -28,51 +28,55 @@ from storage.protocols import EventBus, Store
 
 MAX_PAGE_SIZE = 500
 
+# Every dependency here is `async def`, even those that only read app.state: FastAPI runs a plain `def`
+# dependency in its thread pool, and the dozen thread hops an execute request and its event stream
+# took cost the gateway more CPU than the JWT check.
 
-def get_runtime(connection: HTTPConnection) -> ServiceRuntime:
+
+async def get_runtime(connection: HTTPConnection) -> ServiceRuntime:
     runtime: ServiceRuntime = connection.app.state.runtime
     return runtime
 
 
-def get_app_settings(connection: HTTPConnection) -> Settings:
+async def get_app_settings(connection: HTTPConnection) -> Settings:
     settings: Settings = connection.app.state.settings
     return settings
 
 
-def get_store(runtime: Annotated[ServiceRuntime, Depends(get_runtime)]) -> Store:
+async def get_store(runtime: Annotated[ServiceRuntime, Depends(get_runtime)]) -> Store:
     return runtime.store
 
 
-def get_bus(runtime: Annotated[ServiceRuntime, Depends(get_runtime)]) -> EventBus:
+async def get_bus(runtime: Annotated[ServiceRuntime, Depends(get_runtime)]) -> EventBus:
     return runtime.bus
 
 
-def get_controller(runtime: Annotated[ServiceRuntime, Depends(get_runtime)]) -> WorkflowController:
+async def get_controller(runtime: Annotated[ServiceRuntime, Depends(get_runtime)]) -> WorkflowController:
     return runtime.controller
 
 
-def get_registry(connection: HTTPConnection) -> NodeRegistry:
+async def get_registry(connection: HTTPConnection) -> NodeRegistry:
     registry: NodeRegistry = connection.app.state.registry
     return registry
 
 
-def get_metrics(connection: HTTPConnection) -> ServiceMetrics:
+async def get_metrics(connection: HTTPConnection) -> ServiceMetrics:
     metrics: ServiceMetrics = connection.app.state.metrics
     return metrics
 
 
-def get_watcher(connection: HTTPConnection) -> JobWatcher:
+async def get_watcher(connection: HTTPConnection) -> JobWatcher:
     watcher: JobWatcher = connection.app.state.watcher
     return watcher
 
 
-def get_draining(connection: HTTPConnection) -> asyncio.Event:
+async def get_draining(connection: HTTPConnection) -> asyncio.Event:
     """Set when the server begins to shut down: endless streams end then, and clients resume elsewhere."""
     draining: asyncio.Event = connection.app.state.draining
     return draining
 
 
-def get_verifier(connection: HTTPConnection) -> TokenVerifier:
+async def get_verifier(connection: HTTPConnection) -> TokenVerifier:
     verifier: TokenVerifier = connection.app.state.verifier
     return verifier
 
@@ -106,11 +110,11 @@ def _principal(verifier: TokenVerifier, token: str | None) -> Principal:
         ) from None
 
 
-def authenticate(verifier: VerifierDep, credentials: Credentials) -> Principal:
+async def authenticate(verifier: VerifierDep, credentials: Credentials) -> Principal:
     return _principal(verifier, credentials.credentials if credentials else None)
 
 
-def authenticate_stream(
+async def authenticate_stream(
     verifier: VerifierDep,
     credentials: Credentials,
     token: Annotated[
@@ -167,7 +171,7 @@ class Pagination:
     limit: int
 
 
-def pagination(
+async def pagination(
     offset: Annotated[int, Query(ge=0, description="items to skip")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="items per page")] = 50,
 ) -> Pagination:

@@ -33,7 +33,7 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
-def time_range(
+async def time_range(
     since: Annotated[
         datetime | None, Query(description="jobs created at or after (ISO 8601; UTC if no offset)")
     ] = None,
