@@ -176,6 +176,32 @@ async def test_a_thousand_acquire_release_pairs_take_few_actor_calls(namespace, 
 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("limits", "most_calls"),
+    [
+        (ProviderLimits(max_concurrency=200), 6),
+        (ProviderLimits(max_concurrency=200, requests_per_minute=1_000_000), 40),
+    ],
+    ids=["cap-only-released-slots-are-held-for-the-next", "with-rate-limit-nothing-is-held"],
+)
+async def test_requests_arriving_one_at_a_time_reuse_held_slots(namespace, limits, most_calls):
+    """Small jobs' calls arrive one by one, never waiting together: each would cost a lease and a
+    give-back call if a released slot went straight back."""
+    client = ClusterLimiter(namespace, limits, hold_s=30)
+    calls_before = await limiter_calls(namespace)
+    for _ in range(20):
+        permit = await client.acquire("api.example", "gpt-4", 100)
+        client.release(permit, 90)
+        await asyncio.sleep(0.005)
+    await client.close()
+    calls = await limiter_calls(namespace) - calls_before
+    assert calls <= most_calls, f"{calls} actor calls for 20 requests one after another"
+    stats = await ray_api.result(ray_api.call(limiter_handle(namespace), "stats"))
+    assert stats["keys"]["api.example/gpt-4"] == {"in_flight": 0, "waiting": 0}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
 async def test_two_clients_never_hold_more_than_the_cap_together(namespace):
     limits = ProviderLimits(max_concurrency=5)
     clients = [ClusterLimiter(namespace, limits, hold_s=30) for _ in range(2)]
