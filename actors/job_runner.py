@@ -1,12 +1,12 @@
 """Drives one job through its DAG: the loop inside a job actor, free of Ray so it is tested alone.
 
 All state changes pass through `_commit`: the scheduling step's decisions are applied in memory,
-stored as one checkpoint together with their events (the job's outbox), then their log entries are
-stored, their events published and their actions carried out. Events that are ready together are
-committed together (a group commit), so a chain of quick nodes costs one checkpoint per node, and the
-store is never behind an event a client has seen. A runner that dies after a checkpoint but before
-publishing its events leaves them in the outbox: the next run publishes them first, and the bus drops
-those the job's stream already has.
+stored as one checkpoint together with their events (the job's outbox) and log entries, then their
+events are published in one round trip to the bus and their actions carried out. Events that are ready
+together are committed together (a group commit), so a chain of quick nodes costs one checkpoint per
+node, and the store is never behind an event a client has seen. A runner that dies after a checkpoint
+but before publishing its events leaves them in the outbox: the next run publishes them first, and the
+bus drops those the job's stream already has.
 """
 
 from __future__ import annotations
@@ -125,9 +125,9 @@ class JobRunner:
 
     async def _publish_outbox(self) -> None:
         """Publish the last checkpoint's events again; the bus drops those already published."""
-        published = [
-            event for event in self.job.pending_events if await self.s.bus.publish(event) is not None
-        ]
+        pending = self.job.pending_events
+        ids = await self.s.bus.publish_many(pending)
+        published = [event for event, entry_id in zip(pending, ids, strict=True) if entry_id is not None]
         if published:
             logger.warning(
                 "job %s: published %d events (sequences %d-%d) that its last run stored but never published",
@@ -164,14 +164,14 @@ class JobRunner:
         job_changes.event_sequence = self.sequence + len(job_events)
         job_changes.pending_events = job_events
         redacted_nodes = [self._redacted(node) for node in changed.values()]
-        self.version = await self.s.store.checkpoint(self.job.id, self.version, job_changes, redacted_nodes)
+        self.version = await self.s.store.checkpoint(
+            self.job.id, self.version, job_changes, redacted_nodes, self._log_entries(job_events)
+        )
         self.sequence = job_changes.event_sequence
         for node in changed.values():
             if node.status in (NodeStatus.COMPLETED, NodeStatus.FAILED):
                 self._outputs[node.node_id] = node.output
-        await self.s.store.append_logs(self._log_entries(job_events))
-        for event in job_events:
-            await self.s.bus.publish(event)
+        await self.s.bus.publish_many(job_events)
         if self.state.status.is_terminal and not status_before.is_terminal:
             logger.info("job %s %s", self.job.id, self.state.status.value, extra={"job_id": self.job.id})
         for decision in decisions:

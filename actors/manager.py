@@ -14,6 +14,7 @@ import asyncio
 import logging
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from actors import ray_api
@@ -336,9 +337,7 @@ class JobManager:
             EventType.JOB_CANCELLED,
             {"status": "cancelled", "reason": "cancelled while pending"},
             nodes,
-        )
-        await self._require_store().append_logs(
-            [LogEntry(job_id=job.id, message="job: cancelled while pending")]
+            [LogEntry(job_id=job.id, message="job: cancelled while pending")],
         )
         return await self._require_store().get_job(job.id)
 
@@ -349,19 +348,20 @@ class JobManager:
         event_type: EventType,
         data: dict[str, Any],
         nodes: list[NodeCheckpoint] | None = None,
+        logs: Sequence[LogEntry] = (),
     ) -> None:
-        """End a job no actor is running: store the terminal state with its last event as the outbox,
-        then publish what the job's outbox still held (its actor may have died before publishing it;
-        the bus drops what its stream already has) and that last event."""
+        """End a job no actor is running: store the terminal state with its last event as the outbox
+        (and `logs`, with it), then publish, in one round trip, what the job's outbox still held (its
+        actor may have died before publishing it; the bus drops what its stream already has) and that
+        last event."""
         sequence = job.event_sequence + 1
         last = JobEvent(
             sequence=sequence, type=event_type, job_id=job.id, workflow_id=job.workflow_id, data=data
         )
         changes.event_sequence = sequence
         changes.pending_events = [last]
-        await self._require_store().checkpoint(job.id, job.version, changes, nodes or [])
-        for event in (*job.pending_events, last):
-            await self._require_bus().publish(event)
+        await self._require_store().checkpoint(job.id, job.version, changes, nodes or [], logs)
+        await self._require_bus().publish_many([*job.pending_events, last])
 
     async def _await_terminal(self, job_id: str, timeout_s: float = 10.0) -> JobRecord:
         store = self._require_store()

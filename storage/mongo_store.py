@@ -199,6 +199,22 @@ def _job(doc: dict[str, Any]) -> JobRecord:
     )
 
 
+def _log_docs(job_id: str, first_seq: int, entries: Sequence[LogEntry]) -> list[dict[str, Any]]:
+    """A job's log documents, numbered from `first_seq` (the first of the numbers reserved for them)."""
+    return [
+        {
+            "job_id": job_id,
+            "seq": first_seq + index,
+            "time": entry.time,
+            "level": str(entry.level),
+            "node_id": entry.node_id,
+            "message": entry.message,
+            "data_json": _json(entry.data),
+        }
+        for index, entry in enumerate(entries)
+    ]
+
+
 _CHANGE_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "status": ("status", str),
     "result": ("result_json", _json),
@@ -466,23 +482,36 @@ class MongoStore:
         expected_version: int,
         changes: JobChanges,
         nodes: Sequence[NodeCheckpoint] = (),
+        logs: Sequence[LogEntry] = (),
     ) -> int:
+        """The job's changes and nodes in one update, which also reserves the log entries' sequence
+        numbers (`log_count`); the entries are inserted right after it. Without multi-document
+        transactions a crash between the two loses that commit's log lines, but never mis-numbers them:
+        their numbers stay reserved, so later entries still sort after them."""
+        strays = sorted({entry.job_id for entry in logs} - {job_id})
+        if strays:
+            raise ValueError(
+                f"a checkpoint of job {job_id} cannot store log entries of job {', '.join(strays)}"
+            )
         fields: dict[str, Any] = {}
         for name, value in changes.as_updates().items():
             field, encode = _CHANGE_FIELDS[name]
             fields[field] = encode(value)
         for node in nodes:
             fields[f"nodes.{_checked_node_id(node.node_id)}"] = _node_doc(node)
-        update: dict[str, Any] = {"$inc": {"version": 1}}
+        update: dict[str, Any] = {"$inc": {"version": 1, "log_count": len(logs)}}
         if fields:
             update["$set"] = fields
         doc = await self._durable_jobs.find_one_and_update(
             {"_id": job_id, "version": expected_version},
             update,
-            projection={"version": True},
+            projection={"version": True, "log_count": True},
             return_document=ReturnDocument.AFTER,
         )
         if doc is not None:
+            if logs:
+                first_seq = doc["log_count"] - len(logs) + 1
+                await self._logs.insert_many(_log_docs(job_id, first_seq, logs), ordered=True)
             return doc["version"]
         stored = await self._jobs.find_one({"_id": job_id}, projection={"version": True})
         if stored is None:
@@ -508,22 +537,8 @@ class MongoStore:
             )
             if reserved is None:
                 raise NotFoundError(f"cannot append logs: job {job_id} not found")
-            first = reserved["log_count"] - len(job_entries) + 1
-            await self._logs.insert_many(
-                [
-                    {
-                        "job_id": job_id,
-                        "seq": first + index,
-                        "time": entry.time,
-                        "level": str(entry.level),
-                        "node_id": entry.node_id,
-                        "message": entry.message,
-                        "data_json": _json(entry.data),
-                    }
-                    for index, entry in enumerate(job_entries)
-                ],
-                ordered=True,
-            )
+            first_seq = reserved["log_count"] - len(job_entries) + 1
+            await self._logs.insert_many(_log_docs(job_id, first_seq, job_entries), ordered=True)
 
     @_unavailable_as_storage_error
     async def list_logs(self, job_id: str, offset: int = 0, limit: int = 100) -> Page[LogEntry]:

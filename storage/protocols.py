@@ -72,9 +72,16 @@ class Store(Protocol):
         expected_version: int,
         changes: JobChanges,
         nodes: Sequence[NodeCheckpoint] = (),
+        logs: Sequence[LogEntry] = (),
     ) -> int:
         """Atomically apply job changes and upsert node checkpoints when the stored version is
-        `expected_version`; return the new version. A lost race raises ConflictError."""
+        `expected_version`; return the new version. A lost race raises ConflictError and stores nothing.
+
+        `logs` (entries of this job only, else ValueError) are appended with the checkpoint, after the
+        job's earlier entries: in the same transaction where the store has them (SQLite), so both land or
+        neither; on MongoDB their sequence numbers are reserved in the checkpoint's own update and the
+        entries inserted right after, so a crash between the two can lose that commit's log lines but
+        never mis-number them (an insert that fails raises after the checkpoint has landed)."""
 
     # logs
     async def append_logs(self, entries: Sequence[LogEntry]) -> None: ...
@@ -105,6 +112,10 @@ class EventBus(Protocol):
         """Append to the job's and the workflow's streams; return the id in the job's stream. Idempotent
         for a job's sequenced events: one whose sequence (> 0) the job's stream already took is dropped
         and None returned, so an outbox may be published again after a crash."""
+
+    async def publish_many(self, events: Sequence[JobEvent]) -> list[str | None]:
+        """`publish` each event, in order, with the same result and dropping rule per event, in one round
+        trip to the bus; an empty sequence publishes nothing."""
 
     def subscribe(self, job_id: str, after: str | None = None) -> AsyncIterator[JobEvent]:
         """Replay the job's events after `after` (all when None), then follow live; ends after the

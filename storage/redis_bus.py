@@ -3,11 +3,12 @@
 Publishing appends the event, as JSON, to both streams in one Lua script, which also makes it idempotent:
 the script keeps the last sequence number each job's stream took (`wf:job-sequence:<id>`) and drops an
 event whose sequence is not after it, so a runner that publishes its outbox again after a crash, or a
-command retried after a dropped connection, adds nothing twice. The event that ends a job gives its
-stream and that key a time to live; the workflow's stream is capped instead. Subscribing replays the stream
-after an id from the pooled connection, then follows it live through a shared `_StreamHub`: ONE
-connection that runs one blocking XREAD over every stream any subscriber of this bus follows, and fans
-the entries out to the subscribers' inboxes. So 200 SSE clients cost one blocked connection, not 200,
+command retried after a dropped connection, adds nothing twice; `publish_many` sends the script calls
+of several events in one pipelined round trip. The event that ends a job gives its stream and that key a
+time to live; the workflow's stream is capped instead. Subscribing replays the stream after an id from
+the pooled connection, then follows it live through a shared `_StreamHub`: ONE connection that runs one
+blocking XREAD over every stream any subscriber of this bus follows, and fans the entries out to the
+subscribers' inboxes. So 200 SSE clients cost one blocked connection, not 200,
 and a blocking read never holds a connection that publishers need.
 
 Delivery is ordered per stream and at-least-once (exactly once for sequenced job events, which the
@@ -21,16 +22,17 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.errors import StorageUnavailableError
@@ -373,35 +375,72 @@ class RedisStreamBus:
         workflow's stream for a workflow-level event), or None when the job's stream already took this
         sequence number. Unsequenced events (sequence 0, such as llm_token) are never dropped, and a
         command retried after a dropped connection may append one of them twice."""
-        payload = event.model_dump_json(exclude={"id"})
         try:
             if event.job_id is None:
-                return str(
-                    await self._pool().xadd(
-                        workflow_stream(event.workflow_id),
-                        {EVENT_FIELD: payload},
-                        maxlen=self.workflow_stream_maxlen,
-                        approximate=True,
-                    )
-                )
-            entry_id = await self._publish_script()(
-                keys=[
-                    job_stream(event.job_id),
-                    job_sequence_key(event.job_id),
-                    workflow_stream(event.workflow_id),
-                ],
-                args=[
-                    payload,
-                    event.sequence,
-                    self.job_stream_maxlen,
-                    self.workflow_stream_maxlen,
-                    self.job_stream_ttl_s,
-                    int(event.ends_job),
-                ],
-            )
+                return str(await self._add_workflow_event(self._pool(), event))
+            keys, args = self._script_input(event.job_id, event)
+            entry_id = await self._publish_script()(keys=keys, args=args)
         except _UNAVAILABLE as error:
             raise _unavailable(self.host, self.port, error) from error
         return None if entry_id is None else str(entry_id)
+
+    async def publish_many(self, events: Sequence[JobEvent]) -> list[str | None]:
+        """`publish` each event, in order, in one pipelined round trip: one EVALSHA of the publishing
+        script per job event (each atomic on its own, so no MULTI). When the server lacks the script (it
+        restarted), the script is loaded and the events it refused, which changed nothing, run again.
+        A command error (such as WRONGTYPE) is raised once the whole batch has run, so unlike a loop of
+        `publish` calls the events after the failed one were still offered to the streams."""
+        if not events:
+            return []
+        script = self._publish_script()
+        try:
+            replies = await self._pipelined(script.sha, events)
+            refused = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if refused:
+                script.sha = await self._pool().script_load(script.script)
+                retried = await self._pipelined(script.sha, [events[index] for index in refused])
+                for index, reply in zip(refused, retried, strict=True):
+                    replies[index] = reply
+        except _UNAVAILABLE as error:
+            raise _unavailable(self.host, self.port, error) from error
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [None if reply is None else str(reply) for reply in replies]
+
+    async def _pipelined(self, script_sha: str, events: Sequence[JobEvent]) -> list[Any]:
+        """One pipeline of the events' commands; a command's error is returned in its place."""
+        async with self._pool().pipeline(transaction=False) as pipe:
+            for event in events:
+                if event.job_id is None:
+                    self._add_workflow_event(pipe, event)
+                else:
+                    keys, args = self._script_input(event.job_id, event)
+                    pipe.evalsha(script_sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
+
+    def _add_workflow_event(self, client: aioredis.Redis | Pipeline, event: JobEvent) -> Any:
+        """XADD a workflow-level event (no job, so no sequence to check): a coroutine on a client, queued
+        on a pipeline."""
+        return client.xadd(
+            workflow_stream(event.workflow_id),
+            {EVENT_FIELD: event.model_dump_json(exclude={"id"})},
+            maxlen=self.workflow_stream_maxlen,
+            approximate=True,
+        )
+
+    def _script_input(self, job_id: str, event: JobEvent) -> tuple[list[str], list[Any]]:
+        """The publishing script's keys and arguments for an event of job `job_id`."""
+        keys = [job_stream(job_id), job_sequence_key(job_id), workflow_stream(event.workflow_id)]
+        args = [
+            event.model_dump_json(exclude={"id"}),
+            event.sequence,
+            self.job_stream_maxlen,
+            self.workflow_stream_maxlen,
+            self.job_stream_ttl_s,
+            int(event.ends_job),
+        ]
+        return keys, args
 
     def subscribe(self, job_id: str, after: str | None = None) -> AsyncIterator[JobEvent]:
         return self._follow(job_stream(job_id), parse_after(after), stop_at_job_end=True)

@@ -249,6 +249,13 @@ _UPSERT_NODE = """
 """
 
 
+_INSERT_LOGS = "INSERT INTO logs (job_id, time, level, node_id, message, data) VALUES (?,?,?,?,?,?)"
+
+
+def _log_rows(entries: Sequence[LogEntry]) -> list[tuple[Any, ...]]:
+    return [(e.job_id, _to_ms(e.time), str(e.level), e.node_id, e.message, _json(e.data)) for e in entries]
+
+
 def _status_list(status: JobStatus | Sequence[JobStatus] | None) -> list[str] | None:
     if status is None:
         return None
@@ -605,13 +612,21 @@ class SqliteStore:
         expected_version: int,
         changes: JobChanges,
         nodes: Sequence[NodeCheckpoint] = (),
+        logs: Sequence[LogEntry] = (),
     ) -> int:
+        """One transaction: the job's changes, its nodes and its log entries land together or not at all."""
+        strays = sorted({entry.job_id for entry in logs} - {job_id})
+        if strays:
+            raise ValueError(
+                f"a checkpoint of job {job_id} cannot store log entries of job {', '.join(strays)}"
+            )
         updates = changes.as_updates()
         assignments = "".join(f"{column} = ?, " for column in updates)
         update_sql = f"UPDATE jobs SET {assignments}version = version + 1 WHERE id = ? AND version = ?"
         params = [_CHANGE_ENCODERS[column](value) for column, value in updates.items()]
         params += [job_id, expected_version]
         node_rows = [_node_row(job_id, node) for node in nodes]
+        log_rows = _log_rows(logs)
 
         def work(conn: sqlite3.Connection) -> int:
             if conn.execute(update_sql, params).rowcount == 0:
@@ -624,6 +639,8 @@ class SqliteStore:
                 )
             if node_rows:
                 conn.executemany(_UPSERT_NODE, node_rows)
+            if log_rows:
+                conn.executemany(_INSERT_LOGS, log_rows)
             return expected_version + 1
 
         return await self._write(work)
@@ -633,9 +650,7 @@ class SqliteStore:
     async def append_logs(self, entries: Sequence[LogEntry]) -> None:
         if not entries:
             return
-        rows = [
-            (e.job_id, _to_ms(e.time), str(e.level), e.node_id, e.message, _json(e.data)) for e in entries
-        ]
+        rows = _log_rows(entries)
         job_ids = sorted({e.job_id for e in entries})
 
         def work(conn: sqlite3.Connection) -> None:
@@ -644,9 +659,7 @@ class SqliteStore:
             missing = [job_id for job_id in job_ids if job_id not in known]
             if missing:
                 raise NotFoundError(f"cannot append logs: job {', '.join(missing)} not found")
-            conn.executemany(
-                "INSERT INTO logs (job_id, time, level, node_id, message, data) VALUES (?,?,?,?,?,?)", rows
-            )
+            conn.executemany(_INSERT_LOGS, rows)
 
         await self._write(work)
 

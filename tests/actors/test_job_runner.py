@@ -275,21 +275,24 @@ class ActorDied(Exception):
 
 
 class RealRedisBusThatDiesOnce:
-    """The real Redis bus, except that its first publish of the chosen event raises ActorDied, as if the
-    process died just then: after the store's checkpoint (checked), before the stream has the event."""
+    """The real Redis bus, except that its first publish of a batch holding the chosen event publishes the
+    events before it and then raises ActorDied, as if the process died with its pipeline half sent: after
+    the store's checkpoint (checked), before the stream has the event."""
 
     def __init__(self, bus: EventBus, store: Store, event_type: EventType, node_id: str | None) -> None:
         self.bus, self.store = bus, store
         self.target = (event_type, node_id)
         self.lost: JobEvent | None = None
 
-    async def publish(self, event: JobEvent) -> str | None:
-        if self.lost is None and (event.type, event.node_id) == self.target:
-            self.lost = event
-            stored = await self.store.get_job(event.job_id or "")
-            assert stored.event_sequence >= event.sequence, "the checkpoint came first"
-            raise ActorDied(f"died publishing event {event.sequence}")
-        return await self.bus.publish(event)
+    async def publish_many(self, events: list[JobEvent]) -> list[str | None]:
+        at = next((i for i, e in enumerate(events) if (e.type, e.node_id) == self.target), None)
+        if self.lost is None and at is not None:
+            self.lost = events[at]
+            stored = await self.store.get_job(self.lost.job_id or "")
+            assert stored.event_sequence >= self.lost.sequence, "the checkpoint came first"
+            await self.bus.publish_many(events[:at])
+            raise ActorDied(f"died publishing event {self.lost.sequence}")
+        return await self.bus.publish_many(events)
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,80 @@ async def test_a_job_event_published_again_is_dropped_from_both_streams(
     assert in_workflow == [1, 2, 3, 0, 0, 2]
 
 
+async def test_publish_many_publishes_in_order_and_drops_the_sequences_already_taken(
+    event_bus: RedisStreamBus, redis_server
+):
+    first = await event_bus.publish(event(1))
+    token = event(0, kind=EventType.LLM_TOKEN)
+    workflow_level = JobEvent(sequence=0, type="workflow_updated", workflow_id=WORKFLOW, data={"v": 2})
+    batch = [
+        event(1),
+        event(2),
+        token,
+        event(3),
+        workflow_level,
+        event(3),
+        event(4, kind=EventType.JOB_COMPLETED),
+    ]
+    ids = await event_bus.publish_many(batch)
+
+    assert len(ids) == len(batch) and ids[0] is None and ids[5] is None, "sequences 1 and 3 were taken"
+    in_job = [first, ids[1], ids[2], ids[3], ids[6]]
+    assert [_order(i) for i in in_job] == sorted(_order(i) for i in in_job) and len(set(in_job)) == 5
+    received = await drain(event_bus.subscribe(JOB))
+    assert [(e.sequence, e.type) for e in received] == [
+        (1, EventType.NODE_COMPLETED),
+        (2, EventType.NODE_COMPLETED),
+        (0, EventType.LLM_TOKEN),
+        (3, EventType.NODE_COMPLETED),
+        (4, EventType.JOB_COMPLETED),
+    ]
+    assert [e.id for e in received] == in_job, "the ids are those of the job's stream"
+    assert received[1].data == {"n": 2, "text": "héllo"}
+    in_workflow = await take(event_bus.subscribe_workflow(WORKFLOW), 6)
+    assert [(e.job_id, e.sequence) for e in in_workflow] == [
+        (JOB, 1),
+        (JOB, 2),
+        (JOB, 0),
+        (JOB, 3),
+        (None, 0),
+        (JOB, 4),
+    ]
+    assert in_workflow[4].id == ids[4] and in_workflow[4].data == {"v": 2}
+    assert await event_bus.publish_many([event(4), event(2)]) == [None, None], "published again: dropped"
+    assert await event_bus.publish_many([]) == []
+    with redis.Redis(port=redis_server.port) as raw:
+        assert raw.xlen(f"wf:job:{JOB}") == 5 and raw.xlen(f"wf:workflow:{WORKFLOW}") == 6
+        assert raw.ttl(f"wf:job:{JOB}") > 0, "the event that ends the job gave its stream a time to live"
+
+
+async def test_publish_many_is_one_script_call_per_event_and_reloads_a_script_the_server_lost(
+    event_bus: RedisStreamBus, redis_server
+):
+    with redis.Redis(port=redis_server.port, decode_responses=True) as raw:
+        await event_bus.publish_many([event(1)])
+        raw.config_resetstat()
+        assert len(await event_bus.publish_many([event(i) for i in range(2, 7)])) == 5
+        calls = {name: stats["calls"] for name, stats in raw.info("commandstats").items()}
+        assert calls["cmdstat_evalsha"] == 5 and "cmdstat_script" not in calls, calls
+
+        raw.script_flush()
+        ids = await event_bus.publish_many([event(6), event(7), event(8)])
+        assert ids[0] is None and None not in ids[1:]
+        assert await event_bus.publish(event(9)) is not None
+    assert sequences(await take(event_bus.subscribe(JOB), 9)) == list(range(1, 10))
+
+
+async def test_publish_many_raises_a_command_error_as_publish_does(event_bus: RedisStreamBus, redis_server):
+    with redis.Redis(port=redis_server.port) as raw:
+        raw.set(f"wf:job:{JOB}", "not a stream")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        await event_bus.publish(event(1, job_id=JOB))
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        await event_bus.publish_many([event(1, job_id="job-2"), event(2, job_id=JOB)])
+    assert sequences(await take(event_bus.subscribe("job-2"), 1)) == [1], "the batch's other events landed"
+
+
 async def test_a_finished_jobs_stream_expires_and_a_running_jobs_stream_does_not(redis_server):
     bus = RedisStreamBus(redis_server.host, redis_server.port, job_stream_ttl_s=3600)
     await bus.start()
@@ -349,6 +423,8 @@ async def test_publish_and_start_fail_with_storage_unavailable_when_redis_is_dow
     with pytest.raises(StorageUnavailableError) as failure:
         await bus.publish(event(1))
     assert failure.value.retryable and str(redis_server.port) in str(failure.value)
+    with pytest.raises(StorageUnavailableError, match=str(redis_server.port)):
+        await bus.publish_many([event(1), event(2)])
     assert await bus.ping() is False
     with pytest.raises(StorageUnavailableError):
         await drain(bus.subscribe(JOB))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from mongomock_motor import AsyncMongoMockClient
+from pymongo.errors import ConnectionFailure
 
 from engine.errors import ConflictError, InvalidWorkflowError, NotFoundError, StorageUnavailableError
 from engine.models import NodeSpec, WorkflowDefinition
@@ -371,6 +372,60 @@ async def test_logs_of_an_unknown_job_are_refused(store):
     assert (await store.list_logs("ghost")).total == 0
 
 
+def entries(job_id: str, *messages: str) -> list[LogEntry]:
+    return [LogEntry(job_id=job_id, time=at(i), message=m, data={"i": i}) for i, m in enumerate(messages)]
+
+
+async def test_checkpoint_with_logs_stores_both_and_its_logs_follow_earlier_ones(store):
+    await store.create_job(job("job-1"))
+    await store.create_job(job("job-2"))
+    await store.append_logs(entries("job-1", "appended"))
+    running = node("ask", status=NodeStatus.RUNNING, attempts=1)
+    first = entries("job-1", "job: started", "node ask: started")
+    assert await store.checkpoint("job-1", 0, JobChanges(status=JobStatus.RUNNING), [running], first) == 1
+    await store.append_logs(entries("job-2", "elsewhere") + entries("job-1", "node ask: a line of its own"))
+    done = entries("job-1", "node ask: completed", "job: completed")
+    assert await store.checkpoint("job-1", 1, JobChanges(status=JobStatus.COMPLETED), logs=done) == 2
+    assert await store.checkpoint("job-1", 2, JobChanges(actor_name="a"), logs=()) == 3, "no logs: none added"
+
+    stored = await store.get_job("job-1")
+    assert (stored.version, stored.status, stored.nodes) == (3, JobStatus.COMPLETED, {"ask": running})
+    logs = await store.list_logs("job-1")
+    assert [e.message for e in logs.items] == [
+        "appended",
+        "job: started",
+        "node ask: started",
+        "node ask: a line of its own",
+        "node ask: completed",
+        "job: completed",
+    ]
+    assert logs.items[1:3] == first and logs.items[4:] == done, "entries round-trip exactly"
+    assert [e.message for e in (await store.list_logs("job-2")).items] == ["elsewhere"]
+
+
+async def test_a_checkpoint_that_loses_the_race_stores_none_of_its_logs(store):
+    await store.create_job(job("job-1"))
+    await store.checkpoint("job-1", 0, JobChanges(status=JobStatus.RUNNING), logs=entries("job-1", "won"))
+    with pytest.raises(ConflictError, match="expected version 0, but the stored version is 1"):
+        await store.checkpoint("job-1", 0, JobChanges(status=JobStatus.FAILED), logs=entries("job-1", "lost"))
+    with pytest.raises(NotFoundError, match="ghost"):
+        await store.checkpoint("ghost", 0, JobChanges(), logs=entries("ghost", "nobody"))
+    assert [e.message for e in (await store.list_logs("job-1")).items] == ["won"]
+    assert (await store.list_logs("ghost")).total == 0
+    await store.append_logs(entries("job-1", "later"))
+    assert [e.message for e in (await store.list_logs("job-1")).items] == ["won", "later"]
+
+
+async def test_a_checkpoint_refuses_log_entries_of_another_job_and_stores_nothing(store):
+    await store.create_job(job("job-1"))
+    await store.create_job(job("job-2"))
+    stray = entries("job-1", "mine") + entries("job-2", "theirs")
+    with pytest.raises(ValueError, match="checkpoint of job job-1 cannot store log entries of job job-2"):
+        await store.checkpoint("job-1", 0, JobChanges(status=JobStatus.RUNNING), logs=stray)
+    assert (await store.get_job("job-1")).version == 0
+    assert (await store.list_logs("job-1")).total == (await store.list_logs("job-2")).total == 0
+
+
 # analytics
 
 
@@ -527,6 +582,34 @@ async def test_mongo_job_documents_written_before_the_outbox_read_as_an_empty_on
     await mock_store.close()
 
 
+async def test_mongo_lost_log_lines_keep_their_numbers_with_a_failing_insert_on_mongomock_motor(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Stands for a crash between the checkpoint's update and its log insert: the lines are lost, and the
+    numbers they reserved stay taken, so later lines still sort after the ones stored before."""
+    mock_store = MongoStore(AsyncMongoMockClient(tz_aware=True), "gap")
+    await mock_store.start()
+    await mock_store.create_job(job("job-1"))
+    await mock_store.append_logs(entries("job-1", "before"))
+
+    async def connection_lost(*args, **kwargs):
+        raise ConnectionFailure("connection lost while inserting the log entries")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mock_store._logs, "insert_many", connection_lost)
+        with pytest.raises(StorageUnavailableError, match="connection lost"):
+            await mock_store.checkpoint(
+                "job-1", 0, JobChanges(status=JobStatus.RUNNING), logs=entries("job-1", "x", "y")
+            )
+    assert (await mock_store.get_job("job-1")).status is JobStatus.RUNNING
+    await mock_store.checkpoint("job-1", 1, JobChanges(), logs=entries("job-1", "after"))
+    await mock_store.append_logs(entries("job-1", "last"))
+    seqs = [doc["seq"] async for doc in mock_store._logs.find({"job_id": "job-1"}).sort("seq")]
+    assert seqs == [1, 4, 5], "the lost lines' numbers 2 and 3 stay reserved"
+    assert [e.message for e in (await mock_store.list_logs("job-1")).items] == ["before", "after", "last"]
+    await mock_store.close()
+
+
 # SQLite specifics
 
 
@@ -637,6 +720,23 @@ async def test_sqlite_checkpoints_are_stored_as_json(tmp_path, open_sqlite):
         stored_input, stored_result = raw.execute("SELECT input, result FROM jobs").fetchone()
     assert json.loads(stored_node) == json.loads(checkpoint.model_dump_json())
     assert (json.loads(stored_input), json.loads(stored_result)) == ({"q": "why"}, {"ok": True})
+
+
+async def test_sqlite_a_checkpoint_whose_log_lines_cannot_be_stored_stores_nothing(tmp_path, open_sqlite):
+    path = tmp_path / "workflow.db"
+    store = await open_sqlite(path)
+    await store.create_job(job("job-1"))
+    with sqlite3.connect(path) as raw:
+        raw.execute(
+            "CREATE TRIGGER refuse_logs BEFORE INSERT ON logs BEGIN SELECT RAISE(ABORT, 'no logs'); END"
+        )
+    with pytest.raises(sqlite3.IntegrityError, match="no logs"):
+        await store.checkpoint(
+            "job-1", 0, JobChanges(status=JobStatus.RUNNING), [node("ask")], entries("job-1", "started")
+        )
+    stored = await store.get_job("job-1")
+    assert (stored.version, stored.status, stored.nodes) == (0, JobStatus.PENDING, {}), "rolled back"
+    assert await store.checkpoint("job-1", 0, JobChanges(status=JobStatus.RUNNING)) == 1, "without logs"
 
 
 async def test_sqlite_write_waits_out_a_lock_held_by_another_connection(tmp_path, open_sqlite):
