@@ -12,7 +12,9 @@ from typing import Any
 
 import psutil
 
+from actors import ray_api
 from actors.bootstrap import ServiceRuntime, start_service_runtime
+from bench.bare_worker import BareActor
 from config.settings import Settings
 from engine.models import WorkflowDefinition
 from nodes.settings import NodeSettings
@@ -53,6 +55,16 @@ SMALL_LLM_JOB: dict[str, Any] = {
     ],
 }
 """The small durable job of jobs500, jobs-reuse and jobs100-dedicated: start -> transform -> llm -> end."""
+
+
+async def bare_worker_rss(namespace: str) -> int:
+    """The RSS of a Ray actor process that imports nothing of the service: Ray's own cost of a worker."""
+    handle = ray_api.start_actor(BareActor, name=None, namespace=namespace, detached=False, max_restarts=0)
+    try:
+        pid = await ray_api.result(ray_api.call(handle, "pid"))
+        return int(psutil.Process(pid).memory_info().rss)
+    finally:
+        ray_api.kill(handle)
 
 
 async def warm_pool_ready(runtime: ServiceRuntime, timeout_s: float = 60.0) -> None:
@@ -171,6 +183,7 @@ class CpuMeter:
         return sum(self.by_kind().values())
 
 
+JOB_ACTOR = "ray::JobActor"
 RAY_OWN = ("ray system", "ray::IDLE")
 """Ray's own processes: its daemons and agents, and the idle workers it keeps started."""
 
@@ -178,8 +191,11 @@ RAY_OWN = ("ray system", "ray::IDLE")
 class RssSampler:
     """Peak summed RSS of a process tree (the gateway and what it started: Ray, actors, Redis), less
     the LLM test server, which stands in for a provider and is no part of the service; the same
-    without Ray's own processes (`service_peak`, `service_baseline`); and each kind of process's own
-    growth (its peak less its baseline), to say where the memory went."""
+    without Ray's own processes (`service_peak`, `service_baseline`); each kind of process's own
+    growth (its peak less its baseline), to say where the memory went; and `peak_beyond_workers`, the
+    service's peak less, for each job actor process beyond those at the start (the warm pool's
+    replacement for the actor a job took), the size of a bare Ray worker: Ray's own cost of a process,
+    while what the service's modules and the job add to it count."""
 
     def __init__(self, root_pid: int, root_name: str = "service driver") -> None:
         self.root = psutil.Process(root_pid)
@@ -190,35 +206,47 @@ class RssSampler:
         self.service_baseline = 0
         self._kind_baseline: dict[str, int] = {}
         self._kind_peak: dict[str, int] = {}
+        self._job_actors_at_start = 0
+        self._service_and_extra_actors: list[tuple[int, int]] = []
         self._task: asyncio.Task[None] | None = None
 
-    def by_kind(self) -> dict[str, int]:
-        rss: dict[str, int] = {}
+    def by_pid(self) -> dict[int, tuple[str, int]]:
+        sizes: dict[int, tuple[str, int]] = {}
         for process in [self.root, *self.root.children(recursive=True)]:
             try:
                 kind = process_kind(process, {self.root.pid: self.root_name}, root=-1)
                 if kind != "llm test server":
-                    rss[kind] = rss.get(kind, 0) + process.memory_info().rss
+                    sizes[process.pid] = (kind, process.memory_info().rss)
             except psutil.Error:
                 continue
-        return rss
+        return sizes
 
-    def _record(self, rss: dict[str, int]) -> None:
+    def _record(self, sizes: dict[int, tuple[str, int]]) -> None:
+        rss = _by_kind(sizes)
         self.peak = max(self.peak, sum(rss.values()))
         self.service_peak = max(self.service_peak, _beyond_ray(rss))
         for kind, size in rss.items():
             self._kind_peak[kind] = max(self._kind_peak.get(kind, 0), size)
+        extra_actors = max(
+            0, sum(1 for kind, _ in sizes.values() if kind == JOB_ACTOR) - self._job_actors_at_start
+        )
+        self._service_and_extra_actors.append((_beyond_ray(rss), extra_actors))
+
+    def peak_beyond_workers(self, ray_worker: int) -> int:
+        return max(service - extra * ray_worker for service, extra in self._service_and_extra_actors)
 
     async def _sample(self) -> None:
         while True:
-            self._record(await asyncio.to_thread(self.by_kind))
+            self._record(await asyncio.to_thread(self.by_pid))
             await asyncio.sleep(0.2)
 
     def start(self) -> None:
-        self._kind_baseline = self.by_kind()
+        sizes = self.by_pid()
+        self._job_actors_at_start = sum(1 for kind, _ in sizes.values() if kind == JOB_ACTOR)
+        self._kind_baseline = _by_kind(sizes)
         self.baseline = sum(self._kind_baseline.values())
         self.service_baseline = _beyond_ray(self._kind_baseline)
-        self._record(self._kind_baseline)
+        self._record(sizes)
         self._task = asyncio.ensure_future(self._sample())
 
     def growth_mb(self) -> dict[str, float]:
@@ -232,6 +260,13 @@ class RssSampler:
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+
+
+def _by_kind(sizes: dict[int, tuple[str, int]]) -> dict[str, int]:
+    rss: dict[str, int] = {}
+    for kind, size in sizes.values():
+        rss[kind] = rss.get(kind, 0) + size
+    return rss
 
 
 def _beyond_ray(rss: dict[str, int]) -> int:
