@@ -739,6 +739,30 @@ async def test_sqlite_a_checkpoint_whose_log_lines_cannot_be_stored_stores_nothi
     assert await store.checkpoint("job-1", 0, JobChanges(status=JobStatus.RUNNING)) == 1, "without logs"
 
 
+async def test_sqlite_write_waiting_for_a_lock_leaves_the_event_loop_free(tmp_path, open_sqlite):
+    """Writes run on the loop's thread: one waiting for another process's lock must back off with
+    asyncio.sleep, never wait inside SQLite, or every coroutine of the process would stall with it."""
+    path = tmp_path / "workflow.db"
+    store = await open_sqlite(path)
+    await store.create_job(job("job-1"))
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        waiting = asyncio.create_task(store.checkpoint("job-1", 0, JobChanges(event_sequence=1)))
+        loop = asyncio.get_running_loop()
+        longest_stall = 0.0
+        for _ in range(20):
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            longest_stall = max(longest_stall, loop.time() - before - 0.01)
+        assert not waiting.done()
+        assert longest_stall < 0.2, f"the loop stalled {longest_stall:.3f} s while a write waited"
+        holder.execute("COMMIT")
+        assert await waiting == 1
+    finally:
+        holder.close()
+
+
 async def test_sqlite_write_waits_out_a_lock_held_by_another_connection(tmp_path, open_sqlite):
     path = tmp_path / "workflow.db"
     await (await open_sqlite(path)).create_job(job("job-1"))
