@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench import chain, fanout, jobs, recovery, rest
 
 WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
@@ -21,6 +23,19 @@ WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "rest": rest.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+SETTLED_CPU_PERCENT = 15.0
+SETTLE_LIMIT_S = 60.0
+
+
+async def settle() -> float:
+    """Wait until the machine is nearly idle (the previous workload's Ray instance takes seconds to wind
+    down), at most SETTLE_LIMIT_S; return the CPU use seen last, in percent of the whole machine."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETTLE_LIMIT_S
+    while True:
+        busy = await asyncio.to_thread(psutil.cpu_percent, 1.0)
+        if busy <= SETTLED_CPU_PERCENT or loop.time() > deadline:
+            return float(busy)
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -38,6 +53,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 async def main(names: list[str]) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     for name in names:
+        busy = await settle()
+        print(f"{name}: starting with the machine {busy:.0f}% busy", flush=True)
         outcome = await WORKLOADS[name]()
         produced = outcome if all(isinstance(v, dict) for v in outcome.values()) else {name: outcome}
         for produced_name, figures in produced.items():

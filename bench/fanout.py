@@ -24,7 +24,7 @@ from nodes.settings import NodeSettings
 
 CALLS, IN_FLIGHT, LATENCY_S = 1000, 200, 0.2
 TARGET_RATIO = 1.15
-RUNS = 5
+RUNS = 9
 """Rounds measured after one warm-up round; each round runs the floor, then the job, so both meet the
 same state of this shared machine, and the ratio is of the two medians."""
 
