@@ -3,6 +3,11 @@
 A job is watched by the gateway that took its execute request, once: a repeated request with the same
 Idempotency-Key returns a job that is already watched (or already running or finished) and is not
 counted again. Jobs that outlive this gateway's process are not counted by the next one.
+
+The watched jobs are read from the store together, every `poll_s`, rather than each followed on the
+event bus: a subscription per job cost the gateway two Redis stream interruptions and the parsing of
+all ten events of a small job, for two facts per job (started, finished), about 0.7 ms of CPU per job
+in the jobs500 benchmark. Metrics lag the jobs by up to `poll_s`, well inside a scrape interval.
 """
 
 from __future__ import annotations
@@ -10,50 +15,81 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 
 from engine.errors import NotFoundError
-from engine.records import EventType, JobRecord, JobStatus
+from engine.models import WorkflowDefinition
+from engine.records import JobRecord, JobStatus
 from gateway.metrics import ServiceMetrics
-from gateway.streams import follow_job
-from storage.protocols import EventBus, Store
+from storage.protocols import Store
 
 logger = logging.getLogger(__name__)
 
+POLL_S = 1.0
+CACHED_DEFINITIONS = 256
+
 
 class JobWatcher:
-    def __init__(self, store: Store, bus: EventBus, metrics: ServiceMetrics, idle_s: float) -> None:
+    def __init__(self, store: Store, metrics: ServiceMetrics, poll_s: float = POLL_S) -> None:
         self._store = store
-        self._bus = bus
         self._metrics = metrics
-        self._idle_s = idle_s
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._poll_s = poll_s
+        self._started: dict[str, bool] = {}
+        """Watched job ids, and whether their start was counted."""
+        self._definitions: OrderedDict[tuple[str, int], WorkflowDefinition | None] = OrderedDict()
+        self._poller: asyncio.Task[None] | None = None
 
     def watch(self, job: JobRecord) -> None:
         """Follow a job just submitted; one that is no longer pending was submitted before."""
-        if job.id in self._tasks or job.status is not JobStatus.PENDING:
+        if job.id in self._started or job.status is not JobStatus.PENDING:
             return
-        task = asyncio.get_running_loop().create_task(self._follow(job), name=f"watch-job:{job.id}")
-        self._tasks[job.id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(job.id, None))
+        self._started[job.id] = False
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll_while_watching())
 
-    async def _follow(self, job: JobRecord) -> None:
-        try:
-            async for event in follow_job(self._bus, self._store, job.id, None, self._idle_s):
-                if event is not None and event.type == EventType.JOB_STARTED:
-                    self._metrics.job_started(job.workflow_id)
-            final = await self._store.get_job(job.id)
+    async def _poll_while_watching(self) -> None:
+        while self._started:
+            await asyncio.sleep(self._poll_s)
             try:
-                workflow = await self._store.get_workflow(final.workflow_id, final.workflow_version)
-            except NotFoundError:
-                workflow = None
-            self._metrics.job_finished(final, workflow.definition if workflow else None)
-        except Exception:
-            logger.exception("stopped following job %s for metrics", job.id)
+                await self.poll()
+            except Exception:
+                logger.exception("could not read the watched jobs for metrics")
+
+    async def poll(self) -> None:
+        """Count what happened to the watched jobs since the last poll."""
+        watched = list(self._started)
+        found = {job.id: job for job in await self._store.get_jobs(watched)}
+        for job_id in watched:
+            job = found.get(job_id)
+            if job is None:
+                self._started.pop(job_id, None)
+                continue
+            if not self._started[job_id] and job.started_at is not None:
+                self._metrics.job_started(job.workflow_id)
+                self._started[job_id] = True
+            if job.status.is_terminal:
+                self._metrics.job_finished(job, await self._definition(job))
+                del self._started[job_id]
+
+    async def _definition(self, job: JobRecord) -> WorkflowDefinition | None:
+        """The definition the job ran (a version never changes, so it is cached); None if deleted."""
+        key = (job.workflow_id, job.workflow_version)
+        if key in self._definitions:
+            self._definitions.move_to_end(key)
+            return self._definitions[key]
+        try:
+            definition: WorkflowDefinition | None = (
+                await self._store.get_workflow(job.workflow_id, job.workflow_version)
+            ).definition
+        except NotFoundError:
+            definition = None
+        self._definitions[key] = definition
+        if len(self._definitions) > CACHED_DEFINITIONS:
+            self._definitions.popitem(last=False)
+        return definition
 
     async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        if self._poller is not None:
+            self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await self._poller

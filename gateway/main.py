@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         if configure_logs:
             configure_logging(settings.log_level, settings.log_format, settings.log_file)
         runtime = await start_service_runtime(settings)
-        watcher = JobWatcher(runtime.store, runtime.bus, metrics, settings.event_keepalive_s)
+        watcher = JobWatcher(runtime.store, metrics)
         app.state.runtime = runtime
         app.state.registry = runtime.runtime.registry()
         app.state.watcher = watcher

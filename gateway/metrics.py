@@ -1,9 +1,10 @@
 """Prometheus metrics of one gateway, kept in the app's own registry.
 
 - Jobs started / finished (by workflow, and final status), job and node durations, LLM requests and
-  tokens by model: fed by the JobWatcher from the jobs this gateway started. A job counts as started at
-  its `job_started` event; when it ends, its stored record gives the durations and the token usage of
-  each node, and the job's workflow version the model (see `llm_calls`).
+  tokens by model: fed by the JobWatcher from the jobs this gateway started, read from the store about
+  once a second. A job counts as started once its record has a start time; when it ends, its record
+  gives the durations and the token usage of each node, and the job's workflow version the model (see
+  `llm_calls`).
 - Active and pending jobs: gauges set from the job manager's counts when /metrics is scraped.
 - HTTP requests by method, route template (not the raw path, so ids do not explode the label set) and
   status: a pure ASGI middleware, which leaves streaming responses alone.

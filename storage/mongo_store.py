@@ -454,6 +454,13 @@ class MongoStore:
         return _job(doc)
 
     @_unavailable_as_storage_error
+    async def get_jobs(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        wanted = list(dict.fromkeys(job_ids))
+        if not wanted:
+            return []
+        return [_job(doc) async for doc in self._jobs.find({"_id": {"$in": wanted}})]
+
+    @_unavailable_as_storage_error
     async def list_jobs(
         self,
         owner: str | None = None,

@@ -56,6 +56,9 @@ class Store(Protocol):
 
     async def get_job(self, job_id: str) -> JobRecord: ...
 
+    async def get_jobs(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        """The jobs of these ids that exist, in no particular order; unknown ids are left out."""
+
     async def list_jobs(
         self,
         owner: str | None = None,

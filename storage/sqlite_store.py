@@ -140,6 +140,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+MAX_IDS_PER_QUERY = 500
+"""Ids per `IN (...)` list: SQLite allows 999 parameters in older builds."""
 LOCKED_FIRST_WAIT_S = 0.001
 LOCKED_LONGEST_WAIT_S = 0.05
 """How a write on the loop backs off while another connection holds the lock: doubling from the first."""
@@ -575,6 +577,23 @@ class SqliteStore:
         if row is None:
             raise NotFoundError(f"job {job_id} not found")
         return self._load_jobs(conn, [row])[0]
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        wanted = list(dict.fromkeys(job_ids))
+        if not wanted:
+            return []
+
+        def work(conn: sqlite3.Connection) -> list[JobRecord]:
+            found: list[JobRecord] = []
+            for start in range(0, len(wanted), MAX_IDS_PER_QUERY):
+                chunk = wanted[start : start + MAX_IDS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id IN ({marks})"
+                rows = conn.execute(query, chunk).fetchall()
+                found.extend(self._load_jobs(conn, rows))
+            return found
+
+        return await self._read(work)
 
     async def create_job(self, job: JobRecord) -> JobRecord:
         values = (

@@ -172,6 +172,18 @@ async def test_create_and_get_job_round_trips(store):
         await store.get_job("missing-job")
 
 
+async def test_get_jobs_returns_the_known_ones_with_their_nodes(store):
+    await store.create_job(job("a"))
+    await store.create_job(job("b"))
+    await store.checkpoint("a", 0, JobChanges(status=JobStatus.RUNNING), [node("n1")])
+    found = await store.get_jobs(["a", "missing", "b", "a"])
+    assert sorted(j.id for j in found) == ["a", "b"]
+    assert list({j.id: j for j in found}["a"].nodes) == ["n1"]
+    assert await store.get_jobs([]) == []
+    many = [f"absent-{i}" for i in range(1200)] + ["b"]
+    assert [j.id for j in await store.get_jobs(many)] == ["b"], "more ids than one IN list takes"
+
+
 async def test_idempotency_key_returns_the_existing_job(store):
     first = await store.create_job(job("job-1", idempotency_key="same"))
     again = await store.create_job(job("job-2", idempotency_key="same", input={"other": True}))
