@@ -75,15 +75,19 @@ _PUBLISH_JOB_EVENT = f"""
 -- KEYS: the job's stream, its last-sequence key, the workflow's stream
 -- ARGV: payload, sequence (0: unsequenced, never dropped), job and workflow stream caps,
 --       time to live in seconds (0: none), whether the event ends the job ('1' or '0')
+-- The sequence is taken only after both appends: a script stopped by a failing command keeps what it
+-- did before, and a sequence taken first would make a publish that failed drop its event when it is
+-- published again. This way a failed publish may leave the event once in the job's stream, and
+-- publishing it again appends it a second time: at least once, never lost.
 local sequence = tonumber(ARGV[2])
-if sequence > 0 then
-    if sequence <= tonumber(redis.call('GET', KEYS[2]) or '0') then
-        return false
-    end
-    redis.call('SET', KEYS[2], sequence)
+if sequence > 0 and sequence <= tonumber(redis.call('GET', KEYS[2]) or '0') then
+    return false
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', {EVENT_FIELD!r}, ARGV[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', {EVENT_FIELD!r}, ARGV[1])
+if sequence > 0 then
+    redis.call('SET', KEYS[2], sequence)
+end
 if ARGV[6] == '1' and tonumber(ARGV[5]) > 0 then
     redis.call('EXPIRE', KEYS[1], ARGV[5])
     redis.call('EXPIRE', KEYS[2], ARGV[5])

@@ -201,6 +201,25 @@ async def test_publish_many_raises_a_command_error_as_publish_does(event_bus: Re
     assert sequences(await take(event_bus.subscribe("job-2"), 1)) == [1], "the batch's other events landed"
 
 
+@pytest.mark.parametrize("failing", ["wf:job:{job}", "wf:workflow:{workflow}"], ids=["job", "workflow"])
+async def test_an_event_whose_publish_failed_is_not_dropped_when_published_again(
+    event_bus: RedisStreamBus, redis_server, failing
+):
+    """An outbox publishes again what a failed publish left: the failure must not have used up the
+    event's sequence number, or the event would be dropped as already published."""
+    key = failing.format(job=JOB, workflow=WORKFLOW)
+    with redis.Redis(port=redis_server.port) as raw:
+        raw.set(key, "not a stream")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        await event_bus.publish(event(1))
+    with redis.Redis(port=redis_server.port) as raw:
+        raw.delete(key)
+    assert await event_bus.publish(event(1)) is not None, "published again, not dropped"
+    assert sequences(await take(event_bus.subscribe(JOB), 1))[-1:] == [1]
+    assert sequences(await take(event_bus.subscribe_workflow(WORKFLOW), 1)) == [1]
+    assert await event_bus.publish(event(1)) is None, "once published whole, it is dropped"
+
+
 async def test_a_finished_jobs_stream_expires_and_a_running_jobs_stream_does_not(redis_server):
     bus = RedisStreamBus(redis_server.host, redis_server.port, job_stream_ttl_s=3600)
     await bus.start()
