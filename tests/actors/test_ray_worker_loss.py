@@ -21,6 +21,9 @@ from tests.actors.worker_loss_nodes import PLUGIN
 pytestmark = pytest.mark.slow
 
 ROUNDS = 3
+MAX_ROUNDS = 8
+"""At least ROUNDS rounds, more (up to MAX_ROUNDS) until the race under test has happened once: the
+queued node lands on the dying worker in most rounds, not all (one full CI run saw none in 3)."""
 
 
 async def until_started(started_dir: Path, node_ids: list[str], timeout_s: float = 60) -> None:
@@ -61,7 +64,9 @@ async def test_a_task_queued_behind_a_force_cancelled_one_survives_the_worker_it
         return asyncio.create_task(launcher.run(node, node.parse_config(config, node_id), ctx))
 
     caplog.set_level(logging.WARNING, logger="actors.remote_nodes")
-    for round_number in range(ROUNDS):
+    handed_over: list[logging.LogRecord] = []
+    round_number = 0
+    while round_number < ROUNDS or (not handed_over and round_number < MAX_ROUNDS):
         started_dir = tmp_path / f"round-{round_number}"
         started_dir.mkdir()
         await until_cpus_idle()
@@ -78,5 +83,6 @@ async def test_a_task_queued_behind_a_force_cancelled_one_survives_the_worker_it
             for holder in holders:
                 holder.cancel()
             await asyncio.gather(*holders, return_exceptions=True)
-    handed_over = [r for r in caplog.records if "died under it" in r.getMessage()]
-    assert handed_over, f"in {ROUNDS} rounds the queued node never landed on a dying worker: no race to test"
+        handed_over = [r for r in caplog.records if "died under it" in r.getMessage()]
+        round_number += 1
+    assert handed_over, f"in {round_number} rounds the queued node never landed on a dying worker"
