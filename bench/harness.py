@@ -202,7 +202,6 @@ class RssSampler:
         self.root_name = root_name
         self.peak = 0
         self.baseline = 0
-        self.service_peak = 0
         self.service_baseline = 0
         self._kind_baseline: dict[str, int] = {}
         self._kind_peak: dict[str, int] = {}
@@ -224,13 +223,14 @@ class RssSampler:
     def _record(self, sizes: dict[int, tuple[str, int]]) -> None:
         rss = _by_kind(sizes)
         self.peak = max(self.peak, sum(rss.values()))
-        self.service_peak = max(self.service_peak, _beyond_ray(rss))
         for kind, size in rss.items():
             self._kind_peak[kind] = max(self._kind_peak.get(kind, 0), size)
-        extra_actors = max(
-            0, sum(1 for kind, _ in sizes.values() if kind == JOB_ACTOR) - self._job_actors_at_start
-        )
+        extra_actors = max(0, _job_actors(sizes) - self._job_actors_at_start)
         self._service_and_extra_actors.append((_beyond_ray(rss), extra_actors))
+
+    @property
+    def service_peak(self) -> int:
+        return self.peak_beyond_workers(0)
 
     def peak_beyond_workers(self, ray_worker: int) -> int:
         return max(service - extra * ray_worker for service, extra in self._service_and_extra_actors)
@@ -242,7 +242,7 @@ class RssSampler:
 
     def start(self) -> None:
         sizes = self.by_pid()
-        self._job_actors_at_start = sum(1 for kind, _ in sizes.values() if kind == JOB_ACTOR)
+        self._job_actors_at_start = _job_actors(sizes)
         self._kind_baseline = _by_kind(sizes)
         self.baseline = sum(self._kind_baseline.values())
         self.service_baseline = _beyond_ray(self._kind_baseline)
@@ -260,6 +260,10 @@ class RssSampler:
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+
+
+def _job_actors(sizes: dict[int, tuple[str, int]]) -> int:
+    return sum(1 for kind, _ in sizes.values() if kind == JOB_ACTOR)
 
 
 def _by_kind(sizes: dict[int, tuple[str, int]]) -> dict[str, int]:

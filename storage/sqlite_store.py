@@ -207,6 +207,11 @@ def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection
     return result
 
 
+def _busy_back_off_s(attempt: int) -> float:
+    """The worker thread's pause before retrying a transaction that found the file locked."""
+    return min(0.5, 0.01 * 2**attempt)
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES
 
@@ -398,7 +403,7 @@ class SqliteStore:
                     raise StorageUnavailableError(
                         f"SQLite file {self.path} stayed locked by another connection: {exc}"
                     ) from exc
-                time.sleep(min(0.5, 0.01 * 2**attempt))
+                time.sleep(_busy_back_off_s(attempt))
                 attempt += 1
 
     def _transaction(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
@@ -430,7 +435,7 @@ class SqliteStore:
 
     def _patience_s(self) -> float:
         """How long `_retry_busy` on the worker thread waits for a lock before giving up."""
-        back_offs = sum(min(0.5, 0.01 * 2**attempt) for attempt in range(self._busy_retries))
+        back_offs = sum(_busy_back_off_s(attempt) for attempt in range(self._busy_retries))
         return self._busy_timeout_ms / 1000 * (self._busy_retries + 1) + back_offs
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
