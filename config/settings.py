@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -80,6 +81,12 @@ class Settings(BaseSettings):
     health_timeout_s: float = Field(default=2.0, alias="HEALTH_TIMEOUT_S", gt=0)
 
     @property
+    def embedded_development_mode(self) -> bool:
+        """The laptop setup: the embedded store and Redis, and a gateway only this machine can reach.
+        Only here may the service make its own keys (JWT_SECRET, SECRETS_KEY) and keep them in DATA_DIR."""
+        return self.mongodb_url is None and self.redis_host is None and _is_loopback(self.host)
+
+    @property
     def node_plugin_paths(self) -> tuple[str, ...]:
         return tuple(path.strip() for path in self.node_plugins.split(",") if path.strip())
 
@@ -95,6 +102,15 @@ class Settings(BaseSettings):
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
         return level
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache(maxsize=1)
