@@ -6,23 +6,29 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
+from pydantic import SecretStr
 
 from actors import ray_api
 from actors.controller import WorkflowController
 from actors.runtime_config import ActorMode, RuntimeConfig
+from config.local_keys import persistent_random_key
 from config.settings import Settings
 from nodes.settings import NodeSettings
 from storage.bus_factory import build_event_bus
 from storage.embedded_redis import EmbeddedRedis
 from storage.protocols import EventBus, Store
+from storage.secret_cipher import MIN_KEY_CHARS, SecretKeyError
+from storage.secret_vault import SecretVault, load_operator_secrets
 from storage.store_factory import build_store
 
 logger = logging.getLogger(__name__)
 
 MEMORY_PER_JOB_ACTOR = 150 * 2**20
 MIN_DERIVED_ACTIVE_JOBS, MAX_DERIVED_ACTIVE_JOBS = 2, 256
+SECRETS_KEY_FILE = "secrets-key"
 
 
 def derive_max_active_jobs(memory_bytes: float) -> int:
@@ -40,6 +46,7 @@ class ServiceRuntime:
     controller: WorkflowController
     cluster: ray_api.ClusterInfo
     embedded_redis: EmbeddedRedis | None
+    vault: SecretVault
 
     async def close(self) -> None:
         await self.bus.close()
@@ -56,6 +63,9 @@ async def start_service_runtime(
     node_settings = node_settings or NodeSettings()
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    secrets_key = user_secrets_key(settings, data_dir)
+    secrets_file = settings.secrets_file.resolve() if settings.secrets_file else None
+    load_operator_secrets(secrets_file)
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
     bus, embedded = build_event_bus(
         settings.redis_host, settings.redis_port, password, data_dir, settings.event_stream_ttl_s
@@ -98,7 +108,8 @@ async def start_service_runtime(
             warm_pool_size=settings.warm_pool_size,
             reuse_max_jobs=settings.reuse_max_jobs,
             executor_pool_size=settings.executor_pool_size,
-            secrets_file=settings.secrets_file.resolve() if settings.secrets_file else None,
+            secrets_file=secrets_file,
+            secrets_key=SecretStr(secrets_key),
             node_plugins=settings.node_plugin_paths,
             node_settings=node_settings,
             log_level=settings.log_level,
@@ -118,4 +129,21 @@ async def start_service_runtime(
             "mode": runtime.mode.value,
         },
     )
-    return ServiceRuntime(settings, runtime, store, bus, controller, cluster, embedded)
+    vault = runtime.secret_vault(store)
+    return ServiceRuntime(settings, runtime, store, bus, controller, cluster, embedded, vault)
+
+
+def user_secrets_key(settings: Settings, data_dir: Path) -> str:
+    """SECRETS_KEY; without it, on the embedded store only, a key made once and kept in DATA_DIR. With
+    MongoDB every gateway and actor must share one key, so it has to be configured."""
+    if settings.secrets_key is not None:
+        key = settings.secrets_key.get_secret_value()
+        if len(key) < MIN_KEY_CHARS:
+            raise SecretKeyError(f"SECRETS_KEY must be at least {MIN_KEY_CHARS} characters long")
+        return key
+    if settings.mongodb_url is not None:
+        raise SecretKeyError(
+            "SECRETS_KEY must be set when MONGODB_URL is: it encrypts users' secrets, and every gateway and "
+            "job actor sharing the database needs the same one (a random string of 32 or more characters)"
+        )
+    return persistent_random_key(data_dir / SECRETS_KEY_FILE)

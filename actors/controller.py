@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from actors import ray_api
@@ -43,12 +43,15 @@ class WorkflowController:
         input_data: dict[str, Any],
         owner: str = "anonymous",
         idempotency_key: str | None = None,
+        owner_roles: Iterable[str] = (),
     ) -> JobRecord:
-        """Create a job for the workflow's latest version and start it (or queue it as pending)."""
+        """Create a job for the workflow's latest version and start it (or queue it as pending). The
+        owner's roles are kept with the job: they decide which operator secrets it may use."""
         workflow = await self._store.get_workflow(workflow_id)
         job = JobRecord(
             id="",
             owner=owner,
+            owner_roles=sorted(set(owner_roles)),
             workflow_id=workflow.id,
             workflow_version=workflow.version,
             input=input_data,
@@ -62,8 +65,9 @@ class WorkflowController:
         input_data: dict[str, Any],
         owner: str = "anonymous",
         idempotency_key: str | None = None,
+        owner_roles: Iterable[str] = (),
     ) -> JobRecord:
-        return await self.create_job(workflow_id, input_data, owner, idempotency_key)
+        return await self.create_job(workflow_id, input_data, owner, idempotency_key, owner_roles)
 
     async def get_job_status(self, job_id: str) -> JobRecord:
         return await self._store.get_job(job_id)
@@ -82,12 +86,18 @@ class WorkflowController:
         return await self._store.list_jobs(owner, workflow_id, status, offset, limit)
 
     async def test_node(
-        self, node_type: str, config: dict[str, Any], input_data: dict[str, Any], timeout_s: float = 60.0
+        self,
+        node_type: str,
+        config: dict[str, Any],
+        input_data: dict[str, Any],
+        secrets: Mapping[str, str],
+        timeout_s: float = 60.0,
     ) -> NodeResult:
         """Run one node once, outside any job, where a job would run it (executor actor, Ray task,
-        sandbox for user code) and under the same limits. Templates read `input` only."""
+        sandbox for user code) and under the same limits. Templates read `input` and `secrets` (those a
+        job of the caller could read)."""
         node = self._runtime.registry().get(node_type)
-        scope = TemplateContext(input=input_data, secrets=self._runtime.secrets())
+        scope = TemplateContext(input=input_data, secrets=secrets)
         parsed = node.render_config(config, scope, node_type)
         ctx = NodeContext(
             job_id="test",

@@ -69,7 +69,7 @@ class JobActor:
                 registry=self._registry,
                 launcher=RayLauncher(self._executors, name, self.runtime),
                 node_services={"settings": self.runtime.node_settings},
-                secrets=self.runtime.secrets(),
+                secrets=await self.runtime.secret_vault(store).resolve(job.owner, job.owner_roles),
             )
             runner = JobRunner(services, job, dag)
             self._runners[job_id] = runner

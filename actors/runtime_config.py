@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from config.log_setup import configure_logging
 from config.settings import LogFormat
 from nodes.registry import NodeRegistry, default_registry
 from nodes.settings import NodeSettings
 from storage.bus_factory import build_event_bus
-from storage.protocols import EventBus, Store
+from storage.protocols import EventBus, SecretStore, Store
 from storage.redis_bus import DEFAULT_JOB_STREAM_TTL_S
+from storage.secret_cipher import SecretCipher
+from storage.secret_vault import SecretVault
 from storage.store_factory import build_store
 
 
@@ -40,6 +41,8 @@ class RuntimeConfig(BaseModel):
     executor_pool_size: int = Field(default=2, ge=1)
     executor_max_concurrency: int = Field(default=1000, ge=1)
     secrets_file: Path | None = None
+    secrets_key: SecretStr | None = None
+    """Seals and opens users' secrets; the service always sets it (SECRETS_KEY, or the embedded mode's)."""
     node_plugins: tuple[str, ...] = ()
     node_settings: NodeSettings = Field(default_factory=lambda: NodeSettings(_env_file=None))
     log_level: str = "INFO"
@@ -51,14 +54,10 @@ class RuntimeConfig(BaseModel):
     def registry(self) -> NodeRegistry:
         return default_registry(self.node_plugins)
 
-    def secrets(self) -> dict[str, str]:
-        """Values for {{secrets.name}}: a JSON object of names to strings in SECRETS_FILE."""
-        if self.secrets_file is None or not self.secrets_file.exists():
-            return {}
-        loaded = json.loads(self.secrets_file.read_text(encoding="utf-8"))
-        if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
-            raise ValueError(f"{self.secrets_file} must hold a JSON object of secret names to strings")
-        return loaded
+    def secret_vault(self, store: SecretStore) -> SecretVault:
+        """Where a job's {{secrets.NAME}} come from: its owner's secrets, then SECRETS_FILE's granted ones."""
+        cipher = SecretCipher(self.secrets_key.get_secret_value()) if self.secrets_key else None
+        return SecretVault(store, cipher, self.secrets_file)
 
     async def open_store(self) -> Store:
         store = build_store(self.mongodb_url, self.mongodb_db, self.data_dir, self.mongodb_majority_writes)

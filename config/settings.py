@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     reuse_max_jobs: int = Field(default=1000, alias="REUSE_MAX_JOBS", ge=1)
     executor_pool_size: int = Field(default=2, alias="EXECUTOR_POOL_SIZE", ge=1)
     secrets_file: Path | None = Field(default=None, alias="SECRETS_FILE")
+    secrets_key: SecretStr | None = Field(default=None, alias="SECRETS_KEY")
     node_plugins: str = Field(
         default="", alias="NODE_PLUGINS", description="comma-separated 'package.module:ClassName' node types"
     )
@@ -90,7 +91,9 @@ class Settings(BaseSettings):
     def node_plugin_paths(self) -> tuple[str, ...]:
         return tuple(path.strip() for path in self.node_plugins.split(",") if path.strip())
 
-    @field_validator("mongodb_url", "redis_host", "ray_address", "log_file", "secrets_file", mode="before")
+    @field_validator(
+        "mongodb_url", "redis_host", "ray_address", "log_file", "secrets_file", "secrets_key", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -147,6 +147,10 @@ class JobRecord(BaseModel):
     version: int = Field(default=0, description="optimistic-lock counter, bumped by every stored change")
     actor_name: str | None = None
     idempotency_key: str | None = None
+    owner_roles: list[str] = Field(
+        default_factory=list,
+        description="the owner's roles when the job was created: which operator secrets the job may use",
+    )
     event_sequence: int = Field(default=0, description="sequence number of the last event published")
     pending_events: list[JobEvent] = Field(
         default_factory=list,
@@ -171,6 +175,15 @@ class JobChanges(BaseModel):
 
     def as_updates(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump(mode="python", exclude_none=True).items()}
+
+
+class SecretInfo(BaseModel):
+    """A stored secret as the API shows it: never its value."""
+
+    name: str
+    source: str = Field(default="user", description="`user`: the caller's own; `operator`: SECRETS_FILE")
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
 
 class LogLevel(StrEnum):

@@ -186,7 +186,10 @@ def _resolve(reference: Reference, ctx: TemplateContext) -> Any:
         value, where, missing = ctx.locals[root], root, f"{root} has no field"
     elif root == SECRETS_ROOT:
         if path[0] not in ctx.secrets:
-            raise _Unresolved(f"no secret named {path[0]!r} (secrets: {_list_keys(sorted(ctx.secrets))})")
+            raise _Unresolved(
+                f"no secret named {path[0]!r} that this job may use (its owner's own secrets, then the "
+                "operator's secrets granted to its owner)"
+            )
         value, where, path = ctx.secrets[path[0]], f"secrets.{path[0]}", path[1:]
         missing = f"{where} has no field"
     else:

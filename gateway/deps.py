@@ -25,6 +25,7 @@ from gateway.job_watch import JobWatcher
 from gateway.metrics import ServiceMetrics
 from nodes.registry import NodeRegistry
 from storage.protocols import EventBus, Store
+from storage.secret_vault import SecretVault
 
 MAX_PAGE_SIZE = 500
 
@@ -41,6 +42,10 @@ async def get_runtime(connection: HTTPConnection) -> ServiceRuntime:
 async def get_app_settings(connection: HTTPConnection) -> Settings:
     settings: Settings = connection.app.state.settings
     return settings
+
+
+async def get_vault(runtime: Annotated[ServiceRuntime, Depends(get_runtime)]) -> SecretVault:
+    return runtime.vault
 
 
 async def get_store(runtime: Annotated[ServiceRuntime, Depends(get_runtime)]) -> Store:
@@ -85,6 +90,7 @@ DrainingDep = Annotated[asyncio.Event, Depends(get_draining)]
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
+VaultDep = Annotated[SecretVault, Depends(get_vault)]
 BusDep = Annotated[EventBus, Depends(get_bus)]
 ControllerDep = Annotated[WorkflowController, Depends(get_controller)]
 RegistryDep = Annotated[NodeRegistry, Depends(get_registry)]

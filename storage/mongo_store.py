@@ -50,6 +50,7 @@ from engine.records import (
     LogEntry,
     NodeCheckpoint,
     Page,
+    SecretInfo,
     WorkflowAnalytics,
     WorkflowRecord,
     utcnow,
@@ -168,6 +169,7 @@ def _job_doc(job: JobRecord) -> dict[str, Any]:
         "event_sequence": job.event_sequence,
         "pending_events_json": _json(job.pending_events),
         "schema_version": job.schema_version,
+        "owner_roles": job.owner_roles,
         "nodes": {node_id: _node_doc(node) for node_id, node in job.nodes.items()},
         "log_count": 0,
     }
@@ -196,6 +198,7 @@ def _job(doc: dict[str, Any]) -> JobRecord:
         pending_events=_PENDING_EVENTS.validate_json(doc.get("pending_events_json", "[]")),
         nodes={node_id: _node(node) for node_id, node in doc["nodes"].items()},
         schema_version=doc["schema_version"],
+        owner_roles=doc.get("owner_roles", []),
     )
 
 
@@ -289,6 +292,7 @@ class MongoStore:
         self._versions: AsyncIOMotorCollection = self._db["workflow_versions"]
         self._jobs: AsyncIOMotorCollection = self._db["jobs"]
         self._logs: AsyncIOMotorCollection = self._db["logs"]
+        self._secrets: AsyncIOMotorCollection = self._db["secrets"]
         self._durable_jobs: AsyncIOMotorCollection = (
             self._db.get_collection("jobs", write_concern=WriteConcern("majority"))
             if write_concern_majority
@@ -319,6 +323,9 @@ class MongoStore:
         await self._jobs.create_index([("workflow_id", ASCENDING), *NEWEST_FIRST], name="by_workflow")
         await self._jobs.create_index(NEWEST_FIRST, name="by_created")
         await self._logs.create_index([("job_id", ASCENDING), ("seq", ASCENDING)], unique=True, name="by_job")
+        await self._secrets.create_index(
+            [("owner", ASCENDING), ("name", ASCENDING)], unique=True, name="by_owner_name"
+        )
 
     async def close(self) -> None:
         self._client.close()
@@ -612,3 +619,39 @@ class MongoStore:
             async for doc in self._workflows.find({"_id": {"$in": ids}}, projection={"name": True})
         }
         return fold_workflow_analytics(samples, names, since, until)
+
+    # secrets
+
+    @_unavailable_as_storage_error
+    async def put_secret(self, owner: str, name: str, sealed: bytes) -> tuple[SecretInfo, bool]:
+        now = _now()
+        before = await self._secrets.find_one_and_update(
+            {"owner": owner, "name": name},
+            {"$set": {"sealed": sealed, "updated_at": now}, "$setOnInsert": {"created_at": now}},
+            upsert=True,
+            projection={"_id": 1},
+        )
+        stored = await self._secrets.find_one({"owner": owner, "name": name}, {"sealed": 0})
+        return _secret_info(stored), before is None
+
+    @_unavailable_as_storage_error
+    async def list_secrets(self, owner: str) -> list[SecretInfo]:
+        cursor = self._secrets.find({"owner": owner}, {"sealed": 0}).sort("name", ASCENDING)
+        return [_secret_info(doc) async for doc in cursor]
+
+    @_unavailable_as_storage_error
+    async def sealed_secrets(self, owner: str) -> dict[str, bytes]:
+        cursor = self._secrets.find({"owner": owner}, {"name": 1, "sealed": 1})
+        return {doc["name"]: bytes(doc["sealed"]) async for doc in cursor}
+
+    @_unavailable_as_storage_error
+    async def delete_secret(self, owner: str, name: str) -> None:
+        deleted = await self._secrets.delete_one({"owner": owner, "name": name})
+        if deleted.deleted_count == 0:
+            raise NotFoundError(f"no secret named {name!r}")
+
+
+def _secret_info(doc: dict[str, Any]) -> SecretInfo:
+    return SecretInfo(
+        name=doc["name"], created_at=_utc(doc["created_at"]), updated_at=_utc(doc["updated_at"])
+    )

@@ -16,13 +16,32 @@ from engine.records import (
     LogEntry,
     NodeCheckpoint,
     Page,
+    SecretInfo,
     WorkflowAnalytics,
     WorkflowRecord,
 )
 
 
-class Store(Protocol):
-    """Workflows, jobs with their node checkpoints, job logs and analytics: the source of truth."""
+class SecretStore(Protocol):
+    """Users' secrets, one row per (owner, name). Values arrive sealed (storage/secret_cipher.py): the
+    store keeps bytes it cannot read."""
+
+    async def put_secret(self, owner: str, name: str, sealed: bytes) -> tuple[SecretInfo, bool]:
+        """Create or replace; True when it was created."""
+
+    async def list_secrets(self, owner: str) -> list[SecretInfo]:
+        """The owner's secrets by name, without values."""
+
+    async def sealed_secrets(self, owner: str) -> dict[str, bytes]:
+        """The owner's sealed values by name."""
+
+    async def delete_secret(self, owner: str, name: str) -> None:
+        """NotFoundError when the owner has no secret of that name."""
+
+
+class Store(SecretStore, Protocol):
+    """Workflows, jobs with their node checkpoints, job logs, analytics and users' sealed secrets: the
+    source of truth."""
 
     async def start(self) -> None:
         """Open connections, create tables or indexes."""

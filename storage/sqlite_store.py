@@ -45,6 +45,7 @@ from engine.records import (
     LogEntry,
     NodeCheckpoint,
     Page,
+    SecretInfo,
     WorkflowAnalytics,
     WorkflowRecord,
     utcnow,
@@ -132,6 +133,17 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX logs_by_job ON logs (job_id, seq)",
     ),
     ("ALTER TABLE jobs ADD COLUMN pending_events TEXT NOT NULL DEFAULT '[]'",),
+    (
+        "ALTER TABLE jobs ADD COLUMN owner_roles TEXT NOT NULL DEFAULT '[]'",
+        """CREATE TABLE secrets (
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            sealed BLOB NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (owner, name)
+        ) WITHOUT ROWID""",
+    ),
 ]
 """Schema migrations in order; the file's PRAGMA user_version counts those applied."""
 
@@ -147,7 +159,8 @@ LOCKED_LONGEST_WAIT_S = 0.05
 """How a write on the loop backs off while another connection holds the lock: doubling from the first."""
 _JOB_COLUMNS = (
     "id, owner, workflow_id, workflow_version, status, input, result, error, created_at, started_at, "
-    "finished_at, version, actor_name, idempotency_key, event_sequence, pending_events, schema_version"
+    "finished_at, version, actor_name, idempotency_key, event_sequence, pending_events, schema_version, "
+    "owner_roles"
 )
 _WORKFLOW_COLUMNS = "id, owner, version, name, description, definition, created_at, updated_at"
 _VERSION_TABLE_COLUMNS = "workflow_id, owner, version, name, description, definition, created_at, updated_at"
@@ -249,6 +262,7 @@ def _job(row: sqlite3.Row, nodes: dict[str, NodeCheckpoint]) -> JobRecord:
         pending_events=_PENDING_EVENTS.validate_json(row["pending_events"]),
         nodes=nodes,
         schema_version=row["schema_version"],
+        owner_roles=json.loads(row["owner_roles"]),
     )
 
 
@@ -619,6 +633,7 @@ class SqliteStore:
             job.event_sequence,
             _json(job.pending_events),
             job.schema_version,
+            _json(job.owner_roles),
         )
         node_rows = [_node_row(job.id, node) for node in job.nodes.values()]
 
@@ -818,3 +833,61 @@ class SqliteStore:
 
         samples, names = await self._read(work)
         return fold_workflow_analytics(samples, names, since, until)
+
+    # secrets
+
+    async def put_secret(self, owner: str, name: str, sealed: bytes) -> tuple[SecretInfo, bool]:
+        now = _to_ms(utcnow())
+
+        def work(conn: sqlite3.Connection) -> tuple[SecretInfo, bool]:
+            existed = conn.execute(
+                "SELECT 1 FROM secrets WHERE owner = ? AND name = ?", (owner, name)
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO secrets (owner, name, sealed, created_at, updated_at) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (owner, name) DO UPDATE SET sealed = excluded.sealed, "
+                "updated_at = excluded.updated_at",
+                (owner, name, sealed, now, now),
+            )
+            return _secret_info(self._secret_row(conn, owner, name)), existed is None
+
+        return await self._write(work)
+
+    @staticmethod
+    def _secret_row(conn: sqlite3.Connection, owner: str, name: str) -> sqlite3.Row:
+        row = conn.execute(
+            "SELECT name, created_at, updated_at FROM secrets WHERE owner = ? AND name = ?", (owner, name)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no secret named {name!r}")
+        return row
+
+    async def list_secrets(self, owner: str) -> list[SecretInfo]:
+        def work(conn: sqlite3.Connection) -> list[SecretInfo]:
+            rows = conn.execute(
+                "SELECT name, created_at, updated_at FROM secrets WHERE owner = ? ORDER BY name", (owner,)
+            )
+            return [_secret_info(row) for row in rows]
+
+        return await self._read_one(work)
+
+    async def sealed_secrets(self, owner: str) -> dict[str, bytes]:
+        def work(conn: sqlite3.Connection) -> dict[str, bytes]:
+            rows = conn.execute("SELECT name, sealed FROM secrets WHERE owner = ?", (owner,))
+            return {row["name"]: bytes(row["sealed"]) for row in rows}
+
+        return await self._read_one(work)
+
+    async def delete_secret(self, owner: str, name: str) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            deleted = conn.execute("DELETE FROM secrets WHERE owner = ? AND name = ?", (owner, name))
+            if deleted.rowcount == 0:
+                raise NotFoundError(f"no secret named {name!r}")
+
+        await self._write(work)
+
+
+def _secret_info(row: sqlite3.Row) -> SecretInfo:
+    return SecretInfo(
+        name=row["name"], created_at=_from_ms(row["created_at"]), updated_at=_from_ms(row["updated_at"])
+    )

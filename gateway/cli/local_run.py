@@ -22,6 +22,7 @@ from actors.bootstrap import ServiceRuntime, start_service_runtime
 from config.settings import Settings
 from engine.errors import WorkflowServiceError
 from engine.models import WorkflowDefinition
+from engine.secret_access import ADMIN_ROLE
 from gateway.cli.outcome import Outcome
 from gateway.cli.progress import ProgressPrinter
 from gateway.cli.watch import follow
@@ -29,6 +30,8 @@ from gateway.streams import follow_job
 from nodes.settings import NodeSettings
 
 CLI_OWNER = "cli"
+"""Runs as an admin: whoever runs the service in their own process is its operator, and may use every
+SECRETS_FILE entry."""
 IDLE_CHECK_S = 2.0
 
 
@@ -81,7 +84,9 @@ async def _run(
     timeout_s: float | None,
 ) -> Outcome:
     workflow = await runtime.store.create_workflow(CLI_OWNER, definition)
-    job = await runtime.controller.execute_workflow(workflow.id, input_data, owner=CLI_OWNER)
+    job = await runtime.controller.execute_workflow(
+        workflow.id, input_data, owner=CLI_OWNER, owner_roles=[ADMIN_ROLE]
+    )
     printer.note(f"job {job.id} of workflow '{definition.name}' (Ctrl-C cancels it)")
 
     async def cancel() -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 
 from actors import ray_api
 from engine.errors import NodeExecutionError, NodeTimeoutError, WorkflowServiceError
-from gateway.deps import ControllerDep, RegistryDep, authenticate
+from engine.redaction import Redactor
+from gateway.deps import ControllerDep, CurrentUser, RegistryDep, VaultDep, authenticate
 from gateway.errors import ERROR_RESPONSES, ErrorBody, InvalidRequestError
 from gateway.schemas import NodeTestRequest, NodeTestResult, NodeTypeInfo
 
@@ -41,25 +43,46 @@ async def test_node(
     body: NodeTestRequest,
     registry: RegistryDep,
     controller: ControllerDep,
+    principal: CurrentUser,
+    vault: VaultDep,
 ) -> NodeTestResult:
+    """Templates read the caller's input and the secrets a job of the caller could read; whatever of
+    those secrets the output or an error repeats is masked, as in a job."""
     problems = registry.get(node_type).validate_config_in(body.config, registry)
     if problems:
         raise InvalidRequestError(f"invalid config for node type '{node_type}'", problems=problems)
+    secrets = await vault.resolve(principal.subject, principal.roles)
+    redactor = Redactor(secrets)
     started = time.perf_counter()
     try:
-        result = await controller.test_node(node_type, body.config, body.input, timeout_s=TEST_TIMEOUT_S)
+        result = await controller.test_node(
+            node_type, body.config, body.input, secrets, timeout_s=TEST_TIMEOUT_S
+        )
     except TimeoutError:
         raise NodeTimeoutError(
             f"node type '{node_type}' did not finish within {TEST_TIMEOUT_S:g} s"
         ) from None
-    except (WorkflowServiceError, ray_api.ActorDiedError, ray_api.RemoteTaskError):
+    except WorkflowServiceError as exc:
+        raise masked(exc, redactor) from None
+    except (ray_api.ActorDiedError, ray_api.RemoteTaskError):
         raise
     except Exception as exc:
-        raise NodeExecutionError(f"node type '{node_type}' failed: {type(exc).__name__}: {exc}") from exc
+        message = redactor.redact_text(f"node type '{node_type}' failed: {type(exc).__name__}: {exc}")
+        raise NodeExecutionError(message) from None
     return NodeTestResult(
         node_type=node_type,
-        output=result.output,
+        output=redactor.redact(result.output),
         inactive_targets=sorted(result.inactive_targets),
         usage=result.usage,
         duration_s=time.perf_counter() - started,
     )
+
+
+def masked(error: WorkflowServiceError, redactor: Redactor) -> WorkflowServiceError:
+    """The same error (type, retryability, problems) with every secret in its text masked."""
+    error.message = redactor.redact_text(error.message)
+    error.args = (error.message,)
+    error.problems = [
+        replace(problem, message=redactor.redact_text(problem.message)) for problem in error.problems
+    ]
+    return error

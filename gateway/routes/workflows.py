@@ -120,7 +120,9 @@ async def execute_workflow(
     idempotency_key: IdempotencyKey = None,
     body: InputBody = None,
 ) -> JobOut:
-    job = await controller.execute_workflow(workflow.id, body or {}, principal.subject, idempotency_key)
+    job = await controller.execute_workflow(
+        workflow.id, body or {}, principal.subject, idempotency_key, owner_roles=principal.roles
+    )
     watcher.watch(job)
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return JobOut.from_record(job)

@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 JWT_SECRET = "docs-example-secret-0123456789abcdef"
 EXAMPLE_PLUGIN = "docs.examples.sentiment_plugin.sentiment_plugin:SentimentNode"
-SECRETS = {"httpbin_token": "hb-secret-token-42"}
+SECRETS = {"httpbin_token": {"value": "hb-secret-token-42", "subjects": ["alice"]}}
+"""The operator's SECRETS_FILE: one entry, granted to the guides' user `alice`."""
 MODEL_JSON_REPLY = {"category": "technical", "confidence": 0.92}
 STARTUP_TIMEOUT_S = 90
 TOKEN_LIFETIME_S = 3600

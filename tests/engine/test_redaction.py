@@ -1,9 +1,11 @@
+import base64
 import json
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 
-from engine.redaction import MASK, Redactor
+from engine.redaction import MASK, Redactor, encoded_forms
 
 SECRETS = {"api_key": "sk-live-123456", "api_key_long": "sk-live-123456-extra", "password": "hunter2!"}
 
@@ -67,3 +69,39 @@ def test_redaction_does_not_change_its_input() -> None:
     value = {"a": ["hunter2!"]}
     assert Redactor(SECRETS).redact(value) == {"a": [MASK]}
     assert value == {"a": ["hunter2!"]}
+
+
+ENCODED_SECRET = 'pa/ss+wo"rd ü?&='
+
+
+@pytest.mark.parametrize(
+    "leak",
+    [
+        pytest.param(ENCODED_SECRET, id="as-is"),
+        pytest.param(json.dumps({"k": ENCODED_SECRET}), id="json-escaped"),
+        pytest.param(json.dumps({"k": ENCODED_SECRET}, ensure_ascii=False), id="json-escaped-unicode"),
+        pytest.param("https://x.test/?q=" + quote(ENCODED_SECRET), id="url"),
+        pytest.param("q=" + quote_plus(ENCODED_SECRET), id="form"),
+        *(
+            pytest.param(
+                base64.b64encode((prefix + ENCODED_SECRET + suffix).encode()).decode(),
+                id=f"base64-{len(prefix)}-{len(suffix)}",
+            )
+            for prefix in ("", "u:", "user:")
+            for suffix in ("", "!", "!!")
+        ),
+        pytest.param(base64.urlsafe_b64encode(("x" + ENCODED_SECRET).encode()).decode(), id="base64url"),
+    ],
+)
+def test_a_secret_is_masked_in_its_common_encodings(leak: str) -> None:
+    redacted = Redactor({"s": ENCODED_SECRET}).redact_text(f"before {leak} after")
+    assert MASK in redacted
+    assert ENCODED_SECRET not in redacted
+    for form in encoded_forms(ENCODED_SECRET):
+        assert form not in redacted
+
+
+def test_basic_auth_of_a_secret_password_is_masked() -> None:
+    header = "Basic " + base64.b64encode(b"alice:" + SECRETS["password"].encode()).decode()
+    redacted = Redactor(SECRETS).redact_text(header)
+    assert redacted != header and MASK in redacted

@@ -175,7 +175,7 @@ def test_rendered_containers_are_copies_of_the_outputs_they_read() -> None:
         ("{{input.user[0]}}", ["input.user is an object, not a list"]),
         ("{{empty.output.x}}", ["empty.output is null, not an object: cannot read field 'x'"]),
         ("{{text-node.output.x}}", ["text-node.output is a string, not an object"]),
-        ("{{secrets.other}}", ["no secret named 'other'", "secrets: api_key"]),
+        ("{{secrets.other}}", ["no secret named 'other' that this job may use"]),
         ("{{secrets}}", ["secrets are read one by name"]),
         ("{{classify}}", ["'classify' is not something a template can read", "{{classify.output...}}"]),
         ("{{classify.label}}", ["'classify.label' is not something a template can read"]),
@@ -204,6 +204,16 @@ def test_a_template_that_cannot_render_says_what_is_wrong(template: str, fragmen
     for fragment in fragments:
         assert fragment in caught.value.message
     assert caught.value.retryable is False
+
+
+@pytest.mark.parametrize(
+    "template", ["{{secrets.other}}", "{{ secrets.other | upper }}", "x {{secrets.other}}"]
+)
+def test_an_unknown_secret_names_that_one_and_never_the_others(template: str) -> None:
+    with pytest.raises(TemplateError) as caught:
+        render({"field": template}, CTX)
+    assert "'other'" in caught.value.message
+    assert all(name not in caught.value.message for name in CTX.secrets)
 
 
 def test_an_expression_longer_than_the_limit_is_rejected() -> None:

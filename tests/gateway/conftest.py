@@ -6,6 +6,7 @@ tests never see each other's data."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from fastapi import FastAPI
 from actors.bootstrap import ServiceRuntime
 from config.settings import Settings
 from gateway.main import create_app
-from tests.gateway.support import JWT_SECRET, User, new_user
+from tests.gateway.support import JWT_SECRET, OPERATOR_SECRETS, User, new_user
 
 MAX_BODY_BYTES = 256 * 1024
 KEEPALIVE_S = 1.0
@@ -41,9 +42,13 @@ class Service:
 
 @pytest.fixture(scope="session")
 def gateway_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    data_dir = tmp_path_factory.mktemp("gateway-data")
+    secrets_file = data_dir / "operator-secrets.json"
+    secrets_file.write_text(json.dumps(OPERATOR_SECRETS), encoding="utf-8")
     return Settings(
         _env_file=None,
-        DATA_DIR=tmp_path_factory.mktemp("gateway-data"),
+        DATA_DIR=data_dir,
+        SECRETS_FILE=secrets_file,
         RAY_DASHBOARD=False,
         RAY_NAMESPACE=f"gateway-test-{uuid.uuid4().hex[:8]}",
         MAX_ACTIVE_JOBS=2,

@@ -17,6 +17,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
 JWT_SECRET = "gateway-test-secret-0123456789abcdef"
+OPERATOR_SECRETS: dict[str, Any] = {
+    "operator_admin_key": "op-admin-only-7f3a9c",
+    "team_key": {"value": "op-team-value-51e2", "roles": ["team-x"]},
+    "carol_key": {"value": "op-carol-value-83d1", "subjects": ["carol-granted"]},
+}
+"""SECRETS_FILE of the session gateway: one admins-only entry, one for a role, one for a subject."""
 TERMINAL = {"completed", "failed", "cancelled"}
 
 

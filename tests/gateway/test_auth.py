@@ -70,7 +70,10 @@ async def test_every_api_operation_requires_a_token_and_only_health_ping_metrics
     checked = 0
     for path, operations in schema["paths"].items():
         concrete = (
-            path.replace("{workflow_id}", "w1").replace("{job_id}", "j1").replace("{node_type}", "start")
+            path.replace("{workflow_id}", "w1")
+            .replace("{job_id}", "j1")
+            .replace("{node_type}", "start")
+            .replace("{name}", "api_key")
         )
         for method in operations:
             response = await http.request(method.upper(), concrete, json={})
@@ -79,4 +82,4 @@ async def test_every_api_operation_requires_a_token_and_only_health_ping_metrics
             else:
                 assert response.status_code == 401, f"{method} {path} answered {response.status_code}"
                 checked += 1
-    assert checked == 16
+    assert checked == 19

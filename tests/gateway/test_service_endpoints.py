@@ -7,7 +7,7 @@ import re
 
 from fastapi.routing import APIWebSocketRoute
 
-from gateway.routes import analytics, events, health, jobs, nodes, workflows
+from gateway.routes import analytics, events, health, jobs, nodes, secrets, workflows
 from tests.gateway.support import create_workflow, execute, wait_for_job
 
 DOCUMENTED_OPERATIONS = {
@@ -25,6 +25,9 @@ DOCUMENTED_OPERATIONS = {
     ("get", "/api/v1/nodes"),
     ("get", "/api/v1/nodes/{node_type}"),
     ("post", "/api/v1/nodes/{node_type}/test"),
+    ("get", "/api/v1/secrets"),
+    ("put", "/api/v1/secrets/{name}"),
+    ("delete", "/api/v1/secrets/{name}"),
     ("get", "/api/v1/analytics/workflows"),
     ("get", "/api/v1/analytics/jobs"),
     ("get", "/health"),
@@ -32,7 +35,7 @@ DOCUMENTED_OPERATIONS = {
     ("get", "/metrics"),
 }
 PUBLIC = {"/health", "/ping", "/metrics"}
-ROUTE_MODULES = (workflows, jobs, events, nodes, analytics, health)
+ROUTE_MODULES = (workflows, jobs, events, nodes, secrets, analytics, health)
 
 
 async def test_ping_answers_without_a_token(http):
