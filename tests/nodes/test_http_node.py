@@ -481,6 +481,9 @@ async def test_credentials_are_dropped_when_a_redirect_leaves_the_origin(server,
     assert other_origin.local_address == "127.0.0.2"
 
 
+PRIVATE_OPEN = settings(allowed_hosts="", allow_private=True)
+
+
 async def test_without_follow_redirects_the_redirect_is_the_output(server, run):
     result = await run(
         {"url": server.url("/redirect"), "query": {"to": "http://localhost/"}, "follow_redirects": False}
@@ -548,14 +551,112 @@ async def test_control_the_same_redirects_are_followed_when_private_networks_are
             assert server.requests[1].local_address == address
 
 
+LOOPBACK_NOTATIONS = [
+    # (host as written, what the guard says, whether the open control reaches the server)
+    ("2130706433", "2130706433 (that is 127.0.0.1) is a loopback address", False),
+    ("0x7f.1", "0x7f.1 (that is 127.0.0.1) is a loopback address", True),
+    ("0X7F000001", "0x7f000001 (that is 127.0.0.1) is a loopback address", True),
+    ("017700000001", "017700000001 (that is 127.0.0.1) is a loopback address", False),
+    ("0177.0.0.1", "0177.0.0.1 (that is 127.0.0.1) is a loopback address", False),
+    ("127.1", "127.1 (that is 127.0.0.1) is a loopback address", False),
+    ("127.000.000.001", "127.000.000.001 (that is 127.0.0.1) is a loopback address", False),
+    ("0x7f.0.0.0x1", "0x7f.0.0.0x1 (that is 127.0.0.1) is a loopback address", True),
+    ("127.0.0.1.", "127.0.0.1 is a loopback address", False),
+    ("\uff11\uff12\uff17.0.0.1", "127.0.0.1 is a loopback address", True),
+    ("localhost.", "localhost is a loopback host name", False),
+    ("[::ffff:127.0.0.1]", "::ffff:7f00:1 is an IPv4-mapped IPv6 address of 127.0.0.1, a loopback", True),
+    ("[0:0:0:0:0:ffff:7f00:1]", "IPv4-mapped IPv6 address of 127.0.0.1, a loopback address", True),
+    ("[::1%25lo]", "::1%lo is a loopback address", False),
+    ("[0::1]", "::1 is a loopback address", True),
+]
+
+
+@pytest.mark.parametrize(("host", "reason", "reaches_when_open"), LOOPBACK_NOTATIONS)
+async def test_every_notation_of_loopback_is_refused_and_nothing_is_sent(
+    server, run, host, reason, reaches_when_open
+):
+    url = f"http://{host}:{server.port}/echo"
+    with pytest.raises(AddressRefusedError) as caught:
+        await run({"url": url, "retries": 0}, settings(allowed_hosts=""))
+    assert reason in caught.value.message
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(("host", "reason", "reaches_when_open"), LOOPBACK_NOTATIONS)
+async def test_control_with_private_networks_open_each_notation_reaches_loopback_or_no_address(
+    server, run, host, reason, reaches_when_open
+):
+    """The refusal above is the guard's: opened, the same URL reaches the server, or is one that no layer
+    below turns into an address (aiohttp refuses all-digit forms that are not canonical dotted quads and
+    passes a zone id still percent-encoded; the C resolver refuses trailing dots)."""
+    url = f"http://{host}:{server.port}/echo"
+    if reaches_when_open:
+        result = await run({"url": url, "retries": 0}, PRIVATE_OPEN)
+        assert result.output["status"] == 200
+        [seen] = server.requests
+        assert seen.local_address in ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+    else:
+        with pytest.raises(NodeExecutionError) as caught:
+            await run({"url": url, "retries": 0}, PRIVATE_OPEN)
+        assert not isinstance(caught.value, AddressRefusedError)
+        assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("url", "answers", "reason"),
+    [
+        ("http://[::ffff:0:7f00:1]:{port}/echo", {}, "IPv4-translated IPv6 address (::ffff:0:0:0/96"),
+        ("http://translated.test:{port}/echo", {"translated.test": ["::ffff:0:7f00:1"]}, "IPv4-translated"),
+        ("http://[64:ff9b:1::7f00:1]:{port}/echo", {}, "local-use NAT64 address (64:ff9b:1::/48, RFC 8215)"),
+        ("http://nat64.test:{port}/echo", {"nat64.test": ["64:ff9b:1::a9fe:a9fe"]}, "local-use NAT64"),
+        ("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", {}, "a Teredo address (2001::/32"),
+        ("http://192.0.0.192:{port}/echo", {}, "IETF protocol assignment address (192.0.0.0/24, RFC 6890"),
+        ("http://ietf.test:{port}/echo", {"ietf.test": ["192.0.0.192"]}, "IETF protocol assignment address"),
+        ("http://pcp.test:{port}/echo", {"pcp.test": ["192.0.0.9"]}, "IETF protocol assignment address"),
+    ],
+)
+async def test_the_is_global_bypasses_are_refused_by_the_real_node(server, run, url, answers, reason):
+    """What `ipaddress.is_global` let through on CPython 3.11.7 (CVE-2024-4032 and later registry
+    entries): refused before any connection, whatever the name resolves to."""
+    resolver = FixedTableResolver(answers)
+    with pytest.raises(AddressRefusedError) as caught:
+        await run(
+            {"url": url.format(port=server.port), "retries": 0, "timeout_s": 2},
+            settings(allowed_hosts=""),
+            dns_resolver=resolver,
+        )
+    assert reason in caught.value.message
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("url", "answers"),
+    [
+        ("http://[::ffff:0:7f00:1]:{port}/echo", {}),
+        ("http://[64:ff9b:1::7f00:1]:{port}/echo", {}),
+        ("http://nat64.test:{port}/echo", {"nat64.test": ["64:ff9b:1::a9fe:a9fe"]}),
+    ],
+)
+async def test_the_forms_that_hide_an_ipv4_address_stay_refused_with_private_networks_open(
+    server, run, url, answers
+):
+    with pytest.raises(AddressRefusedError, match="never allowed"):
+        await run(
+            {"url": url.format(port=server.port), "retries": 0, "timeout_s": 2},
+            PRIVATE_OPEN,
+            dns_resolver=FixedTableResolver(answers),
+        )
+
+
 async def test_a_host_name_resolving_to_loopback_is_refused_with_fixed_table_resolver(server, run):
     resolver = FixedTableResolver({"evil.test": ["127.0.0.2"]})
     url = f"http://evil.test:{server.port}/echo"
     with pytest.raises(AddressRefusedError) as caught:
         await run({"url": url}, dns_resolver=resolver)
     assert caught.value.message == (
-        f"GET {url}: refused: 127.0.0.2 (resolved from evil.test) is a loopback address; set "
-        "HTTP_ALLOWED_HOSTS (or HTTP_ALLOW_PRIVATE_NETWORKS=true, for development) to allow it"
+        f"GET {url}: refused: 127.0.0.2 (resolved from evil.test) is a loopback address (127.0.0.0/8, RFC "
+        "1122 §3.2.1.3); set HTTP_ALLOWED_HOSTS (or HTTP_ALLOW_PRIVATE_NETWORKS=true, for development) to "
+        "allow it"
     )
     assert server.requests == []
 
