@@ -173,9 +173,23 @@ async def server() -> AsyncIterator[Server]:
     await runner.cleanup()
 
 
+@pytest.fixture(scope="module")
+async def other_port() -> AsyncIterator[Server]:
+    """The same app on 127.0.0.1 at another port: another origin on the same host."""
+    instance = Server(0)
+    runner = web.AppRunner(build_app(instance), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    instance.port = runner.addresses[0][1]
+    yield instance
+    await runner.cleanup()
+
+
 @pytest.fixture(autouse=True)
-def _forget_requests(server: Server) -> None:
+def _forget_requests(server: Server, other_port: Server) -> None:
     server.requests.clear()
+    other_port.requests.clear()
 
 
 @dataclass
@@ -183,17 +197,25 @@ class Run:
     logs: list[tuple[LogLevel, str, dict[str, Any]]] = field(default_factory=list)
 
     async def __call__(
-        self, config: dict[str, Any], node_settings: NodeSettings = LOOPBACK_ALLOWED, **services: Any
+        self,
+        config: dict[str, Any],
+        node_settings: NodeSettings = LOOPBACK_ALLOWED,
+        scope: TemplateContext | None = None,
+        **services: Any,
     ) -> NodeResult:
+        """Run the node on `config`; with a `scope`, `config` is a definition's config rendered against it
+        and shipped as JSON, the way a job hands it to the executor actor."""
         ctx = NodeContext(
             job_id="job-1",
             workflow_id="wf-1",
             node_id="fetch",
             attempt=1,
-            scope=TemplateContext(),
+            scope=scope or TemplateContext(),
             log=lambda level, message, data: self.logs.append((level, message, data)),
             services={"settings": node_settings, **services},
         )
+        if scope is not None:
+            config = NODE.render_config(config, scope, "fetch").model_dump(mode="json")
         return await NODE.execute(NODE.parse_config(config, "fetch"), ctx)
 
 
@@ -482,6 +504,115 @@ async def test_credentials_are_dropped_when_a_redirect_leaves_the_origin(server,
 
 
 PRIVATE_OPEN = settings(allowed_hosts="", allow_private=True)
+SECRET_SCOPE = TemplateContext(input={"request_id": "r-7"}, secrets={"tenant_token": "tt-secret"})
+GUARDED_HEADERS = {
+    "X-Api-Key": "k-static",
+    "Authorization": "Bearer a-static",
+    "Proxy-Authorization": "Basic p-static",
+    "Cookie": "session=c-static",
+    "X-Auth-Token": "t-static",
+    "X-Client-Secret": "s-static",
+    "Private-Token": "g-static",
+    "X-Tenant": "{{secrets.tenant_token}}",
+    "X-Request-Id": "{{input.request_id}}",
+}
+"""Named like credentials, or set from a template (X-Tenant, X-Request-Id): not sent to another origin."""
+PLAIN_HEADERS = {"X-Trace": "t1", "Accept": "application/json"}
+
+
+def header_values(seen: Seen) -> dict[str, str]:
+    return {name.lower(): value for name, value in seen.headers.items()}
+
+
+async def redirect_to(run: Run, first: Server, target: str, **config: Any) -> NodeResult:
+    return await run(
+        {
+            "url": first.url("/redirect"),
+            "query": {"to": target, "status": 307},
+            "headers": {**GUARDED_HEADERS, **PLAIN_HEADERS},
+            **config,
+        },
+        PRIVATE_OPEN,
+        scope=SECRET_SCOPE,
+    )
+
+
+async def test_a_redirect_to_another_port_drops_templated_and_credential_headers(server, other_port, run):
+    result = await redirect_to(run, server, other_port.url("/echo"))
+    assert result.output["status"] == 200
+    [first] = server.requests
+    [second] = other_port.requests
+    sent_first, sent_second = header_values(first), header_values(second)
+    assert sent_first["x-api-key"] == "k-static" and sent_first["x-tenant"] == "tt-secret"
+    assert sent_first["x-request-id"] == "r-7"
+    for name in GUARDED_HEADERS:
+        assert name.lower() not in sent_second, f"{name} reached the second origin"
+    assert "tt-secret" not in str(second.headers) and "k-static" not in str(second.headers)
+    assert sent_second["x-trace"] == "t1" and sent_second["accept"] == "application/json"
+    assert sent_second["idempotency-key"] == "job-1:fetch:1"
+    [(level, message, data)] = [entry for entry in run.logs if "not sending" in entry[1]]
+    assert level is LogLevel.INFO
+    assert data == {"dropped_headers": sorted(GUARDED_HEADERS)}
+    assert f"to {other_port.url('/echo')}, another origin" in message
+    assert "static" not in message and "tt-secret" not in message
+
+
+async def test_with_keep_headers_on_redirect_they_reach_the_other_origin(server, other_port, run):
+    await redirect_to(run, server, other_port.url("/echo"), keep_headers_on_redirect=True)
+    [second] = other_port.requests
+    sent = header_values(second)
+    assert sent["x-api-key"] == "k-static" and sent["authorization"] == "Bearer a-static"
+    assert sent["x-tenant"] == "tt-secret" and sent["x-request-id"] == "r-7"
+    assert not [entry for entry in run.logs if "not sending" in entry[1]]
+
+
+async def test_a_same_origin_redirect_keeps_every_header(server, run):
+    await redirect_to(run, server, "/echo")
+    first, second = server.requests
+    assert header_values(second) == header_values(first)
+    assert header_values(second)["x-tenant"] == "tt-secret"
+
+
+async def test_a_scheme_change_is_another_origin(server, run):
+    """http -> https on the same host and port: the headers are dropped before the (failing) TLS hop."""
+    with pytest.raises(NodeExecutionError):
+        await redirect_to(run, server, server.url("/echo").replace("http://", "https://"), retries=0)
+    assert [entry[2] for entry in run.logs if "not sending" in entry[1]] == [
+        {"dropped_headers": sorted(GUARDED_HEADERS)}
+    ]
+
+
+async def test_headers_rendered_from_a_whole_template_are_all_dropped_at_another_origin(
+    server, other_port, run
+):
+    scope = TemplateContext(input={"headers": {"X-Anything": "from-input", "X-Other": "2"}})
+    await run(
+        {
+            "url": server.url("/redirect"),
+            "query": {"to": other_port.url("/echo")},
+            "headers": "{{input.headers}}",
+        },
+        PRIVATE_OPEN,
+        scope=scope,
+    )
+    assert header_values(server.requests[0])["x-anything"] == "from-input"
+    sent = header_values(other_port.requests[0])
+    assert "x-anything" not in sent and "x-other" not in sent
+
+
+async def test_a_definition_cannot_claim_its_templated_headers(server, other_port, run):
+    problems = NODE.validate_config({"url": "http://example.com", "templated_headers": []})
+    assert [(problem.field, problem.message) for problem in problems] == [
+        ("config.templated_headers", "is set by the service when it renders the config; leave it out")
+    ]
+    await redirect_to(run, server, other_port.url("/echo"), templated_headers=[])
+    assert "x-tenant" not in header_values(other_port.requests[0])
+
+
+def test_the_opt_in_is_in_the_schema_and_the_internal_field_is_not():
+    properties = NODE.get_schema()["config_schema"]["properties"]
+    assert properties["keep_headers_on_redirect"]["default"] is False
+    assert "templated_headers" not in properties
 
 
 async def test_without_follow_redirects_the_redirect_is_the_output(server, run):
