@@ -5,7 +5,9 @@ A generated part sits between `<!-- BEGIN generated: WHAT -->` and `<!-- END gen
 
 - `node TYPE`: a built-in node type's description, where it runs and its config fields (type, default,
   description), rendered from the schema `GET /api/v1/nodes` serves (`NodeType.get_schema()`);
-- `include PATH LANGUAGE`: a file of the repository as a fenced block (the example plugin).
+- `include PATH LANGUAGE`: a file of the repository as a fenced block (the example plugin);
+- `address-ranges`: the special-purpose address ranges and what HTTP nodes do with each
+  (nodes/special_addresses.py).
 """
 
 from __future__ import annotations
@@ -149,6 +151,21 @@ def include_section(repo: Path, path: str, language: str) -> str:
     return f"```{language}\n{text}```\n\n"
 
 
+def address_ranges_section() -> str:
+    """One row per range of the table HTTP nodes check; a globally reachable entry inside a blocked range
+    says which range refuses it."""
+    from nodes.special_addresses import BLOCKED, SPECIAL_RANGES, Treatment
+
+    lines = ["| range | what it is | defined by | the http node |", "|---|---|---|---|"]
+    for special in SPECIAL_RANGES:
+        verdict = special.treatment.value
+        container = BLOCKED.most_specific(special.network.network_address)
+        if special.treatment is Treatment.PUBLIC and container is not None:
+            verdict = f"{container.treatment.value}, as part of `{container.network}`"
+        lines.append(f"| `{special.network}` | {special.what} | {special.reference} | {verdict} |")
+    return "\n".join(lines) + "\n\n"
+
+
 def render(what: str, sources: Sources) -> str:
     kind, *args = what.split()
     if kind == "node" and len(args) == 1:
@@ -157,6 +174,8 @@ def render(what: str, sources: Sources) -> str:
         return node_section(sources.node_schemas[args[0]])
     if kind == "include" and len(args) == 2:
         return include_section(sources.repo, args[0], args[1])
+    if kind == "address-ranges" and not args:
+        return address_ranges_section()
     raise ValueError(f"unknown generated part {what!r}")
 
 

@@ -1,10 +1,12 @@
 """The http node: one HTTP request with retries, a response size cap and SSRF protection on every hop.
 
 Redirects are followed here, not by the client, so each hop's URL is checked by the address policy and
-its host resolved through the checking resolver (nodes/ssrf.py). Credentials are dropped when a redirect
-leaves the origin. Transient failures (connection errors, timeouts, 408/425/429/500/502/503/504) are retried
-inside the node with exponential backoff that honours Retry-After; what is left after the node's own
-retries is raised as retryable, so the job's retry policy decides whether to run the node again.
+its host resolved through the checking resolver (nodes/ssrf.py). When a redirect leaves the origin, the
+headers set from templates and those named like credentials are not sent on, unless the node keeps them
+(`keep_headers_on_redirect`). Transient failures (connection errors, timeouts, 408/425/429/500/502/503/
+504) are retried inside the node with exponential backoff that honours Retry-After; what is left after
+the node's own retries is raised as retryable, so the job's retry policy decides whether to run the node
+again.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 from yarl import URL
 
 from engine.errors import NodeExecutionError, NodeTimeoutError, Problem, RetryableNodeError
 from engine.records import LogLevel
-from nodes.base import Execution, NodeContext, NodeResult, NodeType
+from engine.templating import TemplateContext
+from nodes.base import Execution, LogSink, NodeContext, NodeResult, NodeType
 from nodes.settings import NodeSettings
 from nodes.ssrf import AddressPolicy, AddressRefusedError, display_url, pinned_connector
 
@@ -37,7 +41,12 @@ Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie")
+CREDENTIAL_NAME = re.compile(
+    r"auth|cookie|key|token|secret|passw(or)?d|credential|session|signature|jwt|csrf|xsrf", re.IGNORECASE
+)
+"""A header whose name contains one of these is taken for a credential (Authorization, X-Api-Key, ...)."""
+NOT_CREDENTIALS = frozenset({"idempotency-key"})
+TEMPLATED_HEADERS = "templated_headers"
 BODY_HEADERS = ("content-type", "content-length", "content-encoding")
 MAX_RETRY_AFTER_S = 60.0
 MAX_BACKOFF_S = 30.0
@@ -77,6 +86,18 @@ class HttpConfig(BaseModel):
     fail_on_status: bool = Field(
         default=True, description="Fail the node on a 4xx or 5xx; when false the status is just output."
     )
+    keep_headers_on_redirect: bool = Field(
+        default=False,
+        description=(
+            "Also send the headers set from templates and those named like credentials (Authorization, "
+            "Cookie, X-Api-Key, *-Token, ...) when a redirect leads to another scheme, host or port; by "
+            "default they are dropped there."
+        ),
+    )
+    templated_headers: SkipJsonSchema[list[str]] = Field(
+        default_factory=list,
+        description="Set by the service when it renders the config: the headers whose value was a template.",
+    )
 
     @field_validator("method", mode="before")
     @classmethod
@@ -100,6 +121,8 @@ class _Request:
     url: URL
     headers: CIMultiDict[str]
     body: bytes | None
+    origin_bound: frozenset[str] = frozenset()
+    """Lower-case names of the headers that are not sent on when a redirect leaves the origin."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +151,28 @@ class HttpNode(NodeType[HttpConfig]):
             problem = _static_url_problem(url)
             if problem is not None:
                 problems.append(Problem(problem, field="config.url"))
+        if TEMPLATED_HEADERS in config:
+            problems.append(
+                Problem(
+                    "is set by the service when it renders the config; leave it out",
+                    field=f"config.{TEMPLATED_HEADERS}",
+                )
+            )
         return problems
+
+    def render_config(self, config: dict[str, Any], scope: TemplateContext, node_id: str) -> HttpConfig:
+        """The rendered config, with the names of the headers whose value was a template: those are not
+        sent to another origin (the config travels as JSON to where the node runs, so it says so itself)."""
+        written = {key: value for key, value in config.items() if key != TEMPLATED_HEADERS}
+        parsed = super().render_config(written, scope, node_id)
+        headers = written.get("headers")
+        if isinstance(headers, str):
+            templated = list(parsed.headers) if "{{" in headers else []
+        elif isinstance(headers, dict):
+            templated = [name for name, value in headers.items() if isinstance(value, str) and "{{" in value]
+        else:
+            templated = []
+        return parsed.model_copy(update={TEMPLATED_HEADERS: templated})
 
     async def execute(self, config: HttpConfig, ctx: NodeContext) -> NodeResult:
         settings = ctx.services.get("settings") or NodeSettings()
@@ -141,6 +185,7 @@ class HttpNode(NodeType[HttpConfig]):
             config,
             timeout_s=config.timeout_s or settings.http_timeout_s,
             max_bytes=max_bytes,
+            log=ctx.log,
         )
         started = time.monotonic()
         response, attempts = await _with_retries(exchange, request, config, ctx)
@@ -214,7 +259,21 @@ def _build_request(config: HttpConfig, ctx: NodeContext) -> _Request:
         except ValueError as exc:
             raise NodeExecutionError(f"config.body cannot be sent as JSON: {exc}") from None
         headers.setdefault("Content-Type", "application/json")
-    return _Request(config.method, url, headers, body)
+    return _Request(config.method, url, headers, body, _origin_bound(config, headers))
+
+
+def _origin_bound(config: HttpConfig, headers: CIMultiDict[str]) -> frozenset[str]:
+    """The headers a redirect to another origin must not carry: those set from templates (they may hold
+    secrets) and those named like credentials, unless the node keeps them."""
+    if config.keep_headers_on_redirect:
+        return frozenset()
+    templated = {name.lower() for name in config.templated_headers}
+    return frozenset(
+        name.lower()
+        for name in headers
+        if name.lower() in templated
+        or (name.lower() not in NOT_CREDENTIALS and CREDENTIAL_NAME.search(name) is not None)
+    )
 
 
 def _as_text(value: Scalar) -> str:
@@ -234,12 +293,14 @@ class _Exchange:
         *,
         timeout_s: float,
         max_bytes: int,
+        log: LogSink,
     ) -> None:
         self._session = session
         self._policy = policy
         self._config = config
         self._timeout_s = timeout_s
         self._max_bytes = max_bytes
+        self._log = log
 
     async def attempt(self, request: _Request) -> _Response:
         shown = f"{request.method} {display_url(request.url)}"
@@ -273,7 +334,7 @@ class _Exchange:
                 ) as response:
                     location = response.headers.get("Location")
                     if self._config.follow_redirects and response.status in REDIRECT_STATUSES and location:
-                        request = _redirected(request, response.status, location, where)
+                        request = self._redirected(request, response.status, location, where)
                         continue
                     return _Response(
                         status=response.status,
@@ -304,22 +365,29 @@ class _Exchange:
             chunks.append(chunk)
         return b"".join(chunks)
 
-
-def _redirected(request: _Request, status: int, location: str, where: str) -> _Request:
-    try:
-        target = request.url.join(URL(location))
-    except ValueError as exc:
-        raise NodeExecutionError(f"{where} redirected to an invalid URL {location!r}: {exc}") from None
-    headers = request.headers.copy()
-    method, body = request.method, request.body
-    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
-        method, body = "GET", None
-        for name in BODY_HEADERS:
-            headers.popall(name, None)
-    if _origin(target) != _origin(request.url):
-        for name in CREDENTIAL_HEADERS:
-            headers.popall(name, None)
-    return _Request(method, target, headers, body)
+    def _redirected(self, request: _Request, status: int, location: str, where: str) -> _Request:
+        try:
+            target = request.url.join(URL(location))
+        except ValueError as exc:
+            raise NodeExecutionError(f"{where} redirected to an invalid URL {location!r}: {exc}") from None
+        headers = request.headers.copy()
+        method, body = request.method, request.body
+        if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+            method, body = "GET", None
+            for name in BODY_HEADERS:
+                headers.popall(name, None)
+        if _origin(target) != _origin(request.url):
+            dropped = sorted({name for name in headers if name.lower() in request.origin_bound})
+            for name in dropped:
+                headers.popall(name, None)
+            if dropped:
+                self._log(
+                    LogLevel.INFO,
+                    f"{where}: not sending {', '.join(dropped)} to {display_url(target)}, another origin "
+                    "(keep_headers_on_redirect: true sends them)",
+                    {"dropped_headers": dropped},
+                )
+        return _Request(method, target, headers, body, request.origin_bound)
 
 
 def _origin(url: URL) -> tuple[str, str | None, int | None]:

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import TYPE_CHECKING
 
 from aiohttp import TCPConnector
@@ -25,6 +24,7 @@ from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 from engine.errors import NodeExecutionError
+from nodes.special_addresses import BLOCKED, IPAddress, IPNetwork, Treatment, embedded_ipv4
 
 if TYPE_CHECKING:
     from nodes.settings import NodeSettings
@@ -33,9 +33,6 @@ if TYPE_CHECKING:
 class AddressRefusedError(NodeExecutionError):
     """A URL or an address the policy refuses; not retryable: the same request would be refused again."""
 
-
-IPAddress = IPv4Address | IPv6Address
-IPNetwork = IPv4Network | IPv6Network
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 LOOPBACK_NAMES = frozenset({"localhost"})
@@ -47,87 +44,23 @@ _NUMERIC_IPV4 = re.compile(r"^[0-9a-fx.]+$")
 
 
 @dataclass(frozen=True)
-class _Rule:
-    network: IPNetwork
-    what: str
-    never_allowed: bool = False
-
-
-def _rules(never: dict[str, Iterable[str]], openable: dict[str, Iterable[str]]) -> tuple[_Rule, ...]:
-    return tuple(
-        _Rule(ip_network(cidr), what, never_allowed)
-        for table, never_allowed in ((never, True), (openable, False))
-        for what, cidrs in table.items()
-        for cidr in cidrs
-    )
-
-
-ADDRESS_RULES = _rules(
-    never={
-        "a cloud metadata address": (
-            "169.254.169.254/32",  # AWS, GCP, Azure, OpenStack, DigitalOcean, ...
-            "169.254.170.2/32",  # AWS ECS task metadata
-            "169.254.170.23/32",  # AWS EKS pod identity
-            "100.100.100.200/32",  # Alibaba Cloud
-            "fd00:ec2::254/128",  # AWS IMDS over IPv6
-            "fd00:ec2::23/128",  # AWS EKS pod identity over IPv6
-        ),
-        "an unspecified ('this host') address": ("0.0.0.0/8", "::/128"),
-        "a multicast address": ("224.0.0.0/4", "ff00::/8"),
-        "a reserved or broadcast address": ("240.0.0.0/4",),
-    },
-    openable={
-        "a loopback address": ("127.0.0.0/8", "::1/128"),
-        "a private address": ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"),
-        "a link-local address": ("169.254.0.0/16", "fe80::/10"),
-        "a unique-local address": ("fc00::/7",),
-        "a carrier-grade NAT (shared) address": ("100.64.0.0/10",),
-        "a site-local address": ("fec0::/10",),
-    },
-)
-"""Checked in order; the first rule that contains an address decides. Addresses that no rule names but
-that are not globally routable (documentation, benchmarking, protocol ranges) are refused as openable."""
-
-_EMBEDDING_PREFIXES: tuple[tuple[IPv6Network, str], ...] = (
-    (IPv6Network("::ffff:0:0/96"), "an IPv4-mapped IPv6 address"),
-    (IPv6Network("64:ff9b::/96"), "a NAT64 IPv6 address"),
-    (IPv6Network("::/96"), "an IPv4-compatible IPv6 address"),
-)
-
-
-@dataclass(frozen=True)
 class Verdict:
     what: str
     never_allowed: bool
 
 
 def classify(address: IPAddress) -> Verdict | None:
-    """What makes `address` a destination HTTP nodes refuse by default; None for a public address."""
-    for rule in ADDRESS_RULES:
-        if address.version == rule.network.version and address in rule.network:
-            return Verdict(rule.what, rule.never_allowed)
-    embedded = embedded_ipv4(address)
-    if embedded is not None:
-        address_v4, kind = embedded
-        inner = classify(address_v4)
-        return (
-            None if inner is None else Verdict(f"{kind} of {address_v4}, {inner.what}", inner.never_allowed)
-        )
-    if not address.is_global:
-        return Verdict("a special-purpose address that is not publicly routable", False)
-    return None
-
-
-def embedded_ipv4(address: IPAddress) -> tuple[IPv4Address, str] | None:
-    """The IPv4 address an IPv6 address stands for (mapped, NAT64, IPv4-compatible, 6to4), with its kind."""
-    if not isinstance(address, IPv6Address):
+    """Why HTTP nodes refuse `address` by default (nodes/special_addresses.py); None for a public one."""
+    special = BLOCKED.most_specific(address)
+    if special is None:
         return None
-    for prefix, kind in _EMBEDDING_PREFIXES:
-        if address in prefix:
-            return IPv4Address(int(address) & 0xFFFFFFFF), kind
-    if address.sixtofour is not None:
-        return address.sixtofour, "a 6to4 IPv6 address"
-    return None
+    if special.treatment is Treatment.EMBEDS_IPV4 and isinstance(address, IPv6Address):
+        carried = special.carried_ipv4(address)
+        inner = classify(carried)
+        if inner is None:
+            return None
+        return Verdict(f"{special.what} of {carried}, {inner.what}", inner.never_allowed)
+    return Verdict(special.description, special.treatment is Treatment.NEVER)
 
 
 @dataclass(frozen=True)

@@ -173,9 +173,23 @@ async def server() -> AsyncIterator[Server]:
     await runner.cleanup()
 
 
+@pytest.fixture(scope="module")
+async def other_port() -> AsyncIterator[Server]:
+    """The same app on 127.0.0.1 at another port: another origin on the same host."""
+    instance = Server(0)
+    runner = web.AppRunner(build_app(instance), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    instance.port = runner.addresses[0][1]
+    yield instance
+    await runner.cleanup()
+
+
 @pytest.fixture(autouse=True)
-def _forget_requests(server: Server) -> None:
+def _forget_requests(server: Server, other_port: Server) -> None:
     server.requests.clear()
+    other_port.requests.clear()
 
 
 @dataclass
@@ -183,17 +197,25 @@ class Run:
     logs: list[tuple[LogLevel, str, dict[str, Any]]] = field(default_factory=list)
 
     async def __call__(
-        self, config: dict[str, Any], node_settings: NodeSettings = LOOPBACK_ALLOWED, **services: Any
+        self,
+        config: dict[str, Any],
+        node_settings: NodeSettings = LOOPBACK_ALLOWED,
+        scope: TemplateContext | None = None,
+        **services: Any,
     ) -> NodeResult:
+        """Run the node on `config`; with a `scope`, `config` is a definition's config rendered against it
+        and shipped as JSON, the way a job hands it to the executor actor."""
         ctx = NodeContext(
             job_id="job-1",
             workflow_id="wf-1",
             node_id="fetch",
             attempt=1,
-            scope=TemplateContext(),
+            scope=scope or TemplateContext(),
             log=lambda level, message, data: self.logs.append((level, message, data)),
             services={"settings": node_settings, **services},
         )
+        if scope is not None:
+            config = NODE.render_config(config, scope, "fetch").model_dump(mode="json")
         return await NODE.execute(NODE.parse_config(config, "fetch"), ctx)
 
 
@@ -481,6 +503,118 @@ async def test_credentials_are_dropped_when_a_redirect_leaves_the_origin(server,
     assert other_origin.local_address == "127.0.0.2"
 
 
+PRIVATE_OPEN = settings(allowed_hosts="", allow_private=True)
+SECRET_SCOPE = TemplateContext(input={"request_id": "r-7"}, secrets={"tenant_token": "tt-secret"})
+GUARDED_HEADERS = {
+    "X-Api-Key": "k-static",
+    "Authorization": "Bearer a-static",
+    "Proxy-Authorization": "Basic p-static",
+    "Cookie": "session=c-static",
+    "X-Auth-Token": "t-static",
+    "X-Client-Secret": "s-static",
+    "Private-Token": "g-static",
+    "X-Tenant": "{{secrets.tenant_token}}",
+    "X-Request-Id": "{{input.request_id}}",
+}
+"""Named like credentials, or set from a template (X-Tenant, X-Request-Id): not sent to another origin."""
+PLAIN_HEADERS = {"X-Trace": "t1", "Accept": "application/json"}
+
+
+def header_values(seen: Seen) -> dict[str, str]:
+    return {name.lower(): value for name, value in seen.headers.items()}
+
+
+async def redirect_to(run: Run, first: Server, target: str, **config: Any) -> NodeResult:
+    return await run(
+        {
+            "url": first.url("/redirect"),
+            "query": {"to": target, "status": 307},
+            "headers": {**GUARDED_HEADERS, **PLAIN_HEADERS},
+            **config,
+        },
+        PRIVATE_OPEN,
+        scope=SECRET_SCOPE,
+    )
+
+
+async def test_a_redirect_to_another_port_drops_templated_and_credential_headers(server, other_port, run):
+    result = await redirect_to(run, server, other_port.url("/echo"))
+    assert result.output["status"] == 200
+    [first] = server.requests
+    [second] = other_port.requests
+    sent_first, sent_second = header_values(first), header_values(second)
+    assert sent_first["x-api-key"] == "k-static" and sent_first["x-tenant"] == "tt-secret"
+    assert sent_first["x-request-id"] == "r-7"
+    for name in GUARDED_HEADERS:
+        assert name.lower() not in sent_second, f"{name} reached the second origin"
+    assert "tt-secret" not in str(second.headers) and "k-static" not in str(second.headers)
+    assert sent_second["x-trace"] == "t1" and sent_second["accept"] == "application/json"
+    assert sent_second["idempotency-key"] == "job-1:fetch:1"
+    [(level, message, data)] = [entry for entry in run.logs if "not sending" in entry[1]]
+    assert level is LogLevel.INFO
+    assert data == {"dropped_headers": sorted(GUARDED_HEADERS)}
+    assert f"to {other_port.url('/echo')}, another origin" in message
+    assert "static" not in message and "tt-secret" not in message
+
+
+async def test_with_keep_headers_on_redirect_they_reach_the_other_origin(server, other_port, run):
+    await redirect_to(run, server, other_port.url("/echo"), keep_headers_on_redirect=True)
+    [second] = other_port.requests
+    sent = header_values(second)
+    assert sent["x-api-key"] == "k-static" and sent["authorization"] == "Bearer a-static"
+    assert sent["x-tenant"] == "tt-secret" and sent["x-request-id"] == "r-7"
+    assert not [entry for entry in run.logs if "not sending" in entry[1]]
+
+
+async def test_a_same_origin_redirect_keeps_every_header(server, run):
+    await redirect_to(run, server, "/echo")
+    first, second = server.requests
+    assert header_values(second) == header_values(first)
+    assert header_values(second)["x-tenant"] == "tt-secret"
+
+
+async def test_a_scheme_change_is_another_origin(server, run):
+    """http -> https on the same host and port: the headers are dropped before the (failing) TLS hop."""
+    with pytest.raises(NodeExecutionError):
+        await redirect_to(run, server, server.url("/echo").replace("http://", "https://"), retries=0)
+    assert [entry[2] for entry in run.logs if "not sending" in entry[1]] == [
+        {"dropped_headers": sorted(GUARDED_HEADERS)}
+    ]
+
+
+async def test_headers_rendered_from_a_whole_template_are_all_dropped_at_another_origin(
+    server, other_port, run
+):
+    scope = TemplateContext(input={"headers": {"X-Anything": "from-input", "X-Other": "2"}})
+    await run(
+        {
+            "url": server.url("/redirect"),
+            "query": {"to": other_port.url("/echo")},
+            "headers": "{{input.headers}}",
+        },
+        PRIVATE_OPEN,
+        scope=scope,
+    )
+    assert header_values(server.requests[0])["x-anything"] == "from-input"
+    sent = header_values(other_port.requests[0])
+    assert "x-anything" not in sent and "x-other" not in sent
+
+
+async def test_a_definition_cannot_claim_its_templated_headers(server, other_port, run):
+    problems = NODE.validate_config({"url": "http://example.com", "templated_headers": []})
+    assert [(problem.field, problem.message) for problem in problems] == [
+        ("config.templated_headers", "is set by the service when it renders the config; leave it out")
+    ]
+    await redirect_to(run, server, other_port.url("/echo"), templated_headers=[])
+    assert "x-tenant" not in header_values(other_port.requests[0])
+
+
+def test_the_opt_in_is_in_the_schema_and_the_internal_field_is_not():
+    properties = NODE.get_schema()["config_schema"]["properties"]
+    assert properties["keep_headers_on_redirect"]["default"] is False
+    assert "templated_headers" not in properties
+
+
 async def test_without_follow_redirects_the_redirect_is_the_output(server, run):
     result = await run(
         {"url": server.url("/redirect"), "query": {"to": "http://localhost/"}, "follow_redirects": False}
@@ -548,14 +682,112 @@ async def test_control_the_same_redirects_are_followed_when_private_networks_are
             assert server.requests[1].local_address == address
 
 
+LOOPBACK_NOTATIONS = [
+    # (host as written, what the guard says, whether the open control reaches the server)
+    ("2130706433", "2130706433 (that is 127.0.0.1) is a loopback address", False),
+    ("0x7f.1", "0x7f.1 (that is 127.0.0.1) is a loopback address", True),
+    ("0X7F000001", "0x7f000001 (that is 127.0.0.1) is a loopback address", True),
+    ("017700000001", "017700000001 (that is 127.0.0.1) is a loopback address", False),
+    ("0177.0.0.1", "0177.0.0.1 (that is 127.0.0.1) is a loopback address", False),
+    ("127.1", "127.1 (that is 127.0.0.1) is a loopback address", False),
+    ("127.000.000.001", "127.000.000.001 (that is 127.0.0.1) is a loopback address", False),
+    ("0x7f.0.0.0x1", "0x7f.0.0.0x1 (that is 127.0.0.1) is a loopback address", True),
+    ("127.0.0.1.", "127.0.0.1 is a loopback address", False),
+    ("\uff11\uff12\uff17.0.0.1", "127.0.0.1 is a loopback address", True),
+    ("localhost.", "localhost is a loopback host name", False),
+    ("[::ffff:127.0.0.1]", "::ffff:7f00:1 is an IPv4-mapped IPv6 address of 127.0.0.1, a loopback", True),
+    ("[0:0:0:0:0:ffff:7f00:1]", "IPv4-mapped IPv6 address of 127.0.0.1, a loopback address", True),
+    ("[::1%25lo]", "::1%lo is a loopback address", False),
+    ("[0::1]", "::1 is a loopback address", True),
+]
+
+
+@pytest.mark.parametrize(("host", "reason", "reaches_when_open"), LOOPBACK_NOTATIONS)
+async def test_every_notation_of_loopback_is_refused_and_nothing_is_sent(
+    server, run, host, reason, reaches_when_open
+):
+    url = f"http://{host}:{server.port}/echo"
+    with pytest.raises(AddressRefusedError) as caught:
+        await run({"url": url, "retries": 0}, settings(allowed_hosts=""))
+    assert reason in caught.value.message
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(("host", "reason", "reaches_when_open"), LOOPBACK_NOTATIONS)
+async def test_control_with_private_networks_open_each_notation_reaches_loopback_or_no_address(
+    server, run, host, reason, reaches_when_open
+):
+    """The refusal above is the guard's: opened, the same URL reaches the server, or is one that no layer
+    below turns into an address (aiohttp refuses all-digit forms that are not canonical dotted quads and
+    passes a zone id still percent-encoded; the C resolver refuses trailing dots)."""
+    url = f"http://{host}:{server.port}/echo"
+    if reaches_when_open:
+        result = await run({"url": url, "retries": 0}, PRIVATE_OPEN)
+        assert result.output["status"] == 200
+        [seen] = server.requests
+        assert seen.local_address in ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+    else:
+        with pytest.raises(NodeExecutionError) as caught:
+            await run({"url": url, "retries": 0}, PRIVATE_OPEN)
+        assert not isinstance(caught.value, AddressRefusedError)
+        assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("url", "answers", "reason"),
+    [
+        ("http://[::ffff:0:7f00:1]:{port}/echo", {}, "IPv4-translated IPv6 address (::ffff:0:0:0/96"),
+        ("http://translated.test:{port}/echo", {"translated.test": ["::ffff:0:7f00:1"]}, "IPv4-translated"),
+        ("http://[64:ff9b:1::7f00:1]:{port}/echo", {}, "local-use NAT64 address (64:ff9b:1::/48, RFC 8215)"),
+        ("http://nat64.test:{port}/echo", {"nat64.test": ["64:ff9b:1::a9fe:a9fe"]}, "local-use NAT64"),
+        ("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", {}, "a Teredo address (2001::/32"),
+        ("http://192.0.0.192:{port}/echo", {}, "IETF protocol assignment address (192.0.0.0/24, RFC 6890"),
+        ("http://ietf.test:{port}/echo", {"ietf.test": ["192.0.0.192"]}, "IETF protocol assignment address"),
+        ("http://pcp.test:{port}/echo", {"pcp.test": ["192.0.0.9"]}, "IETF protocol assignment address"),
+    ],
+)
+async def test_the_is_global_bypasses_are_refused_by_the_real_node(server, run, url, answers, reason):
+    """What `ipaddress.is_global` let through on CPython 3.11.7 (CVE-2024-4032 and later registry
+    entries): refused before any connection, whatever the name resolves to."""
+    resolver = FixedTableResolver(answers)
+    with pytest.raises(AddressRefusedError) as caught:
+        await run(
+            {"url": url.format(port=server.port), "retries": 0, "timeout_s": 2},
+            settings(allowed_hosts=""),
+            dns_resolver=resolver,
+        )
+    assert reason in caught.value.message
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("url", "answers"),
+    [
+        ("http://[::ffff:0:7f00:1]:{port}/echo", {}),
+        ("http://[64:ff9b:1::7f00:1]:{port}/echo", {}),
+        ("http://nat64.test:{port}/echo", {"nat64.test": ["64:ff9b:1::a9fe:a9fe"]}),
+    ],
+)
+async def test_the_forms_that_hide_an_ipv4_address_stay_refused_with_private_networks_open(
+    server, run, url, answers
+):
+    with pytest.raises(AddressRefusedError, match="never allowed"):
+        await run(
+            {"url": url.format(port=server.port), "retries": 0, "timeout_s": 2},
+            PRIVATE_OPEN,
+            dns_resolver=FixedTableResolver(answers),
+        )
+
+
 async def test_a_host_name_resolving_to_loopback_is_refused_with_fixed_table_resolver(server, run):
     resolver = FixedTableResolver({"evil.test": ["127.0.0.2"]})
     url = f"http://evil.test:{server.port}/echo"
     with pytest.raises(AddressRefusedError) as caught:
         await run({"url": url}, dns_resolver=resolver)
     assert caught.value.message == (
-        f"GET {url}: refused: 127.0.0.2 (resolved from evil.test) is a loopback address; set "
-        "HTTP_ALLOWED_HOSTS (or HTTP_ALLOW_PRIVATE_NETWORKS=true, for development) to allow it"
+        f"GET {url}: refused: 127.0.0.2 (resolved from evil.test) is a loopback address (127.0.0.0/8, RFC "
+        "1122 §3.2.1.3); set HTTP_ALLOWED_HOSTS (or HTTP_ALLOW_PRIVATE_NETWORKS=true, for development) to "
+        "allow it"
     )
     assert server.requests == []
 

@@ -8,7 +8,7 @@ real loopback HTTP, redirects included, are in test_http_node.py.
 from __future__ import annotations
 
 import socket
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -74,10 +74,14 @@ def refusal(policy: AddressPolicy, url: str) -> str:
         ("http://[fc00::1]/", "fc00::1 is a unique-local address"),
         ("http://[fd12:3456::1]/", "fd12:3456::1 is a unique-local address"),
         ("http://100.64.0.1/", "100.64.0.1 is a carrier-grade NAT (shared) address"),
-        ("http://[fec0::1]/", "fec0::1 is a site-local address"),
-        ("http://192.0.2.10/", "192.0.2.10 is a special-purpose address that is not publicly routable"),
-        ("http://198.18.0.1/", "198.18.0.1 is a special-purpose address"),
-        ("http://[2001:db8::1]/", "2001:db8::1 is a special-purpose address"),
+        ("http://[fec0::1]/", "fec0::1 is a deprecated site-local address (fec0::/10, RFC 3879)"),
+        ("http://192.0.2.10/", "192.0.2.10 is a documentation address (TEST-NET-1) (192.0.2.0/24, RFC 5737)"),
+        ("http://198.18.0.1/", "198.18.0.1 is a benchmarking address (198.18.0.0/15, RFC 2544)"),
+        ("http://[2001:db8::1]/", "2001:db8::1 is a documentation address (2001:db8::/32, RFC 3849)"),
+        # the attack review's three bypasses of `is_global` (CVE-2024-4032 on CPython 3.11.7)
+        ("http://192.0.0.192/", "192.0.0.192 is an IETF protocol assignment address (192.0.0.0/24, RFC 6890"),
+        ("http://[64:ff9b:1::7f00:1]/", "is a local-use NAT64 address (64:ff9b:1::/48, RFC 8215)"),
+        ("http://[::ffff:0:7f00:1]/", "is an IPv4-translated IPv6 address (::ffff:0:0:0/96, RFC 2765"),
         # legacy IPv4 notations the C library accepts
         ("http://2130706433/", "2130706433 (that is 127.0.0.1) is a loopback address"),
         ("http://0x7f.1/", "0x7f.1 (that is 127.0.0.1) is a loopback address"),
@@ -91,7 +95,7 @@ def refusal(policy: AddressPolicy, url: str) -> str:
         ("http://[::ffff:127.0.0.1]/", "is an IPv4-mapped IPv6 address of 127.0.0.1, a loopback address"),
         ("http://[::ffff:7f00:1]/", "is an IPv4-mapped IPv6 address of 127.0.0.1, a loopback address"),
         ("http://[::ffff:10.0.0.1]/", "IPv4-mapped IPv6 address of 10.0.0.1, a private address"),
-        ("http://[::127.0.0.1]/", "is an IPv4-compatible IPv6 address of 127.0.0.1, a loopback address"),
+        ("http://[::127.0.0.1]/", "is a deprecated IPv4-compatible IPv6 address (::/96, RFC 4291"),
         ("http://[64:ff9b::7f00:1]/", "is a NAT64 IPv6 address of 127.0.0.1, a loopback address"),
         ("http://[2002:7f00:1::]/", "is a 6to4 IPv6 address of 127.0.0.1, a loopback address"),
         # names
@@ -137,8 +141,18 @@ def test_refused_by_default_with_the_reason(url, reason):
         ("http://[::]/", ":: is an unspecified ('this host') address"),
         ("http://224.0.0.1/", "224.0.0.1 is a multicast address"),
         ("http://[ff02::1]/", "ff02::1 is a multicast address"),
-        ("http://255.255.255.255/", "255.255.255.255 is a reserved or broadcast address"),
-        ("http://240.0.0.1/", "240.0.0.1 is a reserved or broadcast address"),
+        ("http://255.255.255.255/", "255.255.255.255 is the limited broadcast address"),
+        ("http://240.0.0.1/", "240.0.0.1 is a reserved address (240.0.0.0/4, RFC 1112"),
+        ("http://[::ffff:0:7f00:1]/", "is an IPv4-translated IPv6 address"),
+        ("http://[::ffff:0:808:808]/", "is an IPv4-translated IPv6 address"),
+        ("http://[::127.0.0.1]/", "is a deprecated IPv4-compatible IPv6 address"),
+        ("http://[::8.8.8.8]/", "is a deprecated IPv4-compatible IPv6 address"),
+        ("http://[64:ff9b:1::7f00:1]/", "is a local-use NAT64 address"),
+        ("http://[64:ff9b:1:ffff::1]/", "is a local-use NAT64 address"),
+        ("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", "is a Teredo address"),
+        ("http://[::ffff:169.254.169.254]/", "IPv4-mapped IPv6 address of 169.254.169.254, a cloud metadata"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "NAT64 IPv6 address of 169.254.169.254, a cloud metadata"),
+        ("http://[2002:a9fe:a9fe::]/", "6to4 IPv6 address of 169.254.169.254, a cloud metadata"),
     ],
 )
 def test_never_allowed_even_when_private_networks_and_the_allowlist_are_open(url, reason):
@@ -159,6 +173,8 @@ def test_never_allowed_even_when_private_networks_and_the_allowlist_are_open(url
         "http://8.8.8.8/",
         "http://[2606:4700:4700::1111]/",
         "http://[::ffff:8.8.8.8]/",
+        "http://[64:ff9b::8.8.8.8]/",
+        "http://[2002:808:808::1]/",
         "http://134744072/",
         "http://metadata.example.com/",
         "http://localhost.example.com/",
@@ -166,6 +182,146 @@ def test_never_allowed_even_when_private_networks_and_the_allowlist_are_open(url
 )
 def test_public_urls_pass(url):
     STRICT.check_url(URL(url))
+
+
+END = "the end of the address space"
+
+BLOCKED_RANGES = [
+    # (range, what refuses the first address after it: None where that address is public)
+    # the IANA IPv4 Special-Purpose Address Registry
+    ("0.0.0.0/8", None),
+    ("0.0.0.0/32", "a 'this network' address"),
+    ("10.0.0.0/8", None),
+    ("100.64.0.0/10", None),
+    ("127.0.0.0/8", None),
+    ("169.254.0.0/16", None),
+    ("172.16.0.0/12", None),
+    ("192.0.0.0/24", None),
+    ("192.0.0.0/29", "the IPv4 dummy address"),
+    ("192.0.0.8/32", "an IETF protocol assignment address"),
+    ("192.0.0.170/32", "a NAT64/DNS64 discovery address"),
+    ("192.0.0.171/32", "an IETF protocol assignment address"),
+    ("192.0.2.0/24", None),
+    ("192.88.99.0/24", None),
+    ("192.88.99.2/32", "a deprecated 6to4 relay anycast address"),
+    ("192.168.0.0/16", None),
+    ("198.18.0.0/15", None),
+    ("198.51.100.0/24", None),
+    ("203.0.113.0/24", None),
+    ("240.0.0.0/4", END),
+    ("255.255.255.255/32", END),
+    # the IANA IPv6 Special-Purpose Address Registry
+    ("::1/128", "a deprecated IPv4-compatible IPv6 address"),
+    ("::/128", "a loopback address"),
+    ("::ffff:0:0/96", "an IPv6 address reserved by the IETF"),
+    ("64:ff9b::/96", "an IPv6 address reserved by the IETF"),
+    ("64:ff9b:1::/48", "an IPv6 address reserved by the IETF"),
+    ("100::/64", "a dummy IPv6 address"),
+    ("100:0:0:1::/64", "an IPv6 address reserved by the IETF"),
+    ("2001::/23", None),
+    ("2001::/32", "an IETF protocol assignment address"),
+    ("2001:2::/48", "an IETF protocol assignment address"),
+    ("2001:10::/28", "an IETF protocol assignment address"),
+    ("2001:db8::/32", None),
+    ("2002::/16", None),
+    ("3fff::/20", None),
+    ("5f00::/16", "an IPv6 address reserved by the IETF"),
+    ("fc00::/7", "an IPv6 address reserved by the IETF"),
+    ("fe80::/10", "a deprecated site-local address"),
+    # outside the registries
+    ("169.254.169.254/32", "a link-local address"),
+    ("169.254.170.2/32", "a link-local address"),
+    ("169.254.170.23/32", "a link-local address"),
+    ("100.100.100.200/32", "a carrier-grade NAT (shared) address"),
+    ("fd00:ec2::254/128", "a unique-local address"),
+    ("fd00:ec2::23/128", "a unique-local address"),
+    ("224.0.0.0/4", "a reserved address"),
+    ("ff00::/8", END),
+    ("::/96", "an IPv6 address reserved by the IETF"),
+    ("::ffff:0:0:0/96", "an IPv6 address reserved by the IETF"),
+    ("fec0::/10", "a multicast address"),
+    ("::/3", None),
+    ("4000::/2", "an IPv6 address reserved by the IETF"),
+    ("8000::/1", END),
+]
+"""Every range nodes/special_addresses.py blocks (test_special_addresses.py checks that none is missing)."""
+
+
+def refused_address(policy: AddressPolicy, address: str) -> str | None:
+    """The policy's refusal of a name that resolved to `address`; None when it is allowed."""
+    try:
+        policy.check_address(address, "range.test")
+    except AddressRefusedError as exc:
+        return exc.message
+    return None
+
+
+@pytest.mark.parametrize("cidr", [cidr for cidr, _ in BLOCKED_RANGES])
+def test_each_blocked_range_is_refused_from_its_first_to_its_last_address(cidr):
+    network = ip_network(cidr)
+    for inside in (network.network_address, network.broadcast_address):
+        assert refused_address(STRICT, str(inside)) is not None, f"{inside} (in {cidr}) was allowed"
+        with pytest.raises(AddressRefusedError):
+            STRICT.check_url(URL(f"http://{_url_host(inside)}/"))
+
+
+@pytest.mark.parametrize(("cidr", "after"), BLOCKED_RANGES)
+def test_the_first_address_after_each_blocked_range_is_allowed_where_it_is_public(cidr, after):
+    network = ip_network(cidr)
+    if after == END:
+        assert int(network.broadcast_address) == 2**network.max_prefixlen - 1
+        return
+    following = network.broadcast_address + 1
+    message = refused_address(STRICT, str(following))
+    if after is None:
+        assert message is None, f"{following}, just after {cidr}, was refused: {message}"
+    else:
+        assert message is not None and f"{following} (resolved from range.test) is {after}" in message
+
+
+def _url_host(address: IPv4Address | IPv6Address) -> str:
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        # globally reachable entries of the registries that no blocked range contains
+        "192.31.196.0",
+        "192.31.196.255",
+        "192.52.193.1",
+        "192.175.48.255",
+        "2620:4f:8000::",
+        "2620:4f:8000:ffff:ffff:ffff:ffff:ffff",
+        # the public IPv4 address behind the forms that carry one
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",
+        "2002:808:808::1",
+    ],
+)
+def test_globally_reachable_registry_entries_and_public_embedded_addresses_are_allowed(address):
+    assert refused_address(STRICT, address) is None
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "192.0.0.9",
+        "192.0.0.10",
+        "2001:1::1",
+        "2001:1::2",
+        "2001:1::3",
+        "2001:3::1",
+        "2001:4:112::1",
+        "2001:20::1",
+        "2001:30::1",
+    ],
+)
+def test_globally_reachable_entries_inside_a_blocked_range_are_refused_with_it(address):
+    """IANA marks these anycast and protocol addresses globally reachable; they reach the nearest instance
+    of a service, often inside the operator's network, so the block around them decides."""
+    message = refused_address(STRICT, address)
+    assert message is not None and "is an IETF protocol assignment address" in message
 
 
 def test_private_networks_setting_opens_loopback_and_private_addresses_and_names():
@@ -192,6 +348,15 @@ def test_allowlist_cidr_opens_only_its_network_in_every_notation():
     assert "localhost is a loopback host name" in refusal(policy, "http://localhost/")
 
 
+def test_allowlist_opens_the_newly_listed_ranges_but_never_the_forms_that_hide_an_ipv4_address():
+    policy = AddressPolicy(allowed=AllowList.parse("192.0.0.0/24, 3fff::/20, 64:ff9b:1::/48, ::/96"))
+    policy.check_address("192.0.0.192", "lab.example")
+    policy.check_url(URL("http://[3fff::1]/"))
+    assert "198.18.0.1 is a benchmarking address" in refusal(policy, "http://198.18.0.1/")
+    assert "never allowed" in refusal(policy, "http://[64:ff9b:1::7f00:1]/")
+    assert "never allowed" in refusal(policy, "http://[::7f00:1]/")
+
+
 def test_allowlist_names_and_wildcards_open_private_resolutions_of_those_names_only():
     policy = AddressPolicy(allowed=AllowList.parse(" Internal.Example. , *.corp.example ,localhost"))
     policy.check_address("10.0.0.5", "internal.example")
@@ -212,8 +377,8 @@ def test_resolved_address_message_names_host_address_and_the_setting():
     with pytest.raises(AddressRefusedError) as caught:
         STRICT.check_address("127.0.0.1", "evil.example")
     assert caught.value.message == (
-        "refused: 127.0.0.1 (resolved from evil.example) is a loopback address; set HTTP_ALLOWED_HOSTS "
-        "(or HTTP_ALLOW_PRIVATE_NETWORKS=true, for development) to allow it"
+        "refused: 127.0.0.1 (resolved from evil.example) is a loopback address (127.0.0.0/8, RFC 1122 "
+        "§3.2.1.3); set HTTP_ALLOWED_HOSTS (or HTTP_ALLOW_PRIVATE_NETWORKS=true, for development) to allow it"
     )
 
 
@@ -271,8 +436,11 @@ async def test_checking_resolver_refuses_a_name_if_any_of_its_addresses_is_refus
     [
         ("127.0.0.1", "is a loopback address"),
         ("::ffff:127.0.0.1", "IPv4-mapped IPv6 address of 127.0.0.1, a loopback address"),
-        ("169.254.169.254", "is a cloud metadata address, never allowed"),
-        ("fd00:ec2::254", "is a cloud metadata address, never allowed"),
+        ("169.254.169.254", "is a cloud metadata address (169.254.169.254/32, AWS, GCP, Azure"),
+        (
+            "fd00:ec2::254",
+            "is a cloud metadata address (fd00:ec2::254/128, AWS IMDS over IPv6), never allowed",
+        ),
         ("fe80::1%lo", "is a link-local address"),
     ],
 )
