@@ -1,0 +1,74 @@
+"""A fresh machine's `workflow-service serve`, a process of its own with no JWT_SECRET, attacked as issue 13
+says (hole 7): the README's quick start works with the key the service made in DATA_DIR, and a token
+signed with the old public default is refused."""
+
+from __future__ import annotations
+
+import stat
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from config.jwt_secret import KEY_FILE_NAME
+from tests.docs.blocks import examples, parse_blocks
+from tests.docs.runner import DocService, ExampleRunner
+from tests.gateway.support import make_token
+from tests.support.service_process import REPO, ServiceProcess, service_process
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+OLD_PUBLIC_DEFAULT = "change-me-in-production"
+README_URL = "http://localhost:8001"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fresh-service") / "data"
+
+
+@pytest.fixture(scope="module")
+def fresh(data_dir: Path) -> Iterator[ServiceProcess]:
+    """No JWT_SECRET, the embedded store and Redis, a local Ray of its own: how `workflow-service serve`
+    starts on a laptop."""
+    env = {
+        "DATA_DIR": str(data_dir),
+        "RAY_DASHBOARD": "false",
+        "RAY_NAMESPACE": f"fresh-{uuid.uuid4().hex[:8]}",
+        "MAX_ACTIVE_JOBS": "2",
+        "WARM_POOL_SIZE": "1",
+        "EXECUTOR_POOL_SIZE": "1",
+    }
+    with service_process(env, cwd=data_dir.parent) as service:
+        yield service
+
+
+def service_key(data_dir: Path) -> str:
+    return (data_dir / KEY_FILE_NAME).read_text().strip()
+
+
+async def test_the_readme_quick_start_curl_works_with_the_key_the_service_made(fresh, data_dir):
+    readme = [example for example in examples(parse_blocks(REPO / "README.md")) if example.role == "curl"]
+    assert any("workflow-service token" in example.block.text for example in readme), "README's quick start"
+    service = DocService(
+        base_url=fresh.base_url, token="", jwt_secret="", replacements={README_URL: fresh.base_url}
+    )
+    async with httpx.AsyncClient(base_url=fresh.base_url, timeout=30) as http:
+        runner = ExampleRunner(service, http)
+        runner.variables.update(DATA_DIR=str(data_dir), HOST="127.0.0.1")
+        for example in readme:
+            await runner.run(example)
+    assert stat.S_IMODE((data_dir / KEY_FILE_NAME).stat().st_mode) == 0o600
+
+
+async def test_a_token_signed_with_the_old_public_default_is_refused(fresh, data_dir):
+    """The attack (hole 7): an admin token anyone could sign with the documented default secret."""
+    forged = make_token("mallory", roles=["admin"], key=OLD_PUBLIC_DEFAULT)
+    async with httpx.AsyncClient(base_url=fresh.base_url) as http:
+        refused = await http.get("/api/v1/jobs", headers={"Authorization": f"Bearer {forged}"})
+        assert refused.status_code == 401, refused.text
+        genuine = make_token("alice", key=service_key(data_dir))
+        accepted = await http.get("/api/v1/jobs", headers={"Authorization": f"Bearer {genuine}"})
+        assert accepted.status_code == 200, accepted.text
