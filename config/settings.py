@@ -83,6 +83,14 @@ class Settings(BaseSettings):
         default=15.0, alias="EVENT_KEEPALIVE_S", gt=0, description="idle seconds before a keep-alive"
     )
     health_timeout_s: float = Field(default=2.0, alias="HEALTH_TIMEOUT_S", gt=0)
+    metrics_token: SecretStr | None = Field(
+        default=None, alias="METRICS_TOKEN", description="when set, /metrics wants it as a bearer token"
+    )
+    metrics_models: str = Field(
+        default="",
+        alias="METRICS_MODELS",
+        description="comma-separated model names /metrics labels by name; any other model counts as 'other'",
+    )
 
     @property
     def embedded_development_mode(self) -> bool:
@@ -94,6 +102,10 @@ class Settings(BaseSettings):
     def node_plugin_paths(self) -> tuple[str, ...]:
         return tuple(path.strip() for path in self.node_plugins.split(",") if path.strip())
 
+    @property
+    def metrics_model_names(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.metrics_models.split(",") if name.strip())
+
     @field_validator(
         "mongodb_url",
         "redis_host",
@@ -101,6 +113,7 @@ class Settings(BaseSettings):
         "log_file",
         "secrets_file",
         "jwt_secret",
+        "metrics_token",
         mode="before",
     )
     @classmethod

@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     Raises JwtSecretError when the settings give no key tokens may be checked with."""
     settings = settings or get_settings()
     verifier = TokenVerifier(jwt_secret(settings), settings.jwt_algorithm)
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(settings.metrics_model_names)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -23,7 +23,7 @@ def test_defaults_are_the_embedded_mode(monkeypatch):
     assert (settings.host, settings.port) == ("127.0.0.1", 8001)
     assert settings.mongodb_url is None and settings.redis_host is None and settings.ray_address is None
     assert settings.embedded_development_mode
-    assert settings.jwt_secret is None, "no default secret"
+    assert settings.jwt_secret is None and settings.metrics_token is None, "no default secret"
     assert settings.log_format is LogFormat.JSON
 
 

@@ -1,6 +1,7 @@
 """A fresh machine's `workflow-service serve`, a process of its own with no JWT_SECRET, attacked as issue 13
-says (holes 7, 8): the README's quick start works with the key the service made in DATA_DIR, a token
-signed with the old public default is refused, and no token sent as `?token=` reaches a log line."""
+says (holes 7, 8, 11): the README's quick start works with the key the service made in DATA_DIR, a token
+signed with the old public default is refused, no token sent as `?token=` reaches a log line, and
+/metrics answers only with METRICS_TOKEN."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.support.service_process import REPO, ServiceProcess, service_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
+METRICS_TOKEN = "metrics-scraper-token-" + uuid.uuid4().hex
 OLD_PUBLIC_DEFAULT = "change-me-in-production"
 README_URL = "http://localhost:8001"
 
@@ -34,12 +36,13 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def fresh(data_dir: Path) -> Iterator[ServiceProcess]:
     """No JWT_SECRET, the embedded store and Redis, a local Ray of its own, INFO logs in JSON to stdout and
-    LOG_FILE: how `workflow-service serve` starts on a laptop."""
+    LOG_FILE: how `workflow-service serve` starts on a laptop, plus METRICS_TOKEN."""
     env = {
         "DATA_DIR": str(data_dir),
         "LOG_LEVEL": "INFO",
         "LOG_FORMAT": "json",
         "LOG_FILE": str(data_dir / "service.log"),
+        "METRICS_TOKEN": METRICS_TOKEN,
         "RAY_DASHBOARD": "false",
         "RAY_NAMESPACE": f"fresh-{uuid.uuid4().hex[:8]}",
         "MAX_ACTIVE_JOBS": "2",
@@ -108,3 +111,19 @@ async def test_tokens_sent_as_query_parameters_reach_no_log_line(fresh, data_dir
     assert any(events in line and "token=***" in line for line in lines), "the requests were logged"
     assert any("WebSocket" in line and "token=***" in line for line in lines), "the socket was logged"
     assert all(json.loads(line) for line in (data_dir / "service.log").read_text().splitlines())
+
+
+async def test_metrics_answer_only_with_the_metrics_token(fresh, data_dir):
+    user_token = make_token("alice", key=service_key(data_dir))
+    async with httpx.AsyncClient(base_url=fresh.base_url) as http:
+        missing = await http.get("/metrics")
+        wrong = await http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}x"})
+        a_users = await http.get("/metrics", headers={"Authorization": f"Bearer {user_token}"})
+        scraped = await http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        health = await http.get("/health")
+    for refused in (missing, wrong, a_users):
+        assert refused.status_code == 401, refused.text
+        assert refused.headers["www-authenticate"].startswith("Bearer ")
+        assert "METRICS_TOKEN" in refused.json()["detail"]
+    assert scraped.status_code == 200 and "# TYPE workflow_jobs_started_total counter" in scraped.text
+    assert health.status_code == 200, "only /metrics is behind METRICS_TOKEN"
