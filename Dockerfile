@@ -37,6 +37,8 @@ RUN useradd --create-home --uid 10001 --user-group workflow \
 USER workflow
 WORKDIR /home/workflow
 
+# HOST=0.0.0.0: the container is reached from outside, so the service requires JWT_SECRET (at least 32
+# bytes: `docker run -e JWT_SECRET=...`) and refuses to start without it.
 ENV HOST=0.0.0.0 \
     PORT=8001 \
     DATA_DIR=/data \

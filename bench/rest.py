@@ -53,7 +53,7 @@ RUNNERS = 2
 REUSE_MAX_JOBS = 1000
 """Starting a runner costs about a second of CPU here; at the default of 100 jobs per runner, two
 runners were replaced every 2.5 s at 80 jobs/s, which cost 6 ms of CPU per job (70 against 54 jobs/s)."""
-SECRET = "bench-secret"
+SECRET = "bench-secret-0123456789abcdef0123456789"
 CLIENT_KEEPALIVE_S = 2.0
 GATEWAY_LOG_TAIL = 40
 

@@ -21,7 +21,11 @@ class Settings(BaseSettings):
 
     # server
     port: int = Field(default=8001, alias="PORT", ge=1, le=65535)
-    host: str = Field(default="0.0.0.0", alias="HOST")
+    host: str = Field(
+        default="127.0.0.1",
+        alias="HOST",
+        description="loopback by default: a deployment that serves others sets 0.0.0.0 (and JWT_SECRET)",
+    )
     debug: bool = Field(default=False, alias="DEBUG")
 
     # storage: MongoDB when MONGODB_URL is set, else the embedded SQLite file in DATA_DIR
@@ -41,8 +45,8 @@ class Settings(BaseSettings):
         description="seconds a job's event stream is kept after the job ends; 0 keeps it",
     )
 
-    # auth
-    jwt_secret: SecretStr = Field(default=SecretStr("change-me-in-production"), alias="JWT_SECRET")
+    # auth: no default secret; see config/jwt_secret.py for the one case the service makes its own
+    jwt_secret: SecretStr | None = Field(default=None, alias="JWT_SECRET")
     jwt_algorithm: str = Field(default="HS256", alias="JWT_ALGORITHM")
 
     # other services of the platform
@@ -80,19 +84,39 @@ class Settings(BaseSettings):
         default=15.0, alias="EVENT_KEEPALIVE_S", gt=0, description="idle seconds before a keep-alive"
     )
     health_timeout_s: float = Field(default=2.0, alias="HEALTH_TIMEOUT_S", gt=0)
+    metrics_token: SecretStr | None = Field(
+        default=None, alias="METRICS_TOKEN", description="when set, /metrics wants it as a bearer token"
+    )
+    metrics_models: str = Field(
+        default="",
+        alias="METRICS_MODELS",
+        description="comma-separated model names /metrics labels by name; any other model counts as 'other'",
+    )
 
     @property
     def embedded_development_mode(self) -> bool:
         """The laptop setup: the embedded store and Redis, and a gateway only this machine can reach.
         Only here may the service make its own keys (JWT_SECRET, SECRETS_KEY) and keep them in DATA_DIR."""
-        return self.mongodb_url is None and self.redis_host is None and _is_loopback(self.host)
+        return self.mongodb_url is None and self.redis_host is None and is_loopback_host(self.host)
 
     @property
     def node_plugin_paths(self) -> tuple[str, ...]:
         return tuple(path.strip() for path in self.node_plugins.split(",") if path.strip())
 
+    @property
+    def metrics_model_names(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.metrics_models.split(",") if name.strip())
+
     @field_validator(
-        "mongodb_url", "redis_host", "ray_address", "log_file", "secrets_file", "secrets_key", mode="before"
+        "mongodb_url",
+        "redis_host",
+        "ray_address",
+        "log_file",
+        "secrets_file",
+        "secrets_key",
+        "jwt_secret",
+        "metrics_token",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -107,7 +131,7 @@ class Settings(BaseSettings):
         return level
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
     try:

@@ -7,6 +7,7 @@ the platform configures no audience for this service.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 
 from jose import jwt
@@ -101,3 +102,9 @@ def header_token(authorization: str | None) -> str | None:
     """The token of an `Authorization: Bearer <token>` header; None without a bearer header."""
     scheme, _, token = (authorization or "").partition(" ")
     return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def bearer_matches(authorization: str | None, expected: str) -> bool:
+    """Whether an `Authorization: Bearer <token>` header carries `expected`, compared in constant time."""
+    given = header_token(authorization)
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())

@@ -65,7 +65,7 @@ class JobWatcher:
                 self._started.pop(job_id, None)
                 continue
             if not self._started[job_id] and job.started_at is not None:
-                self._metrics.job_started(job.workflow_id)
+                self._metrics.job_started()
                 self._started[job_id] = True
             if job.status.is_terminal:
                 self._metrics.job_finished(job, await self._definition(job))

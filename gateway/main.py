@@ -1,7 +1,9 @@
 """The FastAPI app: `create_app(settings)` builds it; its lifespan starts the service runtime
 (store, event bus, Ray and the job manager) and closes it at shutdown.
 
-`uvicorn gateway.main:app --port 8001` serves the app built from the environment's settings.
+`uvicorn --factory gateway.main:create_app --port 8001` serves the app built from the environment's
+settings. There is no module-level app: building one checks JWT_SECRET (config/jwt_secret.py), which
+must not happen, or fail, merely because the module was imported.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from actors.bootstrap import start_service_runtime
+from config.jwt_secret import jwt_secret
 from config.log_setup import configure_logging
 from config.settings import Settings, get_settings
 from gateway.auth import TokenVerifier
@@ -26,9 +29,12 @@ API_VERSION = "1.0.0"
 
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
-    """The gateway app; `configure_logs=False` leaves the process's logging alone (tests)."""
+    """The gateway app; `configure_logs=False` leaves the process's logging alone (tests).
+
+    Raises JwtSecretError when the settings give no key tokens may be checked with."""
     settings = settings or get_settings()
-    metrics = ServiceMetrics()
+    verifier = TokenVerifier(jwt_secret(settings), settings.jwt_algorithm)
+    metrics = ServiceMetrics(settings.metrics_model_names)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,13 +60,10 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.draining = asyncio.Event()
-    app.state.verifier = TokenVerifier(settings.jwt_secret.get_secret_value(), settings.jwt_algorithm)
+    app.state.verifier = verifier
     install_error_handlers(app)
     for module in (workflows, jobs, events, nodes, secrets, analytics, health):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app
-
-
-app = create_app()

@@ -1,13 +1,18 @@
 """Prometheus metrics of one gateway, kept in the app's own registry.
 
-- Jobs started / finished (by workflow, and final status), job and node durations, LLM requests and
-  tokens by model: fed by the JobWatcher from the jobs this gateway started, read from the store about
-  once a second. A job counts as started once its record has a start time; when it ends, its record
-  gives the durations and the token usage of each node, and the job's workflow version the model (see
-  `llm_calls`).
+/metrics needs no user token (METRICS_TOKEN may guard it), so it carries no tenant's data: every label
+takes values from a set the operator bounds, never an id or a name a user chose.
+
+- Jobs started / finished (by final status), job and node durations (by node type: the registered types),
+  LLM requests and tokens by model: fed by the JobWatcher from the jobs this gateway started, read from
+  the store about once a second. A job counts as started once its record has a start time; when it ends,
+  its record gives the durations and the token usage of each node, and the job's workflow version the
+  model (see `llm_calls`). A model is labelled by name only if METRICS_MODELS lists it: model names come
+  from users' workflows, so any other counts as `other`.
 - Active and pending jobs: gauges set from the job manager's counts when /metrics is scraped.
-- HTTP requests by method, route template (not the raw path, so ids do not explode the label set) and
-  status: a pure ASGI middleware, which leaves streaming responses alone.
+- HTTP requests by method (the standard ones, any other as `other`), route template (not the raw path, so
+  ids neither explode the label set nor show) and status: a pure ASGI middleware, which leaves streaming
+  responses alone.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800,
 NODE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 UNMATCHED_ROUTE = "unmatched"
 UNKNOWN_MODEL = "unknown"
+OTHER = "other"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAP_NODE_TYPE = "map"
 
 
@@ -53,17 +60,14 @@ def llm_calls(node: NodeCheckpoint, spec: NodeSpec | None) -> tuple[str, int]:
 class ServiceMetrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, models: frozenset[str] = frozenset()) -> None:
+        self._models = models
+        """The model names labelled as themselves (METRICS_MODELS)."""
         self.registry = CollectorRegistry()
         r = self.registry
-        self.jobs_started = Counter(
-            "workflow_jobs_started_total", "Jobs that started running", ["workflow_id"], registry=r
-        )
+        self.jobs_started = Counter("workflow_jobs_started_total", "Jobs that started running", registry=r)
         self.jobs_finished = Counter(
-            "workflow_jobs_finished_total",
-            "Jobs that ended, by final status",
-            ["workflow_id", "status"],
-            registry=r,
+            "workflow_jobs_finished_total", "Jobs that ended, by final status", ["status"], registry=r
         )
         self.job_duration = Histogram(
             "workflow_job_duration_seconds",
@@ -94,11 +98,11 @@ class ServiceMetrics:
             registry=r,
         )
 
-    def job_started(self, workflow_id: str) -> None:
-        self.jobs_started.labels(workflow_id).inc()
+    def job_started(self) -> None:
+        self.jobs_started.inc()
 
     def job_finished(self, job: JobRecord, definition: WorkflowDefinition | None) -> None:
-        self.jobs_finished.labels(job.workflow_id, job.status.value).inc()
+        self.jobs_finished.labels(job.status.value).inc()
         if job.started_at and job.finished_at:
             self.job_duration.labels(job.status.value).observe(
                 (job.finished_at - job.started_at).total_seconds()
@@ -110,6 +114,7 @@ class ServiceMetrics:
                 self.node_duration.labels(node.node_type, node.status.value).observe(seconds)
             if node.usage:
                 model, requests = llm_calls(node, specs.get(node.node_id))
+                model = model if model in self._models or model == UNKNOWN_MODEL else OTHER
                 self.llm_requests.labels(model).inc(requests)
                 for kind in ("prompt", "completion"):
                     self.llm_tokens.labels(model, kind).inc(node.usage.get(f"{kind}_tokens", 0))
@@ -143,4 +148,5 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, record_status)
         finally:
             route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
-            self.metrics.http_requests.labels(scope["method"], route, str(status)).inc()
+            method = scope["method"] if scope["method"] in HTTP_METHODS else OTHER
+            self.metrics.http_requests.labels(method, route, str(status)).inc()

@@ -17,11 +17,13 @@ ENV_EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
 
 
 def test_defaults_are_the_embedded_mode(monkeypatch):
-    for name in ("MONGODB_URL", "REDIS_HOST", "RAY_ADDRESS", "PORT"):
+    for name in ("MONGODB_URL", "REDIS_HOST", "RAY_ADDRESS", "PORT", "HOST", "JWT_SECRET", "METRICS_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings(_env_file=None)
-    assert settings.port == 8001
+    assert (settings.host, settings.port) == ("127.0.0.1", 8001)
     assert settings.mongodb_url is None and settings.redis_host is None and settings.ray_address is None
+    assert settings.embedded_development_mode
+    assert settings.jwt_secret is None and settings.metrics_token is None, "no default secret"
     assert settings.log_format is LogFormat.JSON
 
 

@@ -5,6 +5,7 @@
     workflow-service run FILE --url URL        ... on a running service instead
     workflow-service validate FILE             every problem of a workflow file
     workflow-service jobs | logs JOB           read from a running service
+    workflow-service token --sub USER          a bearer token signed with the service's key
 
 Progress goes to stderr and the result, one JSON object, to stdout. Exit codes: 0 the job completed,
 1 it failed or was cancelled (or the service could not be reached), 2 the input was invalid.
@@ -20,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from config.jwt_secret import JwtSecretError
 from config.settings import Settings
 from engine.errors import InvalidWorkflowError, WorkflowServiceError
 from engine.records import JobStatus
@@ -29,6 +31,7 @@ from gateway.cli.progress import ProgressPrinter
 from gateway.cli.remote import run_remote, show_jobs, show_logs
 from gateway.cli.serve import base_url, serve
 from gateway.cli.service_client import ServiceClient, ServiceError
+from gateway.cli.token import DEFAULT_TTL, TokenCommandError, duration_seconds, mint_token
 from gateway.cli.validate import checked_definition, validate_file, write_problems
 
 URL_ENV = "WORKFLOW_SERVICE_URL"
@@ -65,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd = commands.add_parser(
         "serve", help="run the API gateway (with the embedded store, Redis and Ray unless configured)"
     )
-    serve_cmd.add_argument("--host", help="address to listen on (default: HOST, 0.0.0.0)")
+    serve_cmd.add_argument("--host", help="address to listen on (default: HOST, 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, help="port to listen on (default: PORT, 8001)")
 
     run = commands.add_parser(
@@ -100,6 +103,21 @@ def _parser() -> argparse.ArgumentParser:
     logs = commands.add_parser("logs", help="print a job's log from a running service")
     logs.add_argument("job_id", metavar="JOB", help="the job's id")
     _service_options(logs)
+
+    token = commands.add_parser(
+        "token",
+        help="print a bearer token signed with the service's key (JWT_SECRET, or the embedded mode's "
+        "DATA_DIR/jwt-secret)",
+    )
+    token.add_argument("--sub", required=True, help="the user the token is for (its owner of workflows)")
+    token.add_argument("--admin", action="store_true", help="with the admin role: sees everyone's data")
+    token.add_argument(
+        "--ttl",
+        type=duration_seconds,
+        default=duration_seconds(DEFAULT_TTL),
+        metavar="DURATION",
+        help=f"how long it is valid: 90s, 15m, 1h, 7d (default {DEFAULT_TTL})",
+    )
     return parser
 
 
@@ -108,10 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return serve(args.host, args.port)
     try:
+        if args.command == "token":
+            print(mint_token(Settings(), args.sub, admin=args.admin, ttl_s=args.ttl))
+            return 0
         if args.command == "validate":
             return validate_file(args.file, Settings(), sys.stdout)
         return asyncio.run(_command(args))
-    except CliInputError as exc:
+    except (CliInputError, JwtSecretError, TokenCommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except InvalidWorkflowError as exc:

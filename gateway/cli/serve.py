@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 
 import uvicorn
 from fastapi import FastAPI
 
 from actors.bootstrap import ServiceRuntime
+from config.jwt_secret import JwtSecretError
 from config.settings import get_settings
+from gateway.cli.inputs import EXIT_INVALID
 from gateway.main import create_app
 
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
@@ -55,10 +58,16 @@ class AnnouncingServer(uvicorn.Server):
 
 
 def serve(host: str | None, port: int | None) -> int:
+    """Serve until stopped (0), or refuse to start (2) with the reason on stderr: the address given here
+    decides whether this is the embedded development mode, so it is checked, not only the settings'."""
     settings = get_settings()
-    host = host or settings.host
-    port = port or settings.port
-    app = create_app(settings)
+    settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+    host, port = settings.host, settings.port
+    try:
+        app = create_app(settings)
+    except JwtSecretError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     config = uvicorn.Config(
         app,
         host=host,

@@ -1,4 +1,5 @@
-"""Unauthenticated service endpoints: /health (each dependency reported), /ping, /metrics."""
+"""Service endpoints without a user token: /health (each dependency reported), /ping, /metrics (behind
+METRICS_TOKEN when it is set)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 from fastapi.responses import JSONResponse
+from starlette.requests import HTTPConnection
 
 from actors import ray_api
 from actors.controller import WorkflowController
+from gateway.auth import bearer_matches
 from gateway.deps import ControllerDep, MetricsDep, RuntimeDep, SettingsDep
+from gateway.errors import ErrorBody
 from gateway.schemas import CheckResult, HealthReport
 
 router = APIRouter(tags=["service"])
 logger = logging.getLogger(__name__)
+METRICS_REALM = "workflow-service-metrics"
 
 
 async def _check(probe: Awaitable[Any], timeout_s: float) -> tuple[CheckResult, Any]:
@@ -67,7 +72,26 @@ async def ping() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/metrics", response_class=Response, summary="Prometheus metrics (text exposition format)")
+async def metrics_token(connection: HTTPConnection, settings: SettingsDep) -> None:
+    """With METRICS_TOKEN set, /metrics answers only a request that carries it as a bearer token."""
+    expected = settings.metrics_token
+    authorization = connection.headers.get("authorization")
+    if expected is None or bearer_matches(authorization, expected.get_secret_value()):
+        return
+    raise HTTPException(
+        401,
+        "/metrics wants the METRICS_TOKEN as a bearer token",
+        headers={"WWW-Authenticate": f'Bearer realm="{METRICS_REALM}"'},
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics (text exposition format)",
+    dependencies=[Depends(metrics_token)],
+    responses={401: {"model": ErrorBody, "description": "METRICS_TOKEN is set and the request lacks it"}},
+)
 async def metrics(metrics: MetricsDep, controller: ControllerDep, settings: SettingsDep) -> Response:
     try:
         stats = await asyncio.wait_for(controller.stats(), settings.health_timeout_s)

@@ -149,3 +149,15 @@ def test_compose_sets_only_settings_the_service_reads_and_waits_for_healthy_stor
         assert compose["services"][store]["healthcheck"]["test"][0] == "CMD"
     sandbox = load_yaml("deploy/compose.sandbox.yml")["services"]["workflow-service"]
     assert sandbox["user"] == "root" and sandbox["cap_add"] == ["SYS_ADMIN"]
+
+
+def test_every_deployment_listens_beyond_loopback_and_so_requires_jwt_secret():
+    """The service makes its own JWT key only in the embedded development mode on loopback: each shipped
+    deployment serves other machines, sets HOST=0.0.0.0 and must be given JWT_SECRET."""
+    docker_env = " ".join(argument for kind, argument in dockerfile_instructions() if kind == "ENV")
+    assert re.search(r"\bHOST=0\.0\.0\.0\b", docker_env), "the image listens on every interface"
+    compose = load_yaml("docker-compose.yml")["services"]["workflow-service"]["environment"]
+    assert compose["HOST"] == "0.0.0.0"
+    assert compose["JWT_SECRET"].startswith("${JWT_SECRET:?"), "compose refuses to start without it"
+    head_start = " ".join(load_yaml("ray-cluster.yaml")["head_start_ray_commands"])
+    assert re.search(r"HOST=0\.0\.0\.0 .*workflow-service serve", head_start)

@@ -18,7 +18,7 @@ from docs.generate import GUIDES
 from gateway.main import create_app
 from nodes.settings import NodeSettings
 from tests.docs.blocks import RUNNABLE_ROLES, parse_blocks
-from tests.docs.conftest import DOCS
+from tests.docs.conftest import DOCS, JWT_SECRET
 
 HEADING = re.compile(r"^(?P<level>#{1,6}) (?P<title>.+)$")
 SETTING_ROW = re.compile(r"^\| `(?P<name>[A-Z][A-Z0-9_]*)` \| (?P<default>`[^`]*`|-) \|")
@@ -43,7 +43,7 @@ def _sections(path: Path) -> dict[str, tuple[int, int]]:
 @pytest.fixture(scope="module")
 def app_routes() -> list[str]:
     """`METHOD /path` for every OpenAPI operation, `WebSocket /path` for every WebSocket route."""
-    app = create_app(Settings(_env_file=None), configure_logs=False)
+    app = create_app(Settings(_env_file=None, JWT_SECRET=JWT_SECRET), configure_logs=False)
     routes = [
         f"{method.upper()} {path}"
         for path, operations in app.openapi()["paths"].items()

@@ -57,18 +57,20 @@ def unsigned_token(sub: str) -> str:
 class User:
     sub: str
     roles: list[str] = field(default_factory=list)
+    key: str = JWT_SECRET
+    """The key its tokens are signed with: the one the service under test checks them with."""
 
     @property
     def token(self) -> str:
-        return make_token(self.sub, roles=self.roles)
+        return make_token(self.sub, roles=self.roles, key=self.key)
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def new_user(name: str, roles: list[str] | None = None) -> User:
-    return User(f"{name}-{uuid.uuid4().hex[:8]}", roles or [])
+def new_user(name: str, roles: list[str] | None = None, key: str = JWT_SECRET) -> User:
+    return User(f"{name}-{uuid.uuid4().hex[:8]}", roles or [], key)
 
 
 def linear_definition(name: str = "greeting") -> dict[str, Any]:

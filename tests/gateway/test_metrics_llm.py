@@ -1,5 +1,6 @@
-"""Token usage in a finished job's record becomes LLM request and token counters by model. The job
-record is built here as the runtime stores it: a real LLM call needs a model service."""
+"""Token usage in a finished job's record becomes LLM request and token counters by model, labelled by
+name only for the models METRICS_MODELS lists. The job record is built here as the runtime stores it: a
+real LLM call needs a model service."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def test_llm_requests_and_tokens_are_counted_by_model():
                 {"id": "ask", "type": "llm", "config": {**llm, "model": "gpt-4"}},
                 {"id": "chosen", "type": "llm", "config": {**llm, "model": "{{input.model}}"}},
                 {"id": "opaque", "type": "llm", "config": {**llm, "model": "{{input.model}}"}},
+                {"id": "tenant", "type": "llm", "config": {**llm, "model": "acme-confidential-ft-7"}},
                 {
                     "id": "fan",
                     "type": "map",
@@ -52,6 +54,7 @@ def test_llm_requests_and_tokens_are_counted_by_model():
         "ask": _node("ask", "llm", {"text": "a", "model": "gpt-4-0613"}, usage, seconds=2),
         "chosen": _node("chosen", "llm", {"text": "b", "model": "mini"}, usage),
         "opaque": _node("opaque", "llm", "not a dict", usage),
+        "tenant": _node("tenant", "llm", {"text": "c", "model": "acme-confidential-ft-7"}, usage),
         "fan": _node("fan", "map", {"results": [1, 2, 3], "succeeded": 3}, {"prompt_tokens": 30}),
     }
     job = JobRecord(
@@ -64,7 +67,7 @@ def test_llm_requests_and_tokens_are_counted_by_model():
         finished_at=START + timedelta(seconds=3),
         nodes=nodes,
     )
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(frozenset({"gpt-4", "mini", "small"}))
     metrics.job_finished(job, definition)
 
     def value(name: str, **labels: str) -> float | None:
@@ -77,7 +80,10 @@ def test_llm_requests_and_tokens_are_counted_by_model():
     assert value("workflow_llm_requests_total", model="unknown") == 1
     assert value("workflow_llm_requests_total", model="small") == 3
     assert value("workflow_llm_tokens_total", model="small", kind="prompt") == 30
-    assert value("workflow_jobs_finished_total", workflow_id="w", status="completed") == 1
+    assert value("workflow_llm_requests_total", model="other") == 1, "a model METRICS_MODELS does not list"
+    assert value("workflow_llm_tokens_total", model="other", kind="prompt") == 10
+    assert "acme-confidential-ft-7" not in metrics.render().decode()
+    assert value("workflow_jobs_finished_total", status="completed") == 1
     assert value("workflow_job_duration_seconds_sum", status="completed") == 3
-    assert value("workflow_node_duration_seconds_count", node_type="llm", status="completed") == 3
-    assert value("workflow_node_duration_seconds_sum", node_type="llm", status="completed") == 4
+    assert value("workflow_node_duration_seconds_count", node_type="llm", status="completed") == 4
+    assert value("workflow_node_duration_seconds_sum", node_type="llm", status="completed") == 5

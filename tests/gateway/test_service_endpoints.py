@@ -8,7 +8,7 @@ import re
 from fastapi.routing import APIWebSocketRoute
 
 from gateway.routes import analytics, events, health, jobs, nodes, secrets, workflows
-from tests.gateway.support import create_workflow, execute, wait_for_job
+from tests.gateway.support import create_workflow, execute, linear_definition, wait_for_job
 
 DOCUMENTED_OPERATIONS = {
     ("get", "/api/v1/workflows"),
@@ -77,38 +77,58 @@ async def test_health_is_503_while_redis_is_down_and_recovers(http, service, ali
 
 def _sample(text: str, name: str, **labels: str) -> float | None:
     for line in text.splitlines():
-        if not line.startswith(name + "{"):
+        if not line.startswith((name + "{", name + " ")):
             continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rindex("}")]))
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rfind("}") + 1]))
         if all(found.get(key) == value for key, value in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     return None
 
 
-async def test_metrics_count_jobs_nodes_and_http_requests_by_route(http, alice):
-    workflow = await create_workflow(http, alice)
-    job = await execute(http, alice, workflow["id"], {"name": "m"})
-    await wait_for_job(http, alice, job["id"])
+async def _scrape_until_finished(http, more_than: float) -> str:
+    """/metrics once it counts more than `more_than` completed jobs (the watcher polls once a second)."""
     text = ""
     async with asyncio.timeout(10):
-        while _sample(text, "workflow_jobs_finished_total", workflow_id=workflow["id"]) is None:
+        while (_sample(text, "workflow_jobs_finished_total", status="completed") or 0) <= more_than:
             response = await http.get("/metrics")
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/plain")
             text = response.text
             await asyncio.sleep(0.05)
-    wf = workflow["id"]
-    assert _sample(text, "workflow_jobs_started_total", workflow_id=wf) == 1
-    assert _sample(text, "workflow_jobs_finished_total", workflow_id=wf, status="completed") == 1
+    return text
+
+
+async def test_metrics_count_jobs_nodes_and_http_requests_by_route(http, alice):
+    before = _sample((await http.get("/metrics")).text, "workflow_jobs_finished_total", status="completed")
+    workflow = await create_workflow(http, alice)
+    job = await execute(http, alice, workflow["id"], {"name": "m"})
+    await wait_for_job(http, alice, job["id"])
+    text = await _scrape_until_finished(http, before or 0)
+    assert _sample(text, "workflow_jobs_started_total") >= 1
     assert _sample(text, "workflow_job_duration_seconds_count", status="completed") >= 1
     assert (
         _sample(text, "workflow_node_duration_seconds_count", node_type="transform", status="completed") >= 1
     )
     route = "/api/v1/workflows/{workflow_id}/execute"
     assert _sample(text, "workflow_http_requests_total", method="POST", route=route, status="202") >= 1
-    assert _sample(text, "workflow_http_requests_total", route=f"/api/v1/workflows/{wf}") is None
+    assert _sample(text, "workflow_http_requests_total", route=f"/api/v1/workflows/{workflow['id']}") is None
     assert re.search(r"^workflow_active_jobs \d", text, re.MULTILINE)
     assert re.search(r"^workflow_pending_jobs \d", text, re.MULTILINE)
+
+
+async def test_an_anonymous_scrape_of_metrics_learns_no_tenants_ids_or_names(http, alice):
+    """The attack of issue 13 (hole 11): /metrics needs no token, and named every tenant's workflows."""
+    before = _sample((await http.get("/metrics")).text, "workflow_jobs_finished_total", status="completed")
+    workflow = await create_workflow(http, alice, linear_definition("alice-private-project"))
+    job = await execute(http, alice, workflow["id"], {"name": "m"})
+    await wait_for_job(http, alice, job["id"])
+    await http.request("PROPFIND", "/api/v1/workflows")  # a method the HTTP parser knows, the API does not
+    text = await _scrape_until_finished(http, before or 0)
+    for private in (workflow["id"], job["id"], alice.sub, "alice-private"):
+        assert private not in text, f"/metrics shows {private!r}"
+    assert _sample(text, "workflow_http_requests_total", method="other") >= 1, "unknown methods are bounded"
+    labels = {name for name, _ in re.findall(r'(\w+)="([^"]*)"', text)}
+    assert labels <= {"status", "node_type", "model", "kind", "method", "route", "le"}, labels
 
 
 async def test_the_openapi_document_matches_the_routes(http):
