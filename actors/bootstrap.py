@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import psutil
 from pydantic import SecretStr
@@ -14,13 +13,12 @@ from pydantic import SecretStr
 from actors import ray_api
 from actors.controller import WorkflowController
 from actors.runtime_config import ActorMode, RuntimeConfig
-from config.local_keys import persistent_random_key
+from config.secrets_key import secrets_key
 from config.settings import Settings
 from nodes.settings import NodeSettings
 from storage.bus_factory import build_event_bus
 from storage.embedded_redis import EmbeddedRedis
 from storage.protocols import EventBus, Store
-from storage.secret_cipher import MIN_KEY_CHARS, SecretKeyError
 from storage.secret_vault import SecretVault, load_operator_secrets
 from storage.store_factory import build_store
 
@@ -28,7 +26,6 @@ logger = logging.getLogger(__name__)
 
 MEMORY_PER_JOB_ACTOR = 150 * 2**20
 MIN_DERIVED_ACTIVE_JOBS, MAX_DERIVED_ACTIVE_JOBS = 2, 256
-SECRETS_KEY_FILE = "secrets-key"
 
 
 def derive_max_active_jobs(memory_bytes: float) -> int:
@@ -63,7 +60,7 @@ async def start_service_runtime(
     node_settings = node_settings or NodeSettings()
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    secrets_key = user_secrets_key(settings, data_dir)
+    user_secrets_key = secrets_key(settings)
     secrets_file = settings.secrets_file.resolve() if settings.secrets_file else None
     load_operator_secrets(secrets_file)
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
@@ -109,7 +106,7 @@ async def start_service_runtime(
             reuse_max_jobs=settings.reuse_max_jobs,
             executor_pool_size=settings.executor_pool_size,
             secrets_file=secrets_file,
-            secrets_key=SecretStr(secrets_key),
+            secrets_key=SecretStr(user_secrets_key),
             node_plugins=settings.node_plugin_paths,
             node_settings=node_settings,
             log_level=settings.log_level,
@@ -131,19 +128,3 @@ async def start_service_runtime(
     )
     vault = runtime.secret_vault(store)
     return ServiceRuntime(settings, runtime, store, bus, controller, cluster, embedded, vault)
-
-
-def user_secrets_key(settings: Settings, data_dir: Path) -> str:
-    """SECRETS_KEY; without it, on the embedded store only, a key made once and kept in DATA_DIR. With
-    MongoDB every gateway and actor must share one key, so it has to be configured."""
-    if settings.secrets_key is not None:
-        key = settings.secrets_key.get_secret_value()
-        if len(key) < MIN_KEY_CHARS:
-            raise SecretKeyError(f"SECRETS_KEY must be at least {MIN_KEY_CHARS} characters long")
-        return key
-    if settings.mongodb_url is not None:
-        raise SecretKeyError(
-            "SECRETS_KEY must be set when MONGODB_URL is: it encrypts users' secrets, and every gateway and "
-            "job actor sharing the database needs the same one (a random string of 32 or more characters)"
-        )
-    return persistent_random_key(data_dir / SECRETS_KEY_FILE)

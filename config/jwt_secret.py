@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from config.local_keys import KeyFileError, persistent_random_key
+from config.local_keys import KeyFileError, MissingKeyError, persistent_random_key
 from config.settings import Settings, is_loopback_host
 
 MIN_SECRET_BYTES = 32
@@ -18,7 +18,7 @@ KEY_FILE_NAME = "jwt-secret"
 HOW_TO_MAKE_ONE = "e.g. JWT_SECRET=$(openssl rand -hex 32)"
 
 
-class JwtSecretError(Exception):
+class JwtSecretError(MissingKeyError):
     """No key the service may sign or check tokens with: it refuses to start."""
 
 

@@ -20,6 +20,10 @@ class KeyFileError(Exception):
     """A key file that exists but cannot be used: wrong permissions, or not a key."""
 
 
+class MissingKeyError(Exception):
+    """The settings give no usable key the service needs (JWT_SECRET, SECRETS_KEY): it refuses to start."""
+
+
 def persistent_random_key(path: Path, nbytes: int = KEY_BYTES) -> str:
     """The key kept at `path`, made (URL-safe base64 of `nbytes` random bytes) when there is none yet.
 

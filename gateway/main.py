@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from actors.bootstrap import start_service_runtime
 from config.jwt_secret import jwt_secret
 from config.log_setup import configure_logging
+from config.secrets_key import secrets_key
 from config.settings import Settings, get_settings
 from gateway.auth import TokenVerifier
 from gateway.errors import install_error_handlers
@@ -31,9 +32,11 @@ API_VERSION = "1.0.0"
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
     """The gateway app; `configure_logs=False` leaves the process's logging alone (tests).
 
-    Raises JwtSecretError when the settings give no key tokens may be checked with."""
+    Raises MissingKeyError (JwtSecretError, SecretsKeyError) when the settings give no key tokens may be
+    checked with, or users' secrets sealed with: before anything starts."""
     settings = settings or get_settings()
     verifier = TokenVerifier(jwt_secret(settings), settings.jwt_algorithm)
+    secrets_key(settings)
     metrics = ServiceMetrics(settings.metrics_model_names)
 
     @asynccontextmanager

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from config.jwt_secret import JwtSecretError
+from config.local_keys import MissingKeyError
 from config.settings import Settings
 from engine.errors import InvalidWorkflowError, WorkflowServiceError
 from engine.records import JobStatus
@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             return validate_file(args.file, Settings(), sys.stdout)
         return asyncio.run(_command(args))
-    except (CliInputError, JwtSecretError, TokenCommandError) as exc:
+    except (CliInputError, MissingKeyError, TokenCommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except InvalidWorkflowError as exc:

@@ -11,7 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from actors.bootstrap import ServiceRuntime
-from config.jwt_secret import JwtSecretError
+from config.local_keys import MissingKeyError
 from config.settings import get_settings
 from gateway.cli.inputs import EXIT_INVALID
 from gateway.main import create_app
@@ -65,7 +65,7 @@ def serve(host: str | None, port: int | None) -> int:
     host, port = settings.host, settings.port
     try:
         app = create_app(settings)
-    except JwtSecretError as exc:
+    except MissingKeyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     config = uvicorn.Config(

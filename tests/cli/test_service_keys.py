@@ -52,6 +52,20 @@ def test_serve_refuses_to_start_without_a_usable_jwt_secret(tmp_path, argv, env,
     assert not (tmp_path / "data" / KEY_FILE_NAME).exists()
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MONGODB_URL": "mongodb://127.0.0.1:1/x"}, "SECRETS_KEY must be set when MONGODB_URL is"),
+        ({"SECRETS_KEY": "too-short"}, "SECRETS_KEY is 9 characters long"),
+    ],
+    ids=["mongodb-without-key", "short-key"],
+)
+def test_serve_refuses_to_start_without_a_usable_secrets_key(tmp_path, env, message):
+    refused = cli(tmp_path, "serve", "--port", str(free_port()), JWT_SECRET=SECRET, **env)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert message in refused.stderr, refused.stderr
+
+
 def test_token_signs_with_the_key_the_embedded_service_makes(tmp_path):
     minted = cli(tmp_path, "token", "--sub", "alice", "--admin", "--ttl", "2h", HOST="127.0.0.1")
     assert minted.returncode == 0, minted.stderr

@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 READY = "Workflow Service is ready"
 SERVICE_SETTINGS_FROM_THE_TEST_ENVIRONMENT = (
     "JWT_SECRET",
+    "SECRETS_KEY",
+    "SECRETS_FILE",
     "METRICS_TOKEN",
     "MONGODB_URL",
     "REDIS_HOST",
