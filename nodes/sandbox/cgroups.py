@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,8 +35,10 @@ REMOVE_ATTEMPTS = 50
 REMOVE_PAUSE_S = 0.01
 KILL_ROUNDS = 100
 _run_numbers = itertools.count(1)
-_removal_pending: list[RunCgroup] = []
-"""Runs' cgroups that were still busy when their run ended (an orphan not yet reaped by init)."""
+SWEEP_EVERY_S = 60.0
+_removal_pending: set[Path] = set()
+"""Runs' cgroups that were still busy when they were to go (killed processes not yet exited or reaped)."""
+_last_sweep: dict[Path, float] = {}
 
 
 class CgroupUnavailable(Exception):
@@ -82,7 +85,7 @@ def discover(parent_setting: str = "") -> CgroupLayout:
     """Find a hierarchy where this process can create runs' cgroups with memory and pids limits.
 
     Creates and removes one probe cgroup per hierarchy to prove it; raises CgroupUnavailable naming what
-    is missing for v2 and for v1. Sweeps cgroups left behind by runs of processes that have since died.
+    is missing for v2 and for v1.
     """
     mounts = _cgroup_mounts()
     own = _own_cgroups()
@@ -90,8 +93,6 @@ def discover(parent_setting: str = "") -> CgroupLayout:
     for attempt in (_v2_layout, _v1_layout):
         try:
             layout = attempt(mounts, own, parent_setting)
-            for parent in {layout.memory_parent, layout.pids_parent}:
-                _sweep_stale(parent)
             RunCgroup.create(layout, memory_bytes=64 * 2**20, max_processes=8).remove_now()
         except CgroupUnavailable as exc:
             problems.append(str(exc))
@@ -180,13 +181,20 @@ def _v1_layout(mounts: list[_Mount], own: dict[str, str], parent_setting: str) -
 
 
 def _sweep_stale(parent: Path) -> None:
-    """Remove runs' cgroups whose creating process is gone (a worker killed in the middle of a run)."""
+    """Kill what is left in runs' cgroups whose creating process is gone (a worker killed in the middle
+    of a run, or while bubblewrap was starting, which can leave its processes waiting forever for each
+    other) and remove them; at most once a minute per parent, so that a run pays for it rarely."""
+    now = time.monotonic()
+    if now - _last_sweep.get(parent, -SWEEP_EVERY_S) < SWEEP_EVERY_S:
+        return
+    _last_sweep[parent] = now
     with contextlib.suppress(OSError):
         for entry in os.scandir(parent):
             match = RUN_NAME.fullmatch(entry.name)
             if match and entry.is_dir() and not _alive(int(match.group(1))):
-                with contextlib.suppress(OSError):
-                    os.rmdir(entry.path)
+                _kill_all(Path(entry.path))
+                if not _removed(Path(entry.path)):
+                    _removal_pending.add(Path(entry.path))
 
 
 def _alive(pid: int) -> bool:
@@ -210,7 +218,9 @@ class RunCgroup:
 
     @classmethod
     def create(cls, layout: CgroupLayout, *, memory_bytes: int, max_processes: int) -> RunCgroup:
-        _removal_pending[:] = [pending for pending in _removal_pending if not pending._try_remove()]
+        _removal_pending.difference_update([path for path in list(_removal_pending) if _removed(path)])
+        for parent in {layout.memory_parent, layout.pids_parent}:
+            _sweep_stale(parent)
         run = cls(layout, f"sandbox-{os.getpid()}-{next(_run_numbers)}")
         try:
             for directory in run.dirs:
@@ -284,57 +294,65 @@ class RunCgroup:
         """SIGKILL every process of the run, those that left its process group or session included."""
         if self.layout.version == 2 and _write_if_present(self.memory_dir / "cgroup.kill", "1"):
             return
-        for _ in range(KILL_ROUNDS):
-            living = self._living_pids()
-            if not living:
-                return
-            for pid in living:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        logger.warning(
-            "the sandbox's cgroup %s kept processes through %d kill rounds", self.pids_dir, KILL_ROUNDS
-        )
-
-    def _living_pids(self) -> list[int]:
-        """The run's processes, less zombies: a killed orphan stays listed until init reaps it."""
-        try:
-            pids = [int(pid) for pid in (self.pids_dir / "cgroup.procs").read_text().split()]
-        except OSError:
-            return []
-        return [pid for pid in pids if not _zombie_or_gone(pid)]
+        _kill_all(self.pids_dir)
 
     async def remove(self) -> None:
         """Remove the run's cgroup once its last process is gone (killed processes take a moment to exit)."""
+        self._stop_watching_oom()
         for _ in range(REMOVE_ATTEMPTS):
-            if self._try_remove():
+            if all([_removed(directory) for directory in self.dirs]):
                 return
             await asyncio.sleep(REMOVE_PAUSE_S)
         logger.warning(
             "the sandbox's cgroup %s still holds processes: removed after a later run", self.pids_dir
         )
-        _removal_pending.append(self)
+        _removal_pending.update(self.dirs)
 
     def remove_now(self) -> None:
-        if not self._try_remove():
+        self._stop_watching_oom()
+        if not all([_removed(directory) for directory in self.dirs]):
             logger.warning("could not remove the sandbox's cgroup %s", self.pids_dir)
 
-    def _try_remove(self) -> bool:
+    def _stop_watching_oom(self) -> None:
         if self._oom_eventfd is not None:
             with contextlib.suppress(ValueError, RuntimeError):
                 asyncio.get_running_loop().remove_reader(self._oom_eventfd)
             os.close(self._oom_eventfd)
             self._oom_eventfd = None
-        removed = True
-        for directory in self.dirs:
-            try:
-                directory.rmdir()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                if exc.errno != errno.EBUSY:
-                    raise
-                removed = False
-        return removed
+
+
+def _removed(directory: Path) -> bool:
+    """rmdir a cgroup; False while it cannot go yet (EBUSY: it still holds processes)."""
+    try:
+        directory.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            logger.warning("could not remove the sandbox's cgroup %s: %s", directory, exc.strerror)
+        return False
+    return True
+
+
+def _kill_all(directory: Path) -> None:
+    """SIGKILL every process of a cgroup, again until none is left alive (they may fork meanwhile)."""
+    for _ in range(KILL_ROUNDS):
+        living = _living_pids(directory)
+        if not living:
+            return
+        for pid in living:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    logger.warning("the sandbox's cgroup %s kept processes through %d kill rounds", directory, KILL_ROUNDS)
+
+
+def _living_pids(directory: Path) -> list[int]:
+    """A cgroup's processes, less zombies: a killed orphan stays listed until init reaps it."""
+    try:
+        pids = [int(pid) for pid in (directory / "cgroup.procs").read_text().split()]
+    except OSError:
+        return []
+    return [pid for pid in pids if not _zombie_or_gone(pid)]
 
 
 def _zombie_or_gone(pid: int) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -20,6 +21,8 @@ from nodes.sandbox import Isolation, SandboxLimits, run_isolated
 LIMITED = SandboxLimits(wall_clock_s=20, cpu_s=10, memory_bytes=64 * 2**20)
 HELD_S = 3
 """How long each attack holds its memory: long enough for the run to be stopped while it does."""
+SETTLE_S = 0.5
+"""How long a sandbox whose launcher was killed may take to die or get stuck half-started."""
 
 
 @pytest.fixture(autouse=True)
@@ -323,3 +326,68 @@ async def test_the_fallback_cannot_read_the_services_environment_files_or_networ
         "passwd": "PermissionError",
         "connect": "PermissionError",
     }
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("killed", ["while bubblewrap starts", "while the code runs"])
+async def test_what_a_killed_launcher_leaves_is_killed_and_removed_by_the_next_process(killed):
+    """A Ray force-cancel kills the worker in the middle of a run. Killed while bubblewrap starts, its
+    child can be left waiting forever for a parent that is gone: the run's cgroup still finds it."""
+    repo_root = Path(__file__).resolve().parents[2]
+    launch = (
+        "import asyncio, sys\n"
+        "from nodes.sandbox import SandboxLimits, run_python\n"
+        "print(asyncio.run(run_python(sys.argv[1], {}, SandboxLimits())).output, flush=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    sleeper = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        launch,
+        "import time\ndef process():\n    time.sleep(60)\n",
+        cwd=repo_root,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (left := _run_cgroup_dirs(sleeper.pid)) or (
+            killed == "while the code runs" and not all(map(_cgroup_has_processes, left))
+        ):
+            assert time.monotonic() < deadline, "the run never started"
+            await asyncio.sleep(0.005)
+    finally:
+        sleeper.kill()
+        await sleeper.wait()
+    await asyncio.sleep(SETTLE_S)
+    follower = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", launch, "def process():\n    return 1\n", cwd=repo_root, env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert (await follower.communicate())[0] == b"1\n"
+    deadline = time.monotonic() + 5
+    while living := [pid for path in left for pid in _cgroup_pids(path) if _running(pid)]:
+        assert time.monotonic() < deadline, f"processes {living} outlived their launcher and the sweep"
+        await asyncio.sleep(0.05)
+    kept = [path for path in left if path.exists() and not _cgroup_pids(path)]
+    assert not kept, "an empty cgroup of a dead launcher is removed (one holding zombies that init has "
+    "not reaped cannot be)"
+
+
+def _run_cgroup_dirs(creator: int) -> list[Path]:
+    return [
+        Path(root) / name
+        for root, dirs, _ in os.walk("/sys/fs/cgroup")
+        for name in dirs
+        if name.startswith(f"sandbox-{creator}-")
+    ]
+
+
+def _cgroup_has_processes(path: Path) -> bool:
+    return bool(_cgroup_pids(path))
+
+
+def _cgroup_pids(path: Path) -> list[int]:
+    try:
+        return [int(pid) for pid in (path / "cgroup.procs").read_text().split()]
+    except OSError:
+        return []
