@@ -2,10 +2,11 @@
 # Ray instance. Python packages are exactly requirements.lock (see deploy/freeze_requirements.py).
 FROM python:3.11-slim-bookworm
 
-# bubblewrap: the code node's sandbox. tini: PID 1, forwards signals to the gateway and reaps the
-# zombies that Ray's many short-lived worker processes would otherwise leave.
+# bubblewrap and libseccomp2 (its seccomp filter, through pyseccomp): the code node's sandbox. tini:
+# PID 1, forwards signals to the gateway and reaps the zombies that Ray's many short-lived worker
+# processes would otherwise leave.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends bubblewrap tini \
+    && apt-get install -y --no-install-recommends bubblewrap libseccomp2 tini \
     && rm -rf /var/lib/apt/lists/*
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -26,11 +27,13 @@ COPY gateway /app/gateway
 COPY nodes /app/nodes
 COPY storage /app/storage
 COPY examples /app/examples
+COPY deploy/sandbox-cgroups.sh /usr/local/bin/sandbox-cgroups
 ENV PYTHONPATH=/app
 
 # An unprivileged user runs the gateway. The bubblewrap sandbox needs root (it drops user code to a
-# uid of its own), so as this user code nodes refuse to run unless SANDBOX_ALLOW_UNSANDBOXED=true;
-# deploy/compose.sandbox.yml shows the root variant with the capabilities bubblewrap needs.
+# uid of its own) and a cgroup per run, so as this user code nodes refuse to run (/health says why)
+# unless SANDBOX_ALLOW_UNSANDBOXED=true; deploy/compose.sandbox.yml runs this image as root with what
+# the sandbox needs, through sandbox-cgroups (docs/deployment.md, "User code").
 RUN useradd --create-home --uid 10001 --user-group workflow \
     && mkdir /data \
     && chown workflow:workflow /data

@@ -100,9 +100,25 @@ class CheckResult(BaseModel):
     latency_ms: float
 
 
+class SandboxPart(BaseModel):
+    ok: bool
+    detail: str | None = None
+
+
+class SandboxReport(BaseModel):
+    ok: bool = Field(description="code nodes run in the full sandbox on the gateway's machine")
+    detail: str | None = Field(default=None, description="why not: code nodes refuse or run weaker")
+    parts: dict[str, SandboxPart] = Field(
+        default_factory=dict, description="bubblewrap, seccomp, cgroups and landlock, each reported"
+    )
+
+
 class HealthReport(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, CheckResult]
     jobs: dict[str, Any] | None = Field(
         default=None, description="the job manager's counts, when it answered"
+    )
+    sandbox: SandboxReport | None = Field(
+        default=None, description="the code node's sandbox here; never makes /health unavailable"
     )

@@ -17,13 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.errors import NodeExecutionError, Problem
 from engine.records import LogLevel
 from nodes.base import Execution, NodeContext, NodeResult, NodeType
-from nodes.sandbox import SandboxLimits, bubblewrap_problem, run_python
+from nodes.sandbox import SandboxLimits, run_python, sandbox_status
 from nodes.settings import NodeSettings
 
 USER_FILENAME = "<code>"
 MAX_CODE_CHARS = 256 * 2**10
 ENTRY_POINT = "process"
-UNSANDBOXED_WARNING = "the code runs in the weaker process-only sandbox, as SANDBOX_ALLOW_UNSANDBOXED allows"
+UNSANDBOXED_WARNING = "the code runs in a weaker sandbox, as SANDBOX_ALLOW_UNSANDBOXED allows"
 
 
 class CodeConfig(BaseModel):
@@ -79,12 +79,17 @@ class CodeNode(NodeType[CodeConfig]):
     async def execute(self, config: CodeConfig, ctx: NodeContext) -> NodeResult:
         settings = ctx.services.get("settings") or NodeSettings()
         limits = sandbox_limits(config, settings)
+        cgroup_parent = settings.sandbox_cgroup_parent
         if settings.sandbox_allow_unsandboxed:
-            problem = await bubblewrap_problem()
+            problem = (await sandbox_status(cgroup_parent)).problem
             if problem is not None:
                 ctx.log(LogLevel.WARNING, f"{UNSANDBOXED_WARNING}: {problem}", {})
         result = await run_python(
-            config.code, config.input_mapping, limits, allow_unsandboxed=settings.sandbox_allow_unsandboxed
+            config.code,
+            config.input_mapping,
+            limits,
+            allow_unsandboxed=settings.sandbox_allow_unsandboxed,
+            cgroup_parent=cgroup_parent,
         )
         if result.stdout:
             ctx.log(LogLevel.INFO, result.stdout.rstrip("\n"), {"stream": "stdout"})

@@ -37,6 +37,7 @@ class NodeSettings(BaseSettings):
 
     # code
     sandbox_allow_unsandboxed: bool = Field(default=False, alias="SANDBOX_ALLOW_UNSANDBOXED")
+    sandbox_cgroup_parent: str = Field(default="", alias="SANDBOX_CGROUP_PARENT")
     sandbox_wall_clock_s: float = Field(default=30.0, gt=0, alias="SANDBOX_WALL_CLOCK_S")
     sandbox_cpu_s: int = Field(default=30, gt=0, alias="SANDBOX_CPU_S")
     sandbox_memory_mb: int = Field(default=512, gt=0, alias="SANDBOX_MEMORY_MB")

@@ -18,7 +18,8 @@ from actors.controller import WorkflowController
 from gateway.auth import bearer_matches
 from gateway.deps import ControllerDep, MetricsDep, RuntimeDep, SettingsDep
 from gateway.errors import ErrorBody
-from gateway.schemas import CheckResult, HealthReport
+from gateway.schemas import CheckResult, HealthReport, SandboxReport
+from nodes.sandbox import sandbox_status
 
 router = APIRouter(tags=["service"])
 logger = logging.getLogger(__name__)
@@ -46,23 +47,35 @@ async def _ray_stats(controller: WorkflowController) -> dict[str, Any]:
     return await controller.stats()
 
 
+async def _sandbox(cgroup_parent: str, timeout_s: float) -> SandboxReport:
+    try:
+        status = await asyncio.wait_for(sandbox_status(cgroup_parent), timeout_s)
+    except TimeoutError:
+        return SandboxReport(ok=False, detail=f"the sandbox probe gave no answer within {timeout_s:g} s")
+    return SandboxReport.model_validate(status.report())
+
+
 @router.get(
     "/health",
     response_model=HealthReport,
     responses={503: {"model": HealthReport, "description": "Ray, the store or Redis is down"}},
-    summary="Ray (and its job manager), the store and Redis, each reported",
+    summary="Ray (and its job manager), the store and Redis, each reported; the code sandbox too",
 )
 async def health(runtime: RuntimeDep, settings: SettingsDep) -> JSONResponse:
     timeout = settings.health_timeout_s
-    (ray, stats), (store, _), (redis, _) = await asyncio.gather(
+    (ray, stats), (store, _), (redis, _), sandbox = await asyncio.gather(
         _check(_ray_stats(runtime.controller), timeout),
         _check(runtime.store.ping(), timeout),
         _check(runtime.bus.ping(), timeout),
+        _sandbox(runtime.runtime.node_settings.sandbox_cgroup_parent, timeout),
     )
     checks = {"ray": ray, "store": store, "redis": redis}
     healthy = all(check.ok for check in checks.values())
     report = HealthReport(
-        status="ok" if healthy else "unavailable", checks=checks, jobs=stats if ray.ok else None
+        status="ok" if healthy else "unavailable",
+        checks=checks,
+        jobs=stats if ray.ok else None,
+        sandbox=sandbox,
     )
     return JSONResponse(report.model_dump(mode="json"), status_code=200 if healthy else 503)
 

@@ -3,11 +3,16 @@
 User code never runs in the calling process. With bubblewrap (the default) it runs in fresh mount, pid,
 network, IPC and UTS namespaces, sees only /usr, /lib* and the Python installation read-only plus a
 private size-capped /tmp, has no network, an empty environment and, as a random unprivileged uid with no
-capabilities, rlimits on CPU, memory, processes, file size and open files. RLIMIT_NPROC is ignored for
-root, which is why the bootstrap drops to a uid of its own instead of relying on a user namespace (which
-would map the sandbox back to root here). The "process" isolation is the weaker fallback: rlimits, an
-empty environment, a new session and a scratch working directory only; there RLIMIT_NPROC counts every
-process of the service's uid (and means nothing for root).
+capabilities, rlimits on CPU, memory, processes, file size and open files, under the seccomp filter of
+nodes/sandbox/seccomp.py. RLIMIT_NPROC is ignored for root, which is why the bootstrap drops to a uid of
+its own instead of relying on a user namespace (which would map the sandbox back to root here). Each run
+also gets a cgroup of its own (nodes/sandbox/cgroups.py) where the machine allows: one memory limit for
+all its processes, tmpfs and shared memory included, and a process limit.
+
+The "process" isolation is the weaker fallback: no namespaces, but an empty environment, a scratch
+working directory, Landlock (only the system and Python directories readable, only the scratch directory
+writable, no TCP, no access to other processes' /proc files or signals), the seccomp filter, the rlimits
+and, as root, a uid of its own; without root RLIMIT_NPROC counts every process of the service's uid.
 
 A run is bounded by the wall clock; on timeout or cancellation the whole tree is killed and reaped before
 the coroutine returns. Killing the sandbox's pid-1 (from bwrap's --info-fd) rather than bwrap itself
@@ -18,12 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
 import random
+import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +42,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from engine.errors import SandboxError
+from nodes.sandbox.cgroups import CgroupUnavailable, RunCgroup, cgroup_layout, launch_prefix
+from nodes.sandbox.seccomp import SeccompUnavailable, compiled_filter, filter_pipe
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +51,15 @@ BOOTSTRAP_PATH = Path(__file__).with_name("bootstrap.py")
 SANDBOX_BOOTSTRAP_PATH = "/bootstrap.py"
 SANDBOX_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 UNPRIVILEGED_UIDS = (1 << 20, 1 << 30)
+BUBBLEWRAP_PROCESSES = 2
+"""bwrap itself and the namespace's init, in the run's cgroup beside the user's processes."""
 RESULT_OVERHEAD_BYTES = 64 * 2**10
 MAX_MESSAGE_CHARS = 16_000
 STDERR_TAIL_CHARS = 2_000
 KILL_GRACE_S = 2.0
-PROBE_TIMEOUT_S = 10.0
 TRUNCATED_MARKER = "\n[truncated]"
 _SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+TMPFS_SIZE_SINCE = (0, 8)
 
 
 class Isolation(StrEnum):
@@ -86,97 +98,114 @@ class SandboxResult:
     duration_s: float
 
 
-async def run_python(
-    code: str, arguments: dict[str, Any], limits: SandboxLimits, *, allow_unsandboxed: bool = False
-) -> SandboxResult:
-    """Run `code` and return what its `process(**arguments)` returns (a JSON value), under bubblewrap.
-
-    Without a working bubblewrap this refuses, unless `allow_unsandboxed` accepts the weaker
-    process-only isolation.
-    """
-    problem = await bubblewrap_problem()
-    if problem is None:
-        return await run_isolated(code, arguments, limits, Isolation.BUBBLEWRAP)
-    if not allow_unsandboxed:
-        raise SandboxError(
-            f"cannot run code: {problem}. Install the `bubblewrap` package (the `bwrap` command), or allow "
-            "the weaker process-only sandbox (allow_unsandboxed) if user code is trusted"
-        )
-    logger.warning(
-        "running user code in the weaker process-only sandbox (no filesystem or network isolation): %s",
-        problem,
-    )
-    return await run_isolated(code, arguments, limits, Isolation.PROCESS)
-
-
-_working_bubblewraps: set[str] = set()
-
-
-async def bubblewrap_problem() -> str | None:
-    """None when bubblewrap can run the sandbox here, else why not.
-
-    Only success is cached (per `bwrap` path): a probe that failed under load is tried again next time.
-    """
-    bwrap = shutil.which("bwrap")
-    if bwrap in _working_bubblewraps:
-        return None
-    problem = await _probe_bubblewrap(bwrap)
-    if problem is None and bwrap is not None:
-        _working_bubblewraps.add(bwrap)
-    return problem
-
-
-async def _probe_bubblewrap(bwrap: str | None) -> str | None:
-    if bwrap is None:
-        return "bubblewrap (bwrap) is not installed"
-    if os.geteuid() != 0:
-        return "the bubblewrap sandbox needs the service to run as root (it drops user code to its own uid)"
-    argv = _bubblewrap_argv(bwrap, SandboxLimits(), None, [_interpreter(), "-I", "-S", "-c", "pass"])
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE, env=SANDBOX_ENV, start_new_session=True,
-    )  # fmt: skip
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT_S):
-            _, stderr = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        return f"bubblewrap did not start a trivial sandbox within {PROBE_TIMEOUT_S:g} s"
-    if proc.returncode != 0:
-        detail = stderr.decode(errors="replace").strip() or f"exit status {proc.returncode}"
-        return f"bubblewrap does not work here ({detail})"
-    return None
-
-
 async def run_isolated(
-    code: str, arguments: dict[str, Any], limits: SandboxLimits, isolation: Isolation
+    code: str,
+    arguments: dict[str, Any],
+    limits: SandboxLimits,
+    isolation: Isolation,
+    *,
+    cgroup_parent: str = "",
 ) -> SandboxResult:
-    """Run `code` with the given isolation, whatever is installed (run_python chooses for callers)."""
-    request = _encode_request(code, arguments, limits)
-    if isolation is Isolation.PROCESS:
-        workdir = tempfile.mkdtemp(prefix="sandbox-")
+    """Run `code` with the given isolation and every confinement that works here: a cgroup of its own
+    (unless no hierarchy allows one) and the seccomp filter (unless libseccomp is missing). run_python
+    (nodes/sandbox/policy.py) decides whether a run may go ahead without them."""
+    uid = random.randint(*UNPRIVILEGED_UIDS) if os.geteuid() == 0 else None
+    try:
+        seccomp_program: bytes | None = compiled_filter(allow_sockets=isolation is Isolation.BUBBLEWRAP)
+    except SeccompUnavailable:
+        seccomp_program = None
+    bubblewrap = isolation is Isolation.BUBBLEWRAP
+    cgroup = _run_cgroup(limits, isolation, cgroup_parent)
+    workdir = None if bubblewrap else tempfile.mkdtemp(prefix="sandbox-")
+    try:
+        if workdir is None:
+            launch = _bubblewrap_launch(limits, uid, seccomp_program)
+        else:
+            launch = _process_only_launch(workdir, uid, seccomp_program)
         try:
-            return await _SandboxRun(limits, bubblewrap=False).execute(
-                lambda result_fd, _: [_interpreter(), "-I", "-S", str(BOOTSTRAP_PATH), str(result_fd)],
-                request,
-                workdir,
-            )
-        finally:
+            request = _encode_request(code, arguments, limits, uid=uid, confine=launch.confine)
+        except SandboxError:
+            for fd in launch.extra_fds:
+                os.close(fd)
+            raise
+        return await _SandboxRun(limits, bubblewrap=bubblewrap, cgroup=cgroup).execute(
+            launch.build_argv, request, workdir, launch.extra_fds
+        )
+    finally:
+        if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
+        if cgroup is not None:
+            await _despite_cancellation(cgroup.remove())
+
+
+@dataclass(frozen=True)
+class _Launch:
+    build_argv: Callable[[int, int | None], list[str]]
+    """The command for (result_fd, info_fd)."""
+    confine: dict[str, Any] | None
+    """What the bootstrap confines itself with (the process-only fallback)."""
+    extra_fds: list[int]
+    """Descriptors the command is handed besides the result and info pipes."""
+
+
+def _run_cgroup(limits: SandboxLimits, isolation: Isolation, cgroup_parent: str) -> RunCgroup | None:
+    try:
+        layout = cgroup_layout(cgroup_parent)
+    except CgroupUnavailable:
+        return None
+    overhead = BUBBLEWRAP_PROCESSES if isolation is Isolation.BUBBLEWRAP else 0
+    try:
+        return RunCgroup.create(
+            layout, memory_bytes=limits.memory_bytes, max_processes=limits.max_processes + overhead
+        )
+    except CgroupUnavailable as exc:
+        raise SandboxError(f"cannot run code: {exc}") from exc
+
+
+def _bubblewrap_launch(limits: SandboxLimits, uid: int | None, seccomp_program: bytes | None) -> _Launch:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxError("bubblewrap (bwrap) is not installed")
-    uid = random.randint(*UNPRIVILEGED_UIDS)
+    if uid is None:
+        raise SandboxError("the bubblewrap sandbox needs the service to run as root")
+    seccomp_fd = filter_pipe(seccomp_program) if seccomp_program is not None else None
 
     def build_argv(result_fd: int, info_fd: int | None) -> list[str]:
-        command = [_interpreter(), "-I", "-S", SANDBOX_BOOTSTRAP_PATH, str(result_fd), str(uid)]
-        return _bubblewrap_argv(bwrap, limits, info_fd, command)
+        command = [interpreter(), "-I", "-S", SANDBOX_BOOTSTRAP_PATH, str(result_fd)]
+        return bubblewrap_argv(bwrap, limits, info_fd, command, seccomp_fd)
 
-    return await _SandboxRun(limits, bubblewrap=True).execute(build_argv, request, None)
+    return _Launch(build_argv, None, [seccomp_fd] if seccomp_fd is not None else [])
 
 
-def _encode_request(code: str, arguments: dict[str, Any], limits: SandboxLimits) -> bytes:
+def _process_only_launch(workdir: str, uid: int | None, seccomp_program: bytes | None) -> _Launch:
+    """The fallback without bubblewrap: no namespaces; Landlock confines what the code may open and
+    connect to, seccomp what it may call, and as root it runs under a uid of its own."""
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+    confine = {
+        "readable": _fallback_readable_paths(),
+        "writable": [workdir, "/dev/null"],
+        "seccomp": seccomp_program.hex() if seccomp_program is not None else None,
+    }
+    return _Launch(
+        lambda result_fd, _: [interpreter(), "-I", "-S", str(BOOTSTRAP_PATH), str(result_fd)], confine, []
+    )
+
+
+def _fallback_readable_paths() -> list[str]:
+    system = [name for name in ("/usr", *_SYSTEM_DIRS) if os.path.exists(name)]
+    python = {str(Path(sys.base_prefix).resolve()), str(Path(interpreter()).parent)}
+    return [*system, *sorted(python), "/dev/urandom", "/dev/zero"]
+
+
+def _encode_request(
+    code: str,
+    arguments: dict[str, Any],
+    limits: SandboxLimits,
+    *,
+    uid: int | None,
+    confine: dict[str, Any] | None,
+) -> bytes:
     if not isinstance(code, str):
         raise SandboxError(f"code must be a string, got {type(code).__name__}")
     if not isinstance(arguments, dict) or not all(isinstance(key, str) for key in arguments):
@@ -190,19 +219,26 @@ def _encode_request(code: str, arguments: dict[str, Any], limits: SandboxLimits)
         "max_output_bytes": limits.max_output_bytes,
     }
     try:
-        return json.dumps(
-            {"code": code, "arguments": arguments, "limits": sandbox_limits}, allow_nan=False
-        ).encode()
+        request = {
+            "code": code,
+            "arguments": arguments,
+            "limits": sandbox_limits,
+            "uid": uid,
+            "confine": confine,
+        }
+        return json.dumps(request, allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
         raise SandboxError(f"arguments for process() are not JSON-serialisable: {exc}") from exc
 
 
-def _interpreter() -> str:
+def interpreter() -> str:
     """The real interpreter binary (a venv's python is a symlink; -I -S never reads pyvenv.cfg anyway)."""
     return os.path.realpath(sys.executable)
 
 
-def _bubblewrap_argv(bwrap: str, limits: SandboxLimits, info_fd: int | None, command: list[str]) -> list[str]:
+def bubblewrap_argv(
+    bwrap: str, limits: SandboxLimits, info_fd: int | None, command: list[str], seccomp_fd: int | None
+) -> list[str]:
     argv = [
         bwrap,
         "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
@@ -214,11 +250,27 @@ def _bubblewrap_argv(bwrap: str, limits: SandboxLimits, info_fd: int | None, com
         argv += ["--setenv", name, value]
     argv += _filesystem_args()
     argv += ["--proc", "/proc", "--dev", "/dev"]
-    argv += ["--perms", "1777", "--size", str(limits.max_tmp_bytes), "--tmpfs", "/tmp"]
+    if _has_tmpfs_size(bwrap):
+        argv += ["--size", str(limits.max_tmp_bytes)]
+    argv += ["--perms", "1777", "--tmpfs", "/tmp"]
     argv += ["--ro-bind", str(BOOTSTRAP_PATH), SANDBOX_BOOTSTRAP_PATH, "--chdir", "/tmp"]
     if info_fd is not None:
         argv += ["--info-fd", str(info_fd)]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
     return [*argv, "--", *command]
+
+
+@functools.cache
+def _has_tmpfs_size(bwrap: str) -> bool:
+    """bubblewrap 0.8 added --size; with an older one (Ubuntu 22.04 ships 0.6) only the run's cgroup
+    memory limit bounds /tmp."""
+    try:
+        version = subprocess.run([bwrap, "--version"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    found = re.search(r"(\d+)\.(\d+)", version)
+    return found is not None and (int(found[1]), int(found[2])) >= TMPFS_SIZE_SINCE
 
 
 def _filesystem_args() -> list[str]:
@@ -233,7 +285,7 @@ def _filesystem_args() -> list[str]:
             args += ["--ro-bind", name, name]
             bound.append(path)
     created: set[Path] = set()
-    for needed in (Path(sys.base_prefix).resolve(), Path(_interpreter()).parent):
+    for needed in (Path(sys.base_prefix).resolve(), Path(interpreter()).parent):
         if any(needed.is_relative_to(root) for root in bound):
             continue
         for ancestor in reversed(needed.parents[:-1]):
@@ -248,23 +300,32 @@ def _filesystem_args() -> list[str]:
 class _SandboxRun:
     """One launched sandbox: feeds the request, drains its pipes, enforces the wall clock, kills it."""
 
-    def __init__(self, limits: SandboxLimits, *, bubblewrap: bool) -> None:
+    def __init__(self, limits: SandboxLimits, *, bubblewrap: bool, cgroup: RunCgroup | None) -> None:
         self._limits = limits
         self._bubblewrap = bubblewrap
+        self._cgroup = cgroup
         self._proc: asyncio.subprocess.Process | None = None
         self._init_pidfd: int | None = None
+        self._main_pidfd: int | None = None
         self._info_task: asyncio.Task[None] | None = None
         self._finished = False
+        self._out_of_memory = False
 
     async def execute(
-        self, build_argv: Callable[[int, int | None], list[str]], request: bytes, workdir: str | None
+        self,
+        build_argv: Callable[[int, int | None], list[str]],
+        request: bytes,
+        workdir: str | None,
+        extra_fds: list[int],
     ) -> SandboxResult:
-        """Launch `build_argv(result_fd, info_fd)` and wait for its report, within the wall clock."""
+        """Launch `build_argv(result_fd, info_fd)` and wait for its report, within the wall clock.
+
+        `extra_fds` are handed to the process too, and closed here once it started."""
         loop = asyncio.get_running_loop()
         result_read, result_write = os.pipe()
         info_read, info_write = os.pipe() if self._bubblewrap else (None, None)
         read_files = [os.fdopen(fd, "rb", buffering=0) for fd in (result_read, info_read) if fd is not None]
-        write_fds = [fd for fd in (result_write, info_write) if fd is not None]
+        write_fds = [fd for fd in (result_write, info_write) if fd is not None] + extra_fds
         readers: list[asyncio.Task[Any]] = []
         transports: list[asyncio.BaseTransport] = []
         try:
@@ -273,16 +334,24 @@ class _SandboxRun:
                 info_reader = await _pipe_reader(loop, read_files[1], transports)
                 self._info_task = asyncio.create_task(self._read_info(info_reader))
                 readers.append(self._info_task)
+            argv = build_argv(result_write, info_write)
+            if self._cgroup is not None:
+                argv = [*launch_prefix(len(self._cgroup.procs_files)), *self._cgroup.procs_files, *argv]
+                self._cgroup.watch_oom(self._on_out_of_memory)
             started = time.monotonic()
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *build_argv(result_write, info_write), stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, pass_fds=write_fds,
-                    start_new_session=True, env=SANDBOX_ENV, cwd=workdir,
+                    *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE, pass_fds=write_fds, start_new_session=True,
+                    env=SANDBOX_ENV, cwd=workdir,
                 )  # fmt: skip
             except OSError as exc:
                 raise SandboxError(f"could not start the sandbox: {exc}") from exc
             self._proc = proc
+            try:
+                self._main_pidfd = os.pidfd_open(proc.pid)
+            except ProcessLookupError:
+                self._main_pidfd = None  # already gone (and reaped)
             while write_fds:
                 os.close(write_fds.pop())
             assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
@@ -296,15 +365,17 @@ class _SandboxRun:
                 result_task,
                 asyncio.create_task(_feed(proc.stdin, request)),
             ]
-            timed_out = False
-            try:
-                async with asyncio.timeout(self._limits.wall_clock_s):
-                    await proc.wait()
-            except TimeoutError:
-                timed_out = True
+            timed_out = self._main_pidfd is not None and not await _exited(
+                self._main_pidfd, self._limits.wall_clock_s
+            )
             duration_s = time.monotonic() - started
             await self._kill()
             await asyncio.wait(readers, timeout=KILL_GRACE_S)
+            if self._out_of_memory or (self._cgroup is not None and self._cgroup.oom_killed()):
+                raise SandboxError(
+                    f"memory limit of {_size(self._limits.memory_bytes)} exceeded (by the run's processes "
+                    "together, /tmp and shared memory included)"
+                )
             if timed_out:
                 raise SandboxError(f"timed out after {self._limits.wall_clock_s:g} s (the wall-clock limit)")
             if not all(task.done() for task in (stdout_task, stderr_task, result_task)):
@@ -320,8 +391,9 @@ class _SandboxRun:
                 transport.close()
             for file in read_files:
                 file.close()
-            if self._init_pidfd is not None:
-                os.close(self._init_pidfd)
+            for pidfd in (self._init_pidfd, self._main_pidfd):
+                if pidfd is not None:
+                    os.close(pidfd)
             for fd in write_fds:
                 os.close(fd)
 
@@ -332,35 +404,54 @@ class _SandboxRun:
             if isinstance(pid, int) and pid > 0:
                 self._init_pidfd = os.pidfd_open(pid)
 
+    def _on_out_of_memory(self) -> None:
+        """The OOM killer struck inside the run (cgroup v1 tells through an eventfd): end all of it now."""
+        self._out_of_memory = True
+        if self._init_pidfd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._init_pidfd, signal.SIGKILL)
+        elif self._cgroup is not None:
+            self._cgroup.kill()
+
     async def _kill(self) -> None:
         """Kill the whole process tree and reap it (once); called after a normal exit too.
 
         With bubblewrap, SIGKILL goes to the sandbox's pid-1 through a pidfd: the kernel then kills every
         process of the namespace, and bwrap reaps its child instead of leaving a zombie. bwrap may exit
         before its pid-1 has torn the namespace down, so waiting on the pidfd is what guarantees that no
-        user process outlives the run.
+        user process outlives the run. Without bubblewrap the run's cgroup is killed, which also takes
+        processes that left the process group; whatever is still in the cgroup afterwards goes too.
         """
         proc = self._proc
         if proc is None or self._finished:
             return
-        if not self._bubblewrap:
+        if self._bubblewrap:
+            await self._kill_namespace(proc)
+        else:
             _kill_group(proc.pid)  # the group outlives its leader: user code may have left children behind
-            await proc.wait()
-            self._finished = True
-            return
+            if self._cgroup is not None:
+                self._cgroup.kill()
+            with contextlib.suppress(TimeoutError):  # without a cgroup, a process that left the group
+                async with asyncio.timeout(KILL_GRACE_S):  # keeps the pipes open: the caller reports it
+                    await proc.wait()
+        if self._cgroup is not None:
+            self._cgroup.kill()
+        self._finished = True
+
+    async def _kill_namespace(self, proc: asyncio.subprocess.Process) -> None:
         if self._info_task is not None:
             await asyncio.wait([self._info_task], timeout=KILL_GRACE_S)
         if self._init_pidfd is not None:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self._init_pidfd, signal.SIGKILL)
-            await _wait_for_exit(self._init_pidfd, KILL_GRACE_S)
+            if not await _exited(self._init_pidfd, KILL_GRACE_S):
+                logger.warning("the sandbox's pid-1 did not exit within %s s of SIGKILL", KILL_GRACE_S)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(KILL_GRACE_S):
                 await proc.wait()
         if proc.returncode is None:
             _kill_group(proc.pid)
             await proc.wait()
-        self._finished = True
 
     def _interpret(self, result: tuple[bytes, bool], returncode: int | None, stderr: str) -> Any:
         data, truncated = result
@@ -450,8 +541,11 @@ async def _despite_cancellation(work: Coroutine[Any, Any, None]) -> None:
         raise asyncio.CancelledError
 
 
-async def _wait_for_exit(pidfd: int, timeout_s: float) -> None:
-    """Wait until the process behind `pidfd` has exited (a pidfd turns readable then), at most `timeout_s`."""
+async def _exited(pidfd: int, timeout_s: float) -> bool:
+    """Wait until the process behind `pidfd` has exited (a pidfd turns readable then), at most `timeout_s`.
+
+    Unlike asyncio's Process.wait(), this does not also wait for the process's pipes to close (which a
+    child that escaped the kill could hold open)."""
     loop = asyncio.get_running_loop()
     exited = loop.create_future()
     loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
@@ -459,9 +553,10 @@ async def _wait_for_exit(pidfd: int, timeout_s: float) -> None:
         async with asyncio.timeout(timeout_s):
             await exited
     except TimeoutError:
-        logger.warning("the sandbox's pid-1 did not exit within %s s of SIGKILL", timeout_s)
+        return False
     finally:
         loop.remove_reader(pidfd)
+    return True
 
 
 def _kill_group(pgid: int) -> None:

@@ -4,8 +4,13 @@ cluster-config validation; the Dockerfile, docker-compose.yml and requirements.l
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -98,7 +103,7 @@ def test_dockerfile_runs_the_gateway_as_a_non_root_user_under_tini_with_a_health
     assert dict(instructions)["ENTRYPOINT"] == '["tini", "--"]'
     assert dict(instructions)["CMD"] == '["python", "-m", "gateway.cli", "serve"]'
     installs = " ".join(argument for kind, argument in instructions if kind == "RUN")
-    assert "bubblewrap" in installs and "tini" in installs
+    assert {"bubblewrap", "libseccomp2", "tini"} <= set(installs.split())
     assert "pip install --no-deps -r /app/requirements.lock && pip check" in installs
 
 
@@ -109,8 +114,23 @@ def test_dockerfile_copies_every_package_the_project_ships():
     }
     copied = {argument.split()[0] for kind, argument in dockerfile_instructions() if kind == "COPY"}
     assert shipped <= copied, f"packages missing from the image: {shipped - copied}"
-    ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()}
-    assert not copied & ignored, "a copied path is excluded from the build context"
+    excluded = [path for path in copied if dockerignored(path)]
+    assert not excluded, f"copied paths excluded from the build context: {excluded}"
+
+
+def dockerignored(path: str) -> bool:
+    """Whether .dockerignore keeps `path` out of the build context: the last matching line decides, a
+    directory's line covers what is inside it, and `!` takes a path back in."""
+    ignored = False
+    for line in (REPO / ".dockerignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        keep = pattern.startswith("!")
+        pattern = pattern.lstrip("!")
+        if path == pattern or path.startswith(pattern + "/"):
+            ignored = not keep
+    return ignored
 
 
 def locked() -> dict[str, str]:
@@ -147,8 +167,82 @@ def test_compose_sets_only_settings_the_service_reads_and_waits_for_healthy_stor
     }
     for store in ("mongodb", "redis"):
         assert compose["services"][store]["healthcheck"]["test"][0] == "CMD"
+
+
+def test_the_compose_overlay_runs_the_full_sandbox_through_the_images_cgroup_script():
     sandbox = load_yaml("deploy/compose.sandbox.yml")["services"]["workflow-service"]
     assert sandbox["user"] == "root" and sandbox["cap_add"] == ["SYS_ADMIN"]
+    assert {"seccomp=unconfined", "apparmor=unconfined"} <= set(sandbox["security_opt"])
+    copies = [argument.split() for kind, argument in dockerfile_instructions() if kind == "COPY"]
+    assert ["deploy/sandbox-cgroups.sh", "/usr/local/bin/sandbox-cgroups"] in copies
+    assert sandbox["entrypoint"] == ["tini", "--", "sandbox-cgroups"]
+    image_command = dict(dockerfile_instructions())["CMD"]
+    assert sandbox["command"] == yaml.safe_load(image_command), "a new entrypoint drops the image's CMD"
+
+
+def test_the_cgroup_script_is_valid_sh_and_names_a_setting_the_service_reads():
+    script = REPO / "deploy" / "sandbox-cgroups.sh"
+    subprocess.run(["sh", "-n", str(script)], check=True)
+    assert "export SANDBOX_CGROUP_PARENT=/sandbox" in script.read_text()
+    assert "SANDBOX_CGROUP_PARENT" in {field.alias for field in NodeSettings.model_fields.values()}
+    assert "SANDBOX_CGROUP_PARENT=" in (REPO / ".env.example").read_text()
+
+
+@pytest.mark.timeout(60)
+def test_the_cgroup_script_delegates_read_only_v1_cgroups_as_docker_mounts_them(tmp_path):
+    """Run for real, in a mount namespace of its own where the memory and pids hierarchies are read-only
+    (as Docker mounts them); then a sandboxed run uses SANDBOX_CGROUP_PARENT=/sandbox."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1)")
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        pytest.skip("a cgroup v2 host: the script would move every process of this machine into a leaf")
+    if not all(Path(f"/sys/fs/cgroup/{name}/cgroup.procs").exists() for name in ("memory", "pids")):
+        pytest.skip("no cgroup v1 memory and pids hierarchies here")
+    check = (
+        "import asyncio, os\n"
+        "from nodes.sandbox import SandboxLimits, run_python, sandbox_status\n"
+        "parent = os.environ['SANDBOX_CGROUP_PARENT']\n"
+        "status = asyncio.run(sandbox_status(parent))\n"
+        "assert status.problem is None, status.problem\n"
+        "print(status.cgroup_layout)\n"
+        "code = 'def process():\\n    return 6 * 7\\n'\n"
+        "print(asyncio.run(run_python(code, {}, SandboxLimits(), cgroup_parent=parent)).output)\n"
+    )
+    read_only = "mount --make-rprivate / && " + " && ".join(
+        f"mount -o remount,bind,ro /sys/fs/cgroup/{name}" for name in ("memory", "pids")
+    )
+    try:
+        finished = subprocess.run(
+            ["unshare", "-m", "sh", "-c", f'{read_only} && exec sh "$0" "$@"',
+             str(REPO / "deploy" / "sandbox-cgroups.sh"), sys.executable, "-c", check],
+            capture_output=True, text=True, timeout=50, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+        assert finished.returncode == 0, finished.stderr
+        layout, output = finished.stdout.splitlines()
+        assert "/sys/fs/cgroup/memory/sandbox" in layout and "/sys/fs/cgroup/pids/sandbox" in layout
+        assert output == "42"
+    finally:
+        for name in ("memory", "pids"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"/sys/fs/cgroup/{name}/sandbox").rmdir()
+
+
+def test_every_ray_node_gets_the_full_sandbox():
+    config = load_yaml("ray-cluster.yaml")
+    ray_validated(config)
+    options = config["docker"]["run_options"]
+    assert {
+        "--user=root",
+        "--cap-add=SYS_ADMIN",
+        "--security-opt=seccomp=unconfined",
+        "--security-opt=apparmor=unconfined",
+    } <= set(options)
+    setup = config["setup_commands"]
+    installs = next(command for command in setup if "apt-get install" in command)
+    assert {"bubblewrap", "libseccomp2"} <= set(installs.split())
+    delegate = setup.index("sh ~/workflow-service/deploy/sandbox-cgroups.sh")
+    assert setup.index(installs) < delegate, "bubblewrap is installed before the cgroups are delegated"
+    assert not config["head_setup_commands"] and not config["worker_setup_commands"], "every node, alike"
 
 
 def test_every_deployment_listens_beyond_loopback_and_so_requires_jwt_secret():

@@ -54,6 +54,23 @@ async def test_health_reports_ray_store_and_redis(http):
         "redis": True,
     }
     assert report["jobs"]["max_active_jobs"] == 2
+    assert report["sandbox"]["ok"] is True, report["sandbox"]
+    assert set(report["sandbox"]["parts"]) == {"bubblewrap", "seccomp", "cgroups", "landlock"}
+
+
+async def test_health_says_why_code_cannot_run_but_stays_200(http, monkeypatch, tmp_path):
+    """A machine without the sandbox still serves every workflow without code nodes."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # hides the real bwrap
+    response = await http.get("/health")
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["status"] == "ok"
+    assert report["sandbox"]["ok"] is False
+    assert report["sandbox"]["detail"] == "bubblewrap (bwrap) is not installed"
+    assert report["sandbox"]["parts"]["bubblewrap"] == {
+        "ok": False,
+        "detail": "bubblewrap (bwrap) is not installed",
+    }
 
 
 async def test_health_is_503_while_redis_is_down_and_recovers(http, service, alice):

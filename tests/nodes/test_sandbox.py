@@ -226,7 +226,7 @@ async def test_user_code_runs_unprivileged_without_capabilities():
     assert result.output["caps"] == ["0000000000000000"] * 3
 
 
-async def test_network_is_unreachable_from_the_sandbox_but_not_without_it():
+async def test_network_is_unreachable_from_the_sandbox_and_from_the_fallback():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -254,7 +254,7 @@ async def test_network_is_unreachable_from_the_sandbox_but_not_without_it():
         listener.close()
     assert sandboxed.output["connect"] != "connected"
     assert sandboxed.output["dns"] == "gaierror"
-    assert unsandboxed.output["connect"] == "connected"
+    assert unsandboxed.output["connect"] == "PermissionError"  # the fallback may open no socket at all
 
 
 async def test_filesystem_is_read_only_except_a_private_tmp(tmp_path):
@@ -493,13 +493,15 @@ async def test_the_sandbox_dies_with_the_process_that_launched_it():
 async def test_without_bubblewrap_run_python_refuses_unless_allowed(monkeypatch, caplog):
     monkeypatch.setenv("PATH", "/nonexistent")
     assert await bubblewrap_problem() == "bubblewrap (bwrap) is not installed"
-    with pytest.raises(SandboxError, match="Install the `bubblewrap` package"):
+    with pytest.raises(
+        SandboxError, match=r"cannot run code: bubblewrap \(bwrap\) is not installed; .*scripts/install"
+    ):
         await run_python("def process():\n    return 1\n", {}, FAST)
-    with caplog.at_level(logging.WARNING, logger="nodes.sandbox.runner"):
+    with caplog.at_level(logging.WARNING, logger="nodes.sandbox.policy"):
         result = await run_python(
             "import os\ndef process():\n    return os.getpid()\n", {}, FAST, allow_unsandboxed=True
         )
-    assert "weaker process-only sandbox" in caplog.text
+    assert "weaker sandbox (process)" in caplog.text
     assert result.output != os.getpid()
 
 
