@@ -21,11 +21,13 @@ from engine.errors import (
     ConflictError,
     InvalidWorkflowError,
     JobCancelledError,
+    NestingTooDeepError,
     NodeExecutionError,
     NotFoundError,
     Problem,
     StorageUnavailableError,
     TemplateError,
+    UnreadableRecordError,
     WorkflowServiceError,
 )
 
@@ -42,8 +44,10 @@ STATUS_BY_ERROR: tuple[tuple[type[WorkflowServiceError], int], ...] = (
     (TemplateError, 422),
     (ConditionError, 422),
     (NodeExecutionError, 422),
+    (NestingTooDeepError, 422),
     (NotFoundError, 404),
     (ConflictError, 409),
+    (UnreadableRecordError, 409),
     (JobCancelledError, 409),
     (StorageUnavailableError, 503),
 )

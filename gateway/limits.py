@@ -1,14 +1,22 @@
-"""Refuse request bodies over a size limit with 413 before they are read whole.
+"""Limits on request bodies, enforced before anything parses them.
 
-A declared Content-Length over the limit is refused before any of the body is read. A body without
-one (chunked) is counted as it streams in, and refused at the chunk that crosses the limit.
+Size (413): a declared Content-Length over the limit is refused before any of the body is read. A body
+without one (chunked) is counted as it streams in, and refused at the chunk that crosses the limit.
+
+Nesting (422): a body whose JSON nests deeper than MAX_JSON_DEPTH is refused from its text, so a deep
+body never costs a deep parse (Python's json module and pydantic-core give up at different depths, and
+what one writes the other may not read back). Every body is checked, whatever its route or content
+type; WebSocket messages are not, since no WebSocket route reads what the client sends.
 """
 
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine.errors import Problem
+from engine.nesting import MAX_JSON_DEPTH, crossing, text_too_deep
 from gateway.errors import error_response
 
 
@@ -62,6 +70,46 @@ class BodySizeLimitMiddleware:
         error = BodyTooLargeError(self.max_bytes)
         response = error_response(error.status_code, error.detail, headers=error.headers)
         await response(scope, receive, send)
+
+
+class JsonNestingLimitMiddleware:
+    """Reads a request's body whole (the size limit, outside, bounds it), refuses it with 422 when it
+    nests deeper than `max_depth`, and otherwise hands it on as it came."""
+
+    def __init__(self, app: ASGIApp, max_depth: int = MAX_JSON_DEPTH) -> None:
+        self.app = app
+        self.max_depth = max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _has_body(scope):
+            await self.app(scope, receive, send)
+            return
+        received = [await receive()]
+        while received[-1]["type"] == "http.request" and received[-1].get("more_body", False):
+            received.append(await receive())
+        body = b"".join(message.get("body", b"") for message in received)
+        if text_too_deep(body, self.max_depth):
+            await _nesting_refusal(body, self.max_depth)(scope, receive, send)
+            return
+
+        async def replay() -> Message:
+            return received.pop(0) if received else await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _nesting_refusal(body: bytes, limit: int) -> JSONResponse:
+    where = crossing(body, limit)
+    at = f": level {limit + 1} opens at {where}" if where else ""
+    problem = Problem(f"JSON nested deeper than the limit of {limit} levels{at}", field="body")
+    return error_response(422, f"request body is nested deeper than the limit of {limit} levels", [problem])
+
+
+def _has_body(scope: Scope) -> bool:
+    declared = _content_length(scope)
+    if declared is not None:
+        return declared > 0
+    return any(name == b"transfer-encoding" for name, _ in scope["headers"])
 
 
 def _content_length(scope: Scope) -> int | None:

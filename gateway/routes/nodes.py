@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path
 
 from actors import ray_api
 from engine.errors import NodeExecutionError, NodeTimeoutError, WorkflowServiceError
+from engine.nesting import check_value_depth
 from gateway.deps import ControllerDep, RegistryDep, authenticate
 from gateway.errors import ERROR_RESPONSES, ErrorBody, InvalidRequestError
 from gateway.schemas import NodeTestRequest, NodeTestResult, NodeTypeInfo
@@ -56,6 +57,7 @@ async def test_node(
         raise
     except Exception as exc:
         raise NodeExecutionError(f"node type '{node_type}' failed: {type(exc).__name__}: {exc}") from exc
+    check_value_depth(result.output, f"the output of node type '{node_type}'")
     return NodeTestResult(
         node_type=node_type,
         output=result.output,
