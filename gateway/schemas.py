@@ -100,9 +100,17 @@ class CheckResult(BaseModel):
     latency_ms: float
 
 
+class StoreReport(BaseModel):
+    unreadable_rows: int = Field(
+        description="stored rows this gateway met that it cannot read, since it started: each is left out "
+        "of listings and logged with its id (the job manager counts its own in `jobs.unreadable_rows`)"
+    )
+
+
 class HealthReport(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, CheckResult]
     jobs: dict[str, Any] | None = Field(
         default=None, description="the job manager's counts, when it answered"
     )
+    store: StoreReport | None = None

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from actors import ray_api
 from actors.controller import WorkflowController
 from gateway.deps import ControllerDep, MetricsDep, RuntimeDep, SettingsDep
-from gateway.schemas import CheckResult, HealthReport
+from gateway.schemas import CheckResult, HealthReport, StoreReport
 
 router = APIRouter(tags=["service"])
 logger = logging.getLogger(__name__)
@@ -57,7 +57,10 @@ async def health(runtime: RuntimeDep, settings: SettingsDep) -> JSONResponse:
     checks = {"ray": ray, "store": store, "redis": redis}
     healthy = all(check.ok for check in checks.values())
     report = HealthReport(
-        status="ok" if healthy else "unavailable", checks=checks, jobs=stats if ray.ok else None
+        status="ok" if healthy else "unavailable",
+        checks=checks,
+        jobs=stats if ray.ok else None,
+        store=StoreReport(unreadable_rows=runtime.store.unreadable_rows()),
     )
     return JSONResponse(report.model_dump(mode="json"), status_code=200 if healthy else 503)
 
