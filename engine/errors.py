@@ -70,10 +70,6 @@ class NestingTooDeepError(WorkflowServiceError):
 
     code = "nesting_too_deep"
 
-    def __init__(self, message: str, *, limit: int, problems: list[Problem] | None = None) -> None:
-        super().__init__(message, problems=problems)
-        self.limit = limit
-
 
 class NotFoundError(WorkflowServiceError):
     code = "not_found"

@@ -107,4 +107,4 @@ def crossing(text: bytes, limit: int = MAX_JSON_DEPTH) -> Crossing | None:
 def check_value_depth(value: Any, what: str, limit: int = MAX_JSON_DEPTH) -> None:
     """Raise NestingTooDeepError naming `what` when the value nests deeper than `limit`."""
     if value_too_deep(value, limit):
-        raise NestingTooDeepError(f"{what} is nested deeper than the limit of {limit} levels", limit=limit)
+        raise NestingTooDeepError(f"{what} is nested deeper than the limit of {limit} levels")

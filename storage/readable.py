@@ -32,8 +32,7 @@ def check_storable(value: Any, what: str) -> None:
     """Refuse to store `value` (a record, or the parts of one write) when it nests too deep to read back."""
     if value_too_deep(value, MAX_STORED_DEPTH):
         raise NestingTooDeepError(
-            f"{what} is nested deeper than the store's limit of {MAX_STORED_DEPTH} levels",
-            limit=MAX_STORED_DEPTH,
+            f"{what} is nested deeper than the store's limit of {MAX_STORED_DEPTH} levels"
         )
 
 
@@ -75,7 +74,7 @@ class UnreadableRows:
             return
         self._seen.add((kind, row_id))
         logger.error(
-            "%s %s is stored but cannot be read, so it is left out of listings: %s: %s",
+            "%s %s is stored but cannot be read (listings leave it out, a read of it answers 409): %s: %s",
             kind,
             row_id,
             type(error).__name__,
