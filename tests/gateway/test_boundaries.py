@@ -1,8 +1,9 @@
 """JSON boundaries over real HTTP: one nesting limit on every body, node outputs bounded, offsets bounded.
 
-Each attack here once poisoned a job or answered 500: an execute body nested 220 levels deep was stored
-but never read back; a definition nested 255 deep, a body nested far deeper, and a 20-digit offset were
-500s; a chain of transforms could build an output no read could parse."""
+Each attack here once poisoned a job or was answered badly: an execute body nested 220 levels deep was
+stored but never read back; a definition nested 255 deep and a 20-digit offset were 500s; a body nested
+60,000 deep was parsed down to a RecursionError (an undocumented 400), as were bytes that are not UTF-8;
+a UTF-16 body could hide its nesting; a chain of transforms could build an output no read could parse."""
 
 from __future__ import annotations
 
@@ -12,31 +13,16 @@ from typing import Any
 import pytest
 
 from engine.nesting import MAX_JSON_DEPTH
-from tests.gateway.support import create_workflow, execute, linear_definition, wait_for_job
+from tests.gateway.support import create_workflow, execute, linear_definition, read_socket, wait_for_job
+from tests.support.nesting import depth, nested
 
 
-def nested(depth: int, leaf: Any = 1) -> Any:
-    """`leaf` inside `depth` objects: {"a": {"a": ... leaf}}."""
-    value = leaf
-    for _ in range(depth):
-        value = {"a": value}
-    return value
-
-
-def definition_nested(depth: int) -> dict[str, Any]:
-    """A valid definition whose body nests exactly `depth` levels (the transform's template is the deep part:
+def definition_nested(levels: int) -> dict[str, Any]:
+    """A valid definition whose body nests exactly `levels` deep (the transform's template is the deep part:
     body, nodes, the node, its config, then the template)."""
     definition = linear_definition("deep")
-    definition["nodes"][1]["config"]["template"] = nested(depth - 4, "x")
+    definition["nodes"][1]["config"]["template"] = nested(levels - 4, "x")
     return definition
-
-
-def body_depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max(map(body_depth, value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max(map(body_depth, value), default=0)
-    return 0
 
 
 def assert_nesting_refused(response, limit: int = MAX_JSON_DEPTH) -> None:
@@ -64,13 +50,13 @@ async def test_every_json_body_route_refuses_one_level_past_the_limit(http, alic
         ),
     ]
     for method, url, body in routes:
-        assert body_depth(body) == MAX_JSON_DEPTH + 1
+        assert depth(body) == MAX_JSON_DEPTH + 1
         assert_nesting_refused(await http.request(method, url, json=body, headers=alice.headers))
 
 
 async def test_bodies_at_the_limit_are_taken_and_read_back(http, alice, admin):
     definition = definition_nested(MAX_JSON_DEPTH)
-    assert body_depth(definition) == MAX_JSON_DEPTH
+    assert depth(definition) == MAX_JSON_DEPTH
     response = await http.post("/api/v1/workflows", json=definition, headers=alice.headers)
     assert response.status_code == 201, response.text
     workflow = response.json()
@@ -169,3 +155,45 @@ async def test_a_20_digit_offset_is_422_naming_the_parameter(http, alice, path):
     assert problem["field"] == "query.offset" and "1000000" in problem["message"]
     deepest = await http.get(url, params={"offset": 1_000_000}, headers=alice.headers)
     assert deepest.status_code == 200 and deepest.json()["items"] == []
+
+
+async def test_a_body_that_is_not_utf_8_is_422(http, alice):
+    """The fuzzer's finding: bytes that are not UTF-8 were a 400 the API did not document."""
+    response = await http.post(
+        "/api/v1/workflows", content=b"\xff", headers={**alice.headers, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {"node_id": None, "field": "body", "message": "JSON text must be UTF-8: byte 0 is not"}
+    ]
+
+
+async def test_a_utf_16_body_cannot_hide_its_nesting(http, alice):
+    """json.loads reads UTF-16 too; there a `∀` (U+2200) holds a quote's byte, which once hid the brackets
+    after it from the nesting check, and a job input nested 220 deep got through."""
+    workflow = await create_workflow(http, alice)
+    text = ('{"k": "\u2200", "deep": ' + "[" * 220 + "]" * 220 + "}").encode("utf-16-le")
+    response = await http.post(
+        f"/api/v1/workflows/{workflow['id']}/execute",
+        content=text,
+        headers={**alice.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["message"] == "JSON text must be UTF-8, this reads as utf-16-le"
+
+
+async def test_the_streaming_routes_left_out_of_the_fuzz_refuse_their_bad_input(http, service, alice):
+    workflow = await create_workflow(http, alice)
+    job = await wait_for_job(http, alice, (await execute(http, alice, workflow["id"], {"name": "Ada"}))["id"])
+    url = f"/api/v1/jobs/{job['id']}/events"
+    for position in ("9" * 25, f"{'9' * 25}-0", f"0-{'9' * 25}", "-1"):
+        response = await http.get(url, params={"after": position}, headers=alice.headers)
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == "query.after"
+        response = await http.get(url, headers={**alice.headers, "Last-Event-ID": position})
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == "header.Last-Event-ID"
+        result = await read_socket(f"{service.ws_url}/ws/jobs/{job['id']}?after={position}", alice.headers)
+        assert result.close_code == 4422
+    response = await http.get(f"/api/v1/jobs/{'j' * 129}/events", headers=alice.headers)
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "path.job_id"
+    for path in (f"/ws/jobs/{'j' * 5000}", f"/ws/workflow/{'w' * 5000}"):
+        assert (await read_socket(f"{service.ws_url}{path}", alice.headers)).close_code == 4404
