@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
@@ -11,11 +11,11 @@ from actors import ray_api
 from engine.errors import NodeExecutionError, NodeTimeoutError, WorkflowServiceError
 from engine.nesting import check_value_depth
 from gateway.deps import ControllerDep, RegistryDep, authenticate
-from gateway.errors import ERROR_RESPONSES, ErrorBody, InvalidRequestError
+from gateway.errors import BODY_TOO_LARGE, ERROR_RESPONSES, InvalidRequestError, Responses, documented
 from gateway.schemas import NodeTestRequest, NodeTestResult, NodeTypeInfo
 
 router = APIRouter(tags=["nodes"], responses=ERROR_RESPONSES, dependencies=[Depends(authenticate)])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such node type"}}
+NOT_FOUND: Responses = documented(404, "No such node type")
 TEST_TIMEOUT_S = 60.0
 NodeTypeName = Annotated[str, Path(max_length=64)]
 
@@ -34,7 +34,7 @@ async def get_node_type(node_type: NodeTypeName, registry: RegistryDep) -> NodeT
 
 @router.post(
     "/api/v1/nodes/{node_type}/test",
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **BODY_TOO_LARGE},
     summary="Run one node with a config and input, where and under the limits a job would run it",
 )
 async def test_node(

@@ -27,6 +27,7 @@ from engine.records import JobRecord, JobStatus, NodeStatus
 from storage.sqlite_store import SqliteStore
 from storage.store_factory import SQLITE_FILE_NAME
 from tests.actors.ray_test_nodes import PLUGINS
+from tests.support.nesting import nested
 
 pytestmark = pytest.mark.slow
 
@@ -425,10 +426,7 @@ async def left_by_an_earlier_run(data_dir: Path) -> None:
             )
     finally:
         await store.close()
-    output: Any = 1
-    for _ in range(220):
-        output = {"a": output}
-    checkpoint = {"node_id": "s", "node_type": "start", "status": "completed", "output": output}
+    checkpoint = {"node_id": "s", "node_type": "start", "status": "completed", "output": nested(220)}
     with sqlite3.connect(data_dir / SQLITE_FILE_NAME) as conn:
         conn.execute("UPDATE jobs SET status = 'running' WHERE id = 'damaged'")
         conn.execute(

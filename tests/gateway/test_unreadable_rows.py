@@ -11,14 +11,8 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from tests.gateway.support import create_workflow, execute, wait_for_job
-
-
-def nested(depth: int) -> object:
-    value: object = 1
-    for _ in range(depth):
-        value = {"a": value}
-    return value
+from tests.gateway.support import create_workflow, execute, read_socket, wait_for_job
+from tests.support.nesting import nested
 
 
 def damage(path: Path, statement: str, *params: object) -> None:
@@ -59,6 +53,10 @@ async def test_a_job_that_cannot_be_read_is_left_out_of_listings_and_answers_409
         assert read.json()["detail"].startswith(f"job {damaged['id']} is stored but cannot be read")
     cancel = await http.post(f"/api/v1/jobs/{damaged['id']}/cancel", headers=alice.headers)
     assert cancel.status_code == 409
+    events = await http.get(f"/api/v1/jobs/{damaged['id']}/events", headers=alice.headers)
+    assert events.status_code == 409, events.text
+    socket = await read_socket(f"{service.ws_url}/ws/jobs/{damaged['id']}", alice.headers)
+    assert socket.close_code == 4409 and "cannot be read" in socket.close_reason
 
     assert await unreadable_count(http) == before + 1, "counted once, however often it was met"
     logged = [record for record in caplog.records if damaged["id"] in record.getMessage()]
@@ -91,4 +89,6 @@ async def test_a_workflow_that_cannot_be_read_is_left_out_of_listings_and_answer
     ):
         response = await http.request(method, url, headers=alice.headers)
         assert response.status_code == 409, (method, url, response.text)
+    socket = await read_socket(f"{service.ws_url}/ws/workflow/{damaged['id']}", alice.headers)
+    assert socket.close_code == 4409
     assert await unreadable_count(http) == before + 1

@@ -19,15 +19,9 @@ from engine.records import ErrorInfo, JobChanges, JobEvent, JobRecord, JobStatus
 from storage.mongo_store import MongoStore
 from storage.protocols import Store
 from storage.sqlite_store import SqliteStore
+from tests.support.nesting import nested
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-
-def nested(depth: int) -> Any:
-    value: Any = 1
-    for _ in range(depth):
-        value = {"a": value}
-    return value
 
 
 def job(job_id: str, created: float = 0, **fields: Any) -> JobRecord:
