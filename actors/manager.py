@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 MANAGER_NAME = "job-manager"
 UNFINISHED = (JobStatus.RUNNING, JobStatus.PENDING)
+RECOVERY_PAGE_SIZE = 500
 
 
 def new_job_id() -> str:
@@ -108,15 +109,17 @@ class JobManager:
 
     async def _recover(self) -> None:
         """Resume what a previous run left: running jobs first, then pending ones, oldest first.
-        Job actors that are alive and running a stored job are adopted; idle leftovers are ended."""
+        Job actors that are alive and running a stored job are adopted; idle leftovers are ended.
+        A job the store cannot read is left out of its page (the store logs it), so pages are
+        stepped by their size, not by the jobs they hold."""
         store = self._require_store()
         unfinished: list[JobRecord] = []
         offset = 0
         while True:
-            page = await store.list_jobs(status=UNFINISHED, offset=offset, limit=500)
+            page = await store.list_jobs(status=UNFINISHED, offset=offset, limit=RECOVERY_PAGE_SIZE)
             unfinished.extend(page.items)
-            offset += len(page.items)
-            if not page.items or offset >= page.total:
+            offset += page.limit
+            if offset >= page.total:
                 break
         unfinished.sort(key=lambda job: (job.status is not JobStatus.RUNNING, job.created_at))
         by_actor: dict[str, list[JobRecord]] = {}
@@ -390,7 +393,8 @@ class JobManager:
     # ------------------------------------------------------------ introspection
 
     async def stats(self) -> dict[str, Any]:
-        """Counts of jobs and job actors; `pool` is the warm pool (dedicated mode) or the runners (reuse)."""
+        """Counts of jobs and job actors; `pool` is the warm pool (dedicated mode) or the runners (reuse);
+        `unreadable_rows` the stored rows this manager could not read (its recovery skipped them)."""
         await self._ensure_started()
         return {
             "mode": self.runtime.mode.value,
@@ -399,6 +403,7 @@ class JobManager:
             "pool": len(self._runners.runners) if self._runners is not None else len(self._pool),
             "max_active_jobs": self.runtime.max_active_jobs,
             "peak_active": self.peak_active,
+            "unreadable_rows": self._require_store().unreadable_rows(),
         }
 
     async def shutdown(self) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime
 from engine.dag import Dag
 from engine.errors import NodeTimeoutError
 from engine.failures import error_info
+from engine.nesting import check_value_depth
 from engine.records import ErrorInfo
 from engine.scheduler import (
     Action,
@@ -36,7 +37,8 @@ def full_jitter(delay_s: float) -> float:
 class NodeTasks:
     """One task per node of a DAG: its running attempt (bounded by the node's `timeout_s`) or its wait
     before a retry. A finished attempt goes to `report` as NodeSucceeded or NodeFailed (its error's type
-    and retryability kept, a timeout as `node_timeout`), a due retry as RetryDue."""
+    and retryability kept, a timeout as `node_timeout`, an output nested deeper than MAX_JSON_DEPTH as
+    `nesting_too_deep`), a due retry as RetryDue."""
 
     def __init__(
         self,
@@ -86,6 +88,7 @@ class NodeTasks:
         timeout_s = self._dag.nodes[node_id].timeout_s
         try:
             result = await asyncio.wait_for(self._execute(node_id, attempt), timeout=timeout_s)
+            check_value_depth(result.output, f"the output of node '{node_id}'")
         except asyncio.CancelledError:
             raise
         except TimeoutError:

@@ -65,8 +65,20 @@ class ConditionError(WorkflowServiceError):
     code = "condition_error"
 
 
+class NestingTooDeepError(WorkflowServiceError):
+    """JSON nested deeper than a limit: a request body, a node's output, a document a store would write."""
+
+    code = "nesting_too_deep"
+
+
 class NotFoundError(WorkflowServiceError):
     code = "not_found"
+
+
+class UnreadableRecordError(WorkflowServiceError):
+    """A stored record that cannot be read back (damaged, or written before the store checked nesting)."""
+
+    code = "unreadable_record"
 
 
 class ConflictError(WorkflowServiceError):

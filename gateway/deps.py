@@ -28,6 +28,9 @@ from storage.protocols import EventBus, Store
 from storage.secret_vault import SecretVault
 
 MAX_PAGE_SIZE = 500
+MAX_OFFSET = 1_000_000
+"""Offsets past this are refused (422 naming `query.offset`): each store skips rows one by one to reach
+an offset, and SQLite cannot take one past 2**63 - 1 at all; narrow a listing by its filters instead."""
 
 # Every dependency here is `async def`, even those that only read app.state: FastAPI runs a plain `def`
 # dependency in its thread pool, and the dozen thread hops an execute request and its event stream
@@ -178,7 +181,10 @@ class Pagination:
 
 
 async def pagination(
-    offset: Annotated[int, Query(ge=0, description="items to skip")] = 0,
+    offset: Annotated[
+        int,
+        Query(ge=0, le=MAX_OFFSET, description="items to skip (a row the store cannot read is skipped too)"),
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="items per page")] = 50,
 ) -> Pagination:
     return Pagination(offset, limit)

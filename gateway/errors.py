@@ -1,8 +1,11 @@
 """Every failure answers in one shape: `{"detail": ..., "errors": [{"node_id", "field", "message"}]}`.
 
-The engine's error tree maps to statuses here, once: invalid input 422, unknown ids 404, illegal
-transitions 409, a store or bus that is down 503. Request validation errors (bad query parameters,
-a body that is not JSON) use the same shape, and an unexpected exception answers 500 in it too.
+The engine's error tree maps to statuses here, once: invalid input 422 (JSON nested too deep included),
+unknown ids 404, illegal transitions and records stored but unreadable 409, a store or bus that is down
+503. Request validation errors (bad query parameters, a body that is not JSON) use the same shape, and
+an unexpected exception answers 500 in it too. The responses each route documents are built from
+`documented` here, so the OpenAPI document names every status a route answers (the fuzz test holds it
+to that).
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from engine.errors import (
     ConflictError,
     InvalidWorkflowError,
     JobCancelledError,
+    NestingTooDeepError,
     NodeExecutionError,
     NotFoundError,
     Problem,
     StorageUnavailableError,
     TemplateError,
+    UnreadableRecordError,
     WorkflowServiceError,
 )
 
@@ -42,8 +47,10 @@ STATUS_BY_ERROR: tuple[tuple[type[WorkflowServiceError], int], ...] = (
     (TemplateError, 422),
     (ConditionError, 422),
     (NodeExecutionError, 422),
+    (NestingTooDeepError, 422),
     (NotFoundError, 404),
     (ConflictError, 409),
+    (UnreadableRecordError, 409),
     (JobCancelledError, 409),
     (StorageUnavailableError, 503),
 )
@@ -63,13 +70,22 @@ class ErrorBody(BaseModel):
     errors: list[ProblemOut] = []
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in (
-        (401, "Missing, malformed, expired or wrongly signed token"),
-        (422, "Invalid request; `errors` lists every problem"),
-    )
+Responses = dict[int | str, dict[str, Any]]
+
+
+def documented(status: int, description: str) -> Responses:
+    """An error status for a route's `responses=`, answered in the one error shape."""
+    return {status: {"model": ErrorBody, "description": description}}
+
+
+ERROR_RESPONSES: Responses = {
+    **documented(401, "Missing, malformed, expired or wrongly signed token"),
+    **documented(422, "Invalid request (JSON nested past the limit included); `errors` lists every problem"),
+    **documented(503, "The store or the event bus is unavailable; retry after Retry-After"),
 }
+"""What every authenticated route may answer."""
+BODY_TOO_LARGE: Responses = documented(413, "The request body is larger than MAX_BODY_BYTES")
+UNREADABLE: Responses = documented(409, "The record is stored but cannot be read (logged for the operator)")
 
 
 def status_for(error: WorkflowServiceError) -> int:

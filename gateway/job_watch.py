@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 
-from engine.errors import NotFoundError
+from engine.errors import NotFoundError, UnreadableRecordError
 from engine.models import WorkflowDefinition
 from engine.records import JobRecord, JobStatus
 from gateway.metrics import ServiceMetrics
@@ -72,7 +72,8 @@ class JobWatcher:
                 del self._started[job_id]
 
     async def _definition(self, job: JobRecord) -> WorkflowDefinition | None:
-        """The definition the job ran (a version never changes, so it is cached); None if deleted."""
+        """The definition the job ran (a version never changes, so it is cached); None if deleted or
+        unreadable. A job the store cannot read is left out of `get_jobs`, so it is dropped like one gone."""
         key = (job.workflow_id, job.workflow_version)
         if key in self._definitions:
             self._definitions.move_to_end(key)
@@ -81,7 +82,7 @@ class JobWatcher:
             definition: WorkflowDefinition | None = (
                 await self._store.get_workflow(job.workflow_id, job.workflow_version)
             ).definition
-        except NotFoundError:
+        except (NotFoundError, UnreadableRecordError):
             definition = None
         self._definitions[key] = definition
         if len(self._definitions) > CACHED_DEFINITIONS:

@@ -22,7 +22,7 @@ from config.settings import Settings, get_settings
 from gateway.auth import TokenVerifier
 from gateway.errors import install_error_handlers
 from gateway.job_watch import JobWatcher
-from gateway.limits import BodySizeLimitMiddleware
+from gateway.limits import BodySizeLimitMiddleware, JsonNestingLimitMiddleware
 from gateway.metrics import HttpMetricsMiddleware, ServiceMetrics
 from gateway.routes import analytics, events, health, jobs, nodes, secrets, workflows
 
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     install_error_handlers(app)
     for module in (workflows, jobs, events, nodes, secrets, analytics, health):
         app.include_router(module.router)
+    app.add_middleware(JsonNestingLimitMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app

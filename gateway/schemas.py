@@ -113,6 +113,13 @@ class SandboxReport(BaseModel):
     )
 
 
+class StoreReport(BaseModel):
+    unreadable_rows: int = Field(
+        description="stored rows this gateway met that it cannot read, since it started: each is left out "
+        "of listings and logged with its id (the job manager counts its own in `jobs.unreadable_rows`)"
+    )
+
+
 class HealthReport(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, CheckResult]
@@ -122,3 +129,4 @@ class HealthReport(BaseModel):
     sandbox: SandboxReport | None = Field(
         default=None, description="the code node's sandbox here; never makes /health unavailable"
     )
+    store: StoreReport | None = None

@@ -7,7 +7,8 @@ ordered by a per-job sequence reserved on the job document).
 User-shaped payloads (definitions, job input and result, node output, errors, log data, a job's
 pending events) are kept as JSON text in `*_json` fields: their keys are the user's and may start
 with '$' or contain '.', which MongoDB field names do not reliably support. Fields the store queries
-stay native.
+stay native. What is too deep to read back is refused, and a document that cannot be read is skipped in
+listings (storage/readable.py).
 
 A standalone mongod has no multi-document transactions, so workflow writes are ordered to be
 safe without them: the latest document is the source of truth, and a version is copied into
@@ -62,6 +63,7 @@ from storage.analytics import (
     fold_job_analytics,
     fold_workflow_analytics,
 )
+from storage.readable import UnreadableRows, check_storable
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -231,6 +233,36 @@ _CHANGE_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 """JobChanges field -> (document field, encoder)."""
 
 
+def _log_entry(doc: dict[str, Any]) -> LogEntry:
+    return LogEntry(
+        job_id=doc["job_id"],
+        time=_utc(doc["time"]),
+        level=doc["level"],
+        node_id=doc["node_id"],
+        message=doc["message"],
+        data=json.loads(doc["data_json"]),
+    )
+
+
+def _job_sample(doc: dict[str, Any]) -> JobSample:
+    return JobSample(
+        workflow_id=doc["workflow_id"],
+        status=doc["status"],
+        started_at=_utc(doc.get("started_at")),
+        finished_at=_utc(doc.get("finished_at")),
+        nodes=[
+            NodeSample(
+                node_type=node["node_type"],
+                status=node["status"],
+                started_at=_utc(node.get("started_at")),
+                finished_at=_utc(node.get("finished_at")),
+                usage=node.get("usage"),
+            )
+            for node in doc["nodes"]
+        ],
+    )
+
+
 def _workflow(doc: dict[str, Any]) -> WorkflowRecord:
     return WorkflowRecord(
         id=doc.get("workflow_id", doc["_id"]),
@@ -298,6 +330,7 @@ class MongoStore:
             if write_concern_majority
             else self._jobs
         )
+        self._unreadable = UnreadableRows()
 
     @classmethod
     def from_url(cls, url: str, database: str, *, write_concern_majority: bool = True) -> MongoStore:
@@ -337,6 +370,17 @@ class MongoStore:
             return False
         return bool(reply.get("ok"))
 
+    def unreadable_rows(self) -> int:
+        return self._unreadable.count
+
+    def _read_job(self, doc: dict[str, Any]) -> JobRecord:
+        return self._unreadable.parse_one("job", str(doc.get("_id")), _job, doc)
+
+    def _read_workflow(self, doc: dict[str, Any], version: int | None = None) -> WorkflowRecord:
+        name = doc.get("workflow_id", doc.get("_id"))
+        row_id = str(name) if version is None else f"{name} version {version}"
+        return self._unreadable.parse_one("workflow", row_id, _workflow, doc)
+
     # workflows
 
     async def _record_version(self, latest: dict[str, Any]) -> None:
@@ -351,6 +395,7 @@ class MongoStore:
     async def create_workflow(
         self, owner: str, definition: WorkflowDefinition, workflow_id: str | None = None
     ) -> WorkflowRecord:
+        check_storable(definition, "the workflow definition")
         now = _now()
         doc = {
             "_id": workflow_id or uuid.uuid4().hex,
@@ -379,13 +424,13 @@ class MongoStore:
     @_unavailable_as_storage_error
     async def get_workflow(self, workflow_id: str, version: int | None = None) -> WorkflowRecord:
         if version is None:
-            return _workflow(await self._live_workflow(workflow_id))
+            return self._read_workflow(await self._live_workflow(workflow_id))
         doc = await self._versions.find_one({"workflow_id": workflow_id, "version": version})
         if doc is None:
             doc = await self._workflows.find_one({"_id": workflow_id, "version": version})
         if doc is None:
             raise NotFoundError(f"workflow {workflow_id} version {version} not found")
-        return _workflow(doc)
+        return self._read_workflow(doc, version)
 
     @_unavailable_as_storage_error
     async def list_workflows(
@@ -397,11 +442,13 @@ class MongoStore:
             query["owner"] = owner
         total = await self._workflows.count_documents(query)
         cursor = self._workflows.find(query).sort(NEWEST_FIRST).skip(offset).limit(limit)
-        items = [_workflow(doc) async for doc in cursor]
+        docs = [doc async for doc in cursor]
+        items = self._unreadable.parse_each("workflow", docs, lambda doc: str(doc.get("_id")), _workflow)
         return Page(items=items, total=total, offset=offset, limit=limit)
 
     @_unavailable_as_storage_error
     async def update_workflow(self, workflow_id: str, definition: WorkflowDefinition) -> WorkflowRecord:
+        check_storable(definition, "the workflow definition")
         changes = {
             "name": definition.name,
             "description": definition.description,
@@ -435,10 +482,11 @@ class MongoStore:
 
     async def _job_by_key(self, owner: str, idempotency_key: str) -> JobRecord | None:
         doc = await self._jobs.find_one({"owner": owner, "idempotency_key": idempotency_key})
-        return None if doc is None else _job(doc)
+        return None if doc is None else self._read_job(doc)
 
     @_unavailable_as_storage_error
     async def create_job(self, job: JobRecord) -> JobRecord:
+        check_storable(job, f"job {job.id}")
         if job.idempotency_key is not None:
             existing = await self._job_by_key(job.owner, job.idempotency_key)
             if existing is not None:
@@ -458,14 +506,15 @@ class MongoStore:
         doc = await self._jobs.find_one({"_id": job_id})
         if doc is None:
             raise NotFoundError(f"job {job_id} not found")
-        return _job(doc)
+        return self._read_job(doc)
 
     @_unavailable_as_storage_error
     async def get_jobs(self, job_ids: Sequence[str]) -> list[JobRecord]:
         wanted = list(dict.fromkeys(job_ids))
         if not wanted:
             return []
-        return [_job(doc) async for doc in self._jobs.find({"_id": {"$in": wanted}})]
+        docs = [doc async for doc in self._jobs.find({"_id": {"$in": wanted}})]
+        return self._unreadable.parse_each("job", docs, lambda doc: str(doc.get("_id")), _job)
 
     @_unavailable_as_storage_error
     async def list_jobs(
@@ -486,7 +535,8 @@ class MongoStore:
             query.update(_status_filter(status))
         total = await self._jobs.count_documents(query)
         cursor = self._jobs.find(query).sort(NEWEST_FIRST).skip(offset).limit(limit)
-        items = [_job(doc) async for doc in cursor]
+        docs = [doc async for doc in cursor]
+        items = self._unreadable.parse_each("job", docs, lambda doc: str(doc.get("_id")), _job)
         return Page(items=items, total=total, offset=offset, limit=limit)
 
     @_unavailable_as_storage_error
@@ -507,6 +557,7 @@ class MongoStore:
             raise ValueError(
                 f"a checkpoint of job {job_id} cannot store log entries of job {', '.join(strays)}"
             )
+        check_storable((changes, nodes, logs), f"the checkpoint of job {job_id}")
         fields: dict[str, Any] = {}
         for name, value in changes.as_updates().items():
             field, encode = _CHANGE_FIELDS[name]
@@ -539,6 +590,7 @@ class MongoStore:
 
     @_unavailable_as_storage_error
     async def append_logs(self, entries: Sequence[LogEntry]) -> None:
+        check_storable(entries, "the log entries")
         by_job: dict[str, list[LogEntry]] = {}
         for entry in entries:
             by_job.setdefault(entry.job_id, []).append(entry)
@@ -560,17 +612,10 @@ class MongoStore:
         query = {"job_id": job_id}
         total = await self._logs.count_documents(query)
         cursor = self._logs.find(query).sort("seq", ASCENDING).skip(offset).limit(limit)
-        items = [
-            LogEntry(
-                job_id=doc["job_id"],
-                time=_utc(doc["time"]),
-                level=doc["level"],
-                node_id=doc["node_id"],
-                message=doc["message"],
-                data=json.loads(doc["data_json"]),
-            )
-            async for doc in cursor
-        ]
+        docs = [doc async for doc in cursor]
+        items = self._unreadable.parse_each(
+            "log entry", docs, lambda doc: f"{doc.get('job_id')}/{doc.get('seq')}", _log_entry
+        )
         return Page(items=items, total=total, offset=offset, limit=limit)
 
     # analytics
@@ -582,25 +627,8 @@ class MongoStore:
         if owner is not None:
             match["owner"] = owner
         pipeline = [{"$match": match}, {"$project": _ANALYTICS_PROJECTION}]
-        return [
-            JobSample(
-                workflow_id=doc["workflow_id"],
-                status=doc["status"],
-                started_at=_utc(doc.get("started_at")),
-                finished_at=_utc(doc.get("finished_at")),
-                nodes=[
-                    NodeSample(
-                        node_type=node["node_type"],
-                        status=node["status"],
-                        started_at=_utc(node.get("started_at")),
-                        finished_at=_utc(node.get("finished_at")),
-                        usage=node.get("usage"),
-                    )
-                    for node in doc["nodes"]
-                ],
-            )
-            async for doc in self._jobs.aggregate(pipeline)
-        ]
+        docs = [doc async for doc in self._jobs.aggregate(pipeline)]
+        return self._unreadable.parse_each("job", docs, lambda doc: str(doc.get("_id")), _job_sample)
 
     @_unavailable_as_storage_error
     async def job_analytics(

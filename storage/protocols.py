@@ -50,6 +50,11 @@ class Store(SecretStore, Protocol):
 
     async def ping(self) -> bool: ...
 
+    def unreadable_rows(self) -> int:
+        """How many rows this instance met that it cannot read: each is left out of listings and logged
+        once with its id; reading it by id raises UnreadableRecordError. A record nested deeper than
+        MAX_STORED_DEPTH is refused when written (NestingTooDeepError), so it is never one of them."""
+
     # workflows
     async def create_workflow(
         self, owner: str, definition: WorkflowDefinition, workflow_id: str | None = None

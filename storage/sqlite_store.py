@@ -14,7 +14,8 @@ With synchronous=NORMAL (the default) a committed checkpoint survives a crash of
 only a power loss or OS crash may lose the last commits. Pass synchronous="FULL" to fsync each one.
 
 Payloads are JSON text; times are integer milliseconds since the epoch (UTC), the precision MongoDB
-keeps, so both stores hand back the same values.
+keeps, so both stores hand back the same values. What is too deep to read back is refused, and a row
+that cannot be read is skipped in listings (storage/readable.py).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from storage.analytics import (
     fold_job_analytics,
     fold_workflow_analytics,
 )
+from storage.readable import UnreadableRows, check_storable
 
 T = TypeVar("T")
 
@@ -242,7 +244,8 @@ def _workflow(row: sqlite3.Row) -> WorkflowRecord:
     )
 
 
-def _job(row: sqlite3.Row, nodes: dict[str, NodeCheckpoint]) -> JobRecord:
+def _job(row: sqlite3.Row, node_rows: Sequence[sqlite3.Row]) -> JobRecord:
+    nodes = {r["node_id"]: NodeCheckpoint.model_validate_json(r["checkpoint"]) for r in node_rows}
     return JobRecord(
         id=row["id"],
         owner=row["owner"],
@@ -263,6 +266,27 @@ def _job(row: sqlite3.Row, nodes: dict[str, NodeCheckpoint]) -> JobRecord:
         nodes=nodes,
         schema_version=row["schema_version"],
         owner_roles=json.loads(row["owner_roles"]),
+    )
+
+
+def _log_entry(row: sqlite3.Row) -> LogEntry:
+    return LogEntry(
+        job_id=row["job_id"],
+        time=_from_ms(row["time"]),
+        level=row["level"],
+        node_id=row["node_id"],
+        message=row["message"],
+        data=json.loads(row["data"]),
+    )
+
+
+def _node_sample(row: sqlite3.Row) -> NodeSample:
+    return NodeSample(
+        node_type=row["node_type"],
+        status=row["status"],
+        started_at=_from_ms(row["started_at"]),
+        finished_at=_from_ms(row["finished_at"]),
+        usage=None if row["usage"] is None else json.loads(row["usage"]),
     )
 
 
@@ -341,6 +365,7 @@ class SqliteStore:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._loop_conn: sqlite3.Connection | None = None
+        self._unreadable = UnreadableRows()
 
     # plumbing
 
@@ -468,11 +493,15 @@ class SqliteStore:
         except (sqlite3.Error, RuntimeError, StorageUnavailableError):
             return False
 
+    def unreadable_rows(self) -> int:
+        return self._unreadable.count
+
     # workflows
 
     async def create_workflow(
         self, owner: str, definition: WorkflowDefinition, workflow_id: str | None = None
     ) -> WorkflowRecord:
+        check_storable(definition, "the workflow definition")
         now = _to_ms(utcnow())
         workflow_id = workflow_id or uuid.uuid4().hex
         values = (
@@ -504,14 +533,13 @@ class SqliteStore:
             (workflow_id,),
         )
 
-    @staticmethod
-    def _latest_workflow(conn: sqlite3.Connection, workflow_id: str) -> WorkflowRecord:
+    def _latest_workflow(self, conn: sqlite3.Connection, workflow_id: str) -> WorkflowRecord:
         row = conn.execute(
             f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE id = ? AND deleted = 0", (workflow_id,)
         ).fetchone()
         if row is None:
             raise NotFoundError(f"workflow {workflow_id} not found")
-        return _workflow(row)
+        return self._unreadable.parse_one("workflow", workflow_id, _workflow, row)
 
     async def get_workflow(self, workflow_id: str, version: int | None = None) -> WorkflowRecord:
         def work(conn: sqlite3.Connection) -> WorkflowRecord:
@@ -523,7 +551,7 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"workflow {workflow_id} version {version} not found")
-            return _workflow(row)
+            return self._unreadable.parse_one("workflow", f"{workflow_id} version {version}", _workflow, row)
 
         return await self._read_one(work)
 
@@ -544,11 +572,13 @@ class SqliteStore:
                 "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).fetchall()
-            return Page(items=[_workflow(r) for r in rows], total=total, offset=offset, limit=limit)
+            items = self._unreadable.parse_each("workflow", rows, lambda r: r["id"], _workflow)
+            return Page(items=items, total=total, offset=offset, limit=limit)
 
         return await self._read(work)
 
     async def update_workflow(self, workflow_id: str, definition: WorkflowDefinition) -> WorkflowRecord:
+        check_storable(definition, "the workflow definition")
         values = (definition.name, definition.description, definition.model_dump_json(), _to_ms(utcnow()))
 
         def work(conn: sqlite3.Connection) -> WorkflowRecord:
@@ -577,25 +607,33 @@ class SqliteStore:
     # jobs
 
     @staticmethod
-    def _load_jobs(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[JobRecord]:
+    def _with_nodes(
+        conn: sqlite3.Connection, rows: list[sqlite3.Row]
+    ) -> list[tuple[sqlite3.Row, list[sqlite3.Row]]]:
+        """Each job row with its node checkpoint rows."""
         if not rows:
             return []
         ids = [row["id"] for row in rows]
-        nodes: dict[str, dict[str, NodeCheckpoint]] = {job_id: {} for job_id in ids}
+        nodes: dict[str, list[sqlite3.Row]] = {job_id: [] for job_id in ids}
         marks = ",".join("?" * len(ids))
         for node_row in conn.execute(
             f"SELECT job_id, node_id, checkpoint FROM job_nodes WHERE job_id IN ({marks})", ids
         ):
-            nodes[node_row["job_id"]][node_row["node_id"]] = NodeCheckpoint.model_validate_json(
-                node_row["checkpoint"]
-            )
-        return [_job(row, nodes[row["id"]]) for row in rows]
+            nodes[node_row["job_id"]].append(node_row)
+        return [(row, nodes[row["id"]]) for row in rows]
+
+    def _load_jobs(self, conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[JobRecord]:
+        """The jobs of these rows that can be read."""
+        return self._unreadable.parse_each(
+            "job", self._with_nodes(conn, rows), lambda pair: pair[0]["id"], lambda pair: _job(*pair)
+        )
 
     def _job_by_id(self, conn: sqlite3.Connection, job_id: str) -> JobRecord:
         row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"job {job_id} not found")
-        return self._load_jobs(conn, [row])[0]
+        ((row, node_rows),) = self._with_nodes(conn, [row])
+        return self._unreadable.parse_one("job", job_id, lambda r: _job(r, node_rows), row)
 
     async def get_jobs(self, job_ids: Sequence[str]) -> list[JobRecord]:
         wanted = list(dict.fromkeys(job_ids))
@@ -615,6 +653,7 @@ class SqliteStore:
         return await self._read(work)
 
     async def create_job(self, job: JobRecord) -> JobRecord:
+        check_storable(job, f"job {job.id}")
         values = (
             job.id,
             job.owner,
@@ -705,6 +744,7 @@ class SqliteStore:
             raise ValueError(
                 f"a checkpoint of job {job_id} cannot store log entries of job {', '.join(strays)}"
             )
+        check_storable((changes, nodes, logs), f"the checkpoint of job {job_id}")
         updates = changes.as_updates()
         assignments = "".join(f"{column} = ?, " for column in updates)
         update_sql = f"UPDATE jobs SET {assignments}version = version + 1 WHERE id = ? AND version = ?"
@@ -735,6 +775,7 @@ class SqliteStore:
     async def append_logs(self, entries: Sequence[LogEntry]) -> None:
         if not entries:
             return
+        check_storable(entries, "the log entries")
         rows = _log_rows(entries)
         job_ids = sorted({e.job_id for e in entries})
 
@@ -754,30 +795,21 @@ class SqliteStore:
         def work(conn: sqlite3.Connection) -> Page[LogEntry]:
             total = conn.execute("SELECT COUNT(*) FROM logs WHERE job_id = ?", (job_id,)).fetchone()[0]
             rows = conn.execute(
-                "SELECT job_id, time, level, node_id, message, data FROM logs WHERE job_id = ? "
+                "SELECT seq, job_id, time, level, node_id, message, data FROM logs WHERE job_id = ? "
                 "ORDER BY seq LIMIT ? OFFSET ?",
                 (job_id, limit, offset),
             ).fetchall()
-            items = [
-                LogEntry(
-                    job_id=r["job_id"],
-                    time=_from_ms(r["time"]),
-                    level=r["level"],
-                    node_id=r["node_id"],
-                    message=r["message"],
-                    data=json.loads(r["data"]),
-                )
-                for r in rows
-            ]
+            items = self._unreadable.parse_each(
+                "log entry", rows, lambda r: f"{r['job_id']}/{r['seq']}", _log_entry
+            )
             return Page(items=items, total=total, offset=offset, limit=limit)
 
         return await self._read(work)
 
     # analytics
 
-    @staticmethod
     def _job_samples(
-        conn: sqlite3.Connection, owner: str | None, since: datetime | None, until: datetime | None
+        self, conn: sqlite3.Connection, owner: str | None, since: datetime | None, until: datetime | None
     ) -> list[JobSample]:
         clauses, params = _time_window(since, until)
         if owner is not None:
@@ -785,20 +817,18 @@ class SqliteStore:
             params.append(owner)
         where = _where(clauses)
         nodes: dict[str, list[NodeSample]] = {}
-        for r in conn.execute(
-            "SELECT job_id, node_type, status, started_at, finished_at, usage FROM job_nodes "
+        node_rows = conn.execute(
+            "SELECT job_id, node_id, node_type, status, started_at, finished_at, usage FROM job_nodes "
             f"WHERE job_id IN (SELECT id FROM jobs {where}) ORDER BY job_id, node_id",
             params,
+        )
+        for job_id, sample in self._unreadable.parse_each(
+            "job node",
+            node_rows,
+            lambda r: f"{r['job_id']}/{r['node_id']}",
+            lambda r: (r["job_id"], _node_sample(r)),
         ):
-            nodes.setdefault(r["job_id"], []).append(
-                NodeSample(
-                    node_type=r["node_type"],
-                    status=r["status"],
-                    started_at=_from_ms(r["started_at"]),
-                    finished_at=_from_ms(r["finished_at"]),
-                    usage=None if r["usage"] is None else json.loads(r["usage"]),
-                )
-            )
+            nodes.setdefault(job_id, []).append(sample)
         return [
             JobSample(
                 workflow_id=r["workflow_id"],

@@ -8,8 +8,9 @@ job's last event (at once, after the replay, for a job that already ended).
 WebSocket, `/ws/jobs/{job_id}` and `/ws/workflow/{workflow_id}`, resumable with `?after=<event id>`:
 each message is one JobEvent as JSON text. The token comes in the Authorization header or `?token=`.
 The server accepts the connection, then closes it with 4401 when the token is missing or invalid, 4404
-for an unknown id or another user's, 4422 for a bad `?after=`; with 1000 after a job's last event and
-1011 when the store or the event bus fails (the client resumes from the last id it saw).
+for an unknown id or another user's, 4409 for a record stored but unreadable, 4422 for a bad `?after=`;
+with 1000 after a job's last event and 1011 when the store or the event bus fails (the client resumes
+from the last id it saw).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fastapi import APIRouter, Header, Query, WebSocket
 from fastapi.responses import StreamingResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from engine.errors import NotFoundError, Problem, StorageUnavailableError
+from engine.errors import NotFoundError, Problem, StorageUnavailableError, UnreadableRecordError
 from engine.records import JobEvent
 from gateway.auth import AuthenticationError, Principal, header_token
 from gateway.deps import (
@@ -37,7 +38,7 @@ from gateway.deps import (
     load_owned_job,
     load_owned_workflow,
 )
-from gateway.errors import ERROR_RESPONSES, ErrorBody, InvalidRequestError
+from gateway.errors import ERROR_RESPONSES, UNREADABLE, InvalidRequestError, documented
 from gateway.streams import follow_job, follow_workflow
 
 router = APIRouter(tags=["events"])
@@ -47,6 +48,7 @@ CLOSE_DONE = 1000
 CLOSE_UNAVAILABLE = 1011
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+CLOSE_UNREADABLE = 4409
 CLOSE_INVALID = 4422
 MAX_CLOSE_REASON_BYTES = 123
 KEEP_ALIVE = ": keep-alive\n\n"
@@ -78,7 +80,8 @@ async def _sse_body(events: EventStream, job_id: str) -> AsyncIterator[str]:
     responses={
         **ERROR_RESPONSES,
         200: {"content": {"text/event-stream": {}}, "description": "The job's events, then the stream ends"},
-        404: {"model": ErrorBody, "description": "No such job"},
+        **documented(404, "No such job"),
+        **UNREADABLE,
     },
     summary="A job's events as Server-Sent Events, resumable with Last-Event-ID",
 )
@@ -154,6 +157,9 @@ async def _relay(
         return
     except NotFoundError as exc:
         await _close(websocket, CLOSE_NOT_FOUND, exc.message)
+        return
+    except UnreadableRecordError as exc:
+        await _close(websocket, CLOSE_UNREADABLE, exc.message)
         return
     except ValueError as exc:
         await _close(websocket, CLOSE_INVALID, str(exc))

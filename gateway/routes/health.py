@@ -18,7 +18,7 @@ from actors.controller import WorkflowController
 from gateway.auth import bearer_matches
 from gateway.deps import ControllerDep, MetricsDep, RuntimeDep, SettingsDep
 from gateway.errors import ErrorBody
-from gateway.schemas import CheckResult, HealthReport, SandboxReport
+from gateway.schemas import CheckResult, HealthReport, SandboxReport, StoreReport
 from nodes.sandbox import sandbox_status
 
 router = APIRouter(tags=["service"])
@@ -76,6 +76,7 @@ async def health(runtime: RuntimeDep, settings: SettingsDep) -> JSONResponse:
         checks=checks,
         jobs=stats if ray.ok else None,
         sandbox=sandbox,
+        store=StoreReport(unreadable_rows=runtime.store.unreadable_rows()),
     )
     return JSONResponse(report.model_dump(mode="json"), status_code=200 if healthy else 503)
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from engine.records import JobStatus, LogEntry, Page
 from gateway.deps import ControllerDep, CurrentUser, OwnedJob, PageParams, StoreDep, authenticate
-from gateway.errors import ERROR_RESPONSES, ErrorBody
+from gateway.errors import ERROR_RESPONSES, UNREADABLE, Responses, documented
 from gateway.schemas import JobOut, JobSummary
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES, dependencies=[Depends(authenticate)])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such job"}}
+NOT_FOUND: Responses = documented(404, "No such job")
+BY_ID: Responses = {**NOT_FOUND, **UNREADABLE}
 
 
 @router.get("/api/v1/jobs", summary="List jobs, newest first")
@@ -36,7 +37,7 @@ async def list_jobs(
 
 @router.get(
     "/api/v1/jobs/{job_id}",
-    responses=NOT_FOUND,
+    responses=BY_ID,
     summary="Read a job: status, nodes, outputs, timings, errors, result",
 )
 async def get_job(job: OwnedJob) -> JobOut:
@@ -45,13 +46,13 @@ async def get_job(job: OwnedJob) -> JobOut:
 
 @router.post(
     "/api/v1/jobs/{job_id}/cancel",
-    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "The job already completed or failed"}},
+    responses={**NOT_FOUND, **documented(409, "The job already ended, or its record cannot be read")},
     summary="Cancel a pending or running job",
 )
 async def cancel_job(job: OwnedJob, controller: ControllerDep) -> JobOut:
     return JobOut.from_record(await controller.cancel_job(job.id))
 
 
-@router.get("/api/v1/jobs/{job_id}/logs", responses=NOT_FOUND, summary="A job's log entries, oldest first")
+@router.get("/api/v1/jobs/{job_id}/logs", responses=BY_ID, summary="A job's log entries, oldest first")
 async def job_logs(job: OwnedJob, store: StoreDep, page: PageParams) -> Page[LogEntry]:
     return await store.list_logs(job.id, page.offset, page.limit)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
 from actors import ray_api
 from engine.errors import NodeExecutionError, NodeTimeoutError, WorkflowServiceError
+from engine.nesting import check_value_depth
 from engine.redaction import Redactor
 from gateway.deps import ControllerDep, CurrentUser, RegistryDep, VaultDep, authenticate
-from gateway.errors import ERROR_RESPONSES, ErrorBody, InvalidRequestError
+from gateway.errors import BODY_TOO_LARGE, ERROR_RESPONSES, InvalidRequestError, Responses, documented
 from gateway.schemas import NodeTestRequest, NodeTestResult, NodeTypeInfo
 
 router = APIRouter(tags=["nodes"], responses=ERROR_RESPONSES, dependencies=[Depends(authenticate)])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such node type"}}
+NOT_FOUND: Responses = documented(404, "No such node type")
 TEST_TIMEOUT_S = 60.0
 NodeTypeName = Annotated[str, Path(max_length=64)]
 
@@ -35,7 +36,7 @@ async def get_node_type(node_type: NodeTypeName, registry: RegistryDep) -> NodeT
 
 @router.post(
     "/api/v1/nodes/{node_type}/test",
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **BODY_TOO_LARGE},
     summary="Run one node with a config and input, where and under the limits a job would run it",
 )
 async def test_node(
@@ -69,6 +70,7 @@ async def test_node(
     except Exception as exc:
         message = redactor.redact_text(f"node type '{node_type}' failed: {type(exc).__name__}: {exc}")
         raise NodeExecutionError(message) from None
+    check_value_depth(result.output, f"the output of node type '{node_type}'")
     return NodeTestResult(
         node_type=node_type,
         output=redactor.redact(result.output),

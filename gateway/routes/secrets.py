@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,12 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.records import SecretInfo
 from engine.secret_access import MAX_SECRET_VALUE_CHARS, SECRET_NAME_RE
 from gateway.deps import CurrentUser, VaultDep, authenticate
-from gateway.errors import ERROR_RESPONSES, ErrorBody
+from gateway.errors import BODY_TOO_LARGE, ERROR_RESPONSES, Responses, documented
 
 router = APIRouter(tags=["secrets"], responses=ERROR_RESPONSES, dependencies=[Depends(authenticate)])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "The caller has no secret of that name"}
-}
+NOT_FOUND: Responses = documented(404, "The caller has no secret of that name")
 SecretName = Annotated[
     str,
     Path(
@@ -37,7 +35,7 @@ class SecretValue(BaseModel):
 
 @router.put(
     "/api/v1/secrets/{name}",
-    responses={200: {"model": SecretInfo, "description": "Replaced"}},
+    responses={200: {"model": SecretInfo, "description": "Replaced"}, **BODY_TOO_LARGE},
     status_code=status.HTTP_201_CREATED,
     summary="Store one of your secrets (201 when new, 200 when replaced); the value is never shown again",
 )

@@ -18,7 +18,7 @@ from gateway.deps import (
     WatcherDep,
     authenticate,
 )
-from gateway.errors import ERROR_RESPONSES, ErrorBody
+from gateway.errors import BODY_TOO_LARGE, ERROR_RESPONSES, UNREADABLE, Responses, documented
 from gateway.schemas import JobOut
 
 router = APIRouter(
@@ -26,7 +26,7 @@ router = APIRouter(
     responses=ERROR_RESPONSES,
     dependencies=[Depends(authenticate)],
 )
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such workflow"}}
+BY_ID: Responses = {**documented(404, "No such workflow"), **UNREADABLE}
 
 DEFINITION_EXAMPLE = {
     "name": "Greeting",
@@ -67,7 +67,12 @@ async def list_workflows(store: StoreDep, principal: CurrentUser, page: PagePara
     return await store.list_workflows(principal.owner_filter, page.offset, page.limit)
 
 
-@router.post("/api/v1/workflows", status_code=status.HTTP_201_CREATED, summary="Create a workflow")
+@router.post(
+    "/api/v1/workflows",
+    status_code=status.HTTP_201_CREATED,
+    responses=BODY_TOO_LARGE,
+    summary="Create a workflow",
+)
 async def create_workflow(
     body: DefinitionBody, store: StoreDep, principal: CurrentUser, registry: RegistryDep, response: Response
 ) -> WorkflowRecord:
@@ -76,16 +81,14 @@ async def create_workflow(
     return workflow
 
 
-@router.get(
-    "/api/v1/workflows/{workflow_id}", responses=NOT_FOUND, summary="Read a workflow's latest version"
-)
+@router.get("/api/v1/workflows/{workflow_id}", responses=BY_ID, summary="Read a workflow's latest version")
 async def get_workflow(workflow: OwnedWorkflow) -> WorkflowRecord:
     return workflow
 
 
 @router.put(
     "/api/v1/workflows/{workflow_id}",
-    responses=NOT_FOUND,
+    responses={**BY_ID, **BODY_TOO_LARGE},
     summary="Replace a workflow's definition (a new version)",
 )
 async def update_workflow(
@@ -97,7 +100,7 @@ async def update_workflow(
 @router.delete(
     "/api/v1/workflows/{workflow_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=NOT_FOUND,
+    responses=BY_ID,
     summary="Delete a workflow (jobs running it finish undisturbed)",
 )
 async def delete_workflow(workflow: OwnedWorkflow, store: StoreDep) -> Response:
@@ -108,7 +111,7 @@ async def delete_workflow(workflow: OwnedWorkflow, store: StoreDep) -> Response:
 @router.post(
     "/api/v1/workflows/{workflow_id}/execute",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=NOT_FOUND,
+    responses={**BY_ID, **BODY_TOO_LARGE},
     summary="Start a job of the workflow's latest version",
 )
 async def execute_workflow(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,7 +24,10 @@ from actors.bootstrap import ServiceRuntime, start_service_runtime
 from config.settings import Settings
 from engine.models import WorkflowDefinition
 from engine.records import JobRecord, JobStatus, NodeStatus
+from storage.sqlite_store import SqliteStore
+from storage.store_factory import SQLITE_FILE_NAME
 from tests.actors.ray_test_nodes import PLUGINS
+from tests.support.nesting import nested
 
 pytestmark = pytest.mark.slow
 
@@ -404,6 +409,42 @@ async def test_no_job_actor_is_left_behind_after_jobs_or_a_manager_restart(make_
         await asyncio.sleep(0.25)
     assert not (job_actor_names(runtime) & before), "idle actors of the earlier manager were ended"
     assert len(job_actor_names(runtime)) == 2
+
+
+async def left_by_an_earlier_run(data_dir: Path) -> None:
+    """Three unfinished jobs, the middle one running and unreadable as the service itself once wrote it: its
+    start node's output (the input) nested 220 levels deep, stored by pydantic-core's serializer, never read
+    back by its parser (200 levels)."""
+    store = SqliteStore(data_dir / SQLITE_FILE_NAME)
+    await store.start()
+    try:
+        definition = WorkflowDefinition.model_validate({"name": "w", "nodes": [{"id": "s", "type": "start"}]})
+        workflow = await store.create_workflow("alice", definition)
+        for job_id in ("first", "damaged", "last"):
+            await store.create_job(
+                JobRecord(id=job_id, owner="alice", workflow_id=workflow.id, workflow_version=1)
+            )
+    finally:
+        await store.close()
+    checkpoint = {"node_id": "s", "node_type": "start", "status": "completed", "output": nested(220)}
+    with sqlite3.connect(data_dir / SQLITE_FILE_NAME) as conn:
+        conn.execute("UPDATE jobs SET status = 'running' WHERE id = 'damaged'")
+        conn.execute(
+            "INSERT INTO job_nodes (job_id, node_id, node_type, status, checkpoint) "
+            "VALUES ('damaged', 's', 'start', 'completed', ?)",
+            (json.dumps(checkpoint),),
+        )
+
+
+@pytest.mark.timeout(120)
+async def test_recovery_skips_a_job_it_cannot_read_and_resumes_the_others(make_runtime, tmp_path):
+    """Such a row once stopped the job manager from starting at all, so no job of the service ran again."""
+    data_dir = tmp_path / "earlier-run"
+    await left_by_an_earlier_run(data_dir)
+    runtime = await make_runtime(DATA_DIR=data_dir, WARM_POOL_SIZE=0)
+    for job_id in ("first", "last"):
+        assert (await wait_for(runtime, job_id, finished)).status is JobStatus.COMPLETED
+    assert (await runtime.controller.stats())["unreadable_rows"] == 1
 
 
 @pytest.mark.timeout(180)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -74,4 +75,29 @@ async def test_a_job_already_running_or_gone_is_not_followed(store):
     await store.checkpoint("pending", 0, JobChanges(status=JobStatus.COMPLETED, started_at=datetime.now(UTC)))
     await watcher.poll()
     assert metrics.registry.get_sample_value("workflow_jobs_finished_total", {"status": "completed"}) is None
+    await watcher.close()
+
+
+async def test_a_job_or_definition_the_store_cannot_read_stops_no_other_jobs_count(store):
+    """A damaged row once failed every poll: no job of the gateway was counted again."""
+    workflow = await store.create_workflow("alice", DEFINITION)
+    metrics = ServiceMetrics()
+    watcher = JobWatcher(store, metrics, poll_s=3600)
+    readable = await submitted(store, workflow.id, "readable")
+    damaged = await submitted(store, workflow.id, "damaged")
+    watcher.watch(readable)
+    watcher.watch(damaged)
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE jobs SET input = '{\"cut' WHERE id = 'damaged'")
+        conn.execute("UPDATE workflow_versions SET definition = '[]' WHERE workflow_id = ?", (workflow.id,))
+    now = datetime.now(UTC)
+    changes = JobChanges(status=JobStatus.COMPLETED, started_at=now, finished_at=now + timedelta(seconds=3))
+    await store.checkpoint("readable", 0, changes)
+    await watcher.poll()
+    await watcher.poll()
+    finished = metrics.registry.get_sample_value(
+        "workflow_job_duration_seconds_count", {"status": "completed"}
+    )
+    assert finished == 1
+    assert store.unreadable_rows() == 2, "the job and the definition version, each once"
     await watcher.close()
