@@ -63,7 +63,7 @@ def gateway_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def service(gateway_settings: Settings) -> AsyncIterator[Service]:
+async def service(ray_cluster: object, gateway_settings: Settings) -> AsyncIterator[Service]:
     app = create_app(gateway_settings, configure_logs=False)
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so (else Nagle adds ~40 ms)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
