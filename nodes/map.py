@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engine.budget import MAX_WORK, evaluation_budget
 from engine.catalog import NodeCatalog
 from engine.dag import Dag
 from engine.errors import InvalidWorkflowError, NodeExecutionError, Problem, WorkflowServiceError
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
     from nodes.registry import NodeRegistry
 
 MAX_ITEMS = 100_000
+ITEM_RENDER_WORK = 16_384
+"""The evaluation budget the item configs of a map share is MAX_WORK plus this many units (about 16 µs)
+per item: plenty for a few templates each, while a hostile config cannot cost MAX_WORK per item."""
 SUBGRAPH_LIMITS = DefinitionLimits(max_nodes=100, max_edges=1_000, max_bytes=256 * 2**10)
 
 
@@ -212,10 +216,11 @@ class MapNode(NodeType[MapConfig]):
         else:
             assert config.node is not None
             child = registry.get(config.node.type)
-            configs = [
-                self._item_config(child, config.node.config, ctx, index, item)
-                for index, item in enumerate(items)
-            ]
+            with evaluation_budget(MAX_WORK + ITEM_RENDER_WORK * len(items)):
+                configs = [
+                    self._item_config(child, config.node.config, ctx, index, item)
+                    for index, item in enumerate(items)
+                ]
         fan_out: FanOut = ctx.services["fan_out"]
         progress = ctx.services.get("progress")
 
