@@ -393,15 +393,20 @@ async def test_a_condition_over_its_budget_fails_the_node_naming_node_and_field(
     assert f"exceeds the template budget of {MAX_VALUE_BYTES} bytes" in error.message
 
 
-async def test_the_item_configs_of_a_map_share_one_budget(services):
-    """Each item's config alone fits the budget; a thousand of them do not, so a map cannot multiply it."""
-    child = {"type": "transform", "config": {"template": "{{ input.nums | sum }}"}}
-    runner = await start_job(
-        services, definition([map_node(list(range(1000)), child)], []), {"nums": [1] * 5000}
-    )
+@pytest.mark.parametrize("mode", ["node", "graph"])
+async def test_the_items_of_a_map_share_one_budget(services, mode):
+    """Each item's template alone fits the budget; a thousand of them do not, so a map cannot multiply it
+    (with a sub-graph run in the job too: its items never wait, so they would hold the loop in a row)."""
+    template = {"type": "transform", "config": {"template": "{{ input.nums | sum }}"}}
+    if mode == "node":
+        fan = map_node(list(range(1000)), template)
+    else:
+        graph = {"nodes": [{"id": "add", **template}]}
+        fan = {"id": "fan", "type": "map", "config": {"items": list(range(1000)), "graph": graph}}
+    runner = await start_job(services, definition([fan], []), {"nums": [1] * 5000})
     assert await runner.run() is JobStatus.FAILED
     error = (await services.store.get_job(runner.job.id)).nodes["fan"].error
-    assert error is not None and "map node 'fan', item " in error.message
+    assert error is not None and "map node 'fan'" in error.message and "item " in error.message
     assert "config.template: template {{input.nums | sum}}: " in error.message
     assert "exceeds the template budget of" in error.message and "work units" in error.message
 
