@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path
 
 from actors import ray_api
 from engine.errors import NodeExecutionError, NodeTimeoutError, WorkflowServiceError
-from gateway.deps import ControllerDep, RegistryDep, authenticate
+from gateway.deps import ControllerDep, RegistryDep, RuntimeDep, authenticate
 from gateway.errors import ERROR_RESPONSES, ErrorBody, InvalidRequestError
 from gateway.schemas import NodeTestRequest, NodeTestResult, NodeTypeInfo
 
@@ -41,13 +41,16 @@ async def test_node(
     body: NodeTestRequest,
     registry: RegistryDep,
     controller: ControllerDep,
+    runtime: RuntimeDep,
 ) -> NodeTestResult:
     problems = registry.get(node_type).validate_config_in(body.config, registry)
     if problems:
         raise InvalidRequestError(f"invalid config for node type '{node_type}'", problems=problems)
     started = time.perf_counter()
     try:
-        result = await controller.test_node(node_type, body.config, body.input, timeout_s=TEST_TIMEOUT_S)
+        result = await controller.test_node(
+            node_type, body.config, body.input, runtime.runtime.secrets(), timeout_s=TEST_TIMEOUT_S
+        )
     except TimeoutError:
         raise NodeTimeoutError(
             f"node type '{node_type}' did not finish within {TEST_TIMEOUT_S:g} s"
