@@ -63,7 +63,7 @@ _FREE_FILTERS = frozenset(
 )  # fmt: skip
 """Filters that read a fixed part of their value; those that go through it item by item (map, select)
 are charged per item as their result is taken."""
-_TEXT_FILTERS = frozenset({"capitalize", "lower", "reverse", "string", "title", "trim", "upper"})
+_TEXT_FILTERS = frozenset({"capitalize", "lower", "string", "title", "trim", "upper"})
 """Filters whose result is about as long as their value's text: refused before they run if too big."""
 _VISITING_FILTERS = frozenset({"dictsort", "max", "min", "sort", "unique"})
 """Filters that visit every item in Python, sorting filters also compare each about log2(n) times."""
@@ -316,6 +316,8 @@ def _predicted_size(budget: EvaluationBudget, name: str, value: Any) -> int | No
         return text_size(budget, value)
     if name == "list" and isinstance(value, str):
         return list_size(3 * len(value), len(value))
+    if name == "reverse" and isinstance(value, str):
+        return len(value)
     return None
 
 
