@@ -74,6 +74,7 @@ _COMPARISON_TESTS = frozenset(
     | {"<=", "le"}
 )
 _TEXT_TESTS = frozenset({"lower", "upper"})
+_NUMBER_TYPES = (int, float, bool)
 
 _COMPARE_OPERATORS: dict[str, tuple[str, Callable[[Any, Any], bool]]] = {
     "eq": ("==", lambda a, b: a == b),
@@ -285,15 +286,21 @@ def _budgeted_tojson(value: Any) -> str:
 
 
 def _budgeted_sum(iterable: Any, attribute: str | int | None = None, start: Any = 0) -> Any:
-    """Jinja's `sum`, adding one item at a time with the costed `+`, so a list start cannot grow
-    quadratically for free."""
+    """Jinja's `sum`. Numbers are added by Python's `sum`; anything else one item at a time with the
+    costed `+`, so a list start cannot grow quadratically for free."""
     if isinstance(start, str):
         raise TypeError("sum() can't sum strings [use ''.join(seq) instead]")
     budget = current_budget()
-    getter = make_attrgetter(ENV, attribute) if attribute is not None else None
+    items = list(iterable)
+    budget.spend(ITEM_UNITS * len(items), "sum")
+    if attribute is not None:
+        getter = make_attrgetter(ENV, attribute)
+        items = [getter(item) for item in budget.counted(iter(items), "sum")]
+    if isinstance(start, int | float) and all(type(item) in _NUMBER_TYPES for item in items):
+        return budget.built(sum(items, start), "sum")
     total = start
-    for item in budget.counted(iter(iterable), "sum"):
-        total = arithmetic(budget, "+", ENV.binop_table["+"], total, getter(item) if getter else item)
+    for item in budget.counted(iter(items), "sum"):
+        total = arithmetic(budget, "+", ENV.binop_table["+"], total, item)
     return total
 
 
