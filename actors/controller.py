@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from actors import ray_api
 from actors.executor_pool import ExecutorPool
 from actors.manager import MANAGER_NAME, JobManager
-from actors.ray_launcher import RayLauncher
+from actors.remote_nodes import NodeTest, RemoteNodeError, RemoteOutcome
 from actors.runtime_config import RuntimeConfig
 from engine.records import JobRecord, JobStatus, Page
-from engine.templating import TemplateContext
-from nodes.base import NodeContext, NodeResult
+from nodes.base import NodeResult
 from storage.protocols import Store
 
 
@@ -22,6 +22,7 @@ class WorkflowController:
         self._store = store
         self._manager = manager
         self._runtime = runtime
+        self._executors = ExecutorPool(runtime)
 
     @classmethod
     async def connect(cls, runtime: RuntimeConfig, store: Store) -> WorkflowController:
@@ -93,22 +94,22 @@ class WorkflowController:
         secrets: Mapping[str, str],
         timeout_s: float = 60.0,
     ) -> NodeResult:
-        """Run one node once, outside any job, where a job would run it (executor actor, Ray task,
-        sandbox for user code) and under the same limits. Templates read `input` and `secrets` (those a
-        job of the caller could read)."""
-        node = self._runtime.registry().get(node_type)
-        scope = TemplateContext(input=input_data, secrets=secrets)
-        parsed = node.render_config(config, scope, node_type)
-        ctx = NodeContext(
-            job_id="test",
-            workflow_id="test",
-            node_id=node_type,
-            attempt=1,
-            scope=scope,
-            services={"settings": self._runtime.node_settings},
+        """Run one node once, outside any job, where a job would run it and under the same limits. The
+        whole run, rendering the config included, is one call to an executor actor (a CPU node goes on
+        from there as a Ray task), so nothing of it runs in the caller's process. Templates read `input`
+        and `secrets` (those a job of the caller could read); an error keeps its type."""
+        executor = await self._executors.pick(uuid.uuid4().hex)
+        call = ray_api.call(
+            executor,
+            "test_node",
+            NodeTest(node_type, config, input_data, dict(secrets)),
+            retry_on_restart=False,
         )
-        launcher = RayLauncher(ExecutorPool(self._runtime), "node-test", self._runtime)
-        return await asyncio.wait_for(launcher.run(node, parsed, ctx), timeout=timeout_s)
+        outcome: RemoteOutcome = await asyncio.wait_for(ray_api.wait_ref(call, force_cancel=False), timeout_s)
+        if outcome.error is not None:
+            raise RemoteNodeError(outcome.error)
+        assert outcome.result is not None
+        return outcome.result
 
     async def stats(self) -> dict[str, Any]:
         return await ray_api.result(ray_api.call(self._manager, "stats"))

@@ -22,7 +22,7 @@ from typing import Any
 from actors.launcher import NodeLauncher
 from actors.node_attempt import NodeTasks, full_jitter
 from engine.dag import Dag
-from engine.errors import ConflictError
+from engine.errors import ConditionError, ConflictError
 from engine.records import (
     EventType,
     JobChanges,
@@ -281,7 +281,10 @@ class JobRunner:
             },
             log=self._node_log(node_id),
         )
-        return await self.s.launcher.run(node, config, ctx)
+        try:
+            return await self.s.launcher.run(node, config, ctx)
+        except ConditionError as exc:
+            raise ConditionError(f"node '{node_id}' {exc.message}") from None
 
     def _node_log(self, node_id: str) -> Callable[[LogLevel, str, dict[str, Any]], None]:
         def log(level: LogLevel, message: str, data: dict[str, Any]) -> None:

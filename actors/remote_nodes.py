@@ -17,7 +17,7 @@ from actors import ray_api
 from actors.fan_out import bounded, chunked, item_context, run_item
 from actors.llm_limiter import ClusterLimiter
 from actors.runtime_config import RuntimeConfig
-from engine.errors import NodeExecutionError, StorageUnavailableError
+from engine.errors import ConditionError, NodeExecutionError, StorageUnavailableError
 from engine.failures import error_info
 from engine.records import ErrorInfo, EventType, JobEvent, LogLevel
 from engine.templating import TemplateContext
@@ -65,6 +65,21 @@ def remote_call(
         settings=runtime.node_settings,
         outer_attempts=ctx.outer_attempts,
     )
+
+
+@dataclass(frozen=True)
+class NodeTest:
+    """One node run outside any job (the node test route): its config still holds templates, rendered
+    where it runs against `input` and `secrets`."""
+
+    node_type: str
+    config: dict[str, Any]
+    input: dict[str, Any]
+    secrets: Mapping[str, str]
+
+
+NODE_TEST_TASKS = "node-test"
+"""The name prefix of the Ray tasks that CPU nodes of node tests run as."""
 
 
 @dataclass
@@ -229,6 +244,9 @@ class NodeExecutor:
             call, {"llm_limiter": self._limiter, "emit_token": self._token_emitter(call)}
         )
 
+    async def test_node(self, test: NodeTest) -> RemoteOutcome:
+        return await test_here(test, self.runtime, {"llm_limiter": self._limiter})
+
     async def execute_batch(self, batch: RemoteBatch) -> AsyncIterator[list[ItemOutcome]]:
         async for chunk in execute_batch_here(batch, {"llm_limiter": self._limiter}, self.runtime):
             yield chunk
@@ -269,6 +287,34 @@ class NodeExecutor:
 
     async def ping(self) -> bool:
         return True
+
+
+async def test_here(test: NodeTest, runtime: RuntimeConfig, services: Mapping[str, Any]) -> RemoteOutcome:
+    """A node test in this process: the config rendered here (so no template is evaluated where the
+    request arrived), then the node run as a job runs it, a CPU node as a Ray task."""
+    outcome = RemoteOutcome()
+    node_id = test.node_type
+    try:
+        node = default_registry(runtime.node_plugins).get(test.node_type)
+        scope = TemplateContext(input=test.input, secrets=test.secrets)
+        parsed = node.render_config(test.config, scope, node_id)
+        ctx = NodeContext(
+            job_id="test",
+            workflow_id="test",
+            node_id=node_id,
+            attempt=1,
+            scope=scope,
+            services={"settings": runtime.node_settings, **services},
+        )
+        if node.execution is Execution.CPU:
+            outcome.result = await run_as_task(runtime, NODE_TEST_TASKS, node, parsed, ctx)
+        else:
+            outcome.result = await node.execute(parsed, ctx)
+    except ConditionError as exc:
+        outcome.error = error_info(ConditionError(f"node '{node_id}' {exc.message}"))
+    except Exception as exc:
+        outcome.error = error_info(exc)
+    return outcome
 
 
 def run_cpu_node(call: RemoteCall) -> RemoteOutcome:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from engine.budget import BudgetExceeded, EvaluationBudget, arithmetic, comparison_cost, evaluation_budget
 from engine.errors import ConditionError, TemplateError
 from engine.templating import (
     TEMPLATE_RE,
@@ -300,17 +301,18 @@ def evaluate_condition(expr: str, ctx: TemplateContext) -> bool:
     analysis = _analyse(expr)
     if analysis.tree is None or analysis.problems:
         raise ConditionError(f"invalid condition {_shorten(expr)!r}: {'; '.join(analysis.problems)}")
-    values: dict[str, Any] = {}
-    try:
-        for binding in analysis.bindings:
-            values[binding.name] = binding.value(ctx)
-    except TemplateError as exc:
-        raise ConditionError(f"condition {_shorten(expr)!r}: {exc.message}") from None
-    shown = {binding.name: binding.display for binding in analysis.bindings}
-    try:
-        return bool(_Evaluator(values, shown).eval(analysis.tree.body))
-    except _EvaluationError as exc:
-        raise ConditionError(f"condition {_shorten(expr)!r}: {exc}") from None
+    with evaluation_budget() as budget:
+        values: dict[str, Any] = {}
+        try:
+            for binding in analysis.bindings:
+                values[binding.name] = binding.value(ctx)
+        except TemplateError as exc:
+            raise ConditionError(f"condition {_shorten(expr)!r}: {exc.message}") from None
+        shown = {binding.name: binding.display for binding in analysis.bindings}
+        try:
+            return bool(_Evaluator(values, shown, budget).eval(analysis.tree.body))
+        except (_EvaluationError, BudgetExceeded) as exc:
+            raise ConditionError(f"condition {_shorten(expr)!r}: {exc}") from None
 
 
 class _EvaluationError(Exception):
@@ -320,9 +322,10 @@ class _EvaluationError(Exception):
 class _Evaluator:
     """Evaluates a tree that _Checker accepted."""
 
-    def __init__(self, values: Mapping[str, Any], shown: Mapping[str, str]) -> None:
+    def __init__(self, values: Mapping[str, Any], shown: Mapping[str, str], budget: EvaluationBudget) -> None:
         self.values = values
         self.shown = shown
+        self.budget = budget
 
     def source(self, node: ast.AST) -> str:
         return _display(node, self.shown)
@@ -346,9 +349,9 @@ class _Evaluator:
         if isinstance(node, ast.Compare):
             return self._compare(node)
         if isinstance(node, ast.List):
-            return [self.eval(element) for element in node.elts]
+            return self.budget.built([self.eval(element) for element in node.elts], "a list")
         if isinstance(node, ast.Tuple):
-            return tuple(self.eval(element) for element in node.elts)
+            return self.budget.built(tuple(self.eval(element) for element in node.elts), "a tuple")
         if isinstance(node, ast.Subscript):
             return self._subscript(node)
         raise _EvaluationError(f"cannot evaluate {self.source(node)}")
@@ -378,7 +381,7 @@ class _Evaluator:
                         f"{self.source(node)} would repeat to more than {MAX_SEQUENCE_ITEMS} items"
                     )
         try:
-            return apply(left, right)
+            return arithmetic(self.budget, symbol, apply, left, right)
         except ZeroDivisionError:
             raise _EvaluationError(f"division by zero in {self.source(node)}") from None
         except TypeError:
@@ -389,6 +392,7 @@ class _Evaluator:
         for op, comparator in zip(node.ops, node.comparators, strict=True):
             symbol, apply = _COMPARE[type(op)]
             right = self.eval(comparator)
+            self.budget.spend(comparison_cost(self.budget, left, right, symbol.endswith("in")), symbol)
             try:
                 holds = apply(left, right)
             except TypeError:

@@ -5,10 +5,10 @@ What a template can say:
   Node ids may contain hyphens (`{{my-node.output.x}}`); field names are identifiers, other keys use
   `['...']`, indexes are integers (`[-1]` counts from the end). A subtraction needs spaces: `{{input.a - 1}}`.
 - an expression over references with Jinja2 syntax: operators (`+ - * / // ~`, `%` on numbers, comparisons,
-  `x if c else y`), literals and the filters in `ALLOWED_FILTERS` (`{{ input.name | upper }}`,
-  `{{ input.nick | default('anon') }}`). There are no functions, no attribute access to Python objects
-  (only dict keys and list indexes) and no `**`; `{% %}` and `{# #}` are plain text. A literal `{{` is
-  written `{{ '{{' }}`.
+  `x if c else y`), literals and the filters in `template_sandbox.ALLOWED_FILTERS`
+  (`{{ input.name | upper }}`, `{{ input.nick | default('anon') }}`). There are no functions, no
+  attribute access to Python objects (only dict keys and list indexes) and no `**`; `{% %}` and `{# #}`
+  are plain text. A literal `{{` is written `{{ '{{' }}`.
 
 How a value renders:
 - a string that is exactly one template (`"{{ input.n }}"`) becomes the value itself, type kept;
@@ -17,28 +17,40 @@ How a value renders:
 - strings without `{{` pass through untouched; dict keys are never rendered.
 
 Plain references are resolved here (fast, with messages that say what is missing); anything else is
-evaluated by a Jinja2 SandboxedEnvironment that sees only the referenced values. The text one render()
-call produces is capped (`max_output_chars`).
+evaluated by the Jinja2 sandbox of engine/template_sandbox.py, which sees only the referenced values.
+Everything one render() call does is paid for from one evaluation budget (engine/budget.py: the bytes of
+each value built, the work in all), and the text it produces is capped (`max_output_chars`).
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextvars import ContextVar
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined
-from jinja2.filters import FILTERS
-from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2 import TemplateSyntaxError
 
+from engine.budget import (
+    ITEM_UNITS,
+    TEXT_UNITS,
+    BudgetExceeded,
+    EvaluationBudget,
+    current_budget,
+    evaluation_budget,
+)
 from engine.errors import TemplateError
+from engine.template_sandbox import (
+    DEFAULT_MAX_OUTPUT_CHARS,
+    ENV,
+    check_syntax,
+    compiled,
+    json_type,
+    output_limit,
+    to_text,
+)
 
-DEFAULT_MAX_OUTPUT_CHARS = 1_000_000
 MAX_EXPRESSION_CHARS = 4096
 INPUT_ROOT = "input"
 SECRETS_ROOT = "secrets"
@@ -47,15 +59,6 @@ INDEX_ROOT = "index"
 LOCAL_ROOTS = frozenset({ITEM_ROOT, INDEX_ROOT})
 """Names a map node binds for each item it fans out: `{{item...}}` and `{{index}}`."""
 OUTPUT_FIELD = "output"
-
-ALLOWED_FILTERS = frozenset(
-    {
-        "abs", "capitalize", "count", "d", "default", "dictsort", "first", "float", "int", "items", "join",
-        "last", "length", "list", "lower", "map", "max", "min", "reject", "rejectattr", "replace",
-        "reverse", "round", "select", "selectattr", "sort", "string", "sum", "title", "tojson", "trim",
-        "truncate", "unique", "upper", "wordcount",
-    }
-)  # fmt: skip
 
 # `{{ ... }}` whose inside may hold quoted strings containing braces.
 TEMPLATE_RE = re.compile(r"""\{\{((?:[^'"}]|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\}(?!\}))*)\}\}""", re.S)
@@ -67,7 +70,7 @@ _SEGMENT_RE = re.compile(
     rf"""\.(?P<field>{_IDENT})|\[\s*(?:(?P<index>-?\d+)|'(?P<sq>[^']*)'|"(?P<dq>[^"]*)")\s*\]"""
 )
 _NUMBER_RE = re.compile(r"\d[\d_]*(?:[eE][+-]?\d+)?")
-_TEST_POSITION_RE = re.compile(r"\bis(?:\s+not)?\s*$")
+_TEST_POSITION_RE = re.compile(r"\bis(?:\s+not)?$")
 _KEYWORDS = frozenset(
     {"and", "or", "not", "in", "is", "if", "else", "true", "false", "none", "True", "False", "None"}
 )
@@ -105,40 +108,9 @@ class _Unresolved(Exception):
     """A reference points at something that is not there."""
 
 
-class _Refused(Exception):
-    """An operation the template sandbox refuses: a forbidden operator, or output over the limit."""
-
-
-_output_limit: ContextVar[int] = ContextVar("template_output_limit", default=DEFAULT_MAX_OUTPUT_CHARS)
-
-
-def json_type(value: Any) -> str:
-    """The JSON name of a value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, Mapping):
-        return "object"
-    if isinstance(value, list | tuple):
-        return "list"
-    return type(value).__name__
-
-
 def _a(value: Any) -> str:
     kind = json_type(value)
     return kind if value is None else f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
-
-
-def to_text(value: Any) -> str:
-    """How a value reads inside text: strings as they are, everything else as JSON."""
-    if isinstance(value, str):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _format_path(where: str, segment: PathSegment) -> str:
@@ -242,15 +214,20 @@ def _reads_value(source: str, start: int, root: str, path_text: str) -> bool:
         return False
     if start > 0 and source[start - 1] == ".":
         return False
-    before = source[:start].rstrip()
-    if before.endswith("|") or _TEST_POSITION_RE.search(before):
+    end = start
+    while end > 0 and source[end - 1].isspace():
+        end -= 1
+    if (end > 0 and source[end - 1] == "|") or _TEST_POSITION_RE.search(source, max(0, end - 64), end):
         return False
-    after = source[start + len(root) + len(path_text) :].lstrip()
-    if after.startswith("("):
+    after = start + len(root) + len(path_text)
+    while after < len(source) and source[after].isspace():
+        after += 1
+    following = source[after : after + 2]
+    if following.startswith("("):
         raise TemplateError(
             f"template {{{{{source}}}}}: function calls are not allowed in templates: {root}{path_text}(...)"
         )
-    return not (after.startswith("=") and not after.startswith("=="))
+    return not (following.startswith("=") and following != "==")
 
 
 def _rewrite(source: str) -> tuple[str, dict[str, Reference]]:
@@ -288,87 +265,6 @@ def _rewrite(source: str) -> tuple[str, dict[str, Reference]]:
     return "".join(out), names
 
 
-class _DataOnlySandbox(SandboxedEnvironment):
-    """A sandbox that reads only dict keys and list items, calls nothing, and caps repetition."""
-
-    intercepted_binops = frozenset({"*", "**", "%"})
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        return self.getitem(obj, attribute)
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        if isinstance(obj, Mapping):
-            if argument in obj:
-                return obj[argument]
-            return self.undefined(hint=f"{json_type(obj)} has no field {argument!r}")
-        if isinstance(obj, list | tuple | str) and isinstance(argument, int | slice):
-            try:
-                return obj[argument]
-            except IndexError:
-                return self.undefined(hint=f"index {argument} out of range (length {len(obj)})")
-        return self.undefined(hint=f"cannot read {argument!r} of a {json_type(obj)}")
-
-    def call(self, context: Context, obj: Any, *args: Any, **kwargs: Any) -> Any:
-        raise SecurityError("function calls are not allowed in templates")
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            raise _Refused("the ** operator is not allowed in templates")
-        if operator == "%" and not all(isinstance(v, int | float) for v in (left, right)):
-            raise _Refused("the % operator works on numbers only")
-        if operator == "*":
-            _check_repeat(left, right)
-        return self.binop_table[operator](left, right)
-
-
-def _check_repeat(left: Any, right: Any) -> None:
-    for sequence, times in ((left, right), (right, left)):
-        if isinstance(sequence, str | list | tuple) and isinstance(times, int):
-            size = len(sequence) * times
-            if size > _output_limit.get():
-                raise _Refused(f"repeating would make {size} items, over the limit of {_output_limit.get()}")
-
-
-def _capped_join(value: Any, separator: str = "", attribute: str | int | None = None) -> str:
-    items = list(value)
-    if len(separator) * max(0, len(items) - 1) > _output_limit.get():
-        raise _Refused(f"join would produce more than {_output_limit.get()} characters")
-    if attribute is not None:
-        items = [_ENV.getitem(item, attribute) for item in items]
-    return separator.join(to_text(item) for item in items)
-
-
-def _capped_replace(value: Any, old: str, new: str, count: int | None = None) -> str:
-    text = to_text(value)
-    occurrences = text.count(old) if count is None else min(count, text.count(old))
-    if len(text) + occurrences * (len(new) - len(old)) > _output_limit.get():
-        raise _Refused(f"replace would produce more than {_output_limit.get()} characters")
-    return text.replace(old, new, -1 if count is None else count)
-
-
-def _build_environment() -> _DataOnlySandbox:
-    env = _DataOnlySandbox(undefined=StrictUndefined, autoescape=False)
-    env.globals.clear()
-    filters: dict[str, Callable[..., Any]] = {name: FILTERS[name] for name in ALLOWED_FILTERS}
-    filters.update(join=_capped_join, replace=_capped_replace, tojson=to_text)
-    env.filters = filters
-    return env
-
-
-_ENV = _build_environment()
-
-
-def _fail_if_undefined(value: Any) -> None:
-    if isinstance(value, Undefined):
-        value._fail_with_undefined_error()
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            _fail_if_undefined(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _fail_if_undefined(item)
-
-
 @dataclass(frozen=True, slots=True)
 class Expression:
     """The inside of one `{{ ... }}`: a plain reference, or a sandboxed Jinja expression over references."""
@@ -377,7 +273,7 @@ class Expression:
     references: tuple[Reference, ...]
     _reference: Reference | None = None
     _variables: tuple[tuple[str, Reference], ...] = ()
-    _compiled: Any = None
+    _rewritten: str = ""
 
     def evaluate(self, ctx: TemplateContext) -> Any:
         if self._reference is not None:
@@ -387,14 +283,16 @@ class Expression:
             try:
                 values[name] = _resolve(reference, ctx)
             except _Unresolved as exc:
-                values[name] = _ENV.undefined(hint=str(exc))
-        try:
-            result = self._compiled(**values)
-            if isinstance(result, Iterator):
-                result = list(result)
-            _fail_if_undefined(result)
-        except Exception as exc:
-            raise TemplateError(f"template {{{{{self.source}}}}}: {exc}") from None
+                values[name] = ENV.undefined(hint=str(exc))
+        with evaluation_budget() as budget:
+            try:
+                result = compiled(self._rewritten, budget)(**values)
+                if isinstance(result, Iterator):
+                    result = list(result)
+                # Measuring the result visits all of it, so an undefined part raises its error here.
+                budget.built(result, "the result")
+            except Exception as exc:
+                raise TemplateError(f"template {{{{{self.source}}}}}: {exc}") from None
         return result
 
 
@@ -414,7 +312,7 @@ def parse_expression(source: str) -> Expression:
         return Expression(source=source, references=(reference,), _reference=reference)
     rewritten, variables = _rewrite(source)
     try:
-        compiled = _ENV.compile_expression(rewritten, undefined_to_none=False)
+        check_syntax(rewritten)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template {{{{{source}}}}}: syntax error: {exc.message}") from None
     except RecursionError:
@@ -423,7 +321,7 @@ def parse_expression(source: str) -> Expression:
         source=source,
         references=tuple(variables.values()),
         _variables=tuple(variables.items()),
-        _compiled=compiled,
+        _rewritten=rewritten,
     )
 
 
@@ -439,97 +337,146 @@ def _shorten(text: str, limit: int = 80) -> str:
 
 @lru_cache(maxsize=4096)
 def _parse_text(text: str) -> _ParsedText:
+    """Each `{{` must open a template right where it stands (matching from it, never searching past it,
+    keeps this linear in the text's length)."""
     parts: list[str | Expression] = []
     position = 0
-    for match in TEMPLATE_RE.finditer(text):
-        literal = text[position : match.start()]
-        if "{{" in literal:
-            break
-        if literal:
-            parts.append(literal)
+    while (start := text.find("{{", position)) != -1:
+        match = TEMPLATE_RE.match(text, start)
+        if match is None:
+            raise TemplateError(
+                f"unclosed '{{{{' (or an unterminated string inside it) in text {_shorten(text)!r}"
+            )
+        if start > position:
+            parts.append(text[position:start])
         parts.append(parse_expression(match[1]))
         position = match.end()
-    rest = text[position:]
-    if "{{" in rest:
-        raise TemplateError(
-            f"unclosed '{{{{' (or an unterminated string inside it) in text {_shorten(text)!r}"
-        )
-    if rest:
-        parts.append(rest)
+    if position < len(text):
+        parts.append(text[position:])
     single = parts[0] if len(parts) == 1 and isinstance(parts[0], Expression) else None
     return _ParsedText(parts=tuple(parts), single=single)
 
 
-class _Budget:
+class _OutputCap:
+    """The text one render() call may produce."""
+
     __slots__ = ("limit", "used")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
 
-    def spend(self, size: int, text: str) -> None:
-        self.used += size
-        if self.used > self.limit:
+    def check(self, size: int, text: str) -> None:
+        """Refuse `size` more characters before they are written."""
+        if self.used + size > self.limit:
             raise TemplateError(
                 f"rendering {_shorten(text)!r} exceeds the output limit of {self.limit} characters"
             )
 
+    def spend(self, size: int, text: str) -> None:
+        self.check(size, text)
+        self.used += size
 
-def _copy_json(value: Any) -> Any:
-    """Copy containers so a rendered config never shares mutable state with the outputs it read."""
+
+def _copy_json(value: Any, budget: EvaluationBudget) -> Any:
+    """Copy containers so a rendered config never shares mutable state with the outputs it read; each
+    container's items are paid for before they are copied."""
     if isinstance(value, dict):
-        return {k: _copy_json(v) for k, v in value.items()}
+        budget.spend(ITEM_UNITS * len(value), "copying a value")
+        return {k: _copy_json(v, budget) for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy_json(v) for v in value]
+        budget.spend(ITEM_UNITS * len(value), "copying a value")
+        return [_copy_json(v, budget) for v in value]
     return value
 
 
-def _render_text(text: str, ctx: TemplateContext, budget: _Budget, keep_type: bool) -> Any:
+def _render_text(text: str, ctx: TemplateContext, output: _OutputCap, keep_type: bool) -> Any:
     parsed = _parse_text(text)
-    if keep_type and parsed.single is not None:
-        value = parsed.single.evaluate(ctx)
-        if isinstance(value, str):
-            budget.spend(len(value), text)
-            return str(value)
-        return _copy_json(value)
-    pieces: list[str] = []
-    for part in parsed.parts:
-        piece = part if isinstance(part, str) else to_text(part.evaluate(ctx))
-        budget.spend(len(piece), text)
-        pieces.append(piece)
-    return "".join(pieces)
+    budget = current_budget()
+    try:
+        if keep_type and parsed.single is not None:
+            value = parsed.single.evaluate(ctx)
+            if isinstance(value, str):
+                output.spend(len(value), text)
+                return str(value)
+            return _copy_json(value, budget)
+        pieces: list[str] = []
+        for part in parsed.parts:
+            if isinstance(part, str):
+                piece = part
+            else:
+                value = part.evaluate(ctx)
+                if not isinstance(value, str):
+                    size = budget.size(value)
+                    output.check(size, text)
+                    budget.spend(TEXT_UNITS * size, "writing a value as text")
+                piece = to_text(value)
+            output.spend(len(piece), text)
+            pieces.append(piece)
+        return "".join(pieces)
+    except BudgetExceeded as exc:
+        raise TemplateError(f"rendering {_shorten(text)!r}: {exc}") from None
+    except RecursionError:
+        raise TemplateError(f"rendering {_shorten(text)!r}: a value is nested too deeply") from None
 
 
-def _render(value: Any, ctx: TemplateContext, budget: _Budget) -> Any:
+def _field_name(path: tuple[PathSegment, ...]) -> str:
+    where = str(path[0])
+    for segment in path[1:]:
+        where = _format_path(where, segment)
+    return where
+
+
+def _render(
+    value: Any, ctx: TemplateContext, output: _OutputCap, path: tuple[PathSegment, ...] | None
+) -> Any:
+    """`path` (the field being rendered, from `where`) is None when errors need not name their field."""
     if isinstance(value, str):
-        return _render_text(value, ctx, budget, keep_type=True) if "{{" in value else value
+        if "{{" not in value:
+            return value
+        try:
+            return _render_text(value, ctx, output, keep_type=True)
+        except TemplateError as exc:
+            if path is None:
+                raise
+            raise TemplateError(f"{_field_name(path)}: {exc.message}") from None
     if isinstance(value, dict):
-        return {k: _render(v, ctx, budget) for k, v in value.items()}
+        return {k: _render(v, ctx, output, path and (*path, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_render(v, ctx, budget) for v in value]
+        return [_render(v, ctx, output, path and (*path, i)) for i, v in enumerate(value)]
     if isinstance(value, tuple):
-        return tuple(_render(v, ctx, budget) for v in value)
+        return tuple(_render(v, ctx, output, path and (*path, i)) for i, v in enumerate(value))
     return value
 
 
-def render(value: Any, ctx: TemplateContext, *, max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS) -> Any:
-    """Render every template in a JSON shape. The text all templates of this call produce is capped."""
-    token = _output_limit.set(max_output_chars)
+def render(
+    value: Any,
+    ctx: TemplateContext,
+    *,
+    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+    where: str | None = None,
+) -> Any:
+    """Render every template in a JSON shape. The text all templates of this call produce is capped, and
+    they share the open evaluation budget (or one of their own). With `where` (such as "config"), an
+    error names the field it happened in: `config.headers.X: template {{...}}: ...`."""
+    token = output_limit.set(max_output_chars)
     try:
-        return _render(value, ctx, _Budget(max_output_chars))
+        with evaluation_budget():
+            return _render(value, ctx, _OutputCap(max_output_chars), (where,) if where else None)
     finally:
-        _output_limit.reset(token)
+        output_limit.reset(token)
 
 
 def render_text(text: str, ctx: TemplateContext, *, max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS) -> str:
     """Render a string as text, even when it is a single template."""
     if "{{" not in text:
         return text
-    token = _output_limit.set(max_output_chars)
+    token = output_limit.set(max_output_chars)
     try:
-        return str(_render_text(text, ctx, _Budget(max_output_chars), keep_type=False))
+        with evaluation_budget():
+            return str(_render_text(text, ctx, _OutputCap(max_output_chars), keep_type=False))
     finally:
-        _output_limit.reset(token)
+        output_limit.reset(token)
 
 
 def _walk_strings(value: Any, where: str = "") -> Iterator[tuple[str, str]]:

@@ -15,9 +15,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from engine.budget import evaluation_budget
 from engine.catalog import NodeCatalog
 from engine.config_check import model_problems
-from engine.errors import NodeExecutionError, Problem
+from engine.errors import NodeExecutionError, Problem, TemplateError
 from engine.records import LogLevel
 from engine.templating import TemplateContext, render
 
@@ -105,9 +106,16 @@ class NodeType(ABC, Generic[ConfigT]):
             ) from None
 
     def render_config(self, config: dict[str, Any], scope: TemplateContext, node_id: str) -> ConfigT:
-        """Render the config's templates against `scope` (all but `raw_fields`) and check the result."""
+        """Render the config's templates against `scope` (all but `raw_fields`) and check the result.
+        All of them share one evaluation budget (or the one already open); an error names the node and
+        the field."""
         raw = {key: value for key, value in config.items() if key in self.raw_fields}
-        rendered = render({key: value for key, value in config.items() if key not in self.raw_fields}, scope)
+        templated = {key: value for key, value in config.items() if key not in self.raw_fields}
+        with evaluation_budget():
+            try:
+                rendered = render(templated, scope, where="config")
+            except TemplateError as exc:
+                raise TemplateError(f"node '{node_id}' {exc.message}") from None
         return self.parse_config({**rendered, **raw}, node_id)
 
     def validate_config_in(self, config: dict[str, Any], catalog: NodeCatalog) -> list[Problem]:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.conditions import check_condition_syntax, evaluate_condition
-from engine.errors import Problem
+from engine.errors import ConditionError, Problem
 from nodes.base import NodeContext, NodeResult, NodeType
 
 
@@ -39,7 +39,10 @@ class ConditionalNode(NodeType[ConditionalConfig]):
         return problems
 
     async def execute(self, config: ConditionalConfig, ctx: NodeContext) -> NodeResult:
-        result = evaluate_condition(config.condition, ctx.scope)
+        try:
+            result = evaluate_condition(config.condition, ctx.scope)
+        except ConditionError as exc:
+            raise ConditionError(f"config.condition: {exc.message}") from None
         taken, not_taken = (
             (config.true_edge, config.false_edge) if result else (config.false_edge, config.true_edge)
         )

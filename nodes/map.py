@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engine.budget import MAX_WORK, evaluation_budget
 from engine.catalog import NodeCatalog
 from engine.dag import Dag
 from engine.errors import InvalidWorkflowError, NodeExecutionError, Problem, WorkflowServiceError
@@ -42,6 +43,11 @@ if TYPE_CHECKING:
     from nodes.registry import NodeRegistry
 
 MAX_ITEMS = 100_000
+ITEM_RENDER_WORK = 16_384
+"""One evaluation budget covers a map's item configs and what its sub-graph renders and evaluates where
+the map runs: MAX_WORK plus this many units (about 16 µs) per item and sub-graph node. Plenty for a few
+templates each, while a hostile config cannot spend MAX_WORK on each of 100,000 items on the job
+actor's event loop. (Sub-graph items sent to executor actors have a budget per node there.)"""
 SUBGRAPH_LIMITS = DefinitionLimits(max_nodes=100, max_edges=1_000, max_bytes=256 * 2**10)
 
 
@@ -205,6 +211,13 @@ class MapNode(NodeType[MapConfig]):
         if len(items) > MAX_ITEMS:
             raise NodeExecutionError(f"{where}: {len(items)} items, the limit is {MAX_ITEMS}")
         registry = ctx.services.get("registry") or default_registry()
+        nodes_per_item = len(config.graph.nodes) if config.graph is not None else 1
+        with evaluation_budget(MAX_WORK + ITEM_RENDER_WORK * nodes_per_item * len(items)):
+            return await self._fan_out(config, ctx, items, registry)
+
+    async def _fan_out(
+        self, config: MapConfig, ctx: NodeContext, items: list[Any], registry: NodeRegistry
+    ) -> NodeResult:
         child: MapChild
         if config.graph is not None:
             child = _graph_child(config.graph, ctx.scope, registry)

@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from engine.budget import evaluation_budget
 from engine.conditions import check_condition_syntax, evaluate_condition
 from engine.errors import ConditionError, NodeExecutionError, Problem, TemplateError
 from engine.templating import TemplateContext, json_type, render
@@ -148,11 +149,12 @@ class SwitchNode(NodeType[SwitchConfig]):
     def render_config(self, config: dict[str, Any], scope: TemplateContext, node_id: str) -> SwitchConfig:
         """`cases` is raw so that conditions are evaluated, never rendered into text; their `equals`
         values are rendered here, like any other template of the config."""
-        parsed = super().render_config(config, scope, node_id)
-        try:
-            values = render([case.equals for case in parsed.cases], scope)
-        except TemplateError as exc:
-            raise TemplateError(f"switch node '{node_id}', config.cases: {exc.message}") from None
+        with evaluation_budget():
+            parsed = super().render_config(config, scope, node_id)
+            try:
+                values = render([case.equals for case in parsed.cases], scope)
+            except TemplateError as exc:
+                raise TemplateError(f"switch node '{node_id}', config.cases: {exc.message}") from None
         cases = [
             case.model_copy(update={"equals": value}) if case.compares_value else case
             for case, value in zip(parsed.cases, values, strict=True)
@@ -160,9 +162,10 @@ class SwitchNode(NodeType[SwitchConfig]):
         return parsed.model_copy(update={"cases": cases})
 
     async def execute(self, config: SwitchConfig, ctx: NodeContext) -> NodeResult:
-        for index, case in enumerate(config.cases):
-            if _matches(case, index, config.value, ctx.scope):
-                return _route(config, case.target, index)
+        with evaluation_budget():
+            for index, case in enumerate(config.cases):
+                if _matches(case, index, config.value, ctx.scope):
+                    return _route(config, case.target, index)
         if config.default is None:
             raise NodeExecutionError(_no_match_message(config, ctx.node_id))
         return _route(config, config.default, "default")

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from actors.job_runner import JobRunner, RunnerServices
 from actors.launcher import InProcessLauncher
+from engine.budget import MAX_VALUE_BYTES
 from engine.dag import Dag
 from engine.errors import RetryableNodeError
 from engine.models import WorkflowDefinition
@@ -377,6 +378,37 @@ async def test_template_error_fails_the_node_with_the_path(services):
     job = await services.store.get_job(runner.job.id)
     assert job.nodes["t"].error is not None and job.nodes["t"].error.type == "template_error"
     assert "missing" in job.nodes["t"].error.message
+
+
+async def test_a_condition_over_its_budget_fails_the_node_naming_node_and_field(services):
+    condition = "[[[0]*9999]*9999]*999 == [[[0]*9999]*9999]*999"
+    check = {"id": "check", "type": "conditional", "config": {"condition": condition}}
+    check["config"].update(true_edge="yes", false_edge="no")
+    ends = [{"id": name, "type": "transform", "config": {"template": name}} for name in ("yes", "no")]
+    runner = await start_job(services, definition([check, *ends], [("check", "yes"), ("check", "no")]), {})
+    assert await runner.run() is JobStatus.FAILED
+    error = (await services.store.get_job(runner.job.id)).nodes["check"].error
+    assert error is not None and error.type == "condition_error"
+    assert error.message.startswith("node 'check' config.condition: condition "), error.message
+    assert f"exceeds the template budget of {MAX_VALUE_BYTES} bytes" in error.message
+
+
+@pytest.mark.parametrize("mode", ["node", "graph"])
+async def test_the_items_of_a_map_share_one_budget(services, mode):
+    """Each item's template alone fits the budget; a thousand of them do not, so a map cannot multiply it
+    (with a sub-graph run in the job too: its items never wait, so they would hold the loop in a row)."""
+    template = {"type": "transform", "config": {"template": "{{ input.nums | sum }}"}}
+    if mode == "node":
+        fan = map_node(list(range(1000)), template)
+    else:
+        graph = {"nodes": [{"id": "add", **template}]}
+        fan = {"id": "fan", "type": "map", "config": {"items": list(range(1000)), "graph": graph}}
+    runner = await start_job(services, definition([fan], []), {"nums": [1] * 5000})
+    assert await runner.run() is JobStatus.FAILED
+    error = (await services.store.get_job(runner.job.id)).nodes["fan"].error
+    assert error is not None and "map node 'fan'" in error.message and "item " in error.message
+    assert "config.template: template {{input.nums | sum}}: " in error.message
+    assert "exceeds the template budget of" in error.message and "work units" in error.message
 
 
 def map_node(items: Any, child: dict[str, Any], **config: Any) -> dict[str, Any]:
