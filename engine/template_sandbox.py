@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.filters import FILTERS, make_attrgetter
 from jinja2.parser import Parser
@@ -181,6 +181,8 @@ class DataOnlySandbox(SandboxedEnvironment):
         return self.getitem(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
+        if isinstance(obj, Undefined):
+            return obj  # the value itself is missing: keep what says why
         if isinstance(obj, Mapping):
             if argument in obj:
                 return obj[argument]
