@@ -21,6 +21,7 @@ from config.settings import Settings
 from engine.errors import NotFoundError
 from engine.records import JobRecord, WorkflowRecord
 from gateway.auth import AuthenticationError, Principal, TokenVerifier
+from gateway.definition_checker import DefinitionChecker
 from gateway.job_watch import JobWatcher
 from gateway.metrics import ServiceMetrics
 from nodes.registry import NodeRegistry
@@ -68,6 +69,11 @@ async def get_registry(connection: HTTPConnection) -> NodeRegistry:
     return registry
 
 
+async def get_checker(connection: HTTPConnection) -> DefinitionChecker:
+    checker: DefinitionChecker = connection.app.state.checker
+    return checker
+
+
 async def get_metrics(connection: HTTPConnection) -> ServiceMetrics:
     metrics: ServiceMetrics = connection.app.state.metrics
     return metrics
@@ -97,6 +103,7 @@ VaultDep = Annotated[SecretVault, Depends(get_vault)]
 BusDep = Annotated[EventBus, Depends(get_bus)]
 ControllerDep = Annotated[WorkflowController, Depends(get_controller)]
 RegistryDep = Annotated[NodeRegistry, Depends(get_registry)]
+CheckerDep = Annotated[DefinitionChecker, Depends(get_checker)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 WatcherDep = Annotated[JobWatcher, Depends(get_watcher)]
 VerifierDep = Annotated[TokenVerifier, Depends(get_verifier)]

@@ -20,6 +20,7 @@ from config.log_setup import configure_logging
 from config.secrets_key import secrets_key
 from config.settings import Settings, get_settings
 from gateway.auth import TokenVerifier
+from gateway.definition_checker import DefinitionChecker
 from gateway.errors import install_error_handlers
 from gateway.job_watch import JobWatcher
 from gateway.limits import BodySizeLimitMiddleware, JsonNestingLimitMiddleware
@@ -43,16 +44,26 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if configure_logs:
             configure_logging(settings.log_level, settings.log_format, settings.log_file)
-        runtime = await start_service_runtime(settings)
+        checker = DefinitionChecker(settings.node_plugin_paths)
+        checker_started = asyncio.create_task(checker.start())
+        try:
+            runtime = await start_service_runtime(settings)
+            await checker_started
+        except BaseException:
+            checker_started.cancel()
+            await checker.close()
+            raise
         watcher = JobWatcher(runtime.store, metrics)
         app.state.runtime = runtime
         app.state.registry = runtime.runtime.registry()
         app.state.watcher = watcher
+        app.state.checker = checker
         try:
             yield
         finally:
             await watcher.close()
             await runtime.close()
+            await checker.close()
 
     app = FastAPI(
         title="Workflow Service",

@@ -12,7 +12,7 @@ from actors import ray_api
 from engine.errors import NodeExecutionError, NodeTimeoutError, WorkflowServiceError
 from engine.nesting import check_value_depth
 from engine.redaction import Redactor
-from gateway.deps import ControllerDep, CurrentUser, RegistryDep, VaultDep, authenticate
+from gateway.deps import CheckerDep, ControllerDep, CurrentUser, RegistryDep, VaultDep, authenticate
 from gateway.errors import BODY_TOO_LARGE, ERROR_RESPONSES, InvalidRequestError, Responses, documented
 from gateway.schemas import NodeTestRequest, NodeTestResult, NodeTypeInfo
 
@@ -43,13 +43,15 @@ async def test_node(
     node_type: NodeTypeName,
     body: NodeTestRequest,
     registry: RegistryDep,
+    checker: CheckerDep,
     controller: ControllerDep,
     principal: CurrentUser,
     vault: VaultDep,
 ) -> NodeTestResult:
     """Templates read the caller's input and the secrets a job of the caller could read; whatever of
     those secrets the output or an error repeats is masked, as in a job."""
-    problems = registry.get(node_type).validate_config_in(body.config, registry)
+    registry.get(node_type)
+    problems = await checker.node_config(node_type, body.config)
     if problems:
         raise InvalidRequestError(f"invalid config for node type '{node_type}'", problems=problems)
     secrets = await vault.resolve(principal.subject, principal.roles)

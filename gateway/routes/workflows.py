@@ -7,13 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Response, status
 
 from engine.records import Page, WorkflowRecord
-from engine.validation import validate_workflow
 from gateway.deps import (
+    CheckerDep,
     ControllerDep,
     CurrentUser,
     OwnedWorkflow,
     PageParams,
-    RegistryDep,
     StoreDep,
     WatcherDep,
     authenticate,
@@ -74,9 +73,9 @@ async def list_workflows(store: StoreDep, principal: CurrentUser, page: PagePara
     summary="Create a workflow",
 )
 async def create_workflow(
-    body: DefinitionBody, store: StoreDep, principal: CurrentUser, registry: RegistryDep, response: Response
+    body: DefinitionBody, store: StoreDep, principal: CurrentUser, checker: CheckerDep, response: Response
 ) -> WorkflowRecord:
-    workflow = await store.create_workflow(principal.subject, validate_workflow(body, registry))
+    workflow = await store.create_workflow(principal.subject, await checker.workflow(body))
     response.headers["Location"] = f"/api/v1/workflows/{workflow.id}"
     return workflow
 
@@ -92,9 +91,9 @@ async def get_workflow(workflow: OwnedWorkflow) -> WorkflowRecord:
     summary="Replace a workflow's definition (a new version)",
 )
 async def update_workflow(
-    workflow: OwnedWorkflow, body: DefinitionBody, store: StoreDep, registry: RegistryDep
+    workflow: OwnedWorkflow, body: DefinitionBody, store: StoreDep, checker: CheckerDep
 ) -> WorkflowRecord:
-    return await store.update_workflow(workflow.id, validate_workflow(body, registry))
+    return await store.update_workflow(workflow.id, await checker.workflow(body))
 
 
 @router.delete(

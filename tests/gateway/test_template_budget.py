@@ -164,3 +164,38 @@ async def test_an_attack_ends_at_once_on_the_test_route_and_in_a_job_while_other
 
     assert not bystander.failures
     assert max(bystander.latencies) < LATENCY_BOUND_S, sorted(bystander.latencies)[-5:]
+
+
+def _costly_templates(count: int = 100, terms: int = 130) -> dict[str, str]:
+    """`count` distinct expressions of about 2 KB each: parsing all of them costs about 0.5 s here."""
+    return {
+        f"f{index}": "{{ " + " + ".join(f"input.k{index}_{term}" for term in range(terms)) + " }}"
+        for index in range(count)
+    }
+
+
+@pytest.mark.timeout(120)
+async def test_validating_a_costly_definition_or_node_config_holds_no_one_else_up(http, service, alice, bob):
+    """Validation parses every template; it runs in the gateway's worker processes, not on its loop.
+    Before, creating this 210 KB workflow held the loop (and every other user's request) about 0.6 s."""
+    templates = _costly_templates()
+    definition = {
+        "name": "costly to validate",
+        "nodes": [
+            {"id": "start", "type": "start", "config": {}},
+            {"id": "wide", "type": "transform", "config": {"template": templates}},
+        ],
+        "edges": [{"source": "start", "target": "wide"}],
+    }
+    await create_workflow(http, bob)
+    with Poller(service.base_url, bob) as bystander:
+        await bystander.sampled(3)
+        created = await http.post("/api/v1/workflows", json=definition, headers=alice.headers)
+        tested = await http.post(
+            "/api/v1/nodes/transform/test", json={"config": {"template": templates}}, headers=alice.headers
+        )
+        await bystander.sampled(MIN_SAMPLES)
+    assert created.status_code == 201, created.text
+    assert tested.status_code == 422 and "input has no field 'k0_0'" in tested.text, tested.text
+    assert not bystander.failures
+    assert max(bystander.latencies) < LATENCY_BOUND_S, sorted(bystander.latencies)[-5:]
