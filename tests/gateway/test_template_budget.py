@@ -100,13 +100,14 @@ class Poller:
             while len(self.latencies) < count:
                 await asyncio.sleep(POLL_EVERY_S)
 
-    def __enter__(self) -> Poller:
+    async def __aenter__(self) -> Poller:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    async def __aexit__(self, *exc: object) -> None:
+        """Join the thread without holding the loop, which serves the request it may still be making."""
         self._stop.set()
-        self._thread.join()
+        await asyncio.to_thread(self._thread.join)
 
 
 def _workflow(attack: Attack) -> dict[str, Any]:
@@ -136,7 +137,7 @@ async def test_an_attack_ends_at_once_on_the_test_route_and_in_a_job_while_other
     attack = ATTACKS[name]
     await create_workflow(http, bob)
     await _test_route_is_warm(http, alice)
-    with Poller(service.base_url, bob) as bystander:
+    async with Poller(service.base_url, bob) as bystander:
         started = time.perf_counter()
         response = await http.post(
             f"/api/v1/nodes/{attack.node_type}/test",
@@ -188,7 +189,7 @@ async def test_validating_a_costly_definition_or_node_config_holds_no_one_else_u
         "edges": [{"source": "start", "target": "wide"}],
     }
     await create_workflow(http, bob)
-    with Poller(service.base_url, bob) as bystander:
+    async with Poller(service.base_url, bob) as bystander:
         await bystander.sampled(3)
         created = await http.post("/api/v1/workflows", json=definition, headers=alice.headers)
         tested = await http.post(
