@@ -20,7 +20,7 @@ from gateway.errors import install_error_handlers
 from gateway.job_watch import JobWatcher
 from gateway.limits import BodySizeLimitMiddleware
 from gateway.metrics import HttpMetricsMiddleware, ServiceMetrics
-from gateway.routes import analytics, events, health, jobs, nodes, secrets, workflows
+from gateway.routes import analytics, dev, events, health, jobs, nodes, secrets, workflows
 
 API_VERSION = "1.0.0"
 
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.draining = asyncio.Event()
     app.state.verifier = TokenVerifier(settings.jwt_secret.get_secret_value(), settings.jwt_algorithm)
     install_error_handlers(app)
-    for module in (workflows, jobs, events, nodes, secrets, analytics, health):
+    for module in (workflows, jobs, events, nodes, secrets, analytics, health, dev):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
