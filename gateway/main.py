@@ -21,6 +21,7 @@ from gateway.job_watch import JobWatcher
 from gateway.limits import BodySizeLimitMiddleware
 from gateway.metrics import HttpMetricsMiddleware, ServiceMetrics
 from gateway.routes import analytics, dev, events, health, jobs, nodes, secrets, workflows
+from gateway.ui import mount_ui
 
 API_VERSION = "1.0.0"
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     install_error_handlers(app)
     for module in (workflows, jobs, events, nodes, secrets, analytics, health, dev):
         app.include_router(module.router)
+    mount_ui(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app

@@ -53,7 +53,9 @@ async def development_mode_only(
 
 
 router = APIRouter(
-    tags=["development"], responses=ERROR_RESPONSES, dependencies=[Depends(development_mode_only)]
+    tags=["development"],
+    responses={422: ERROR_RESPONSES[422]},
+    dependencies=[Depends(development_mode_only)],
 )
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Not the embedded development mode, or not a loopback host"}
