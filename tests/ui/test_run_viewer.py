@@ -81,5 +81,11 @@ async def test_a_run_is_made_on_the_page_and_watched_live_to_its_end(page, ui_se
     )
     assert set(rows) == {"start", "route", "summarise", "digest", "end"}
     assert (await browser.text_content("#job-duration")).endswith(" s")
+    await browser.reload()
+    await wait_for_node(browser, "quick", "skipped")
+    for node_id in ("start", "route", "summarise", "digest", "end"):
+        await wait_for_node(browser, node_id, "completed")
+    bar = browser.locator("g.dag-node[data-node-id='summarise'] text.bar-text")
+    assert await bar.text_content() == "20/20", "a reloaded finished job shows its map's items"
     await browser.goto(ui_url(ui_service.base_url, "jobs?status=completed"))
     await browser.wait_for_selector(".jobs-table [data-status='completed']")

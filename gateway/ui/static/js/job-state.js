@@ -129,6 +129,16 @@ export class JobModel {
     this.tokens.set(event.node_id, stream);
   }
 
+  /** A map node's item counts: from its progress events, else (a job read after it ended) its output. */
+  progressOf(nodeId) {
+    const live = this.progress.get(nodeId);
+    if (live) return live;
+    const node = this.nodes.get(nodeId);
+    const output = node?.node_type === "map" ? node.output : null;
+    if (!output || typeof output.total !== "number") return undefined;
+    return { succeeded: output.succeeded ?? 0, failed: output.failed ?? 0, total: output.total };
+  }
+
   tokenText(nodeId) {
     return (this.tokens.get(nodeId)?.pieces ?? []).join("");
   }

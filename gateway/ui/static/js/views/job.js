@@ -115,7 +115,7 @@ export async function show(root, [jobId], _query, context) {
     replaceChildren(duration, formatDuration(model.duration()));
     for (const node of model.nodes.values()) {
       dag.setState(node.node_id, node.status);
-      dag.setProgress(node.node_id, model.progress.get(node.node_id));
+      dag.setProgress(node.node_id, model.progressOf(node.node_id));
     }
     replaceChildren(timelineBox, timeline(model));
     replaceChildren(problem, model.job.error ? el("div", { class: "message error" }, `${model.job.error.type}: ${model.job.error.message}`) : null);

@@ -67,7 +67,7 @@ export function nodePanel(jobId, onClose) {
     if (!shown) return;
     const node = model.nodes.get(shown);
     if (!node) return;
-    const progress = model.progress.get(shown);
+    const progress = model.progressOf(shown);
     replaceChildren(title, shown, " ", el("span", { class: "muted" }, node.node_type), " ", statusBadge(node.status));
     replaceChildren(
       facts,
