@@ -19,11 +19,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+
 from actors.launcher import NodeLauncher
 from actors.node_attempt import NodeTasks, full_jitter
 from engine.dag import Dag
 from engine.errors import ConditionError, ConflictError
 from engine.records import (
+    ErrorInfo,
     EventType,
     JobChanges,
     JobEvent,
@@ -54,6 +58,7 @@ from storage.protocols import EventBus, Store
 logger = logging.getLogger(__name__)
 
 MAX_EVENT_OUTPUT_CHARS = 16_384
+MAX_RENDERED_CONFIG_CHARS = 16_384
 PROGRESS_INTERVAL_S = 0.25
 
 
@@ -94,6 +99,7 @@ class JobRunner:
             dag, self._execute, self._inbox.put_nowait, services.clock, services.jitter, f"{job.id}:"
         )
         self._log_writes: set[asyncio.Task[None]] = set()
+        self._rendered_configs: dict[str, Any] = {}
         self._outputs: dict[str, Any] = {
             node_id: node.output
             for node_id, node in self.state.nodes.items()
@@ -193,14 +199,24 @@ class JobRunner:
         self._inbox.put_nowait(Progress(node_id, data))
 
     def _redacted(self, node: NodeCheckpoint) -> NodeCheckpoint:
+        """The node as it is stored: secrets masked, with the config its last attempt ran with."""
+        rendered = self._rendered_configs.get(node.node_id)
+        if rendered is not None:
+            node = node.model_copy(update={"rendered_config": rendered})
         if not self.redactor.active:
             return node
-        error = (
-            node.error.model_copy(update={"message": self.redactor.redact_text(node.error.message)})
-            if node.error
-            else None
-        )
+        error = self._redacted_error(node.error)
         return node.model_copy(update={"output": self.redactor.redact(node.output), "error": error})
+
+    def _redacted_error(self, error: ErrorInfo | None) -> ErrorInfo | None:
+        if error is None or not self.redactor.active:
+            return error
+        return error.model_copy(
+            update={
+                "message": self.redactor.redact_text(error.message),
+                "details": self.redactor.redact(error.details),
+            }
+        )
 
     def _job_changes(self, changes: JobChanges, decision: Decision) -> JobChanges:
         now = self.s.clock()
@@ -210,7 +226,7 @@ class JobRunner:
         if decision.status is not None and decision.status.is_terminal:
             changes.finished_at = now
             changes.result = self.redactor.redact(decision.result)
-            changes.error = decision.error
+            changes.error = self._redacted_error(decision.error)
         return changes
 
     def _events(self, decisions: list[Decision]) -> list[JobEvent]:
@@ -266,6 +282,7 @@ class JobRunner:
         node = self.s.registry.get(spec.type)
         scope = TemplateContext(input=self.job.input, nodes=self._outputs, secrets=self.s.secrets)
         config = node.render_config(spec.config, scope, node_id)
+        self._rendered_configs[node_id] = self._shown_config(config)
         ctx = NodeContext(
             job_id=self.job.id,
             workflow_id=self.job.workflow_id,
@@ -285,6 +302,13 @@ class JobRunner:
             return await self.s.launcher.run(node, config, ctx)
         except ConditionError as exc:
             raise ConditionError(f"node '{node_id}' {exc.message}") from None
+
+    def _shown_config(self, config: BaseModel) -> Any:
+        """A rendered config as it may be stored and shown: dumped in Python mode first, so secret fields
+        stay masked (the LLM node ships its api_key whole only in JSON mode, to its executor), then every
+        secret value masked, then capped in size."""
+        shown = self.redactor.redact(to_jsonable_python(config.model_dump(), fallback=str))
+        return _capped(shown, MAX_RENDERED_CONFIG_CHARS, "the rendered config is too large to keep")
 
     def _node_log(self, node_id: str) -> Callable[[LogLevel, str, dict[str, Any]], None]:
         def log(level: LogLevel, message: str, data: dict[str, Any]) -> None:
@@ -310,11 +334,12 @@ def _report_log_failure(task: asyncio.Task[None]) -> None:
 
 def _capped_for_event(output: Any) -> Any:
     """Events carry small outputs whole; a large one is replaced by a note to read it from the job."""
-    text = json.dumps(output, default=str)
-    if len(text) <= MAX_EVENT_OUTPUT_CHARS:
-        return output
-    return {
-        "truncated": True,
-        "size": len(text),
-        "note": "read the full output from GET /api/v1/jobs/{job_id}",
-    }
+    return _capped(output, MAX_EVENT_OUTPUT_CHARS, "read the full output from GET /api/v1/jobs/{job_id}")
+
+
+def _capped(value: Any, max_chars: int, note: str) -> Any:
+    """`value` when its JSON text has at most `max_chars` characters, else a note of its size."""
+    text = json.dumps(value, default=str)
+    if len(text) <= max_chars:
+        return value
+    return {"truncated": True, "size": len(text), "note": note}

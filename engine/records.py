@@ -80,6 +80,10 @@ class NodeCheckpoint(BaseModel):
     usage: dict[str, int] | None = Field(
         default=None, description="LLM token counts, when the node made calls"
     )
+    rendered_config: Any = Field(
+        default=None,
+        description="the config its last attempt ran with, templates rendered, secrets masked, size-capped",
+    )
 
 
 class WorkflowRecord(BaseModel):

@@ -8,6 +8,8 @@ the platform configures no audience for this service.
 from __future__ import annotations
 
 import hmac
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from jose import jwt
@@ -59,6 +61,17 @@ class TokenVerifier:
         self._key = key
         self.algorithm = algorithm
 
+    @property
+    def signs_with_a_shared_key(self) -> bool:
+        """HMAC (HS256, HS384, HS512): the key that checks tokens can also sign them."""
+        return self.algorithm.upper().startswith("HS")
+
+    def mint(self, subject: str, ttl_s: float) -> str:
+        """A token of `subject`, without roles, that this verifier accepts (HMAC algorithms only)."""
+        if not self.signs_with_a_shared_key:
+            raise ValueError(f"cannot sign tokens with {self.algorithm}: the service holds no private key")
+        return mint_token(self._key, self.algorithm, subject, ttl_s=ttl_s)
+
     def verify(self, token: str | None) -> Principal:
         if not token:
             raise AuthenticationError("missing bearer token", token_given=False)
@@ -96,6 +109,16 @@ def _roles(claim: object) -> frozenset[str]:
     if isinstance(claim, list) and all(isinstance(role, str) for role in claim):
         return frozenset(claim)
     raise AuthenticationError("token roles claim must be a list of strings")
+
+
+def mint_token(key: str, algorithm: str, subject: str, roles: Iterable[str] = (), ttl_s: float = 3600) -> str:
+    """A token that `TokenVerifier(key, algorithm)` accepts: `sub`, `exp` (now + ttl_s), `iat`, and
+    `roles` when any are given."""
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": subject, "iat": now, "exp": now + int(ttl_s)}
+    if roles:
+        claims["roles"] = sorted(roles)
+    return jwt.encode(claims, key, algorithm=algorithm)
 
 
 def header_token(authorization: str | None) -> str | None:

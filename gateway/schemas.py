@@ -26,6 +26,7 @@ class NodeState(BaseModel):
     duration_s: float | None = None
     inactive_targets: list[str] = Field(default_factory=list)
     usage: dict[str, int] | None = None
+    rendered_config: Any = None
 
     @classmethod
     def from_checkpoint(cls, node: NodeCheckpoint) -> NodeState:

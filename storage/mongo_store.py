@@ -63,6 +63,7 @@ from storage.analytics import (
     fold_job_analytics,
     fold_workflow_analytics,
 )
+from storage.name_search import ascii_case_insensitive_pattern
 from storage.readable import UnreadableRows, check_storable
 
 P = ParamSpec("P")
@@ -135,6 +136,7 @@ def _node_doc(node: NodeCheckpoint) -> dict[str, Any]:
         "usage": node.usage,
         "output_json": _json(node.output),
         "error_json": _error_json(node.error),
+        "rendered_config_json": _json(node.rendered_config),
     }
 
 
@@ -150,6 +152,7 @@ def _node(doc: dict[str, Any]) -> NodeCheckpoint:
         finished_at=_utc(doc["finished_at"]),
         inactive_targets=doc["inactive_targets"],
         usage=doc["usage"],
+        rendered_config=json.loads(doc.get("rendered_config_json", "null")),
     )
 
 
@@ -434,16 +437,34 @@ class MongoStore:
 
     @_unavailable_as_storage_error
     async def list_workflows(
-        self, owner: str | None, offset: int = 0, limit: int = 50
+        self, owner: str | None, offset: int = 0, limit: int = 50, name_contains: str | None = None
     ) -> Page[WorkflowRecord]:
         check_page(offset, limit)
         query: dict[str, Any] = {"deleted": False}
         if owner is not None:
             query["owner"] = owner
+        if name_contains:
+            query["name"] = {"$regex": ascii_case_insensitive_pattern(name_contains)}
         total = await self._workflows.count_documents(query)
         cursor = self._workflows.find(query).sort(NEWEST_FIRST).skip(offset).limit(limit)
         docs = [doc async for doc in cursor]
         items = self._unreadable.parse_each("workflow", docs, lambda doc: str(doc.get("_id")), _workflow)
+        return Page(items=items, total=total, offset=offset, limit=limit)
+
+    @_unavailable_as_storage_error
+    async def list_workflow_versions(
+        self, workflow_id: str, offset: int = 0, limit: int = 50
+    ) -> Page[WorkflowRecord]:
+        check_page(offset, limit)
+        query = {"workflow_id": workflow_id}
+        total = await self._versions.count_documents(query)
+        if total == 0:
+            raise NotFoundError(f"workflow {workflow_id} not found")
+        cursor = self._versions.find(query).sort("version", DESCENDING).skip(offset).limit(limit)
+        docs = [doc async for doc in cursor]
+        items = self._unreadable.parse_each(
+            "workflow version", docs, lambda doc: f"{doc.get('workflow_id')}/{doc.get('version')}", _workflow
+        )
         return Page(items=items, total=total, offset=offset, limit=limit)
 
     @_unavailable_as_storage_error
@@ -607,9 +628,11 @@ class MongoStore:
             await self._logs.insert_many(_log_docs(job_id, first_seq, job_entries), ordered=True)
 
     @_unavailable_as_storage_error
-    async def list_logs(self, job_id: str, offset: int = 0, limit: int = 100) -> Page[LogEntry]:
+    async def list_logs(
+        self, job_id: str, offset: int = 0, limit: int = 100, node_id: str | None = None
+    ) -> Page[LogEntry]:
         check_page(offset, limit)
-        query = {"job_id": job_id}
+        query = {"job_id": job_id} if node_id is None else {"job_id": job_id, "node_id": node_id}
         total = await self._logs.count_documents(query)
         cursor = self._logs.find(query).sort("seq", ASCENDING).skip(offset).limit(limit)
         docs = [doc async for doc in cursor]

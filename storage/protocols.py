@@ -65,9 +65,16 @@ class Store(SecretStore, Protocol):
         so that jobs running it are not disturbed)."""
 
     async def list_workflows(
-        self, owner: str | None, offset: int = 0, limit: int = 50
+        self, owner: str | None, offset: int = 0, limit: int = 50, name_contains: str | None = None
     ) -> Page[WorkflowRecord]:
-        """Newest first; `owner=None` lists everyone's."""
+        """Newest first; `owner=None` lists everyone's; `name_contains` keeps those whose name contains
+        it, ignoring the case of ASCII letters."""
+
+    async def list_workflow_versions(
+        self, workflow_id: str, offset: int = 0, limit: int = 50
+    ) -> Page[WorkflowRecord]:
+        """Every stored version of a workflow, newest first, also after a delete (NotFoundError when it
+        never existed)."""
 
     async def update_workflow(self, workflow_id: str, definition: WorkflowDefinition) -> WorkflowRecord:
         """Store the definition as a new version and return it."""
@@ -113,8 +120,10 @@ class Store(SecretStore, Protocol):
     # logs
     async def append_logs(self, entries: Sequence[LogEntry]) -> None: ...
 
-    async def list_logs(self, job_id: str, offset: int = 0, limit: int = 100) -> Page[LogEntry]:
-        """Oldest first, in the order appended."""
+    async def list_logs(
+        self, job_id: str, offset: int = 0, limit: int = 100, node_id: str | None = None
+    ) -> Page[LogEntry]:
+        """Oldest first, in the order appended; `node_id` keeps that node's entries only."""
 
     # analytics
     async def job_analytics(

@@ -58,6 +58,7 @@ from storage.analytics import (
     fold_job_analytics,
     fold_workflow_analytics,
 )
+from storage.name_search import ascii_lower
 from storage.readable import UnreadableRows, check_storable
 
 T = TypeVar("T")
@@ -556,13 +557,16 @@ class SqliteStore:
         return await self._read_one(work)
 
     async def list_workflows(
-        self, owner: str | None, offset: int = 0, limit: int = 50
+        self, owner: str | None, offset: int = 0, limit: int = 50, name_contains: str | None = None
     ) -> Page[WorkflowRecord]:
         check_page(offset, limit)
         clauses, params = ["deleted = 0"], []
         if owner is not None:
             clauses.append("owner = ?")
             params.append(owner)
+        if name_contains:
+            clauses.append("instr(lower(name), ?) > 0")  # SQLite's lower() folds ASCII letters only
+            params.append(ascii_lower(name_contains))
         where = _where(clauses)
 
         def work(conn: sqlite3.Connection) -> Page[WorkflowRecord]:
@@ -573,6 +577,29 @@ class SqliteStore:
                 [*params, limit, offset],
             ).fetchall()
             items = self._unreadable.parse_each("workflow", rows, lambda r: r["id"], _workflow)
+            return Page(items=items, total=total, offset=offset, limit=limit)
+
+        return await self._read(work)
+
+    async def list_workflow_versions(
+        self, workflow_id: str, offset: int = 0, limit: int = 50
+    ) -> Page[WorkflowRecord]:
+        check_page(offset, limit)
+
+        def work(conn: sqlite3.Connection) -> Page[WorkflowRecord]:
+            total = conn.execute(
+                "SELECT COUNT(*) FROM workflow_versions WHERE workflow_id = ?", (workflow_id,)
+            ).fetchone()[0]
+            if total == 0:
+                raise NotFoundError(f"workflow {workflow_id} not found")
+            rows = conn.execute(
+                f"SELECT {_VERSION_COLUMNS} FROM workflow_versions WHERE workflow_id = ? "
+                "ORDER BY version DESC LIMIT ? OFFSET ?",
+                (workflow_id, limit, offset),
+            ).fetchall()
+            items = self._unreadable.parse_each(
+                "workflow version", rows, lambda r: f"{r['id']}/{r['version']}", _workflow
+            )
             return Page(items=items, total=total, offset=offset, limit=limit)
 
         return await self._read(work)
@@ -789,15 +816,20 @@ class SqliteStore:
 
         await self._write(work)
 
-    async def list_logs(self, job_id: str, offset: int = 0, limit: int = 100) -> Page[LogEntry]:
+    async def list_logs(
+        self, job_id: str, offset: int = 0, limit: int = 100, node_id: str | None = None
+    ) -> Page[LogEntry]:
         check_page(offset, limit)
+        where, params = "job_id = ?", [job_id]
+        if node_id is not None:
+            where, params = "job_id = ? AND node_id = ?", [job_id, node_id]
 
         def work(conn: sqlite3.Connection) -> Page[LogEntry]:
-            total = conn.execute("SELECT COUNT(*) FROM logs WHERE job_id = ?", (job_id,)).fetchone()[0]
+            total = conn.execute(f"SELECT COUNT(*) FROM logs WHERE {where}", params).fetchone()[0]
             rows = conn.execute(
-                "SELECT seq, job_id, time, level, node_id, message, data FROM logs WHERE job_id = ? "
+                f"SELECT seq, job_id, time, level, node_id, message, data FROM logs WHERE {where} "
                 "ORDER BY seq LIMIT ? OFFSET ?",
-                (job_id, limit, offset),
+                [*params, limit, offset],
             ).fetchall()
             items = self._unreadable.parse_each(
                 "log entry", rows, lambda r: f"{r['job_id']}/{r['seq']}", _log_entry

@@ -46,6 +46,7 @@ class AnnouncingServer(uvicorn.Server):
         print(
             f"Workflow Service is ready\n"
             f"  API:           {self._url}/api/v1\n"
+            f"  Run viewer:    {self._url}/ui/\n"
             f"  Docs:          {self._url}/docs\n"
             f"  Ray dashboard: {dashboard}",
             flush=True,

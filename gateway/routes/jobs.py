@@ -54,5 +54,10 @@ async def cancel_job(job: OwnedJob, controller: ControllerDep) -> JobOut:
 
 
 @router.get("/api/v1/jobs/{job_id}/logs", responses=BY_ID, summary="A job's log entries, oldest first")
-async def job_logs(job: OwnedJob, store: StoreDep, page: PageParams) -> Page[LogEntry]:
-    return await store.list_logs(job.id, page.offset, page.limit)
+async def job_logs(
+    job: OwnedJob,
+    store: StoreDep,
+    page: PageParams,
+    node_id: Annotated[str | None, Query(max_length=128, description="only this node's entries")] = None,
+) -> Page[LogEntry]:
+    return await store.list_logs(job.id, page.offset, page.limit, node_id=node_id)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response, status
 
+from engine.errors import NotFoundError
 from engine.records import Page, WorkflowRecord
 from gateway.deps import (
     CheckerDep,
@@ -62,8 +63,16 @@ IdempotencyKey = Annotated[
 
 
 @router.get("/api/v1/workflows", response_model=Page[WorkflowRecord], summary="List workflows, newest first")
-async def list_workflows(store: StoreDep, principal: CurrentUser, page: PageParams) -> Page[WorkflowRecord]:
-    return await store.list_workflows(principal.owner_filter, page.offset, page.limit)
+async def list_workflows(
+    store: StoreDep,
+    principal: CurrentUser,
+    page: PageParams,
+    name: Annotated[
+        str | None,
+        Query(max_length=256, description="only workflows whose name contains this (ASCII case ignored)"),
+    ] = None,
+) -> Page[WorkflowRecord]:
+    return await store.list_workflows(principal.owner_filter, page.offset, page.limit, name_contains=name)
 
 
 @router.post(
@@ -82,6 +91,34 @@ async def create_workflow(
 
 @router.get("/api/v1/workflows/{workflow_id}", responses=BY_ID, summary="Read a workflow's latest version")
 async def get_workflow(workflow: OwnedWorkflow) -> WorkflowRecord:
+    return workflow
+
+
+@router.get(
+    "/api/v1/workflows/{workflow_id}/versions",
+    responses=BY_ID,
+    summary="A workflow's versions, newest first",
+)
+async def list_workflow_versions(
+    workflow: OwnedWorkflow, store: StoreDep, page: PageParams
+) -> Page[WorkflowRecord]:
+    return await store.list_workflow_versions(workflow.id, page.offset, page.limit)
+
+
+@router.get(
+    "/api/v1/workflows/{workflow_id}/versions/{version}",
+    responses=BY_ID,
+    summary="One version of a workflow, also after the workflow was deleted (what its jobs ran)",
+)
+async def get_workflow_version(
+    workflow_id: Annotated[str, Path(max_length=128)],
+    version: Annotated[int, Path(ge=1, le=2**53)],
+    store: StoreDep,
+    principal: CurrentUser,
+) -> WorkflowRecord:
+    workflow = await store.get_workflow(workflow_id, version)
+    if not principal.may_access(workflow.owner):
+        raise NotFoundError(f"workflow {workflow_id} version {version} not found")
     return workflow
 
 

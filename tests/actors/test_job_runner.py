@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr, field_serializer
 
 from actors.job_runner import JobRunner, RunnerServices
 from actors.launcher import InProcessLauncher
@@ -69,6 +69,27 @@ class SleepNode(NodeType[SleepConfig]):
         return NodeResult(output=config.seconds)
 
 
+class KeyedConfig(BaseModel):
+    key: SecretStr
+    note: str = ""
+
+    @field_serializer("key", when_used="json")
+    def _ship_key(self, value: SecretStr) -> str:
+        """As the LLM node's api_key: whole in JSON, for the executor it travels to."""
+        return value.get_secret_value()
+
+
+class KeyedNode(NodeType[KeyedConfig]):
+    """Fails naming its note, so its rendered config is stored with an error."""
+
+    type_name = "keyed"
+    description = "test node"
+    config_model = KeyedConfig
+
+    async def execute(self, config: KeyedConfig, ctx: NodeContext) -> NodeResult:
+        raise ValueError(f"refused: {config.note}")
+
+
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
@@ -83,7 +104,7 @@ async def services(tmp_path: Path, redis_server: EmbeddedRedis) -> AsyncIterator
     await store.start()
     bus = RedisStreamBus(redis_server.host, redis_server.port)
     await bus.start()
-    registry = NodeRegistry([*BUILTIN_NODE_TYPES, FlakyNode, SleepNode])
+    registry = NodeRegistry([*BUILTIN_NODE_TYPES, FlakyNode, SleepNode, KeyedNode])
     yield RunnerServices(
         store=store,
         bus=bus,
@@ -369,6 +390,41 @@ async def test_secrets_are_redacted_from_stored_outputs_events_and_results(servi
     assert job.result == {"t": "key=***"}
     events = await events_of(services, job.id)
     assert "sk-very-secret" not in "".join(e.model_dump_json() for e in events)
+
+
+async def test_each_node_keeps_the_config_it_ran_with_rendered_with_secrets_masked(services):
+    template = {"greeting": "Hello {{input.name}}", "auth": "Bearer {{secrets.api_key}}"}
+    wf = definition(
+        [
+            {"id": "t", "type": "transform", "config": {"template": template}},
+            {"id": "k", "type": "keyed", "config": {"key": "sk-literal-key", "note": "{{t.output.auth}}"}},
+        ],
+        [("t", "k")],
+    )
+    runner = await start_job(services, wf, {"name": "Ada"})
+    assert await runner.run() is JobStatus.FAILED
+    job = await services.store.get_job(runner.job.id)
+    assert job.nodes["t"].rendered_config == {"template": {"greeting": "Hello Ada", "auth": "Bearer ***"}}
+    assert job.nodes["k"].rendered_config == {"key": "**********", "note": "Bearer ***"}
+    assert job.nodes["k"].error is not None and "refused" in job.nodes["k"].error.message
+    stored = job.model_dump_json()
+    assert "sk-very-secret" not in stored and "sk-literal-key" not in stored
+
+
+async def test_a_failed_jobs_error_masks_the_secrets_its_node_error_repeats(services):
+    wf = definition([{"id": "k", "type": "keyed", "config": {"key": "x", "note": "{{secrets.api_key}}"}}], [])
+    runner = await start_job(services, wf, {})
+    assert await runner.run() is JobStatus.FAILED
+    job = await services.store.get_job(runner.job.id)
+    assert job.error is not None and job.error.message == "node 'k' failed: ValueError: refused: ***"
+
+
+async def test_a_large_rendered_config_is_kept_as_a_note_of_its_size(services):
+    wf = definition([{"id": "t", "type": "transform", "config": {"template": "{{input.text}}"}}], [])
+    runner = await start_job(services, wf, {"text": "x" * 20_000})
+    assert await runner.run() is JobStatus.COMPLETED
+    rendered = (await services.store.get_job(runner.job.id)).nodes["t"].rendered_config
+    assert rendered["truncated"] is True and rendered["size"] > 20_000
 
 
 async def test_template_error_fails_the_node_with_the_path(services):

@@ -5,9 +5,7 @@ The example node plugin of node-types.md is loaded through NODE_PLUGINS."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,13 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 
 from config.settings import Settings
-from gateway.main import create_app
 from tests.docs.httpbin import HTTPBIN_URL, HttpbinServer
 from tests.docs.runner import DocService
 from tests.gateway.support import make_token
+from tests.support.live_gateway import serve_gateway
 from tests.support.openai_server import OpenAITestServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,11 +28,7 @@ EXAMPLE_PLUGIN = "docs.examples.sentiment_plugin.sentiment_plugin:SentimentNode"
 SECRETS = {"httpbin_token": {"value": "hb-secret-token-42", "subjects": ["alice"]}}
 """The operator's SECRETS_FILE: one entry, granted to the guides' user `alice`."""
 MODEL_JSON_REPLY = {"category": "technical", "confidence": 0.92}
-STARTUP_TIMEOUT_S = 90
 TOKEN_LIFETIME_S = 3600
-GRACEFUL_SHUTDOWN_S = 5
-"""A /ws/workflow handler whose client has left can stay stuck cancelling its Redis subscription; uvicorn
-then cancels it after this long instead of waiting for it forever."""
 
 
 @pytest.fixture(scope="session")
@@ -76,38 +69,15 @@ async def docs_service(
         SECRETS_FILE=secrets_file,
         NODE_PLUGINS=EXAMPLE_PLUGIN,
     )
-    app = create_app(settings, configure_logs=False)
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        log_level="warning",
-        log_config=None,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
-    server = uvicorn.Server(config)
     # The node settings are read from the environment once, while the service starts.
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MODEL_SERVICE_URL", model_server.url)
-        env.setenv("HTTP_ALLOW_PRIVATE_NETWORKS", "true")
-        serving = asyncio.create_task(server.serve(sockets=[listener]))
-        async with asyncio.timeout(STARTUP_TIMEOUT_S):
-            while not server.started:
-                if serving.done():
-                    serving.result()
-                    raise RuntimeError("the service stopped while starting")
-                await asyncio.sleep(0.05)
-    yield DocService(
-        base_url=f"http://127.0.0.1:{port}",
-        token=make_token("alice", expires_in=TOKEN_LIFETIME_S, key=JWT_SECRET),
-        jwt_secret=JWT_SECRET,
-        replacements={HTTPBIN_URL: httpbin.url},
-    )
-    server.should_exit = True
-    await serving
-    listener.close()
+    env = {"MODEL_SERVICE_URL": model_server.url, "HTTP_ALLOW_PRIVATE_NETWORKS": "true"}
+    async with serve_gateway(settings, env) as (base_url, _app):
+        yield DocService(
+            base_url=base_url,
+            token=make_token("alice", expires_in=TOKEN_LIFETIME_S, key=JWT_SECRET),
+            jwt_secret=JWT_SECRET,
+            replacements={HTTPBIN_URL: httpbin.url},
+        )
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -5,9 +5,7 @@ tests never see each other's data."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,17 +13,15 @@ from dataclasses import dataclass
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from fastapi import FastAPI
 
 from actors.bootstrap import ServiceRuntime
 from config.settings import Settings
-from gateway.main import create_app
 from tests.gateway.support import JWT_SECRET, OPERATOR_SECRETS, User, new_user
+from tests.support.live_gateway import serve_gateway
 
 MAX_BODY_BYTES = 256 * 1024
 KEEPALIVE_S = 1.0
-STARTUP_TIMEOUT_S = 90
 
 
 @dataclass
@@ -64,24 +60,10 @@ def gateway_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def service(ray_cluster: object, gateway_settings: Settings) -> AsyncIterator[Service]:
-    app = create_app(gateway_settings, configure_logs=False)
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so (else Nagle adds ~40 ms)
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", log_config=None))
-    serving = asyncio.create_task(server.serve(sockets=[listener]))
-    async with asyncio.timeout(STARTUP_TIMEOUT_S):
-        while not server.started:
-            if serving.done():
-                serving.result()
-                raise RuntimeError("the gateway stopped while starting")
-            await asyncio.sleep(0.05)
-    yield Service(app, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}")
-    server.should_exit = True
-    await serving
-    listener.close()
+    """On the session's Ray (tests/conftest.py), so that it offers job slots for every suite's gateway: a
+    gateway that started Ray itself would offer only the few its own settings need."""
+    async with serve_gateway(gateway_settings) as (base_url, app):
+        yield Service(app, base_url, base_url.replace("http", "ws", 1))
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -65,8 +65,9 @@ async def test_a_roles_claim_must_be_a_list_of_strings(http):
 
 
 async def test_every_api_operation_requires_a_token_and_only_health_ping_metrics_do_not(http):
+    """... and the development token route, which mints them (and answers 404 outside that mode)."""
     schema = (await http.get("/openapi.json")).json()
-    public = {"/health", "/ping", "/metrics"}
+    public = {"/health", "/ping", "/metrics", "/api/v1/dev/token"}
     checked = 0
     for path, operations in schema["paths"].items():
         concrete = (
@@ -74,6 +75,7 @@ async def test_every_api_operation_requires_a_token_and_only_health_ping_metrics
             .replace("{job_id}", "j1")
             .replace("{node_type}", "start")
             .replace("{name}", "api_key")
+            .replace("{version}", "1")
         )
         for method in operations:
             response = await http.request(method.upper(), concrete, json={})
@@ -82,4 +84,4 @@ async def test_every_api_operation_requires_a_token_and_only_health_ping_metrics
             else:
                 assert response.status_code == 401, f"{method} {path} answered {response.status_code}"
                 checked += 1
-    assert checked == 19
+    assert checked == 21

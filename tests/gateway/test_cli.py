@@ -70,9 +70,13 @@ async def test_serve_starts_the_gateway_prints_its_urls_and_stops_on_sigint(tmp_
                 printed.append(line.decode())
         assert f"  API:           http://127.0.0.1:{port}/api/v1\n" in printed
         assert f"  Docs:          http://127.0.0.1:{port}/docs\n" in printed
+        assert f"  Run viewer:    http://127.0.0.1:{port}/ui/\n" in printed
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             assert (await client.get("/ping")).json() == {"status": "ok"}
             assert (await client.get("/docs")).status_code == 200
+            viewer = await client.get("/ui/")
+            assert viewer.status_code == 200
+            assert "default-src 'self'" in viewer.headers["content-security-policy"]
             assert (await client.get("/api/v1/workflows")).status_code == 401
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(60):

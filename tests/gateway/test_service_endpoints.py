@@ -7,7 +7,7 @@ import re
 
 from fastapi.routing import APIWebSocketRoute
 
-from gateway.routes import analytics, events, health, jobs, nodes, secrets, workflows
+from gateway.routes import analytics, dev, events, health, jobs, nodes, secrets, workflows
 from tests.gateway.support import create_workflow, execute, linear_definition, wait_for_job
 
 DOCUMENTED_OPERATIONS = {
@@ -16,6 +16,8 @@ DOCUMENTED_OPERATIONS = {
     ("get", "/api/v1/workflows/{workflow_id}"),
     ("put", "/api/v1/workflows/{workflow_id}"),
     ("delete", "/api/v1/workflows/{workflow_id}"),
+    ("get", "/api/v1/workflows/{workflow_id}/versions"),
+    ("get", "/api/v1/workflows/{workflow_id}/versions/{version}"),
     ("post", "/api/v1/workflows/{workflow_id}/execute"),
     ("get", "/api/v1/jobs"),
     ("get", "/api/v1/jobs/{job_id}"),
@@ -30,12 +32,14 @@ DOCUMENTED_OPERATIONS = {
     ("delete", "/api/v1/secrets/{name}"),
     ("get", "/api/v1/analytics/workflows"),
     ("get", "/api/v1/analytics/jobs"),
+    ("post", "/api/v1/dev/token"),
     ("get", "/health"),
     ("get", "/ping"),
     ("get", "/metrics"),
 }
-PUBLIC = {"/health", "/ping", "/metrics"}
-ROUTE_MODULES = (workflows, jobs, events, nodes, secrets, analytics, health)
+PUBLIC = {"/health", "/ping", "/metrics", "/api/v1/dev/token"}
+"""Answered without a token (the development token route mints them, in the embedded development mode)."""
+ROUTE_MODULES = (workflows, jobs, events, nodes, secrets, analytics, health, dev)
 
 
 async def test_ping_answers_without_a_token(http):
