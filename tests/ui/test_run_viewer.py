@@ -47,6 +47,7 @@ async def test_a_run_is_made_on_the_page_and_watched_live_to_its_end(page, ui_se
     await browser.click("#run")
     await browser.wait_for_selector("g.dag-node[data-node-id='digest']")
     await browser.click("g.dag-node[data-node-id='digest']")
+    await browser.wait_for_selector("#node-tokens", state="attached")
     await browser.evaluate(RECORD_TOKENS)
     await wait_for_node(browser, "end", "completed")
     await browser.wait_for_selector("#job-status [data-status='completed']")
