@@ -39,9 +39,9 @@ class RemoteCall:
     workflow_id: str
     node_id: str
     attempt: int
+    settings: NodeSettings
     predecessors: tuple[str, ...] = ()
     node_plugins: tuple[str, ...] = ()
-    settings: NodeSettings = field(default_factory=lambda: NodeSettings(_env_file=None))
     outer_attempts: tuple[int, ...] = ()
 
 
@@ -61,8 +61,8 @@ def remote_call(
         node_id=node_id or ctx.node_id,
         attempt=ctx.attempt,
         predecessors=ctx.predecessors,
-        node_plugins=runtime.node_plugins,
-        settings=runtime.node_settings,
+        node_plugins=runtime.settings.jobs.node_plugin_paths,
+        settings=runtime.settings.nodes,
         outer_attempts=ctx.outer_attempts,
     )
 
@@ -232,7 +232,7 @@ class NodeExecutor:
     def __init__(self, runtime: RuntimeConfig) -> None:
         self.runtime = runtime
         runtime.configure_process_logging()
-        settings = runtime.node_settings
+        settings = runtime.settings.nodes
         self._limiter = ClusterLimiter(
             runtime.namespace, ProviderLimits.from_settings(settings), hold_s=settings.llm_request_timeout_s
         )
@@ -295,7 +295,7 @@ async def test_here(test: NodeTest, runtime: RuntimeConfig, services: Mapping[st
     outcome = RemoteOutcome()
     node_id = test.node_type
     try:
-        node = default_registry(runtime.node_plugins).get(test.node_type)
+        node = runtime.registry().get(test.node_type)
         scope = TemplateContext(input=test.input, secrets=test.secrets)
         parsed = node.render_config(test.config, scope, node_id)
         ctx = NodeContext(
@@ -304,7 +304,7 @@ async def test_here(test: NodeTest, runtime: RuntimeConfig, services: Mapping[st
             node_id=node_id,
             attempt=1,
             scope=scope,
-            services={"settings": runtime.node_settings, **services},
+            services={"settings": runtime.settings.nodes, **services},
         )
         if node.execution is Execution.CPU:
             outcome.result = await run_as_task(runtime, NODE_TEST_TASKS, node, parsed, ctx)

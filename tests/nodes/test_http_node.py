@@ -31,9 +31,7 @@ NODE = HttpNode()
 
 
 def settings(allowed_hosts: str = "127.0.0.1", allow_private: bool = False, **extra: Any) -> NodeSettings:
-    return NodeSettings(
-        _env_file=None, HTTP_ALLOWED_HOSTS=allowed_hosts, HTTP_ALLOW_PRIVATE_NETWORKS=allow_private, **extra
-    )
+    return NodeSettings(HTTP_ALLOWED_HOSTS=allowed_hosts, HTTP_ALLOW_PRIVATE_NETWORKS=allow_private, **extra)
 
 
 LOOPBACK_ALLOWED = settings()
@@ -635,9 +633,7 @@ async def test_too_many_redirects(server, run):
 
 async def test_loopback_is_refused_by_default_and_nothing_is_sent(server, run):
     with pytest.raises(AddressRefusedError) as caught:
-        await run(
-            {"url": server.url("/echo")}, NodeSettings(_env_file=None, HTTP_ALLOW_PRIVATE_NETWORKS=False)
-        )
+        await run({"url": server.url("/echo")}, NodeSettings(HTTP_ALLOW_PRIVATE_NETWORKS=False))
     assert caught.value.message.startswith(
         f"GET {server.url('/echo')}: refused: 127.0.0.1 is a loopback address"
     )

@@ -46,7 +46,7 @@ def settings_for(server: OpenAITestServer, **overrides: Any) -> NodeSettings:
         "LLM_MAX_ATTEMPTS": "4",
     }
     values.update({key: str(value) for key, value in overrides.items()})
-    return NodeSettings(_env_file=None, **values)
+    return NodeSettings(**values)
 
 
 async def run_llm(
@@ -185,7 +185,6 @@ async def test_an_unreachable_provider_is_retried_then_reported_retryable():
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     settings = NodeSettings(
-        _env_file=None,
         MODEL_SERVICE_URL=f"http://127.0.0.1:{closed_port}",
         LLM_BACKOFF_BASE_S="0.01",
         LLM_MAX_ATTEMPTS="2",
