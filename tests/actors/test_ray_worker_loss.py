@@ -15,6 +15,7 @@ from actors.ray_launcher import RayLauncher
 from engine.templating import TemplateContext
 from nodes.base import NodeContext, NodeResult
 from tests.actors.worker_loss_nodes import PLUGIN
+from tests.support.node_services import standalone_services, unread_log
 from tests.support.runtime_config import runtime_config
 
 pytestmark = pytest.mark.slow
@@ -55,9 +56,19 @@ async def test_a_task_queued_behind_a_force_cancelled_one_survives_the_worker_it
     cpus = await until_cpus_idle()
     assert cpus >= 1, "the test cluster has a CPU"
 
+    services = standalone_services(runtime.settings.nodes, registry=runtime.registry())
+
     def run(node_id: str, seconds: float, started_dir: Path) -> asyncio.Task[NodeResult]:
         config: dict[str, Any] = {"seconds": seconds, "started_dir": str(started_dir)}
-        ctx = NodeContext(job_id="job", workflow_id="wf", node_id=node_id, attempt=1, scope=TemplateContext())
+        ctx = NodeContext(
+            job_id="job",
+            workflow_id="wf",
+            node_id=node_id,
+            attempt=1,
+            scope=TemplateContext(),
+            services=services,
+            log=unread_log,
+        )
         return asyncio.create_task(launcher.run(node, node.parse_config(config, node_id), ctx))
 
     caplog.set_level(logging.WARNING, logger="actors.remote_nodes")

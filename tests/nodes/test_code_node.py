@@ -23,6 +23,7 @@ from nodes.registry import default_registry
 from nodes.sandbox import bubblewrap_problem
 from nodes.settings import NodeSettings
 from tests.nodes.test_sandbox import sandbox_processes, wait_for_sandbox
+from tests.support.node_services import standalone_services
 
 NODE = CodeNode()
 SETTINGS = NodeSettings(SANDBOX_WALL_CLOCK_S=20, SANDBOX_CPU_S=10, SANDBOX_ALLOW_UNSANDBOXED=False)
@@ -59,7 +60,7 @@ class Run:
             attempt=1,
             scope=TemplateContext(input=job_input if job_input is not None else {}),
             log=lambda level, message, data: self.logs.append((level, message, data)),
-            services={"settings": node_settings},
+            services=standalone_services(node_settings),
         )
         return await NODE.execute(NODE.render_config(config, ctx.scope, ctx.node_id), ctx)
 

@@ -26,6 +26,7 @@ from nodes.http import HttpNode, http_clients
 from nodes.settings import NodeSettings
 from nodes.ssrf import AddressRefusedError
 from tests.nodes.test_ssrf import FixedTableResolver
+from tests.support.node_services import standalone_services
 
 NODE = HttpNode()
 
@@ -210,7 +211,7 @@ class Run:
             attempt=1,
             scope=scope or TemplateContext(),
             log=lambda level, message, data: self.logs.append((level, message, data)),
-            services={"settings": node_settings, **services},
+            services=standalone_services(node_settings, **services),
         )
         if scope is not None:
             config = NODE.render_config(config, scope, "fetch").model_dump(mode="json")

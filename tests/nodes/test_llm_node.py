@@ -21,6 +21,7 @@ from nodes.llm_client import close_shared_clients
 from nodes.provider_limits import InProcessLimiter, LimitKey, ProviderLimits
 from nodes.registry import default_registry
 from nodes.settings import NodeSettings
+from tests.support.node_services import standalone_services
 from tests.support.openai_server import OpenAITestServer
 
 LogRecord = tuple[LogLevel, str, dict[str, Any]]
@@ -63,7 +64,7 @@ async def run_llm(
         attempt=2,
         scope=TemplateContext(),
         log=lambda level, message, data: (logs if logs is not None else []).append((level, message, data)),
-        services={"settings": settings, **services},
+        services=standalone_services(settings, **services),
     )
     return await node.execute(node.parse_config(config, "classify"), ctx)
 
