@@ -8,19 +8,15 @@ import logging
 from dataclasses import dataclass
 
 import psutil
-from pydantic import SecretStr
 
 from actors import ray_api
 from actors.controller import WorkflowController
-from actors.runtime_config import ActorMode, RuntimeConfig
-from config.secrets_key import secrets_key
+from actors.runtime_config import RuntimeConfig, new_bus, new_store
+from config.resolved import Resolved
 from config.settings import Settings
-from nodes.settings import NodeSettings
-from storage.bus_factory import build_event_bus
 from storage.embedded_redis import EmbeddedRedis
 from storage.protocols import EventBus, Store
 from storage.secret_vault import SecretVault, load_operator_secrets
-from storage.store_factory import build_store
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +32,6 @@ def derive_max_active_jobs(memory_bytes: float) -> int:
 
 @dataclass
 class ServiceRuntime:
-    settings: Settings
     runtime: RuntimeConfig
     store: Store
     bus: EventBus
@@ -54,34 +49,27 @@ class ServiceRuntime:
             self.embedded_redis.stop()
 
 
-async def start_service_runtime(
-    settings: Settings, node_settings: NodeSettings | None = None
-) -> ServiceRuntime:
-    node_settings = node_settings or NodeSettings()
-    data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    user_secrets_key = secrets_key(settings)
-    secrets_file = settings.secrets_file.resolve() if settings.secrets_file else None
-    load_operator_secrets(secrets_file)
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    bus, embedded = build_event_bus(
-        settings.redis_host, settings.redis_port, password, data_dir, settings.event_stream_ttl_s
-    )
+async def start_service_runtime(settings: Settings, resolved: Resolved | None = None) -> ServiceRuntime:
+    """Start the bus, the store, Ray and the job manager from `settings`, resolved against this machine
+    (`resolved`: what the gateway already worked out, so that it fails before anything starts)."""
+    resolved = resolved or Resolved.of(settings)
+    resolved.data_dir.mkdir(parents=True, exist_ok=True)
+    load_operator_secrets(resolved.secrets_file)
+    bus, embedded = new_bus(settings, resolved, settings.events.redis_host, settings.events.redis_port)
     try:
         await bus.start()
-        store = build_store(
-            settings.mongodb_url, settings.mongodb_db, data_dir, settings.mongodb_majority_writes
-        )
+        store = new_store(settings, resolved)
         await store.start()
+        jobs = settings.jobs
         local_memory = psutil.virtual_memory().available
-        max_active = settings.max_active_jobs or derive_max_active_jobs(local_memory)
+        max_active = jobs.max_active_jobs or derive_max_active_jobs(local_memory)
         cluster = ray_api.init(
-            settings.ray_address,
-            settings.ray_namespace,
-            job_slots=max_active + settings.warm_pool_size,
-            include_dashboard=settings.ray_dashboard,
+            settings.ray.address,
+            settings.ray.namespace,
+            job_slots=max_active + jobs.warm_pool_size,
+            include_dashboard=settings.ray.dashboard,
         )
-        if not cluster.started_here and not settings.max_active_jobs:
+        if not cluster.started_here and not jobs.max_active_jobs:
             max_active = derive_max_active_jobs(ray_api.cluster_resources().get("memory", local_memory))
         if not ray_api.cluster_resources().get(ray_api.JOB_SLOT):
             logger.warning(
@@ -91,26 +79,11 @@ async def start_service_runtime(
                 ray_api.JOB_SLOT,
             )
         runtime = RuntimeConfig(
-            namespace=settings.ray_namespace,
-            mongodb_url=settings.mongodb_url,
-            mongodb_db=settings.mongodb_db,
-            mongodb_majority_writes=settings.mongodb_majority_writes,
-            data_dir=data_dir,
-            redis_host=embedded.host if embedded else str(settings.redis_host),
-            redis_port=embedded.port if embedded else settings.redis_port,
-            redis_password=password,
-            event_stream_ttl_s=settings.event_stream_ttl_s,
-            mode=ActorMode(settings.job_actor_mode),
+            settings=settings,
+            resolved=resolved,
+            redis_host=embedded.host if embedded else str(settings.events.redis_host),
+            redis_port=embedded.port if embedded else settings.events.redis_port,
             max_active_jobs=max_active,
-            warm_pool_size=settings.warm_pool_size,
-            reuse_max_jobs=settings.reuse_max_jobs,
-            executor_pool_size=settings.executor_pool_size,
-            secrets_file=secrets_file,
-            secrets_key=SecretStr(user_secrets_key),
-            node_plugins=settings.node_plugin_paths,
-            node_settings=node_settings,
-            log_level=settings.log_level,
-            log_format=settings.log_format,
         )
         controller = await WorkflowController.connect(runtime, store)
     except BaseException:
@@ -123,8 +96,8 @@ async def start_service_runtime(
             "ray": cluster.address,
             "dashboard": cluster.dashboard_url,
             "max_active_jobs": max_active,
-            "mode": runtime.mode.value,
+            "mode": settings.jobs.actor_mode.value,
         },
     )
     vault = runtime.secret_vault(store)
-    return ServiceRuntime(settings, runtime, store, bus, controller, cluster, embedded, vault)
+    return ServiceRuntime(runtime, store, bus, controller, cluster, embedded, vault)

@@ -18,7 +18,10 @@ class ExecutorPool:
         self._handles: list[ray_api.ActorHandle] = []
 
     def _lookup(self) -> list[ray_api.ActorHandle]:
-        names = (EXECUTOR_NAME.format(index=index) for index in range(self._runtime.executor_pool_size))
+        names = (
+            EXECUTOR_NAME.format(index=index)
+            for index in range(self._runtime.settings.jobs.executor_pool_size)
+        )
         return [handle for name in names if (handle := ray_api.get_actor(name, self._runtime.namespace))]
 
     async def handles(self) -> list[ray_api.ActorHandle]:

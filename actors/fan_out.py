@@ -15,38 +15,21 @@ from typing import Any
 
 from actors.subgraph import GraphItemRun, Launch, execute_in_place
 from engine.failures import error_info
-from engine.templating import ITEM_ROOT, TemplateContext
+from engine.templating import ITEM_ROOT
 from nodes.base import LogSink, NodeContext
 from nodes.map import GraphChild, ItemOutcome, MapChild, ProgressCallback
-from nodes.registry import NodeRegistry, default_registry
 
 CHUNK_SECONDS = 0.05
 CHUNK_ITEMS = 256
 
 
-def item_context(parent: NodeContext, index: int, services: dict[str, Any] | None = None) -> NodeContext:
-    """A child's context: its own node id `map[index]`, so its idempotency key is per item."""
-    return NodeContext(
-        job_id=parent.job_id,
-        workflow_id=parent.workflow_id,
-        node_id=f"{parent.node_id}[{index}]",
-        attempt=parent.attempt,
-        scope=TemplateContext(),
-        log=parent.log,
-        services=services if services is not None else parent.services,
-    )
-
-
 async def run_item(
-    child: MapChild,
-    config: dict[str, Any],
-    ctx: NodeContext,
-    index: int,
-    registry: NodeRegistry,
-    launch: Launch = execute_in_place,
+    child: MapChild, config: dict[str, Any], ctx: NodeContext, index: int, launch: Launch = execute_in_place
 ) -> ItemOutcome:
-    """One item: the child node with its rendered config, or the sub-graph with `config["item"]`."""
+    """One item (`ctx` is the item's): the child node with its rendered config, or the sub-graph with
+    `config["item"]`."""
     if isinstance(child, GraphChild):
+        registry = ctx.services.registry
         return await GraphItemRun(child, config[ITEM_ROOT], ctx, index, registry, launch).run()
     try:
         result = await launch(child, child.parse_config(config, ctx.node_id), ctx)
@@ -138,9 +121,8 @@ class InProcessFanOut:
         on_progress: ProgressCallback,
     ) -> list[ItemOutcome]:
         tally = Tally(len(configs), on_progress)
-        registry = parent.services.get("registry") or default_registry()
         jobs = [
-            (lambda i=index, c=config: run_item(child, c, item_context(parent, i), i, registry))
+            (lambda i=index, c=config: run_item(child, c, parent.for_item(i), i))
             for index, config in enumerate(configs)
         ]
         async for chunk in chunked(bounded(jobs, max_concurrency, fail_fast)):

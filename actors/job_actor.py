@@ -68,7 +68,7 @@ class JobActor:
                 bus=bus,
                 registry=self._registry,
                 launcher=RayLauncher(self._executors, name, self.runtime),
-                node_services={"settings": self.runtime.node_settings},
+                node_settings=self.runtime.settings.nodes,
                 secrets=await self.runtime.secret_vault(store).resolve(job.owner, job.owner_roles),
             )
             runner = JobRunner(services, job, dag)

@@ -53,6 +53,8 @@ from engine.scheduler import (
 from engine.templating import TemplateContext
 from nodes.base import NodeContext, NodeResult
 from nodes.registry import NodeRegistry
+from nodes.services import NodeServices
+from nodes.settings import NodeSettings
 from storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
@@ -76,10 +78,11 @@ class RunnerServices:
     bus: EventBus
     registry: NodeRegistry
     launcher: NodeLauncher
+    node_settings: NodeSettings
+    """What the job's nodes read where they run (the `nodes` section of the settings)."""
     secrets: Mapping[str, str] = field(default_factory=dict)
     clock: Callable[[], datetime] = utcnow
     jitter: Callable[[float], float] = full_jitter
-    node_services: Mapping[str, Any] = field(default_factory=dict)
 
 
 class JobRunner:
@@ -290,18 +293,27 @@ class JobRunner:
             attempt=attempt,
             scope=scope,
             predecessors=self.dag.predecessors[node_id],
-            services={
-                **self.s.node_services,
-                "registry": self.s.registry,
-                "fan_out": self.s.launcher.fan_out,
-                "progress": self._report_progress,
-            },
+            services=self._node_services(),
             log=self._node_log(node_id),
         )
         try:
             return await self.s.launcher.run(node, config, ctx)
         except ConditionError as exc:
             raise ConditionError(f"node '{node_id}' {exc.message}") from None
+
+    def _node_services(self) -> NodeServices:
+        """What the job's nodes get where the launcher runs them here: on Ray only inline nodes, since an I/O
+        or CPU node is shipped with the settings and gets the services of where it runs (an executor's
+        provider limiter). The in-process launcher runs every node here, with no provider limit."""
+        return NodeServices(
+            settings=self.s.node_settings,
+            registry=self.s.registry,
+            llm_limiter=None,
+            emit_token=None,
+            fan_out=self.s.launcher.fan_out,
+            progress=self._report_progress,
+            dns_resolver=None,
+        )
 
     def _shown_config(self, config: BaseModel) -> Any:
         """A rendered config as it may be stored and shown: dumped in Python mode first, so secret fields

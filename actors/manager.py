@@ -23,7 +23,8 @@ from actors.job_actor import JobActor
 from actors.job_actors import DEDICATED_PREFIX, REUSE_PREFIX, PooledActor, RunnerSet
 from actors.llm_limiter import limiter_handle
 from actors.remote_nodes import NodeExecutor
-from actors.runtime_config import ActorMode, RuntimeConfig
+from actors.runtime_config import RuntimeConfig
+from config.settings import ActorMode
 from engine.errors import ConflictError, NotFoundError
 from engine.records import (
     ErrorInfo,
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 MANAGER_NAME = "job-manager"
 UNFINISHED = (JobStatus.RUNNING, JobStatus.PENDING)
 RECOVERY_PAGE_SIZE = 500
+EXECUTOR_MAX_CONCURRENCY = 1000
+"""Calls one executor actor runs at once (node attempts and map batches, each a coroutine)."""
 
 
 def new_job_id() -> str:
@@ -62,12 +65,12 @@ class JobManager:
         self._pool_filling = False
         self._runners = (
             RunnerSet(
-                size=max(1, min(runtime.warm_pool_size, runtime.max_active_jobs)),
-                max_jobs=runtime.reuse_max_jobs,
+                size=max(1, min(runtime.settings.jobs.warm_pool_size, runtime.max_active_jobs)),
+                max_jobs=runtime.settings.jobs.reuse_max_jobs,
                 start=self._start_runner,
                 end=lambda runner: ray_api.kill(runner.handle),
             )
-            if runtime.mode is ActorMode.REUSE
+            if runtime.settings.jobs.actor_mode is ActorMode.REUSE
             else None
         )
         self._queue: deque[str] = deque()
@@ -96,13 +99,13 @@ class JobManager:
 
     def _start_executors(self) -> None:
         limiter_handle(self.runtime.namespace)
-        for index in range(self.runtime.executor_pool_size):
+        for index in range(self.runtime.settings.jobs.executor_pool_size):
             ray_api.start_actor(
                 NodeExecutor,
                 self.runtime,
                 name=EXECUTOR_NAME.format(index=index),
                 namespace=self.runtime.namespace,
-                max_concurrency=self.runtime.executor_max_concurrency,
+                max_concurrency=EXECUTOR_MAX_CONCURRENCY,
                 get_if_exists=True,
                 on_head=True,
             )
@@ -211,7 +214,7 @@ class JobManager:
             self._begin(job_id, member)
 
     def _new_actor(self, job_id: str | None) -> PooledActor:
-        if self.runtime.mode is ActorMode.DEDICATED:
+        if self.runtime.settings.jobs.actor_mode is ActorMode.DEDICATED:
             name = f"{DEDICATED_PREFIX}{job_id or new_job_id()}"
         else:
             name = f"{REUSE_PREFIX}{uuid.uuid4().hex[:12]}"
@@ -281,7 +284,7 @@ class JobManager:
         if self._runners is not None:
             self._runners.fill()
             return
-        if not self._pool_filling and len(self._pool) < self.runtime.warm_pool_size:
+        if not self._pool_filling and len(self._pool) < self.runtime.settings.jobs.warm_pool_size:
             self._pool_filling = True
             self._spawn(self._fill_pool())
 
@@ -289,7 +292,7 @@ class JobManager:
         """Start pool actors one at a time in the background and wait until each is ready, so
         an execute request that takes one starts its job at once."""
         try:
-            while len(self._pool) < self.runtime.warm_pool_size:
+            while len(self._pool) < self.runtime.settings.jobs.warm_pool_size:
                 member = self._new_actor(None)
                 await ray_api.result(ray_api.call(member.handle, "prepare"))
                 self._pool.append(member)
@@ -397,7 +400,7 @@ class JobManager:
         `unreadable_rows` the stored rows this manager could not read (its recovery skipped them)."""
         await self._ensure_started()
         return {
-            "mode": self.runtime.mode.value,
+            "mode": self.runtime.settings.jobs.actor_mode.value,
             "active": len(self._active),
             "pending": len(self._queue),
             "pool": len(self._runners.runners) if self._runners is not None else len(self._pool),

@@ -10,12 +10,11 @@ from typing import Any
 
 from actors import ray_api
 from actors.executor_pool import ExecutorPool
-from actors.fan_out import InProcessFanOut, Tally, bounded, item_context, run_item
+from actors.fan_out import InProcessFanOut, Tally, bounded, run_item
 from actors.remote_nodes import RemoteBatch, remote_call, run_as_task
 from actors.runtime_config import RuntimeConfig
 from nodes.base import Execution, NodeContext, NodeType
 from nodes.map import GraphChild, ItemOutcome, MapChild, MapNode, ProgressCallback
-from nodes.registry import default_registry
 
 ITEMS_PER_EXECUTOR = 5000
 
@@ -109,9 +108,8 @@ class RayFanOut:
         tally: Tally,
     ) -> None:
         on_a_worker = functools.partial(run_as_task, self._runtime, self._workflow_name)
-        registry = parent.services.get("registry") or default_registry()
         jobs = [
-            (lambda i=index, c=config: run_item(child, c, item_context(parent, i), i, registry, on_a_worker))
+            (lambda i=index, c=config: run_item(child, c, parent.for_item(i), i, on_a_worker))
             for index, config in enumerate(configs)
         ]
         async for outcome in bounded(jobs, max_concurrency, fail_fast):

@@ -7,24 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel
 
 from actors import ray_api
-from actors.fan_out import bounded, chunked, item_context, run_item
+from actors.fan_out import bounded, chunked, run_item
 from actors.llm_limiter import ClusterLimiter
 from actors.runtime_config import RuntimeConfig
 from engine.errors import ConditionError, NodeExecutionError, StorageUnavailableError
 from engine.failures import error_info
 from engine.records import ErrorInfo, EventType, JobEvent, LogLevel
 from engine.templating import TemplateContext
-from nodes.base import Execution, NodeContext, NodeResult, NodeType
+from nodes.base import Execution, LogSink, NodeContext, NodeResult, NodeType
 from nodes.map import GraphChild, ItemOutcome
-from nodes.provider_limits import ProviderLimits
+from nodes.provider_limits import ProviderLimiter, ProviderLimits
 from nodes.registry import default_registry
+from nodes.services import NodeServices, TokenSink
 from nodes.settings import NodeSettings
 from storage.protocols import EventBus
 
@@ -39,10 +40,37 @@ class RemoteCall:
     workflow_id: str
     node_id: str
     attempt: int
+    settings: NodeSettings
     predecessors: tuple[str, ...] = ()
     node_plugins: tuple[str, ...] = ()
-    settings: NodeSettings = field(default_factory=lambda: NodeSettings(_env_file=None))
     outer_attempts: tuple[int, ...] = ()
+
+    def services(self, llm_limiter: ProviderLimiter | None, emit_token: TokenSink | None) -> NodeServices:
+        """What the shipped node gets where it runs: the settings and node types it was shipped with, and
+        what this process offers (`llm_limiter`, `emit_token`). No fan-out: a map runs in its job's actor."""
+        return NodeServices(
+            settings=self.settings,
+            registry=default_registry(self.node_plugins),
+            llm_limiter=llm_limiter,
+            emit_token=emit_token,
+            fan_out=None,
+            progress=None,
+            dns_resolver=None,
+        )
+
+    def context(self, services: NodeServices, log: LogSink) -> NodeContext:
+        """The shipped attempt's context where it runs; its config is rendered already, so no scope."""
+        return NodeContext(
+            job_id=self.job_id,
+            workflow_id=self.workflow_id,
+            node_id=self.node_id,
+            attempt=self.attempt,
+            scope=TemplateContext(),
+            services=services,
+            log=log,
+            predecessors=self.predecessors,
+            outer_attempts=self.outer_attempts,
+        )
 
 
 def remote_call(
@@ -61,8 +89,8 @@ def remote_call(
         node_id=node_id or ctx.node_id,
         attempt=ctx.attempt,
         predecessors=ctx.predecessors,
-        node_plugins=runtime.node_plugins,
-        settings=runtime.node_settings,
+        node_plugins=runtime.settings.jobs.node_plugin_paths,
+        settings=runtime.settings.nodes,
         outer_attempts=ctx.outer_attempts,
     )
 
@@ -98,22 +126,12 @@ class RemoteNodeError(NodeExecutionError):
         self.retryable = info.retryable
 
 
-async def execute_here(call: RemoteCall, services: Mapping[str, Any] | None = None) -> RemoteOutcome:
-    """Run one attempt in this process with the node's services: the shipped settings plus what the
-    hosting process offers (`services`)."""
+async def execute_here(call: RemoteCall, services: NodeServices) -> RemoteOutcome:
+    """Run one attempt in this process with `services` (`call.services(...)`); what it logs comes back
+    with its outcome."""
     outcome = RemoteOutcome()
-    node = default_registry(call.node_plugins).get(call.node_type)
-    ctx = NodeContext(
-        job_id=call.job_id,
-        workflow_id=call.workflow_id,
-        node_id=call.node_id,
-        attempt=call.attempt,
-        scope=TemplateContext(),
-        predecessors=call.predecessors,
-        log=lambda level, message, data: outcome.logs.append((level, message, data)),
-        services={"settings": call.settings, **(services or {})},
-        outer_attempts=call.outer_attempts,
-    )
+    node = services.registry.get(call.node_type)
+    ctx = call.context(services, lambda level, message, data: outcome.logs.append((level, message, data)))
     try:
         outcome.result = await node.execute(node.parse_config(call.config, call.node_id), ctx)
     except Exception as exc:
@@ -188,13 +206,13 @@ def outcome_result(outcome: RemoteOutcome, ctx: NodeContext) -> NodeResult:
 
 
 async def execute_batch_here(
-    batch: RemoteBatch, services: Mapping[str, Any] | None = None, runtime: RuntimeConfig | None = None
+    batch: RemoteBatch, services: NodeServices, runtime: RuntimeConfig | None = None
 ) -> AsyncIterator[list[ItemOutcome]]:
-    """Run a batch as coroutines under its concurrency bound, yielding outcomes in chunks as they finish.
-    A sub-graph's CPU nodes need `runtime` to be sent out as Ray tasks."""
+    """Run a batch as coroutines under its concurrency bound, yielding outcomes in chunks as they finish;
+    each item's log lines come back with its outcome. A sub-graph's CPU nodes need `runtime` to be sent
+    out as Ray tasks."""
     call = batch.call
-    registry = default_registry(call.node_plugins)
-    child = batch.graph or registry.get(call.node_type)
+    child = batch.graph or services.registry.get(call.node_type)
 
     async def launch(node: NodeType[Any], config: BaseModel, ctx: NodeContext) -> NodeResult:
         if node.execution is not Execution.CPU:
@@ -203,20 +221,10 @@ async def execute_batch_here(
             raise NodeExecutionError(f"node '{ctx.node_id}' needs a core of its own, which only Ray gives")
         return await run_as_task(runtime, batch.task_prefix, node, config, ctx)
 
-    parent = NodeContext(
-        job_id=call.job_id,
-        workflow_id=call.workflow_id,
-        node_id=call.node_id,
-        attempt=call.attempt,
-        scope=TemplateContext(),
-        services={"settings": call.settings, **(services or {})},
-    )
-
     async def logged_item(index: int, config: dict[str, Any]) -> ItemOutcome:
         logs: list[tuple[LogLevel, str, dict[str, Any]]] = []
-        ctx = item_context(parent, index)
-        ctx.log = lambda level, message, data: logs.append((level, message, data))
-        outcome = await run_item(child, config, ctx, index, registry, launch)
+        ctx = call.context(services, lambda level, message, data: logs.append((level, message, data)))
+        outcome = await run_item(child, config, ctx.for_item(index), index, launch)
         return replace(outcome, logs=tuple(logs)) if logs else outcome
 
     jobs = [(lambda i=index, c=config: logged_item(i, c)) for index, config in batch.items]
@@ -232,7 +240,7 @@ class NodeExecutor:
     def __init__(self, runtime: RuntimeConfig) -> None:
         self.runtime = runtime
         runtime.configure_process_logging()
-        settings = runtime.node_settings
+        settings = runtime.settings.nodes
         self._limiter = ClusterLimiter(
             runtime.namespace, ProviderLimits.from_settings(settings), hold_s=settings.llm_request_timeout_s
         )
@@ -240,18 +248,16 @@ class NodeExecutor:
         self._bus_lock = asyncio.Lock()
 
     async def execute(self, call: RemoteCall) -> RemoteOutcome:
-        return await execute_here(
-            call, {"llm_limiter": self._limiter, "emit_token": self._token_emitter(call)}
-        )
+        return await execute_here(call, call.services(self._limiter, self._token_emitter(call)))
 
     async def test_node(self, test: NodeTest) -> RemoteOutcome:
-        return await test_here(test, self.runtime, {"llm_limiter": self._limiter})
+        return await test_here(test, self.runtime, self._limiter)
 
     async def execute_batch(self, batch: RemoteBatch) -> AsyncIterator[list[ItemOutcome]]:
-        async for chunk in execute_batch_here(batch, {"llm_limiter": self._limiter}, self.runtime):
+        async for chunk in execute_batch_here(batch, batch.call.services(self._limiter, None), self.runtime):
             yield chunk
 
-    def _token_emitter(self, call: RemoteCall) -> Callable[[str], Awaitable[None]]:
+    def _token_emitter(self, call: RemoteCall) -> TokenSink:
         """Streamed LLM text, published straight to the event bus as `llm_token` events (sequence 0).
 
         Tokens are best-effort live output, not durable state: they bypass the job's checkpoint and
@@ -289,13 +295,25 @@ class NodeExecutor:
         return True
 
 
-async def test_here(test: NodeTest, runtime: RuntimeConfig, services: Mapping[str, Any]) -> RemoteOutcome:
+async def test_here(
+    test: NodeTest, runtime: RuntimeConfig, llm_limiter: ProviderLimiter | None
+) -> RemoteOutcome:
     """A node test in this process: the config rendered here (so no template is evaluated where the
-    request arrived), then the node run as a job runs it, a CPU node as a Ray task."""
+    request arrived), then the node run as a job runs it, a CPU node as a Ray task. It belongs to no job,
+    so there is nothing to fan a map out with, and what it logs is dropped (the route returns the output)."""
     outcome = RemoteOutcome()
     node_id = test.node_type
+    services = NodeServices(
+        settings=runtime.settings.nodes,
+        registry=runtime.registry(),
+        llm_limiter=llm_limiter,
+        emit_token=None,
+        fan_out=None,
+        progress=None,
+        dns_resolver=None,
+    )
     try:
-        node = default_registry(runtime.node_plugins).get(test.node_type)
+        node = services.registry.get(test.node_type)
         scope = TemplateContext(input=test.input, secrets=test.secrets)
         parsed = node.render_config(test.config, scope, node_id)
         ctx = NodeContext(
@@ -304,7 +322,8 @@ async def test_here(test: NodeTest, runtime: RuntimeConfig, services: Mapping[st
             node_id=node_id,
             attempt=1,
             scope=scope,
-            services={"settings": runtime.node_settings, **services},
+            services=services,
+            log=_dropped,
         )
         if node.execution is Execution.CPU:
             outcome.result = await run_as_task(runtime, NODE_TEST_TASKS, node, parsed, ctx)
@@ -317,6 +336,11 @@ async def test_here(test: NodeTest, runtime: RuntimeConfig, services: Mapping[st
     return outcome
 
 
+def _dropped(level: LogLevel, message: str, data: dict[str, Any]) -> None:
+    """The log of a node test, which no job keeps."""
+
+
 def run_cpu_node(call: RemoteCall) -> RemoteOutcome:
-    """The body of a Ray task for CPU nodes (user code): one attempt, in a worker process."""
-    return asyncio.run(execute_here(call))
+    """The body of a Ray task for CPU nodes (user code): one attempt, in a worker process, which holds no
+    provider limiter."""
+    return asyncio.run(execute_here(call, call.services(llm_limiter=None, emit_token=None)))

@@ -1,72 +1,71 @@
-"""What every actor needs to reach the same store, bus and cluster: resolved once, passed to each."""
+"""What every actor needs to reach the same store, bus and cluster: the service's settings tree whole,
+with what was worked out from it once at start (actors/bootstrap.py), pickled to each actor."""
 
 from __future__ import annotations
 
-from enum import StrEnum
-from pathlib import Path
-
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from config.log_setup import configure_logging
-from config.settings import LogFormat
+from config.resolved import Resolved
+from config.settings import Settings
 from nodes.registry import NodeRegistry, default_registry
-from nodes.settings import NodeSettings
 from storage.bus_factory import build_event_bus
+from storage.embedded_redis import EmbeddedRedis
 from storage.protocols import EventBus, SecretStore, Store
-from storage.redis_bus import DEFAULT_JOB_STREAM_TTL_S
 from storage.secret_cipher import SecretCipher
 from storage.secret_vault import SecretVault
 from storage.store_factory import build_store
 
 
-class ActorMode(StrEnum):
-    DEDICATED = "dedicated"  # one actor per job, named job:<job_id>, ended with its job
-    REUSE = "reuse"  # a few runner actors, each running many jobs at once, replaced after `reuse_max_jobs`
-
-
 class RuntimeConfig(BaseModel):
-    namespace: str = "workflow-service"
-    mongodb_url: str | None = None
-    mongodb_db: str = "optimus"
-    mongodb_majority_writes: bool = True
-    data_dir: Path
+    model_config = ConfigDict(frozen=True)
+
+    settings: Settings
+    resolved: Resolved
     redis_host: str
-    redis_port: int
-    redis_password: str | None = None
-    event_stream_ttl_s: int = Field(default=DEFAULT_JOB_STREAM_TTL_S, ge=0)
-    mode: ActorMode = ActorMode.DEDICATED
-    max_active_jobs: int = Field(default=8, ge=1)
-    warm_pool_size: int = Field(default=2, ge=0)
-    reuse_max_jobs: int = Field(default=1000, ge=1)
-    executor_pool_size: int = Field(default=2, ge=1)
-    executor_max_concurrency: int = Field(default=1000, ge=1)
-    secrets_file: Path | None = None
-    secrets_key: SecretStr | None = None
-    """Seals and opens users' secrets; the service always sets it (SECRETS_KEY, or the embedded mode's)."""
-    node_plugins: tuple[str, ...] = ()
-    node_settings: NodeSettings = Field(default_factory=lambda: NodeSettings(_env_file=None))
-    log_level: str = "INFO"
-    log_format: LogFormat = LogFormat.JSON
+    """The Redis the bus uses: REDIS_HOST, or the embedded server the service started."""
+    redis_port: int = Field(ge=1, le=65535)
+    max_active_jobs: int = Field(ge=1)
+    """MAX_ACTIVE_JOBS, or the number derived from the memory Ray has when it is 0."""
+
+    @property
+    def namespace(self) -> str:
+        """The Ray namespace of every actor of the service."""
+        return self.settings.ray.namespace
 
     def configure_process_logging(self) -> None:
-        configure_logging(self.log_level, self.log_format)
+        configure_logging(self.settings.logging.level, self.settings.logging.format)
 
     def registry(self) -> NodeRegistry:
-        return default_registry(self.node_plugins)
+        return default_registry(self.settings.jobs.node_plugin_paths)
 
     def secret_vault(self, store: SecretStore) -> SecretVault:
         """Where a job's {{secrets.NAME}} come from: its owner's secrets, then SECRETS_FILE's granted ones."""
-        cipher = SecretCipher(self.secrets_key.get_secret_value()) if self.secrets_key else None
-        return SecretVault(store, cipher, self.secrets_file)
+        cipher = SecretCipher(self.resolved.secrets_key.get_secret_value())
+        return SecretVault(store, cipher, self.resolved.secrets_file)
 
     async def open_store(self) -> Store:
-        store = build_store(self.mongodb_url, self.mongodb_db, self.data_dir, self.mongodb_majority_writes)
+        store = new_store(self.settings, self.resolved)
         await store.start()
         return store
 
     async def open_bus(self) -> EventBus:
-        bus, _ = build_event_bus(
-            self.redis_host, self.redis_port, self.redis_password, self.data_dir, self.event_stream_ttl_s
-        )
+        bus, _ = new_bus(self.settings, self.resolved, self.redis_host, self.redis_port)
         await bus.start()
         return bus
+
+
+def new_store(settings: Settings, resolved: Resolved) -> Store:
+    storage = settings.storage
+    return build_store(
+        storage.mongodb_url, storage.mongodb_db, resolved.data_dir, storage.mongodb_majority_writes
+    )
+
+
+def new_bus(
+    settings: Settings, resolved: Resolved, redis_host: str | None, redis_port: int
+) -> tuple[EventBus, EmbeddedRedis | None]:
+    """The bus to the Redis at `redis_host`, or, when that is None, to an embedded server it starts."""
+    events = settings.events
+    password = events.redis_password.get_secret_value() if events.redis_password else None
+    return build_event_bus(redis_host, redis_port, password, resolved.data_dir, events.stream_ttl_s)

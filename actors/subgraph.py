@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from actors.node_attempt import NodeTasks
-from engine.records import ErrorInfo, JobStatus, LogLevel, NodeStatus, utcnow
+from engine.records import ErrorInfo, JobStatus, NodeStatus, utcnow
 from engine.scheduler import (
     Begin,
     Decision,
@@ -109,22 +109,6 @@ class GraphItemRun:
             secrets=outer.secrets,
             locals=self.locals,
         )
-        qualified_id = f"{self.item_ctx.node_id}.{node_id}"
-        config = node.render_config(spec.config, scope, qualified_id)
-        item_log = self.item_ctx.log
-
-        def log(level: LogLevel, message: str, data: dict[str, Any]) -> None:
-            item_log(level, message, {"sub_node": node_id, **data})
-
-        ctx = NodeContext(
-            job_id=self.item_ctx.job_id,
-            workflow_id=self.item_ctx.workflow_id,
-            node_id=qualified_id,
-            attempt=attempt,
-            scope=scope,
-            predecessors=self.dag.predecessors[node_id],
-            log=log,
-            services=self.item_ctx.services,
-            outer_attempts=(self.item_ctx.attempt,),
-        )
+        ctx = self.item_ctx.for_sub_node(node_id, attempt, scope, self.dag.predecessors[node_id])
+        config = node.render_config(spec.config, scope, ctx.node_id)
         return await self.launch(node, config, ctx)

@@ -20,7 +20,6 @@ from bench.harness import (
     warm_pool_ready,
 )
 from bench.raw_client import fan_out
-from nodes.settings import NodeSettings
 
 CALLS, IN_FLIGHT, LATENCY_S = 1000, 200, 0.2
 TARGET_RATIO = 1.15
@@ -66,8 +65,9 @@ def map_workflow() -> dict[str, Any]:
 async def run() -> dict[str, dict[str, Any]]:
     with llm_server() as url:
         floors: list[float] = []
-        node_settings = NodeSettings(_env_file=None, MODEL_SERVICE_URL=url, LLM_MAX_CONCURRENCY=IN_FLIGHT)
-        async with service(node_settings, WARM_POOL_SIZE=1, MAX_ACTIVE_JOBS=2) as runtime:
+        async with service(
+            MODEL_SERVICE_URL=url, LLM_MAX_CONCURRENCY=IN_FLIGHT, WARM_POOL_SIZE=1, MAX_ACTIVE_JOBS=2
+        ) as runtime:
             workflow_id = await create_workflow(runtime, map_workflow())
             await warm_pool_ready(runtime)
             sampler = RssSampler(os.getpid())
@@ -87,7 +87,7 @@ async def run() -> dict[str, dict[str, Any]]:
                 node_walls.append((node.finished_at - node.started_at).total_seconds())
                 assert events[-1].type == "job_completed"
             sampler.stop()
-            ray_worker = await bare_worker_rss(runtime.settings.ray_namespace)
+            ray_worker = await bare_worker_rss(runtime.runtime.namespace)
     floor = median(floors[1:])
     wall = median(walls[1:])
     grown_mb = (sampler.service_peak - sampler.service_baseline) / 2**20

@@ -17,14 +17,12 @@ from actors.bootstrap import ServiceRuntime, start_service_runtime
 from bench.bare_worker import BareActor
 from config.settings import Settings
 from engine.models import WorkflowDefinition
-from nodes.settings import NodeSettings
 
 
 @asynccontextmanager
-async def service(
-    node_settings: NodeSettings | None = None, **overrides: Any
-) -> AsyncIterator[ServiceRuntime]:
-    """A whole service runtime (embedded store and Redis, the local Ray instance) in a temporary DATA_DIR."""
+async def service(**overrides: Any) -> AsyncIterator[ServiceRuntime]:
+    """A whole service runtime (embedded store and Redis, the local Ray instance) in a temporary DATA_DIR,
+    with the settings `overrides` names (MODEL_SERVICE_URL=..., WARM_POOL_SIZE=...)."""
     with tempfile.TemporaryDirectory(prefix="wf-bench-") as data_dir:
         values = {
             "DATA_DIR": data_dir,
@@ -33,7 +31,7 @@ async def service(
             "LOG_LEVEL": "WARNING",
         }
         values.update({key: str(value) for key, value in overrides.items()})
-        runtime = await start_service_runtime(Settings(_env_file=None, **values), node_settings)
+        runtime = await start_service_runtime(Settings(_env_file=None, **values))
         try:
             yield runtime
         finally:
@@ -70,7 +68,7 @@ async def bare_worker_rss(namespace: str) -> int:
 async def warm_pool_ready(runtime: ServiceRuntime, timeout_s: float = 60.0) -> None:
     """Wait until the job manager's warm pool is full again, so a run measures a warm start."""
     deadline = asyncio.get_running_loop().time() + timeout_s
-    while (await runtime.controller.stats())["pool"] < runtime.runtime.warm_pool_size:
+    while (await runtime.controller.stats())["pool"] < runtime.runtime.settings.jobs.warm_pool_size:
         if asyncio.get_running_loop().time() > deadline:
             raise RuntimeError(f"the warm pool did not refill in {timeout_s:.0f} s")
         await asyncio.sleep(0.1)

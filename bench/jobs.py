@@ -11,7 +11,6 @@ from actors import ray_api
 from actors.bootstrap import ServiceRuntime
 from bench.fanout import llm_server
 from bench.harness import SMALL_LLM_JOB, create_workflow, median, percentile, service
-from nodes.settings import NodeSettings
 
 
 class Pinger:
@@ -74,19 +73,19 @@ async def warm_start_latency(runtime: ServiceRuntime, workflow_id: str, samples:
     return median(latencies)
 
 
-def llm_settings(url: str) -> NodeSettings:
-    return NodeSettings(_env_file=None, MODEL_SERVICE_URL=url, LLM_MAX_CONCURRENCY=200)
+def llm_settings(url: str) -> dict[str, Any]:
+    return {"MODEL_SERVICE_URL": url, "LLM_MAX_CONCURRENCY": 200}
 
 
 async def run_dedicated() -> dict[str, Any]:
     with llm_server(latency_s=0.0) as url:
-        async with service(llm_settings(url), WARM_POOL_SIZE=4, MAX_ACTIVE_JOBS=50) as runtime:
+        async with service(**llm_settings(url), WARM_POOL_SIZE=4, MAX_ACTIVE_JOBS=50) as runtime:
             floor = await plain_actor_floor()
             workflow_id = await create_workflow(runtime, SMALL_LLM_JOB)
             await asyncio.sleep(3)
             warm = await warm_start_latency(runtime, workflow_id)
             burst = await submit_and_wait(runtime, workflow_id, 100, 50)
-        async with service(llm_settings(url), WARM_POOL_SIZE=0, MAX_ACTIVE_JOBS=50) as runtime:
+        async with service(**llm_settings(url), WARM_POOL_SIZE=0, MAX_ACTIVE_JOBS=50) as runtime:
             workflow_id = await create_workflow(runtime, SMALL_LLM_JOB)
             cold = await warm_start_latency(runtime, workflow_id, samples=5)
     ratio = burst["jobs_per_s"] / floor
@@ -106,7 +105,7 @@ async def run_reuse(count: int = 500) -> dict[str, Any]:
     """jobs500 without REST: the in-process API, 50 in flight, on reuse mode's 2 runners."""
     with llm_server(latency_s=0.0) as url:
         async with service(
-            llm_settings(url),
+            **llm_settings(url),
             JOB_ACTOR_MODE="reuse",
             WARM_POOL_SIZE=2,
             MAX_ACTIVE_JOBS=50,

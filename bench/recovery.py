@@ -12,7 +12,6 @@ from typing import Any
 from actors import ray_api
 from bench.fanout import llm_server
 from bench.harness import create_workflow, median, service
-from nodes.settings import NodeSettings
 
 TARGET_S = 3.0
 RUNS = 3
@@ -49,8 +48,7 @@ async def one_recovery(runtime: Any, workflow_id: str) -> float:
 
 async def run() -> dict[str, Any]:
     with llm_server(latency_s=0.5) as url:
-        node_settings = NodeSettings(_env_file=None, MODEL_SERVICE_URL=url)
-        async with service(node_settings, WARM_POOL_SIZE=1, MAX_ACTIVE_JOBS=2) as runtime:
+        async with service(MODEL_SERVICE_URL=url, WARM_POOL_SIZE=1, MAX_ACTIVE_JOBS=2) as runtime:
             workflow_id = await create_workflow(runtime, chain_of_llm_calls())
             await asyncio.sleep(2)
             seconds = [await asyncio.wait_for(one_recovery(runtime, workflow_id), 60) for _ in range(RUNS)]

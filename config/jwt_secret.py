@@ -23,14 +23,14 @@ class JwtSecretError(MissingKeyError):
 
 
 def jwt_key_file(settings: Settings) -> Path:
-    return settings.data_dir / KEY_FILE_NAME
+    return settings.storage.data_dir / KEY_FILE_NAME
 
 
 def jwt_secret(settings: Settings) -> str:
     """JWT_SECRET if it is long enough; else, in the embedded development mode only, the key kept in
     DATA_DIR (made on first use)."""
-    if settings.jwt_secret is not None:
-        secret = settings.jwt_secret.get_secret_value()
+    if settings.auth.jwt_secret is not None:
+        secret = settings.auth.jwt_secret.get_secret_value()
         length = len(secret.encode())
         if length < MIN_SECRET_BYTES:
             raise JwtSecretError(
@@ -52,10 +52,10 @@ def jwt_secret(settings: Settings) -> str:
 
 def _not_embedded_because(settings: Settings) -> list[str]:
     reasons = []
-    if settings.mongodb_url is not None:
+    if settings.storage.mongodb_url is not None:
         reasons.append("MONGODB_URL is set")
-    if settings.redis_host is not None:
+    if settings.events.redis_host is not None:
         reasons.append("REDIS_HOST is set")
-    if not is_loopback_host(settings.host):
-        reasons.append(f"HOST={settings.host} is not a loopback address")
+    if not is_loopback_host(settings.server.host):
+        reasons.append(f"HOST={settings.server.host} is not a loopback address")
     return reasons

@@ -30,20 +30,20 @@ TIMEOUT_MS = 60_000
 
 
 async def take(target: Path, data_dir: Path) -> None:
-    settings = Settings(
-        _env_file=None,
-        HOST="127.0.0.1",
-        DATA_DIR=data_dir,
-        RAY_DASHBOARD=False,
-        RAY_NAMESPACE=f"screenshots-{uuid.uuid4().hex[:8]}",
-        JOB_ACTOR_MODE="reuse",
-        WARM_POOL_SIZE=1,
-        EXECUTOR_POOL_SIZE=1,
-        LOG_LEVEL="WARNING",
-    )
     with OpenAITestServer(latency_s=LLM_LATENCY_S, chunk_delay_s=0.05) as model:
-        env = {"MODEL_SERVICE_URL": model.url}
-        async with serve_gateway(settings, env) as (base_url, _app), chromium() as browser:
+        settings = Settings(
+            _env_file=None,
+            HOST="127.0.0.1",
+            DATA_DIR=data_dir,
+            RAY_DASHBOARD=False,
+            RAY_NAMESPACE=f"screenshots-{uuid.uuid4().hex[:8]}",
+            JOB_ACTOR_MODE="reuse",
+            WARM_POOL_SIZE=1,
+            EXECUTOR_POOL_SIZE=1,
+            LOG_LEVEL="WARNING",
+            MODEL_SERVICE_URL=model.url,
+        )
+        async with serve_gateway(settings) as (base_url, _app), chromium() as browser:
             page = await browser.new_page(viewport=VIEWPORT)
             page.set_default_timeout(TIMEOUT_MS)
             await page.goto(f"{base_url}/ui/#/signin")

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from actors.bootstrap import start_service_runtime
 from config.jwt_secret import jwt_secret
 from config.log_setup import configure_logging
-from config.secrets_key import secrets_key
+from config.resolved import Resolved
 from config.settings import Settings, get_settings
 from gateway.auth import TokenVerifier
 from gateway.definition_checker import DefinitionChecker
@@ -37,18 +37,18 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     Raises MissingKeyError (JwtSecretError, SecretsKeyError) when the settings give no key tokens may be
     checked with, or users' secrets sealed with: before anything starts."""
     settings = settings or get_settings()
-    verifier = TokenVerifier(jwt_secret(settings), settings.jwt_algorithm)
-    secrets_key(settings)
-    metrics = ServiceMetrics(settings.metrics_model_names)
+    verifier = TokenVerifier(jwt_secret(settings), settings.auth.jwt_algorithm)
+    resolved = Resolved.of(settings)
+    metrics = ServiceMetrics(settings.server.metrics_model_names)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if configure_logs:
-            configure_logging(settings.log_level, settings.log_format, settings.log_file)
-        checker = DefinitionChecker(settings.node_plugin_paths)
+            configure_logging(settings.logging.level, settings.logging.format, settings.logging.file)
+        checker = DefinitionChecker(settings.jobs.node_plugin_paths)
         checker_started = asyncio.create_task(checker.start())
         try:
-            runtime = await start_service_runtime(settings)
+            runtime = await start_service_runtime(settings, resolved)
             await checker_started
         except BaseException:
             checker_started.cancel()
@@ -81,6 +81,6 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         app.include_router(module.router)
     app.add_middleware(JsonNestingLimitMiddleware)
     mount_ui(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app

@@ -2,14 +2,14 @@
 
 A node type implements the platform's documented methods `execute()`, `validate_config()` and
 `get_schema()`. It knows nothing of tenants, routes or databases: whatever it needs arrives in
-the `NodeContext` it is executed with.
+the `NodeContext` it is executed with, its runtime services typed (nodes/services.py).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -21,6 +21,7 @@ from engine.config_check import model_problems
 from engine.errors import NodeExecutionError, Problem, TemplateError
 from engine.records import LogLevel
 from engine.templating import TemplateContext, render
+from nodes.services import NodeServices
 
 
 class Execution(StrEnum):
@@ -34,20 +35,21 @@ class Execution(StrEnum):
 LogSink = Callable[[LogLevel, str, dict[str, Any]], None]
 
 
-def _discard_log(level: LogLevel, message: str, data: dict[str, Any]) -> None:
-    """Default sink for nodes run outside a job (schema tools, unit tests of pure nodes)."""
-
-
-@dataclass
+@dataclass(frozen=True)
 class NodeContext:
+    """Where one attempt of a node runs: its job, node and attempt, what its templates read (`scope`),
+    the runtime's services and the job's log. Contexts of a map's items and of their sub-graph's nodes
+    are derived from the map node's (`for_item`, `for_sub_node`), never built by hand."""
+
     job_id: str
     workflow_id: str
     node_id: str
     attempt: int
     scope: TemplateContext
+    services: NodeServices
+    log: LogSink
+    """Writes a line to the job's logs: (level, message, data); secrets are masked where it is stored."""
     predecessors: tuple[str, ...] = ()
-    log: LogSink = _discard_log
-    services: Mapping[str, Any] = field(default_factory=dict)
     outer_attempts: tuple[int, ...] = ()
     """For a node inside a map's sub-graph: the map node's attempt, so a retried map gets new keys."""
 
@@ -56,6 +58,33 @@ class NodeContext:
         """The same for every run of one attempt, also when it runs again after a crash."""
         attempts = ".".join(str(attempt) for attempt in (*self.outer_attempts, self.attempt))
         return f"{self.job_id}:{self.node_id}:{attempts}"
+
+    def for_item(self, index: int) -> NodeContext:
+        """Item `index` of this map node: node id `map[index]`, so its idempotency key is per item, and
+        no scope, since its config is rendered already."""
+        return replace(self, node_id=f"{self.node_id}[{index}]", scope=TemplateContext(), predecessors=())
+
+    def for_sub_node(
+        self, node_id: str, attempt: int, scope: TemplateContext, predecessors: tuple[str, ...]
+    ) -> NodeContext:
+        """Node `node_id` of this map item's sub-graph: node id `map[index].node_id`, log lines tagged
+        with `sub_node`, and an idempotency key that includes the map's attempt."""
+        item_log = self.log
+
+        def log(level: LogLevel, message: str, data: dict[str, Any]) -> None:
+            item_log(level, message, {"sub_node": node_id, **data})
+
+        return NodeContext(
+            job_id=self.job_id,
+            workflow_id=self.workflow_id,
+            node_id=f"{self.node_id}.{node_id}",
+            attempt=attempt,
+            scope=scope,
+            services=self.services,
+            log=log,
+            predecessors=predecessors,
+            outer_attempts=(*self.outer_attempts, self.attempt),
+        )
 
 
 @dataclass(frozen=True)

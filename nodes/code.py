@@ -77,7 +77,7 @@ class CodeNode(NodeType[CodeConfig]):
         return problems
 
     async def execute(self, config: CodeConfig, ctx: NodeContext) -> NodeResult:
-        settings = ctx.services.get("settings") or NodeSettings()
+        settings = ctx.services.settings
         limits = sandbox_limits(config, settings)
         cgroup_parent = settings.sandbox_cgroup_parent
         if settings.sandbox_allow_unsandboxed:

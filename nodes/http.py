@@ -175,12 +175,12 @@ class HttpNode(NodeType[HttpConfig]):
         return parsed.model_copy(update={TEMPLATED_HEADERS: templated})
 
     async def execute(self, config: HttpConfig, ctx: NodeContext) -> NodeResult:
-        settings = ctx.services.get("settings") or NodeSettings()
+        settings = ctx.services.settings
         max_bytes = _max_response_bytes(config, settings)
         request = _build_request(config, ctx)
         policy = AddressPolicy.from_settings(settings)
         exchange = _Exchange(
-            http_clients.session(policy, ctx.services.get("dns_resolver"), settings.http_max_connections),
+            http_clients.session(policy, ctx.services.dns_resolver, settings.http_max_connections),
             policy,
             config,
             timeout_s=config.timeout_s or settings.http_timeout_s,

@@ -8,10 +8,9 @@ already ends in `/chat/completions` is used as it is. There is deliberately no p
 the model service is the one trusted destination, and a user-chosen URL would bypass the HTTP node's
 address checks.
 
-Services the node uses from its context (all optional): `settings` (NodeSettings), `llm_limiter` (a
-ProviderLimiter; the service's executors hand out the cluster-wide one, without it calls are not
-limited) and `emit_token` (async (text) -> None, called for each streamed piece of text when `stream`
-is on).
+Services the node uses from its context: `settings`, `llm_limiter` (the executors hand out the
+cluster-wide one; without one, calls are not limited) and `emit_token` (called for each streamed piece
+of text when `stream` is on; without it, a streaming config makes a plain request).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import asyncio
 import json
 import random
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,6 +35,7 @@ from nodes.llm_client import (
     shared_client,
 )
 from nodes.provider_limits import Permit, ProviderLimiter
+from nodes.services import TokenSink
 from nodes.settings import NodeSettings
 
 DEFAULT_COMPLETION_ESTIMATE = 256
@@ -45,8 +44,6 @@ JSON_FORMATS = frozenset({"json_object", "json_schema"})
 FORMAT_NAMES = ("text", "json_object")
 _VERSION_SEGMENT = re.compile(r"/v\d+$")
 _FENCED = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
-
-TokenSink = Callable[[str], Awaitable[None]]
 
 
 class LlmConfig(BaseModel):
@@ -104,8 +101,7 @@ class LlmNode(NodeType[LlmConfig]):
     execution = Execution.IO
 
     async def execute(self, config: LlmConfig, ctx: NodeContext) -> NodeResult:
-        settings: NodeSettings = ctx.services.get("settings") or NodeSettings()
-        call = _Call(config, ctx, settings)
+        call = _Call(config, ctx, ctx.services.settings)
         completion = await call.run()
         return NodeResult(output=_output(completion, config), usage=completion.usage)
 
@@ -124,9 +120,8 @@ class _Call:
             self.headers["Authorization"] = f"Bearer {self.api_key}"
         self.body = _request_body(config)
         self.estimate = _estimate_tokens(config)
-        self.limiter: ProviderLimiter | None = ctx.services.get("llm_limiter")
-        emit = ctx.services.get("emit_token")
-        self.emit: TokenSink | None = emit if config.stream and callable(emit) else None
+        self.limiter: ProviderLimiter | None = ctx.services.llm_limiter
+        self.emit: TokenSink | None = ctx.services.emit_token if config.stream else None
         self.emitted = 0
         self.client = shared_client(settings.llm_max_concurrency)
 

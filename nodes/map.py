@@ -202,22 +202,23 @@ class MapNode(NodeType[MapConfig]):
         return view
 
     async def execute(self, config: MapConfig, ctx: NodeContext) -> NodeResult:
-        from nodes.registry import default_registry
-
         items = config.items
         where = f"map node '{ctx.node_id}'"
         if not isinstance(items, list):
             raise NodeExecutionError(f"{where}: items must be a list, got {type(items).__name__}")
         if len(items) > MAX_ITEMS:
             raise NodeExecutionError(f"{where}: {len(items)} items, the limit is {MAX_ITEMS}")
-        registry = ctx.services.get("registry") or default_registry()
+        fan_out = ctx.services.fan_out
+        if fan_out is None:
+            raise NodeExecutionError(f"{where} runs only inside a job: nothing here runs its items")
         nodes_per_item = len(config.graph.nodes) if config.graph is not None else 1
         with evaluation_budget(MAX_WORK + ITEM_RENDER_WORK * nodes_per_item * len(items)):
-            return await self._fan_out(config, ctx, items, registry)
+            return await self._fan_out(config, ctx, items, fan_out)
 
     async def _fan_out(
-        self, config: MapConfig, ctx: NodeContext, items: list[Any], registry: NodeRegistry
+        self, config: MapConfig, ctx: NodeContext, items: list[Any], fan_out: FanOut
     ) -> NodeResult:
+        registry = ctx.services.registry
         child: MapChild
         if config.graph is not None:
             child = _graph_child(config.graph, ctx.scope, registry)
@@ -229,8 +230,7 @@ class MapNode(NodeType[MapConfig]):
                 self._item_config(child, config.node.config, ctx, index, item)
                 for index, item in enumerate(items)
             ]
-        fan_out: FanOut = ctx.services["fan_out"]
-        progress = ctx.services.get("progress")
+        progress = ctx.services.progress
 
         async def on_progress(succeeded: int, failed: int, total: int) -> None:
             if progress is not None:

@@ -1,23 +1,22 @@
-"""Settings node types need where they run (executor actors, Ray tasks), read once by the service
-from the environment and `.env`, then shipped with each remote call, so a worker on another machine
-uses the same policy as the gateway that accepted the job."""
+"""Settings node types need where they run (executor actors, Ray tasks): the `nodes` section of the
+service's settings (config/settings.py), read once where the service starts and shipped with each
+remote call, so a worker on another machine uses the same policy as the gateway that accepted the job.
+Built on its own, `NodeSettings()` holds the defaults: it never reads the environment."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from config.sections import EMPTY_IS_UNSET, Section
 from nodes.ssrf import check_allowed_hosts
 
 
-class NodeSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
-
+class NodeSettings(Section):
     # llm
     model_service_url: str = Field(default="http://localhost:8003", alias="MODEL_SERVICE_URL")
-    llm_api_key: SecretStr | None = Field(default=None, alias="LLM_API_KEY")
+    llm_api_key: Annotated[SecretStr | None, EMPTY_IS_UNSET] = Field(default=None, alias="LLM_API_KEY")
     llm_request_timeout_s: float = Field(default=120.0, gt=0, alias="LLM_REQUEST_TIMEOUT_S")
     llm_max_attempts: int = Field(default=4, ge=1, le=20, alias="LLM_MAX_ATTEMPTS")
     llm_backoff_base_s: float = Field(default=0.5, gt=0, alias="LLM_BACKOFF_BASE_S")

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 
 from config.log_setup import configure_logging
 from config.settings import LogFormat, Settings
-from nodes.settings import NodeSettings
 
 ENV_EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
 
@@ -20,11 +19,12 @@ def test_defaults_are_the_embedded_mode(monkeypatch):
     for name in ("MONGODB_URL", "REDIS_HOST", "RAY_ADDRESS", "PORT", "HOST", "JWT_SECRET", "METRICS_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings(_env_file=None)
-    assert (settings.host, settings.port) == ("127.0.0.1", 8001)
-    assert settings.mongodb_url is None and settings.redis_host is None and settings.ray_address is None
+    assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8001)
+    assert settings.storage.mongodb_url is None and settings.events.redis_host is None
+    assert settings.ray.address is None
     assert settings.embedded_development_mode
-    assert settings.jwt_secret is None and settings.metrics_token is None, "no default secret"
-    assert settings.log_format is LogFormat.JSON
+    assert settings.auth.jwt_secret is None and settings.server.metrics_token is None, "no default secret"
+    assert settings.logging.format is LogFormat.JSON
 
 
 def test_platform_environment_names_are_read(monkeypatch):
@@ -36,14 +36,15 @@ def test_platform_environment_names_are_read(monkeypatch):
     monkeypatch.setenv("LOG_FORMAT", "text")
     monkeypatch.setenv("DATA_DIR", "/var/lib/wf")
     settings = Settings(_env_file=None)
-    assert (settings.port, settings.mongodb_url, settings.redis_host) == (
+    assert (settings.server.port, settings.storage.mongodb_url, settings.events.redis_host) == (
         9000,
         "mongodb://db:27017/optimus",
         "cache",
     )
-    assert settings.redis_password is not None and settings.redis_password.get_secret_value() == "s3cret"
+    password = settings.events.redis_password
+    assert password is not None and password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(settings), "secrets never show in reprs or logs"
-    assert (settings.jwt_algorithm, settings.log_format, settings.data_dir) == (
+    assert (settings.auth.jwt_algorithm, settings.logging.format, settings.storage.data_dir) == (
         "HS512",
         LogFormat.TEXT,
         Path("/var/lib/wf"),
@@ -56,7 +57,11 @@ def test_dotenv_file_is_read_and_empty_values_mean_unset(tmp_path, monkeypatch):
     env_file = tmp_path / ".env"
     env_file.write_text("PORT=8100\nMONGODB_URL=\nLOG_LEVEL=debug\n")
     settings = Settings(_env_file=env_file)
-    assert (settings.port, settings.mongodb_url, settings.log_level) == (8100, None, "DEBUG")
+    assert (settings.server.port, settings.storage.mongodb_url, settings.logging.level) == (
+        8100,
+        None,
+        "DEBUG",
+    )
 
 
 def test_env_example_lists_every_setting():
@@ -65,7 +70,7 @@ def test_env_example_lists_every_setting():
         for line in ENV_EXAMPLE.read_text().splitlines()
         if "=" in line and not line.startswith("#")
     }
-    aliases = {field.alias for model in (Settings, NodeSettings) for field in model.model_fields.values()}
+    aliases = set(Settings.environment_names())
     assert aliases <= names, f"missing from .env.example: {sorted(aliases - names)}"
 
 

@@ -27,7 +27,6 @@ from gateway.cli.outcome import Outcome
 from gateway.cli.progress import ProgressPrinter
 from gateway.cli.watch import follow
 from gateway.streams import follow_job
-from nodes.settings import NodeSettings
 
 CLI_OWNER = "cli"
 """Runs as an admin: whoever runs the service in their own process is its operator, and may use every
@@ -45,16 +44,14 @@ def _data_dir(given: Path | None) -> Iterator[Path]:
 
 
 def embedded_settings(settings: Settings, data_dir: Path) -> Settings:
-    return settings.model_copy(
-        update={
-            "data_dir": data_dir,
-            "mongodb_url": None,
-            "redis_host": None,
-            "ray_address": None,
-            "ray_dashboard": False,
-            "ray_namespace": f"workflow-run-{uuid.uuid4().hex[:12]}",
-            "warm_pool_size": 0,
-        }
+    return settings.with_values(
+        DATA_DIR=data_dir,
+        MONGODB_URL=None,
+        REDIS_HOST=None,
+        RAY_ADDRESS=None,
+        RAY_DASHBOARD=False,
+        RAY_NAMESPACE=f"workflow-run-{uuid.uuid4().hex[:12]}",
+        WARM_POOL_SIZE=0,
     )
 
 
@@ -67,7 +64,7 @@ async def run_in_process(
     timeout_s: float | None = None,
 ) -> Outcome:
     with _data_dir(data_dir) as directory:
-        runtime = await start_service_runtime(embedded_settings(settings, directory), NodeSettings())
+        runtime = await start_service_runtime(embedded_settings(settings, directory))
         try:
             return await _run(runtime, definition, input_data, printer, timeout_s)
         finally:

@@ -62,8 +62,8 @@ def serve(host: str | None, port: int | None) -> int:
     """Serve until stopped (0), or refuse to start (2) with the reason on stderr: the address given here
     decides whether this is the embedded development mode, so it is checked, not only the settings'."""
     settings = get_settings()
-    settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
-    host, port = settings.host, settings.port
+    settings = settings.with_values(HOST=host or settings.server.host, PORT=port or settings.server.port)
+    host, port = settings.server.host, settings.server.port
     try:
         app = create_app(settings)
     except MissingKeyError as exc:

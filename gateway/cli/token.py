@@ -44,13 +44,13 @@ def mint_token(settings: Settings, subject: str, *, admin: bool, ttl_s: float) -
     JWT_SECRET cannot sign with."""
     if not subject.strip():
         raise TokenCommandError("--sub must name a user, not be empty")
-    if settings.jwt_algorithm not in SIGNING_ALGORITHMS:
+    if settings.auth.jwt_algorithm not in SIGNING_ALGORITHMS:
         raise TokenCommandError(
-            f"JWT_ALGORITHM={settings.jwt_algorithm}: this command signs with JWT_SECRET, which only "
+            f"JWT_ALGORITHM={settings.auth.jwt_algorithm}: this command signs with JWT_SECRET, which only "
             f"{', '.join(sorted(SIGNING_ALGORITHMS))} can; ask the issuer of your tokens for one"
         )
     now = int(time.time())
     claims: dict[str, Any] = {"sub": subject, "iat": now, "exp": now + max(1, round(ttl_s))}
     if admin:
         claims["roles"] = [ADMIN_ROLE]
-    return jwt.encode(claims, jwt_secret(settings), algorithm=settings.jwt_algorithm)
+    return jwt.encode(claims, jwt_secret(settings), algorithm=settings.auth.jwt_algorithm)

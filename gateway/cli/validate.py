@@ -16,7 +16,7 @@ from nodes.registry import default_registry
 def checked_definition(path: Path, settings: Settings) -> WorkflowDefinition:
     """The file's definition, validated against the node types this service knows (its plugins too);
     raises CliInputError or InvalidWorkflowError."""
-    return validate_workflow(load_workflow_file(path), default_registry(settings.node_plugin_paths))
+    return validate_workflow(load_workflow_file(path), default_registry(settings.jobs.node_plugin_paths))
 
 
 def validate_file(path: Path, settings: Settings, out: TextIO) -> int:

@@ -96,7 +96,7 @@ async def job_event_source(
 ) -> StreamingResponse:
     position, where = (last_event_id, "header.Last-Event-ID") if last_event_id else (after, "query.after")
     try:
-        events = follow_job(bus, store, job.id, position, settings.event_keepalive_s, draining)
+        events = follow_job(bus, store, job.id, position, settings.server.event_keepalive_s, draining)
     except ValueError as exc:
         raise InvalidRequestError(str(exc), problems=[Problem(str(exc), field=where)]) from None
     return StreamingResponse(
@@ -119,7 +119,7 @@ async def job_socket(
 ) -> None:
     async def open_stream(principal: Principal) -> EventStream:
         job = await load_owned_job(store, principal, job_id)
-        return follow_job(bus, store, job.id, after, settings.event_keepalive_s)
+        return follow_job(bus, store, job.id, after, settings.server.event_keepalive_s)
 
     await _relay(websocket, verifier.verify, token, open_stream)
 
@@ -137,7 +137,7 @@ async def workflow_socket(
 ) -> None:
     async def open_stream(principal: Principal) -> EventStream:
         workflow = await load_owned_workflow(store, principal, workflow_id)
-        return follow_workflow(bus, workflow.id, after, settings.event_keepalive_s)
+        return follow_workflow(bus, workflow.id, after, settings.server.event_keepalive_s)
 
     await _relay(websocket, verifier.verify, token, open_stream)
 

@@ -62,12 +62,12 @@ async def _sandbox(cgroup_parent: str, timeout_s: float) -> SandboxReport:
     summary="Ray (and its job manager), the store and Redis, each reported; the code sandbox too",
 )
 async def health(runtime: RuntimeDep, settings: SettingsDep) -> JSONResponse:
-    timeout = settings.health_timeout_s
+    timeout = settings.server.health_timeout_s
     (ray, stats), (store, _), (redis, _), sandbox = await asyncio.gather(
         _check(_ray_stats(runtime.controller), timeout),
         _check(runtime.store.ping(), timeout),
         _check(runtime.bus.ping(), timeout),
-        _sandbox(runtime.runtime.node_settings.sandbox_cgroup_parent, timeout),
+        _sandbox(runtime.runtime.settings.nodes.sandbox_cgroup_parent, timeout),
     )
     checks = {"ray": ray, "store": store, "redis": redis}
     healthy = all(check.ok for check in checks.values())
@@ -88,7 +88,7 @@ async def ping() -> dict[str, str]:
 
 async def metrics_token(connection: HTTPConnection, settings: SettingsDep) -> None:
     """With METRICS_TOKEN set, /metrics answers only a request that carries it as a bearer token."""
-    expected = settings.metrics_token
+    expected = settings.server.metrics_token
     authorization = connection.headers.get("authorization")
     if expected is None or bearer_matches(authorization, expected.get_secret_value()):
         return
@@ -108,7 +108,7 @@ async def metrics_token(connection: HTTPConnection, settings: SettingsDep) -> No
 )
 async def metrics(metrics: MetricsDep, controller: ControllerDep, settings: SettingsDep) -> Response:
     try:
-        stats = await asyncio.wait_for(controller.stats(), settings.health_timeout_s)
+        stats = await asyncio.wait_for(controller.stats(), settings.server.health_timeout_s)
         metrics.set_job_counts(int(stats["active"]), int(stats["pending"]))
     except Exception as exc:
         logger.warning("job counts for /metrics unavailable: %s", exc)

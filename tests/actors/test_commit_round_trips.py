@@ -28,6 +28,7 @@ from storage.embedded_redis import EmbeddedRedis
 from storage.protocols import EventBus, Store
 from tests.actors import test_job_runner as runner_tests
 from tests.actors.test_job_runner import definition, events_of, start_job
+from tests.support.runtime_config import runtime_config
 
 redis_server = runner_tests.redis_server
 services = runner_tests.services
@@ -115,9 +116,7 @@ async def test_cancelling_a_pending_job_is_one_checkpoint_and_one_publish_withou
     wf = definition([{"id": "a", "type": "transform", "config": {"template": 1}}], [])
     pending = (await start_job(services, wf, {})).job
     store, bus = CountingStore(services.store), CountingBus(services.bus)
-    manager = JobManager(
-        RuntimeConfig(data_dir=tmp_path, redis_host=redis_server.host, redis_port=redis_server.port)
-    )
+    manager = JobManager(runtime_config(tmp_path, redis_server.host, redis_server.port))
     manager._store, manager._bus = store, bus
 
     cancelled = await manager._cancel_in_store(pending)

@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 import redis
 
-from actors.runtime_config import RuntimeConfig
 from config.settings import Settings
 from engine.records import EventType, JobEvent
 from storage.embedded_redis import EmbeddedRedis
+from tests.support.runtime_config import runtime_config
 
 
 def test_the_setting_defaults_to_a_day_and_refuses_a_negative_value(monkeypatch: pytest.MonkeyPatch):
-    assert Settings(_env_file=None).event_stream_ttl_s == 86_400
+    assert Settings(_env_file=None).events.stream_ttl_s == 86_400
     monkeypatch.setenv("EVENT_STREAM_TTL_S", "600")
-    assert Settings(_env_file=None).event_stream_ttl_s == 600
+    assert Settings(_env_file=None).events.stream_ttl_s == 600
     monkeypatch.setenv("EVENT_STREAM_TTL_S", "-1")
     with pytest.raises(ValueError, match="EVENT_STREAM_TTL_S"):
         Settings(_env_file=None)
@@ -26,9 +26,7 @@ async def test_a_job_actors_bus_expires_a_finished_jobs_stream_after_the_configu
     server = EmbeddedRedis(tmp_path / "redis")
     server.start()
     try:
-        runtime = RuntimeConfig(
-            data_dir=tmp_path, redis_host=server.host, redis_port=server.port, event_stream_ttl_s=120
-        )
+        runtime = runtime_config(tmp_path, server.host, server.port, EVENT_STREAM_TTL_S=120)
         bus = await runtime.open_bus()
         try:
             for sequence, kind in ((1, EventType.JOB_STARTED), (2, EventType.JOB_COMPLETED)):

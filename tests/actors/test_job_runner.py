@@ -22,6 +22,7 @@ from engine.models import WorkflowDefinition
 from engine.records import EventType, JobEvent, JobRecord, JobStatus, NodeStatus
 from nodes.base import NodeContext, NodeResult, NodeType
 from nodes.registry import BUILTIN_NODE_TYPES, NodeRegistry
+from nodes.settings import NodeSettings
 from storage.embedded_redis import EmbeddedRedis
 from storage.protocols import EventBus, Store
 from storage.redis_bus import RedisStreamBus
@@ -110,6 +111,7 @@ async def services(tmp_path: Path, redis_server: EmbeddedRedis) -> AsyncIterator
         bus=bus,
         registry=registry,
         launcher=InProcessLauncher(),
+        node_settings=NodeSettings(),
         secrets={"api_key": "sk-very-secret"},
         jitter=lambda delay: delay,
     )

@@ -17,7 +17,6 @@ from actors.bootstrap import ServiceRuntime, start_service_runtime
 from actors.llm_limiter import LIMITER_NAME, ClusterLimiter, limiter_handle
 from engine.records import EventType, JobEvent, JobStatus
 from nodes.provider_limits import Budget, KeyedLimiter, LimitKey, ProviderLimits
-from nodes.settings import NodeSettings
 from tests.actors.test_ray_runtime import execute, finished, settings_for, wait_for
 from tests.support.openai_server import OpenAITestServer
 
@@ -256,9 +255,8 @@ def llm_server() -> Iterator[OpenAITestServer]:
 async def make_llm_runtime(ray_cluster, tmp_path: Path) -> AsyncIterator[RuntimeFactory]:
     started: list[ServiceRuntime] = []
 
-    async def make(node_settings: NodeSettings, **overrides: Any) -> ServiceRuntime:
-        settings = settings_for(tmp_path / f"data{len(started)}", **overrides)
-        runtime = await start_service_runtime(settings, node_settings=node_settings)
+    async def make(**overrides: Any) -> ServiceRuntime:
+        runtime = await start_service_runtime(settings_for(tmp_path / f"data{len(started)}", **overrides))
         started.append(runtime)
         return runtime
 
@@ -283,8 +281,9 @@ def llm_nodes(count: int, **config: Any) -> tuple[list[dict[str, Any]], list[tup
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_two_jobs_on_two_executors_never_exceed_the_cluster_cap(make_llm_runtime, llm_server):
-    node_settings = NodeSettings(_env_file=None, MODEL_SERVICE_URL=llm_server.url, LLM_MAX_CONCURRENCY="3")
-    runtime = await make_llm_runtime(node_settings, EXECUTOR_POOL_SIZE=2)
+    runtime = await make_llm_runtime(
+        MODEL_SERVICE_URL=llm_server.url, LLM_MAX_CONCURRENCY=3, EXECUTOR_POOL_SIZE=2
+    )
     nodes, edges = llm_nodes(6)
     started = time.monotonic()
     jobs = await asyncio.gather(*(execute(runtime, nodes, edges, name=f"llm-cap-{n}") for n in range(2)))
@@ -311,8 +310,7 @@ async def test_streamed_tokens_reach_the_jobs_events(make_llm_runtime, llm_serve
     llm_server.reply_text = "tokens flow to the job events live"
     llm_server.latency_s = 0.0
     llm_server.chunk_delay_s = 0.02
-    node_settings = NodeSettings(_env_file=None, MODEL_SERVICE_URL=llm_server.url)
-    runtime = await make_llm_runtime(node_settings)
+    runtime = await make_llm_runtime(MODEL_SERVICE_URL=llm_server.url)
     nodes, edges = llm_nodes(1, stream=True)
     job = await execute(runtime, nodes, edges, name="llm-stream")
     done = await wait_for(runtime, job.id, finished)

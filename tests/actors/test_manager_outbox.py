@@ -16,6 +16,7 @@ from engine.records import EventType, JobChanges, JobEvent, JobRecord, JobStatus
 from storage.embedded_redis import EmbeddedRedis
 from storage.redis_bus import RedisStreamBus
 from storage.sqlite_store import SqliteStore
+from tests.support.runtime_config import runtime_config
 
 
 @pytest.fixture
@@ -58,9 +59,7 @@ async def test_failing_a_job_whose_actor_died_publishes_its_outbox_then_job_fail
         changes = JobChanges(status=JobStatus.RUNNING, event_sequence=2, pending_events=unsent)
         await store.checkpoint(job.id, job.version, changes, [])
 
-        manager = JobManager(
-            RuntimeConfig(data_dir=tmp_path, redis_host=redis_server.host, redis_port=redis_server.port)
-        )
+        manager = JobManager(runtime_config(tmp_path, redis_server.host, redis_server.port))
         manager._store, manager._bus = store, bus
         await manager._fail_unrunnable(job.id, "its job actor died: test")
 

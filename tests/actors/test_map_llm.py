@@ -9,7 +9,6 @@ import pytest
 from actors.bootstrap import start_service_runtime
 from engine.models import WorkflowDefinition
 from engine.records import JobStatus
-from nodes.settings import NodeSettings
 from tests.actors.test_ray_runtime import finished, settings_for, wait_for
 from tests.support.openai_server import OpenAITestServer
 
@@ -38,10 +37,10 @@ async def test_a_map_of_llm_calls_finishes_in_order_within_the_cap(
     ray_cluster, tmp_path: Path, items, latency_s, cap
 ):
     with OpenAITestServer(latency_s=latency_s, max_in_flight=cap, record_requests=False) as server:
-        node_settings = NodeSettings(_env_file=None, MODEL_SERVICE_URL=server.url, LLM_MAX_CONCURRENCY=cap)
-        runtime = await start_service_runtime(
-            settings_for(tmp_path / "data", WARM_POOL_SIZE=0), node_settings
+        settings = settings_for(
+            tmp_path / "data", WARM_POOL_SIZE=0, MODEL_SERVICE_URL=server.url, LLM_MAX_CONCURRENCY=cap
         )
+        runtime = await start_service_runtime(settings)
         try:
             workflow = await runtime.store.create_workflow("alice", llm_map(cap))
             job = await runtime.controller.execute_workflow(
@@ -69,10 +68,10 @@ async def test_a_map_of_llm_calls_that_all_run_finishes_under_each_policy(
     """Policies that run every item must end when the last item does, on the executor batch path."""
     with OpenAITestServer(latency_s=0.05, max_in_flight=20, record_requests=False) as server:
         server.inject(400, count=3, message="bad prompt")
-        node_settings = NodeSettings(_env_file=None, MODEL_SERVICE_URL=server.url, LLM_MAX_CONCURRENCY=20)
-        runtime = await start_service_runtime(
-            settings_for(tmp_path / "data", WARM_POOL_SIZE=0), node_settings
+        settings = settings_for(
+            tmp_path / "data", WARM_POOL_SIZE=0, MODEL_SERVICE_URL=server.url, LLM_MAX_CONCURRENCY=20
         )
+        runtime = await start_service_runtime(settings)
         try:
             definition = llm_map(10)
             definition.nodes[0].config.update({"failure_policy": policy, "min_success_ratio": 0.9})
@@ -130,10 +129,10 @@ def llm_code_graph_map(max_concurrency: int) -> WorkflowDefinition:
 @pytest.mark.timeout(240)
 async def test_a_map_over_a_sub_graph_runs_llm_and_code_nodes_per_item_on_ray(ray_cluster, tmp_path: Path):
     with OpenAITestServer(latency_s=0.05, max_in_flight=8, record_requests=False) as server:
-        node_settings = NodeSettings(_env_file=None, MODEL_SERVICE_URL=server.url, LLM_MAX_CONCURRENCY=8)
-        runtime = await start_service_runtime(
-            settings_for(tmp_path / "data", WARM_POOL_SIZE=0), node_settings
+        settings = settings_for(
+            tmp_path / "data", WARM_POOL_SIZE=0, MODEL_SERVICE_URL=server.url, LLM_MAX_CONCURRENCY=8
         )
+        runtime = await start_service_runtime(settings)
         try:
             workflow = await runtime.store.create_workflow("alice", llm_code_graph_map(4))
             job = await runtime.controller.execute_workflow(

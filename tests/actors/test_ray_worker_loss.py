@@ -12,11 +12,11 @@ import pytest
 from actors import ray_api
 from actors.executor_pool import ExecutorPool
 from actors.ray_launcher import RayLauncher
-from actors.runtime_config import RuntimeConfig
 from engine.templating import TemplateContext
 from nodes.base import NodeContext, NodeResult
-from nodes.registry import default_registry
 from tests.actors.worker_loss_nodes import PLUGIN
+from tests.support.node_services import standalone_services, unread_log
+from tests.support.runtime_config import runtime_config
 
 pytestmark = pytest.mark.slow
 
@@ -50,17 +50,25 @@ async def test_a_task_queued_behind_a_force_cancelled_one_survives_the_worker_it
     for a CPU. Cancelling one holder as a node timeout does (Ray's force-cancel) kills the holder's
     child first, so the holder returns and its worker is handed the queued node just before it exits.
     The queued node must still complete: on another worker."""
-    runtime = RuntimeConfig(
-        data_dir=tmp_path, redis_host="127.0.0.1", redis_port=6379, node_plugins=(PLUGIN,)
-    )
+    runtime = runtime_config(tmp_path, "127.0.0.1", 6379, NODE_PLUGINS=PLUGIN)
     launcher = RayLauncher(ExecutorPool(runtime), "worker-loss", runtime)
-    node = default_registry(runtime.node_plugins).get("hold_child")
+    node = runtime.registry().get("hold_child")
     cpus = await until_cpus_idle()
     assert cpus >= 1, "the test cluster has a CPU"
 
+    services = standalone_services(runtime.settings.nodes, registry=runtime.registry())
+
     def run(node_id: str, seconds: float, started_dir: Path) -> asyncio.Task[NodeResult]:
         config: dict[str, Any] = {"seconds": seconds, "started_dir": str(started_dir)}
-        ctx = NodeContext(job_id="job", workflow_id="wf", node_id=node_id, attempt=1, scope=TemplateContext())
+        ctx = NodeContext(
+            job_id="job",
+            workflow_id="wf",
+            node_id=node_id,
+            attempt=1,
+            scope=TemplateContext(),
+            services=services,
+            log=unread_log,
+        )
         return asyncio.create_task(launcher.run(node, node.parse_config(config, node_id), ctx))
 
     caplog.set_level(logging.WARNING, logger="actors.remote_nodes")

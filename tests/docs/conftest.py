@@ -69,10 +69,10 @@ async def docs_service(
         LOG_LEVEL="WARNING",
         SECRETS_FILE=secrets_file,
         NODE_PLUGINS=EXAMPLE_PLUGIN,
+        MODEL_SERVICE_URL=model_server.url,
+        HTTP_ALLOW_PRIVATE_NETWORKS=True,
     )
-    # The node settings are read from the environment once, while the service starts.
-    env = {"MODEL_SERVICE_URL": model_server.url, "HTTP_ALLOW_PRIVATE_NETWORKS": "true"}
-    async with serve_gateway(settings, env) as (base_url, _app):
+    async with serve_gateway(settings) as (base_url, _app):
         yield DocService(
             base_url=base_url,
             token=make_token("alice", expires_in=TOKEN_LIFETIME_S, key=JWT_SECRET),

@@ -18,6 +18,7 @@ from nodes.base import NodeContext
 from nodes.registry import BUILTIN_NODE_TYPES, ENTRY_POINT_GROUP, NodeRegistry, load_plugins
 from tests.docs.conftest import DOCS, REPO
 from tests.docs.runner import DocService
+from tests.support.node_services import standalone_services
 
 PLUGIN_DIR = DOCS / "examples" / "sentiment_plugin"
 
@@ -94,6 +95,7 @@ async def test_the_example_plugin_registers_through_its_entry_point_and_runs(ins
         node_id="mood",
         attempt=1,
         scope=TemplateContext(input={"review": "great lamp, slow delivery, bad box"}),
+        services=standalone_services(),
         log=lambda level, message, data: logs.append((level, message)),
     )
     config = node.render_config({"text": "{{input.review}}"}, ctx.scope, "mood")

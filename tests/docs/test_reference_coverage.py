@@ -10,13 +10,11 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings
 from starlette.routing import BaseRoute, WebSocketRoute
 
 from config.settings import Settings
 from docs.generate import GUIDES
 from gateway.main import create_app
-from nodes.settings import NodeSettings
 from tests.docs.blocks import RUNNABLE_ROLES, parse_blocks
 from tests.docs.conftest import DOCS, JWT_SECRET
 
@@ -98,13 +96,14 @@ def _shown_default(value: Any) -> str:
     return f"`{value}`"
 
 
-def _settings_defaults(*models: type[BaseSettings]) -> dict[str, str]:
-    defaults: dict[str, str] = {}
-    for model in models:
-        for field in model.model_fields.values():
-            assert field.alias, f"{model.__name__} has a setting without an environment name"
-            defaults[field.alias] = _shown_default(field.get_default(call_default_factory=True))
-    return defaults
+def _settings_defaults() -> dict[str, str]:
+    for section in Settings.sections().values():
+        for name, field in section.model_fields.items():
+            assert field.alias, f"{section.__name__}.{name} has no environment name"
+    return {
+        name: _shown_default(field.get_default(call_default_factory=True))
+        for name, field in Settings.environment_names().items()
+    }
 
 
 def test_the_deployment_guide_lists_every_setting_with_its_default():
@@ -113,7 +112,7 @@ def test_the_deployment_guide_lists_every_setting_with_its_default():
     rows = [match for line in text.splitlines()[start : end - 1] if (match := SETTING_ROW.match(line))]
     documented = {match["name"]: match["default"] for match in rows}
     assert len(documented) == len(rows), "a setting is listed twice"
-    actual = _settings_defaults(Settings, NodeSettings)
+    actual = _settings_defaults()
     assert sorted(set(actual) - set(documented)) == [], "settings missing from deployment.md"
     assert sorted(set(documented) - set(actual)) == [], "deployment.md lists settings that do not exist"
     wrong = {name: (documented[name], actual[name]) for name in actual if documented[name] != actual[name]}
@@ -122,7 +121,7 @@ def test_the_deployment_guide_lists_every_setting_with_its_default():
 
 def test_env_example_and_the_deployment_guide_name_the_same_settings():
     names = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", (DOCS.parent / ".env.example").read_text(), re.M))
-    assert names == set(_settings_defaults(Settings, NodeSettings))
+    assert names == set(_settings_defaults())
 
 
 LINK = re.compile(r"\]\((?P<file>[a-z-]+\.md)?(?:#(?P<anchor>[a-z0-9_-]+))?\)")

@@ -62,3 +62,13 @@ async def test_unknown_request_fields_are_422(http, alice):
         "/api/v1/nodes/transform/test", json={"config": {"template": 1}, "inputs": {}}, headers=alice.headers
     )
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "body.inputs"
+
+
+async def test_a_map_tested_on_its_own_is_422_saying_it_runs_only_inside_a_job(http, alice):
+    """A node test has no job to fan a map's items out with: its services say so (no fan-out), and the
+    map refuses by name instead of failing on a missing service."""
+    body = {"config": {"items": "{{input.xs}}", "node": {"type": "transform", "config": {"template": 1}}}}
+    body["input"] = {"xs": [1, 2]}
+    response = await http.post("/api/v1/nodes/map/test", json=body, headers=alice.headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == "map node 'map' runs only inside a job: nothing here runs its items"

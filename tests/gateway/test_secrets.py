@@ -182,7 +182,7 @@ async def test_secrets_need_a_token(http):
 async def test_a_secret_is_encrypted_at_rest_under_a_key_only_the_service_can_read(http, alice, service):
     value = "at-rest-plaintext-6a1f"
     await put_secret(http, alice, "stored", value)
-    data_dir = service.runtime.runtime.data_dir
+    data_dir = service.runtime.runtime.resolved.data_dir
     for path in data_dir.glob("workflow.db*"):
         assert value.encode() not in path.read_bytes(), path
     key_file = data_dir / "secrets-key"

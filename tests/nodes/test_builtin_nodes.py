@@ -10,12 +10,11 @@ from engine.validation import validate_workflow
 from nodes.base import NodeContext
 from nodes.registry import NodeRegistry, default_registry
 from nodes.transform import TransformNode
+from tests.support.node_services import standalone_context
 
 
 def context(scope: TemplateContext, predecessors: tuple[str, ...] = ()) -> NodeContext:
-    return NodeContext(
-        job_id="j", workflow_id="w", node_id="n", attempt=2, scope=scope, predecessors=predecessors
-    )
+    return standalone_context(scope, attempt=2, predecessors=predecessors)
 
 
 async def run(node_type: str, config: dict, scope: TemplateContext, predecessors: tuple[str, ...] = ()):

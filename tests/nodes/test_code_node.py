@@ -23,11 +23,10 @@ from nodes.registry import default_registry
 from nodes.sandbox import bubblewrap_problem
 from nodes.settings import NodeSettings
 from tests.nodes.test_sandbox import sandbox_processes, wait_for_sandbox
+from tests.support.node_services import standalone_services
 
 NODE = CodeNode()
-SETTINGS = NodeSettings(
-    _env_file=None, SANDBOX_WALL_CLOCK_S=20, SANDBOX_CPU_S=10, SANDBOX_ALLOW_UNSANDBOXED=False
-)
+SETTINGS = NodeSettings(SANDBOX_WALL_CLOCK_S=20, SANDBOX_CPU_S=10, SANDBOX_ALLOW_UNSANDBOXED=False)
 
 PLATFORM_EXAMPLE = {
     "language": "python",
@@ -61,7 +60,7 @@ class Run:
             attempt=1,
             scope=TemplateContext(input=job_input if job_input is not None else {}),
             log=lambda level, message, data: self.logs.append((level, message, data)),
-            services={"settings": node_settings},
+            services=standalone_services(node_settings),
         )
         return await NODE.execute(NODE.render_config(config, ctx.scope, ctx.node_id), ctx)
 
@@ -137,7 +136,7 @@ async def test_stdout_and_stderr_go_to_the_job_logs(run):
 
 
 async def test_logs_are_capped_by_the_service_setting(run):
-    capped = NodeSettings(_env_file=None, SANDBOX_MAX_LOG_BYTES=100)
+    capped = NodeSettings(SANDBOX_MAX_LOG_BYTES=100)
     code = "def process():\n    print('y' * 10_000)\n    return 1\n"
     await run({"code": code}, node_settings=capped)
     [(level, message, _)] = run.logs
@@ -359,7 +358,7 @@ async def test_without_bubblewrap_the_node_refuses_unless_the_setting_allows_it(
     config = {"code": "def process(x):\n    return x + 1\n", "input_mapping": {"x": 1}}
     with pytest.raises(SandboxError, match=r"cannot run code: bubblewrap \(bwrap\) is not installed"):
         await run(config)
-    allowed = NodeSettings(_env_file=None, SANDBOX_ALLOW_UNSANDBOXED=True)
+    allowed = NodeSettings(SANDBOX_ALLOW_UNSANDBOXED=True)
     result = await run(config, node_settings=allowed)
     assert result.output == 2
     [(level, message, _)] = run.logs

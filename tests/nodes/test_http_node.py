@@ -26,14 +26,13 @@ from nodes.http import HttpNode, http_clients
 from nodes.settings import NodeSettings
 from nodes.ssrf import AddressRefusedError
 from tests.nodes.test_ssrf import FixedTableResolver
+from tests.support.node_services import standalone_services
 
 NODE = HttpNode()
 
 
 def settings(allowed_hosts: str = "127.0.0.1", allow_private: bool = False, **extra: Any) -> NodeSettings:
-    return NodeSettings(
-        _env_file=None, HTTP_ALLOWED_HOSTS=allowed_hosts, HTTP_ALLOW_PRIVATE_NETWORKS=allow_private, **extra
-    )
+    return NodeSettings(HTTP_ALLOWED_HOSTS=allowed_hosts, HTTP_ALLOW_PRIVATE_NETWORKS=allow_private, **extra)
 
 
 LOOPBACK_ALLOWED = settings()
@@ -212,7 +211,7 @@ class Run:
             attempt=1,
             scope=scope or TemplateContext(),
             log=lambda level, message, data: self.logs.append((level, message, data)),
-            services={"settings": node_settings, **services},
+            services=standalone_services(node_settings, **services),
         )
         if scope is not None:
             config = NODE.render_config(config, scope, "fetch").model_dump(mode="json")
@@ -635,9 +634,7 @@ async def test_too_many_redirects(server, run):
 
 async def test_loopback_is_refused_by_default_and_nothing_is_sent(server, run):
     with pytest.raises(AddressRefusedError) as caught:
-        await run(
-            {"url": server.url("/echo")}, NodeSettings(_env_file=None, HTTP_ALLOW_PRIVATE_NETWORKS=False)
-        )
+        await run({"url": server.url("/echo")}, NodeSettings(HTTP_ALLOW_PRIVATE_NETWORKS=False))
     assert caught.value.message.startswith(
         f"GET {server.url('/echo')}: refused: 127.0.0.1 is a loopback address"
     )

@@ -21,6 +21,7 @@ from nodes.llm_client import close_shared_clients
 from nodes.provider_limits import InProcessLimiter, LimitKey, ProviderLimits
 from nodes.registry import default_registry
 from nodes.settings import NodeSettings
+from tests.support.node_services import standalone_services
 from tests.support.openai_server import OpenAITestServer
 
 LogRecord = tuple[LogLevel, str, dict[str, Any]]
@@ -46,7 +47,7 @@ def settings_for(server: OpenAITestServer, **overrides: Any) -> NodeSettings:
         "LLM_MAX_ATTEMPTS": "4",
     }
     values.update({key: str(value) for key, value in overrides.items()})
-    return NodeSettings(_env_file=None, **values)
+    return NodeSettings(**values)
 
 
 async def run_llm(
@@ -63,7 +64,7 @@ async def run_llm(
         attempt=2,
         scope=TemplateContext(),
         log=lambda level, message, data: (logs if logs is not None else []).append((level, message, data)),
-        services={"settings": settings, **services},
+        services=standalone_services(settings, **services),
     )
     return await node.execute(node.parse_config(config, "classify"), ctx)
 
@@ -185,7 +186,6 @@ async def test_an_unreachable_provider_is_retried_then_reported_retryable():
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     settings = NodeSettings(
-        _env_file=None,
         MODEL_SERVICE_URL=f"http://127.0.0.1:{closed_port}",
         LLM_BACKOFF_BASE_S="0.01",
         LLM_MAX_ATTEMPTS="2",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from engine.templating import TemplateContext
 from engine.validation import validate_workflow
-from nodes.base import NodeContext
 from nodes.registry import default_registry, import_node_type
+from tests.support.node_services import standalone_context
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -39,7 +39,7 @@ async def test_the_readme_plugin_loads_validates_and_runs(tmp_path, monkeypatch)
         assert validate_workflow(definition, registry).nodes[0].type == "sentiment"
         node = node_class()
         scope = TemplateContext(input={"message": "great service, thanks, but the app is broken"})
-        ctx = NodeContext(job_id="j", workflow_id="w", node_id="s", attempt=1, scope=scope)
+        ctx = standalone_context(scope, "s")
         result = await node.execute(node.render_config({"text": "{{input.message}}"}, scope, "s"), ctx)
         assert result.output == {"score": 1 / 3}
     finally:

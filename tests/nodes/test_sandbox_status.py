@@ -56,12 +56,10 @@ async def test_without_a_cgroup_per_run_code_refuses_unless_allowed(caplog):
 async def test_the_code_node_names_the_missing_part_when_it_refuses():
     run = Run()
     config = {"code": "def process(x):\n    return x + 1\n", "input_mapping": {"x": 1}}
-    refusing = NodeSettings(_env_file=None, SANDBOX_CGROUP_PARENT=MISSING_PARENT)
+    refusing = NodeSettings(SANDBOX_CGROUP_PARENT=MISSING_PARENT)
     with pytest.raises(SandboxError, match=r"^cannot run code: no cgroup per run"):
         await run(config, node_settings=refusing)
-    allowing = NodeSettings(
-        _env_file=None, SANDBOX_CGROUP_PARENT=MISSING_PARENT, SANDBOX_ALLOW_UNSANDBOXED=True
-    )
+    allowing = NodeSettings(SANDBOX_CGROUP_PARENT=MISSING_PARENT, SANDBOX_ALLOW_UNSANDBOXED=True)
     assert (await run(config, node_settings=allowing)).output == 2
     [(level, message, _)] = run.logs
     assert level is LogLevel.WARNING

@@ -15,6 +15,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from pydantic import ValidationError
 from yarl import URL
 
+from config.settings import Settings
 from nodes.settings import NodeSettings
 from nodes.ssrf import AddressPolicy, AddressRefusedError, AllowList, CheckingResolver, classify
 
@@ -394,14 +395,14 @@ def test_resolved_address_message_names_host_address_and_the_setting():
 )
 def test_malformed_allowlist_is_refused_when_settings_load(value, message):
     with pytest.raises(ValidationError, match="HTTP_ALLOWED_HOSTS") as caught:
-        NodeSettings(_env_file=None, HTTP_ALLOWED_HOSTS=value)
+        NodeSettings(HTTP_ALLOWED_HOSTS=value)
     assert message in str(caught.value)
 
 
 def test_policy_comes_from_settings(monkeypatch):
     monkeypatch.setenv("HTTP_ALLOWED_HOSTS", "10.2.0.0/16,api.internal")
     monkeypatch.setenv("HTTP_ALLOW_PRIVATE_NETWORKS", "false")
-    policy = AddressPolicy.from_settings(NodeSettings(_env_file=None))
+    policy = AddressPolicy.from_settings(Settings(_env_file=None).nodes)
     assert policy.allow_private_networks is False
     policy.check_address("10.2.3.4", "anything.example")
     policy.check_address("192.168.9.9", "api.internal")

@@ -12,11 +12,12 @@ from engine.errors import ConditionError, InvalidWorkflowError, NodeExecutionErr
 from engine.records import JobRecord, JobStatus, NodeStatus
 from engine.templating import TemplateContext
 from engine.validation import validate_workflow
-from nodes.base import NodeContext, NodeResult
+from nodes.base import NodeResult
 from nodes.registry import BUILTIN_NODE_TYPES, default_registry
 from nodes.switch import MAX_CASES, SwitchNode, same_json
 from tests.actors import test_job_runner as runner_tests
 from tests.actors.test_job_runner import start_job
+from tests.support.node_services import standalone_context
 
 BY_CATEGORY = {
     "value": "{{input.category}}",
@@ -53,7 +54,7 @@ SHARED_TARGET = {
 async def run_switch(config: dict[str, Any], job_input: dict[str, Any]) -> NodeResult:
     node = SwitchNode()
     scope = TemplateContext(input=job_input)
-    ctx = NodeContext(job_id="j", workflow_id="w", node_id="route", attempt=1, scope=scope)
+    ctx = standalone_context(scope, "route")
     return await node.execute(node.render_config(config, scope, "route"), ctx)
 
 

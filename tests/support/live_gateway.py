@@ -1,18 +1,15 @@
 """A real gateway served by uvicorn on a loopback port of the running event loop, for tests and scripts
 that drive it over HTTP (the browser tests, `python -m docs.screenshots`).
 
-    async with serve_gateway(settings, env={"MODEL_SERVICE_URL": url}) as base_url:
+    async with serve_gateway(settings) as (base_url, app):
         ...  # http://127.0.0.1:<port>
-
-`env` is set while the service starts: node settings are read from the environment once, then.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
@@ -28,9 +25,7 @@ then cancels it after this long instead of waiting for it forever."""
 
 
 @asynccontextmanager
-async def serve_gateway(
-    settings: Settings, env: Mapping[str, str] | None = None
-) -> AsyncIterator[tuple[str, FastAPI]]:
+async def serve_gateway(settings: Settings) -> AsyncIterator[tuple[str, FastAPI]]:
     """Yields (base URL, app) once the gateway answers; stops it on exit."""
     app = create_app(settings, configure_logs=False)
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so (else Nagle adds ~40 ms)
@@ -45,22 +40,13 @@ async def serve_gateway(
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     server = uvicorn.Server(config)
-    saved = {name: os.environ.get(name) for name in env or {}}
-    os.environ.update(env or {})
-    try:
-        serving = asyncio.create_task(server.serve(sockets=[listener]))
-        async with asyncio.timeout(STARTUP_TIMEOUT_S):
-            while not server.started:
-                if serving.done():
-                    serving.result()
-                    raise RuntimeError("the gateway stopped while starting")
-                await asyncio.sleep(0.05)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    async with asyncio.timeout(STARTUP_TIMEOUT_S):
+        while not server.started:
+            if serving.done():
+                serving.result()
+                raise RuntimeError("the gateway stopped while starting")
+            await asyncio.sleep(0.05)
     try:
         yield f"http://127.0.0.1:{port}", app
     finally:

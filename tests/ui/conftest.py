@@ -73,9 +73,10 @@ async def ui_service(
         JWT_SECRET=JWT_SECRET,
         EVENT_KEEPALIVE_S=1.0,
         LOG_LEVEL="WARNING",
+        MODEL_SERVICE_URL=ui_model_server.url,
     )
     assert settings.embedded_development_mode
-    async with serve_gateway(settings, env={"MODEL_SERVICE_URL": ui_model_server.url}) as (base_url, app):
+    async with serve_gateway(settings) as (base_url, app):
         yield UiService(base_url, app, ui_model_server)
 
 
