@@ -116,9 +116,10 @@ async def test_cancelling_a_pending_job_is_one_checkpoint_and_one_publish_withou
     pending = (await start_job(services, wf, {})).job
     store, bus = CountingStore(services.store), CountingBus(services.bus)
     manager = JobManager(
-        RuntimeConfig(data_dir=tmp_path, redis_host=redis_server.host, redis_port=redis_server.port)
+        RuntimeConfig(data_dir=tmp_path, redis_host=redis_server.host, redis_port=redis_server.port),
+        store,
+        bus,
     )
-    manager._store, manager._bus = store, bus
 
     cancelled = await manager._cancel_in_store(pending)
 

@@ -59,9 +59,10 @@ async def test_failing_a_job_whose_actor_died_publishes_its_outbox_then_job_fail
         await store.checkpoint(job.id, job.version, changes, [])
 
         manager = JobManager(
-            RuntimeConfig(data_dir=tmp_path, redis_host=redis_server.host, redis_port=redis_server.port)
+            RuntimeConfig(data_dir=tmp_path, redis_host=redis_server.host, redis_port=redis_server.port),
+            store,
+            bus,
         )
-        manager._store, manager._bus = store, bus
         await manager._fail_unrunnable(job.id, "its job actor died: test")
 
         seen = [(event.sequence, event.type) async for event in bus.subscribe(job.id)]
