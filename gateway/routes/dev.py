@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import NotFoundError
 from gateway.deps import SettingsDep, VerifierDep
-from gateway.errors import ERROR_RESPONSES, ErrorBody
+from gateway.errors import BODY_TOO_LARGE, ERROR_RESPONSES, ErrorBody
 
 DEV_TOKEN_TTL_S = 8 * 3600
 """A working day: the page keeps the token for the browser tab's life."""
@@ -81,7 +81,7 @@ class DevToken(BaseModel):
 
 @router.post(
     "/api/v1/dev/token",
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **BODY_TOO_LARGE},
     summary="A development token for a user name, without roles (embedded development mode only)",
 )
 async def dev_token(body: DevTokenRequest, verifier: VerifierDep) -> DevToken:

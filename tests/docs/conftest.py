@@ -57,6 +57,7 @@ async def docs_service(
     settings = Settings(
         _env_file=None,
         DATA_DIR=data_dir,
+        HOST="0.0.0.0",  # a deployment, not the embedded development mode (no dev tokens)
         RAY_DASHBOARD=False,
         RAY_NAMESPACE=f"docs-test-{uuid.uuid4().hex[:8]}",
         JOB_ACTOR_MODE="reuse",

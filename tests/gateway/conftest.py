@@ -44,6 +44,7 @@ def gateway_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         _env_file=None,
         DATA_DIR=data_dir,
+        HOST="0.0.0.0",  # a deployment, not the embedded development mode (no dev tokens)
         SECRETS_FILE=secrets_file,
         RAY_DASHBOARD=False,
         RAY_NAMESPACE=f"gateway-test-{uuid.uuid4().hex[:8]}",
