@@ -70,6 +70,7 @@ class JobActor:
                 launcher=RayLauncher(self._executors, name, self.runtime),
                 node_settings=self.runtime.settings.nodes,
                 secrets=await self.runtime.secret_vault(store).resolve(job.owner, job.owner_roles),
+                actor_name=ray_api.current_actor_name(),
             )
             runner = JobRunner(services, job, dag)
             self._runners[job_id] = runner
@@ -118,7 +119,7 @@ class JobActor:
             "name": ray_api.current_actor_name(),
             "pid": os.getpid(),
             "node_id": ray_api.current_node_id(),
-            "current_jobs": sorted(self._runners),
+            "current_jobs": sorted(self._done),
             "jobs_run": self.jobs_run,
         }
 

@@ -14,36 +14,29 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import Sequence
 from typing import Any
 
 from actors import ray_api
 from actors.executor_pool import EXECUTOR_NAME
 from actors.job_actor import JobActor
 from actors.job_actors import DEDICATED_PREFIX, REUSE_PREFIX, PooledActor, RunnerSet
+from actors.job_writer import JobWriter
 from actors.llm_limiter import limiter_handle
 from actors.remote_nodes import NodeExecutor
 from actors.runtime_config import RuntimeConfig
 from config.settings import ActorMode
+from engine.dag import Dag
 from engine.errors import ConflictError, NotFoundError
-from engine.records import (
-    ErrorInfo,
-    EventType,
-    JobChanges,
-    JobEvent,
-    JobRecord,
-    JobStatus,
-    LogEntry,
-    NodeCheckpoint,
-    NodeStatus,
-    utcnow,
-)
+from engine.ledger import JobLedger
+from engine.records import ErrorInfo, JobRecord, JobStatus, utcnow
+from engine.scheduler import CancelRequested, JobState, RuntimeFailed
 from storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
 
 MANAGER_NAME = "job-manager"
 UNFINISHED = (JobStatus.RUNNING, JobStatus.PENDING)
+ADOPT_TIMEOUT_S = 10.0
 RECOVERY_PAGE_SIZE = 500
 EXECUTOR_MAX_CONCURRENCY = 1000
 """Calls one executor actor runs at once (node attempts and map batches, each a coroutine)."""
@@ -54,11 +47,15 @@ def new_job_id() -> str:
 
 
 class JobManager:
-    def __init__(self, runtime: RuntimeConfig) -> None:
+    def __init__(
+        self, runtime: RuntimeConfig, store: Store | None = None, bus: EventBus | None = None
+    ) -> None:
+        """`store` and `bus`: open ones to use (a manager in the caller's process); the Ray actor is given
+        neither and opens its own from `runtime` when it starts."""
         self.runtime = runtime
         runtime.configure_process_logging()
-        self._store: Store | None = None
-        self._bus: EventBus | None = None
+        self._store = store
+        self._bus = bus
         self._started = asyncio.Event()
         self._starting = asyncio.Lock()
         self._pool: deque[PooledActor] = deque()
@@ -90,8 +87,8 @@ class JobManager:
     async def _ensure_started(self) -> None:
         async with self._starting:
             if not self._started.is_set():
-                self._store = await self.runtime.open_store()
-                self._bus = await self.runtime.open_bus()
+                self._store = self._store or await self.runtime.open_store()
+                self._bus = self._bus or await self.runtime.open_bus()
                 self._start_executors()
                 await self._recover()
                 self._started.set()
@@ -125,30 +122,37 @@ class JobManager:
             if offset >= page.total:
                 break
         unfinished.sort(key=lambda job: (job.status is not JobStatus.RUNNING, job.created_at))
-        by_actor: dict[str, list[JobRecord]] = {}
-        for job in unfinished:
-            if job.actor_name:
-                by_actor.setdefault(job.actor_name, []).append(job)
+        unfinished_ids = {job.id for job in unfinished}
         for name in self._leftover_actors():
-            jobs = by_actor.get(name, [])
             handle = ray_api.get_actor(name, self.runtime.namespace)
             if handle is None:
                 continue
-            if not jobs:
+            running = await self._jobs_running_on(name, handle) & unfinished_ids
+            if not running:
                 ray_api.kill(handle)
                 continue
             member = PooledActor(name, handle)
             if self._runners is not None:
-                self._runners.adopt(member, len(jobs))
-            for job in jobs:
-                self._active[job.id] = member
-                self._spawn(self._adopt(job.id, member))
+                self._runners.adopt(member, len(running))
+            for job_id in sorted(running):
+                self._active[job_id] = member
+                self._spawn(self._adopt(job_id, member))
         for job in unfinished:
             if job.id not in self._active:
                 self._queue.append(job.id)
         if unfinished:
             logger.info("recovered %d unfinished jobs (%d adopted)", len(unfinished), len(self._active))
         self._admit()
+
+    async def _jobs_running_on(self, name: str, handle: ray_api.ActorHandle) -> set[str]:
+        """The jobs a leftover actor is running now: asked, not read from the store, so a job handed to it
+        just before the last manager stopped (its run not yet begun, nothing stored) is adopted too."""
+        try:
+            info = await asyncio.wait_for(ray_api.result(ray_api.call(handle, "info")), ADOPT_TIMEOUT_S)
+        except (TimeoutError, ray_api.ActorDiedError) as exc:
+            logger.warning("leftover job actor %s did not say what it runs (%s); it is ended", name, exc)
+            return set()
+        return set(info["current_jobs"])
 
     def _leftover_actors(self) -> list[str]:
         names = ray_api.named_actors(self.runtime.namespace)
@@ -240,11 +244,7 @@ class JobManager:
             job = created or await store.get_job(job_id)
             if job.status.is_terminal:
                 return
-            if job.actor_name != member.name:
-                await store.checkpoint(job_id, job.version, JobChanges(actor_name=member.name))
             await ray_api.result(ray_api.call(member.handle, "run_job", job_id))
-        except ConflictError:
-            logger.info("job %s changed before it started (cancelled while pending)", job_id)
         except ray_api.ActorDiedError as exc:
             logger.error("job actor %s for job %s died for good: %s", member.name, job_id, exc)
             await self._fail_unrunnable(job_id, f"its job actor died: {exc}")
@@ -331,43 +331,25 @@ class JobManager:
             return await self._await_terminal(job_id)
 
     async def _cancel_in_store(self, job: JobRecord) -> JobRecord:
-        now = utcnow()
-        nodes = [
-            node.model_copy(update={"status": NodeStatus.CANCELLED, "finished_at": now})
-            for node in job.nodes.values()
-            if not node.status.is_terminal
-        ]
-        await self._end_outside_actor(
-            job,
-            JobChanges(status=JobStatus.CANCELLED, finished_at=now),
-            EventType.JOB_CANCELLED,
-            {"status": "cancelled", "reason": "cancelled while pending"},
-            nodes,
-            [LogEntry(job_id=job.id, message="job: cancelled while pending")],
-        )
+        await self._end_outside_actor(job, CancelRequested(utcnow(), "cancelled while pending"))
         return await self._require_store().get_job(job.id)
 
-    async def _end_outside_actor(
-        self,
-        job: JobRecord,
-        changes: JobChanges,
-        event_type: EventType,
-        data: dict[str, Any],
-        nodes: list[NodeCheckpoint] | None = None,
-        logs: Sequence[LogEntry] = (),
-    ) -> None:
-        """End a job no actor is running: store the terminal state with its last event as the outbox
-        (and `logs`, with it), then publish, in one round trip, what the job's outbox still held (its
-        actor may have died before publishing it; the bus drops what its stream already has) and that
-        last event."""
-        sequence = job.event_sequence + 1
-        last = JobEvent(
-            sequence=sequence, type=event_type, job_id=job.id, workflow_id=job.workflow_id, data=data
+    async def _end_outside_actor(self, job: JobRecord, event: CancelRequested | RuntimeFailed) -> None:
+        """End a job no actor runs, through the scheduling step as its actor would, publishing with it what
+        the job's outbox still held (its actor may have died before publishing it; the bus drops what its
+        stream already has)."""
+        workflow = await self._require_store().get_workflow(job.workflow_id, job.workflow_version)
+        dag = Dag.from_definition(workflow.definition)
+        ledger = JobLedger(
+            dag,
+            JobState.restore(dag, job.status, job.nodes),
+            job.id,
+            job.workflow_id,
+            utcnow,
+            sequence=job.event_sequence,
         )
-        changes.event_sequence = sequence
-        changes.pending_events = [last]
-        await self._require_store().checkpoint(job.id, job.version, changes, nodes or [], logs)
-        await self._require_bus().publish_many([*job.pending_events, last])
+        writer = JobWriter(ledger, self._require_store(), self._require_bus(), job.version)
+        await writer.commit([event], unpublished=job.pending_events)
 
     async def _await_terminal(self, job_id: str, timeout_s: float = 10.0) -> JobRecord:
         store = self._require_store()
@@ -384,12 +366,7 @@ class JobManager:
             if job.status.is_terminal:
                 return
             error = ErrorInfo(type="job_runtime_error", message=reason)
-            await self._end_outside_actor(
-                job,
-                JobChanges(status=JobStatus.FAILED, finished_at=utcnow(), error=error),
-                EventType.JOB_FAILED,
-                {"status": "failed", "error": error.model_dump()},
-            )
+            await self._end_outside_actor(job, RuntimeFailed(utcnow(), error))
         except (ConflictError, NotFoundError):
             logger.exception("could not mark job %s failed", job_id)
 

@@ -14,15 +14,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from actors.node_attempt import NodeTasks
-from engine.records import ErrorInfo, JobStatus, NodeStatus, utcnow
-from engine.scheduler import (
-    Begin,
-    Decision,
-    JobState,
-    SchedulerEvent,
-    apply,
-    step,
-)
+from engine.ledger import JobLedger, terminal_with_output
+from engine.records import ErrorInfo, JobStatus, utcnow
+from engine.scheduler import Begin, Decision, JobState, SchedulerEvent
 from engine.templating import INDEX_ROOT, ITEM_ROOT, TemplateContext
 from nodes.base import NodeContext, NodeResult, NodeType
 from nodes.map import GraphChild, ItemOutcome, sum_usage
@@ -52,18 +46,25 @@ class GraphItemRun:
         self.graph, self.item_ctx, self.index = graph, item_ctx, index
         self.registry, self.launch = registry, launch
         self.dag = graph.dag
-        self.state = JobState.initial(self.dag)
+        self.ledger = JobLedger(
+            self.dag, JobState.initial(self.dag), item_ctx.job_id, item_ctx.workflow_id, utcnow
+        )
         self.outputs: dict[str, Any] = {}
         self.locals = {ITEM_ROOT: item, INDEX_ROOT: index}
         self.finished: Decision | None = None
         self._inbox: asyncio.Queue[SchedulerEvent] = asyncio.Queue()
         self._nodes = NodeTasks(self.dag, self._execute, self._inbox.put_nowait, utcnow)
 
+    @property
+    def state(self) -> JobState:
+        return self.ledger.state
+
     async def run(self) -> ItemOutcome:
+        """Decisions are applied in memory only: an item is a unit of its map node, never checkpointed."""
         try:
-            self._take(step(self.dag, self.state, Begin(utcnow())))
+            self._take(Begin(utcnow()))
             while not self.state.status.is_terminal:
-                self._take(step(self.dag, self.state, await self._inbox.get()))
+                self._take(await self._inbox.get())
         finally:
             await self._nodes.cancel_all()
         return self._outcome()
@@ -89,15 +90,15 @@ class GraphItemRun:
             return self.outputs.get(output)
         return self.finished.result if self.finished else None
 
-    def _take(self, decision: Decision) -> None:
-        apply(self.state, decision)
-        for node_id, node in decision.changes.items():
-            if node.status in (NodeStatus.COMPLETED, NodeStatus.FAILED):
-                self.outputs[node_id] = node.output
-        if decision.status is not None and decision.status.is_terminal:
-            self.finished = decision
-        for action in decision.actions:
-            self._nodes.perform(action)
+    def _take(self, event: SchedulerEvent) -> None:
+        for decision in self.ledger.decide([event]):
+            for node_id, node in decision.changes.items():
+                if terminal_with_output(node):
+                    self.outputs[node_id] = node.output
+            if decision.status is not None and decision.status.is_terminal:
+                self.finished = decision
+            for action in decision.actions:
+                self._nodes.perform(action)
 
     async def _execute(self, node_id: str, attempt: int) -> NodeResult:
         spec = self.dag.nodes[node_id]

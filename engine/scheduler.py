@@ -62,7 +62,26 @@ class CancelRequested:
     reason: str = "cancelled by request"
 
 
-SchedulerEvent = Begin | NodeSucceeded | NodeFailed | RetryDue | CancelRequested
+@dataclass(frozen=True)
+class NodeProgress:
+    """A running node's progress (a map node's item counts): an event to publish, not a state change."""
+
+    node_id: str
+    data: dict[str, Any]
+    time: datetime
+
+
+@dataclass(frozen=True)
+class RuntimeFailed:
+    """The runtime cannot run the job at all (its actor died for good): the job fails as it stands."""
+
+    time: datetime
+    error: ErrorInfo
+
+
+SchedulerEvent = (
+    Begin | NodeSucceeded | NodeFailed | RetryDue | CancelRequested | NodeProgress | RuntimeFailed
+)
 
 # ---------------------------------------------------------------- what the runtime must do
 
@@ -164,6 +183,10 @@ def step(dag: Dag, state: JobState, event: SchedulerEvent) -> Decision:
             return _retry_due(dag, state, event)
         case CancelRequested():
             return _cancel(dag, state, event)
+        case NodeProgress():
+            return _progress(state, event)
+        case RuntimeFailed():
+            return _runtime_failed(dag, state, event)
 
 
 class _Draft:
@@ -371,4 +394,19 @@ def _cancel(dag: Dag, state: JobState, event: CancelRequested) -> Decision:
     draft.stop_all(NodeStatus.CANCELLED)
     draft.decision.status = JobStatus.CANCELLED
     draft.emit(EventType.JOB_CANCELLED, None, reason=event.reason)
+    return draft.decision
+
+
+def _progress(state: JobState, event: NodeProgress) -> Decision:
+    if state.nodes[event.node_id].status is not NodeStatus.RUNNING:
+        return Decision()
+    return Decision(events=[Emit(EventType.NODE_PROGRESS, event.node_id, event.data)])
+
+
+def _runtime_failed(dag: Dag, state: JobState, event: RuntimeFailed) -> Decision:
+    draft = _Draft(dag, state, event.time)
+    draft.stop_all(NodeStatus.CANCELLED)
+    draft.decision.status = JobStatus.FAILED
+    draft.decision.error = event.error
+    draft.emit(EventType.JOB_FAILED, None, error=event.error.model_dump())
     return draft.decision

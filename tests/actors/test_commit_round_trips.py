@@ -116,8 +116,7 @@ async def test_cancelling_a_pending_job_is_one_checkpoint_and_one_publish_withou
     wf = definition([{"id": "a", "type": "transform", "config": {"template": 1}}], [])
     pending = (await start_job(services, wf, {})).job
     store, bus = CountingStore(services.store), CountingBus(services.bus)
-    manager = JobManager(runtime_config(tmp_path, redis_server.host, redis_server.port))
-    manager._store, manager._bus = store, bus
+    manager = JobManager(runtime_config(tmp_path, redis_server.host, redis_server.port), store, bus)
 
     cancelled = await manager._cancel_in_store(pending)
 

@@ -59,8 +59,7 @@ async def test_failing_a_job_whose_actor_died_publishes_its_outbox_then_job_fail
         changes = JobChanges(status=JobStatus.RUNNING, event_sequence=2, pending_events=unsent)
         await store.checkpoint(job.id, job.version, changes, [])
 
-        manager = JobManager(runtime_config(tmp_path, redis_server.host, redis_server.port))
-        manager._store, manager._bus = store, bus
+        manager = JobManager(runtime_config(tmp_path, redis_server.host, redis_server.port), store, bus)
         await manager._fail_unrunnable(job.id, "its job actor died: test")
 
         seen = [(event.sequence, event.type) async for event in bus.subscribe(job.id)]

@@ -18,9 +18,11 @@ from engine.scheduler import (
     Decision,
     JobState,
     NodeFailed,
+    NodeProgress,
     NodeSucceeded,
     RetryDue,
     RunNode,
+    RuntimeFailed,
     ScheduleRetry,
     apply,
     step,
@@ -403,3 +405,56 @@ def test_ten_thousand_node_chain_schedules_in_linear_time():
     sim = Simulation(dag, {}).run(max_steps=size + 1)
     assert sim.state.status is JobStatus.COMPLETED
     assert len(sim.ran) == size
+
+
+def _running_chain() -> tuple[Dag, JobState]:
+    """a -> b -> c with a running (as after Begin)."""
+    dag = make_dag([{"id": "a"}, {"id": "b"}, {"id": "c"}], [("a", "b"), ("b", "c")])
+    state = JobState.initial(dag)
+    apply(state, step(dag, state, Begin(T0)))
+    return dag, state
+
+
+@pytest.mark.parametrize(
+    ("running", "emitted"),
+    [(True, [(EventType.NODE_PROGRESS, "a")]), (False, [])],
+    ids=["running-node", "finished-node"],
+)
+def test_progress_of_a_node_is_published_only_while_it_runs(running, emitted):
+    dag, state = _running_chain()
+    if not running:
+        apply(state, step(dag, state, NodeSucceeded("a", 1, T0)))
+    decision = step(dag, state, NodeProgress("a", {"succeeded": 3, "failed": 0, "total": 9}, T0))
+    assert [(e.type, e.node_id) for e in decision.events] == emitted
+    assert not decision.changes and decision.status is None and not decision.actions
+    if running:
+        assert decision.events[0].data == {"succeeded": 3, "failed": 0, "total": 9}
+
+
+@pytest.mark.parametrize("status", [JobStatus.PENDING, JobStatus.RUNNING])
+def test_a_job_whose_runtime_failed_fails_as_it_stands_and_its_running_nodes_are_cancelled(status):
+    dag = make_dag([{"id": "a"}, {"id": "b"}], [("a", "b")])
+    state = JobState.initial(dag)
+    if status is JobStatus.RUNNING:
+        apply(state, step(dag, state, Begin(T0)))
+    error = ErrorInfo(type="job_runtime_error", message="its job actor died")
+    decision = step(dag, state, RuntimeFailed(T0, error))
+    assert decision.status is JobStatus.FAILED and decision.error == error
+    assert {node_id: node.status for node_id, node in decision.changes.items()} == {
+        "a": NodeStatus.CANCELLED,
+        "b": NodeStatus.CANCELLED,
+    }
+    assert decision.actions == ([CancelNodes(("a",))] if status is JobStatus.RUNNING else [])
+    assert [(e.type, e.data) for e in decision.events] == [
+        (EventType.JOB_FAILED, {"error": error.model_dump()})
+    ]
+
+
+def test_a_pending_jobs_cancel_is_a_step_like_any_other():
+    dag = make_dag([{"id": "a"}, {"id": "b"}], [("a", "b")])
+    decision = step(dag, JobState.initial(dag), CancelRequested(T0, "cancelled while pending"))
+    assert decision.status is JobStatus.CANCELLED and not decision.actions
+    assert {node.status for node in decision.changes.values()} == {NodeStatus.CANCELLED}
+    assert [(e.type, e.data) for e in decision.events] == [
+        (EventType.JOB_CANCELLED, {"reason": "cancelled while pending"})
+    ]
