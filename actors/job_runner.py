@@ -20,7 +20,8 @@ from pydantic_core import to_jsonable_python
 
 from actors.job_writer import JobWriter
 from actors.launcher import NodeLauncher
-from actors.node_attempt import NodeTasks, full_jitter
+from actors.node_attempt import NodeTasks
+from engine.backoff import equal_jitter
 from engine.dag import Dag
 from engine.errors import ConditionError, ConflictError
 from engine.ledger import JobLedger, capped, terminal_with_output
@@ -50,7 +51,7 @@ class RunnerServices:
     """What the job's nodes read where they run (the `nodes` section of the settings)."""
     secrets: Mapping[str, str] = field(default_factory=dict)
     clock: Callable[[], datetime] = utcnow
-    jitter: Callable[[float], float] = full_jitter
+    jitter: Callable[[float], float] = equal_jitter
     actor_name: str | None = None
     """The actor running the job, recorded with the commit that begins its run."""
 

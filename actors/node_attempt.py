@@ -4,10 +4,10 @@ or its wait before a retry, as one task whose outcome comes back as the step's n
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from engine.backoff import equal_jitter
 from engine.dag import Dag
 from engine.errors import NodeTimeoutError
 from engine.failures import error_info
@@ -29,11 +29,6 @@ Execute = Callable[[str, int], Awaitable[NodeResult]]
 """Runs attempt `attempt` of node `node_id` where it belongs."""
 
 
-def full_jitter(delay_s: float) -> float:
-    """A retry waits between half and all of its delay, so retries of many items do not line up."""
-    return random.uniform(delay_s / 2, delay_s)
-
-
 class NodeTasks:
     """One task per node of a DAG: its running attempt (bounded by the node's `timeout_s`) or its wait
     before a retry. A finished attempt goes to `report` as NodeSucceeded or NodeFailed (its error's type
@@ -46,7 +41,7 @@ class NodeTasks:
         execute: Execute,
         report: Callable[[SchedulerEvent], None],
         clock: Callable[[], datetime],
-        jitter: Callable[[float], float] = full_jitter,
+        jitter: Callable[[float], float] = equal_jitter,
         name_prefix: str = "",
     ) -> None:
         self._dag, self._execute, self._report = dag, execute, report

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.backoff import exponential_delay
+
 
 class OnError(StrEnum):
     """What a node's final failure does to the job."""
@@ -21,7 +23,7 @@ class OnError(StrEnum):
 
 
 class RetryPolicy(BaseModel):
-    """Retry a failing node: delay = min(max_delay, backoff * 2 ** (attempt - 1)), with jitter."""
+    """Retry a failing node: delay = min(max_delay, backoff * 2 ** (retry - 1)), with equal jitter."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -31,7 +33,7 @@ class RetryPolicy(BaseModel):
 
     def delay_before(self, attempt: int) -> float:
         """Delay (without jitter) before attempt number `attempt` (2 is the first retry)."""
-        return min(self.max_delay, self.backoff * 2 ** max(0, attempt - 2))
+        return exponential_delay(attempt - 1, self.backoff, self.max_delay)
 
 
 class NodeSpec(BaseModel):

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import re
 import socket
 import time
 import weakref
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import aiohttp
@@ -29,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 from yarl import URL
 
+from engine.backoff import equal_jitter, exponential_delay, retry_after_s
 from engine.errors import NodeExecutionError, NodeTimeoutError, Problem, RetryableNodeError
 from engine.records import LogLevel
 from engine.templating import TemplateContext
@@ -414,14 +413,14 @@ async def _with_retries(
         else:
             if response.status not in RETRYABLE_STATUSES:
                 return response, attempt
-            failure, retry_after = f"{shown} answered {response.status}", _retry_after_s(response.headers)
+            failure, retry_after = f"{shown} answered {response.status}", retry_after_s(response.headers)
         waits_too_long = retry_after is not None and retry_after > MAX_RETRY_AFTER_S
         if attempt > config.retries or waits_too_long:
             if error is not None:
                 raise error if attempt == 1 else type(error)(f"{failure} (after {attempt} attempts)")
             assert response is not None
             return response, attempt
-        backoff = min(MAX_BACKOFF_S, config.retry_backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        backoff = equal_jitter(exponential_delay(attempt, config.retry_backoff_s, MAX_BACKOFF_S))
         delay = max(backoff, retry_after or 0.0)
         ctx.log(
             LogLevel.WARNING,
@@ -431,25 +430,11 @@ async def _with_retries(
         await asyncio.sleep(delay)
 
 
-def _retry_after_s(headers: CIMultiDictProxy[str]) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP date; None when absent or unreadable."""
-    value = headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _status_error(shown: str, response: _Response, attempts: int) -> NodeExecutionError:
     excerpt = response.body[:ERROR_BODY_CHARS].decode(response.charset or "utf-8", errors="replace").strip()
     tried = f" after {attempts} attempts" if attempts > 1 else ""
     message = f"{shown} answered {response.status} {response.reason}{tried}"
-    retry_after = _retry_after_s(response.headers)
+    retry_after = retry_after_s(response.headers)
     if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
         message += f" (the server asks to retry after {retry_after:.0f} s)"
     if excerpt:

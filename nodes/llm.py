@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator
 
+from engine.backoff import equal_jitter, exponential_delay
 from engine.errors import NodeExecutionError, NodeTimeoutError, RetryableNodeError
 from engine.records import LogLevel
 from nodes.base import Execution, NodeContext, NodeResult, NodeType
@@ -203,8 +203,8 @@ class _Call:
 
     def _backoff(self, attempt: int) -> float:
         """Exponential, capped, with jitter so that many nodes failing together do not retry together."""
-        exponential = self.settings.llm_backoff_base_s * 2 ** (attempt - 1)
-        return min(self.settings.llm_backoff_max_s, exponential) * random.uniform(0.5, 1)
+        delay = exponential_delay(attempt, self.settings.llm_backoff_base_s, self.settings.llm_backoff_max_s)
+        return equal_jitter(delay)
 
     def _clean(self, message: str) -> str:
         """A provider may echo the key it was sent; it never reaches a log or an error."""

@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import PyreqwestError
 from pyreqwest.request import RequestBuilder
 from pyreqwest.response import Response
+
+from engine.backoff import retry_after_s
 
 MAX_ERROR_MESSAGE_CHARS = 500
 
@@ -180,7 +180,7 @@ async def _lines(response: Response) -> AsyncIterator[bytes]:
 def _raise_for_status(response: Response, raw: bytes) -> None:
     if response.status >= 300:
         raise ProviderStatusError(
-            response.status, _error_message(raw, response.status), _retry_after(response.headers)
+            response.status, _error_message(raw, response.status), retry_after_s(response.headers)
         )
 
 
@@ -233,27 +233,6 @@ def _error_message(raw: bytes, status: int) -> str:
     if isinstance(data, dict):
         return _error_text(data, raw)
     return _snippet(raw) or f"HTTP {status} without a body"
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `retry-after-ms` (OpenAI) or `Retry-After` (seconds or an HTTP date)."""
-    milliseconds = headers.get("retry-after-ms")
-    if milliseconds:
-        try:
-            return max(0.0, float(milliseconds) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _snippet(raw: bytes) -> str:

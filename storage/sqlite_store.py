@@ -34,6 +34,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import TypeAdapter
 from pydantic_core import to_json
 
+from engine.backoff import exponential_delay
 from engine.errors import ConflictError, NotFoundError, StorageUnavailableError
 from engine.models import WorkflowDefinition
 from engine.records import (
@@ -160,6 +161,9 @@ MAX_IDS_PER_QUERY = 500
 LOCKED_FIRST_WAIT_S = 0.001
 LOCKED_LONGEST_WAIT_S = 0.05
 """How a write on the loop backs off while another connection holds the lock: doubling from the first."""
+BUSY_FIRST_WAIT_S = 0.01
+BUSY_LONGEST_WAIT_S = 0.5
+"""How the worker thread backs off between its tries of a transaction that found the file locked."""
 _JOB_COLUMNS = (
     "id, owner, workflow_id, workflow_version, status, input, result, error, created_at, started_at, "
     "finished_at, version, actor_name, idempotency_key, event_sequence, pending_events, schema_version, "
@@ -225,7 +229,7 @@ def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection
 
 def _busy_back_off_s(attempt: int) -> float:
     """The worker thread's pause before retrying a transaction that found the file locked."""
-    return min(0.5, 0.01 * 2**attempt)
+    return exponential_delay(attempt + 1, BUSY_FIRST_WAIT_S, BUSY_LONGEST_WAIT_S)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -458,7 +462,7 @@ class SqliteStore:
         conn = self._loop_conn
         if conn is None:
             raise RuntimeError(f"SqliteStore({self.path}) used before start() or after close()")
-        waited, delay = 0.0, LOCKED_FIRST_WAIT_S
+        waited, retry = 0.0, 0
         while True:
             try:
                 return _in_transaction(conn, work, write)
@@ -469,9 +473,10 @@ class SqliteStore:
                     raise StorageUnavailableError(
                         f"SQLite file {self.path} stayed locked by another connection: {exc}"
                     ) from exc
+            retry += 1
+            delay = exponential_delay(retry, LOCKED_FIRST_WAIT_S, LOCKED_LONGEST_WAIT_S)
             await asyncio.sleep(delay)
             waited += delay
-            delay = min(LOCKED_LONGEST_WAIT_S, delay * 2)
 
     def _patience_s(self) -> float:
         """How long `_retry_busy` on the worker thread waits for a lock before giving up."""
