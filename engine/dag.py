@@ -15,7 +15,6 @@ class Dag:
     nodes: Mapping[str, NodeSpec]
     successors: Mapping[str, tuple[str, ...]]
     predecessors: Mapping[str, tuple[str, ...]]
-    roots: tuple[str, ...]
     sinks: tuple[str, ...]
     end_nodes: tuple[str, ...] = field(default=())
 
@@ -33,7 +32,6 @@ class Dag:
             nodes=nodes,
             successors={node_id: tuple(targets) for node_id, targets in successors.items()},
             predecessors={node_id: tuple(sources) for node_id, sources in predecessors.items()},
-            roots=tuple(node_id for node_id in nodes if not predecessors[node_id]),
             sinks=tuple(node_id for node_id in nodes if not successors[node_id]),
             end_nodes=tuple(node_id for node_id, node in nodes.items() if node.type == END_NODE_TYPE),
         )
