@@ -204,11 +204,6 @@ def kill(handle: ActorHandle) -> None:
         logger.debug("kill of a dead actor ignored: %s", exc)
 
 
-def kill_for_restart(handle: ActorHandle) -> None:
-    """Kill an actor's process the way a crash would: Ray restarts it if its max_restarts allows."""
-    ray.kill(handle, no_restart=False)
-
-
 def current_actor_name() -> str | None:
     try:
         return ray.get_runtime_context().get_actor_name()
@@ -268,19 +263,6 @@ def current_node_id() -> str | None:
     return ray.get_runtime_context().get_node_id()
 
 
-def alive_nodes() -> list[dict[str, Any]]:
-    """The cluster's live nodes: `node_id`, `resources` (totals) and `metrics_export_port`, from the GCS."""
-    return [
-        {
-            "node_id": node["NodeID"],
-            "resources": dict(node.get("Resources", {})),
-            "metrics_export_port": node.get("MetricsExportPort"),
-        }
-        for node in ray.nodes()
-        if node.get("Alive")
-    ]
-
-
 def metric_counter(name: str, description: str, tag_keys: tuple[str, ...] = ()) -> MetricCounter:
     """A counter exported by Ray's metrics agent as `ray_<name>` (Prometheus format, dashboard Metrics)."""
     return ray_metrics_api.Counter(name, description=description, tag_keys=tag_keys)
@@ -290,8 +272,3 @@ def metric_histogram(
     name: str, description: str, boundaries: list[float], tag_keys: tuple[str, ...] = ()
 ) -> MetricHistogram:
     return ray_metrics_api.Histogram(name, description=description, boundaries=boundaries, tag_keys=tag_keys)
-
-
-def named_actor_namespaces() -> set[str]:
-    """The namespaces that hold live named actors."""
-    return {entry["namespace"] for entry in ray.util.list_named_actors(all_namespaces=True)}

@@ -27,6 +27,7 @@ from engine.records import JobRecord, JobStatus, NodeStatus
 from storage.sqlite_store import SqliteStore
 from storage.store_factory import SQLITE_FILE_NAME
 from tests.actors.ray_test_nodes import PLUGINS
+from tests.support import ray_test_api
 from tests.support.nesting import nested
 
 pytestmark = pytest.mark.slow
@@ -371,7 +372,7 @@ async def test_a_restarted_manager_adopts_a_runner_with_several_jobs_then_ends_i
     (old,) = runner_names(runtime)
     manager = ray_api.get_actor("job-manager", runtime.runtime.namespace)
     assert manager is not None
-    ray_api.kill_for_restart(manager)
+    ray_test_api.kill_for_restart(manager)
     await asyncio.sleep(1.5)
     stats = await ray_api.result(ray_api.call(manager, "start"))
     assert stats["active"] == 3, "the three running jobs were adopted, not queued again"
@@ -400,7 +401,7 @@ async def test_no_job_actor_is_left_behind_after_jobs_or_a_manager_restart(make_
     manager = ray_api.get_actor("job-manager", runtime.runtime.namespace)
     assert manager is not None
     assert (await ray_api.result(ray_api.call(manager, "stats")))["active"] == 0
-    ray_api.kill_for_restart(manager)
+    ray_test_api.kill_for_restart(manager)
     await asyncio.sleep(1.5)
     await ray_api.result(ray_api.call(manager, "start"))
     for _ in range(40):

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from actors import ray_api
 from tests.cli.support import EXAMPLES, REPO, ApiServer, run_cli
+from tests.support import ray_test_api
 from tests.support.openai_server import OpenAITestServer
 
 pytestmark = pytest.mark.slow
@@ -66,7 +66,7 @@ def cli_env(monkeypatch, tmp_path, ray_cluster, llm_server):
 
 
 def no_run_actors_left() -> bool:
-    return not [space for space in ray_api.named_actor_namespaces() if space.startswith("workflow-run-")]
+    return not [space for space in ray_test_api.named_actor_namespaces() if space.startswith("workflow-run-")]
 
 
 @pytest.mark.timeout(90)

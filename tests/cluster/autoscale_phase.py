@@ -22,6 +22,7 @@ from config.settings import Settings
 from engine.models import WorkflowDefinition
 from engine.records import JobStatus
 from tests.actors.ray_test_nodes import PLUGINS
+from tests.support import ray_test_api
 
 NODE_SECONDS = 2.0
 JOBS_TIMEOUT_S = 120.0
@@ -30,7 +31,7 @@ POLL_S = 0.25
 
 
 def workers() -> list[dict[str, Any]]:
-    return [node for node in ray_api.alive_nodes() if node["resources"].get(ray_api.JOB_SLOT)]
+    return [node for node in ray_test_api.alive_nodes() if node["resources"].get(ray_api.JOB_SLOT)]
 
 
 async def actor_node(runtime: ServiceRuntime, job_id: str) -> str | None:
@@ -59,7 +60,8 @@ async def run(address: str, data_dir: Path, ledger: Path, jobs: int) -> dict[str
     )
     runtime = await start_service_runtime(settings)
     try:
-        head = {node["node_id"] for node in ray_api.alive_nodes()} - {node["node_id"] for node in workers()}
+        nodes = ray_test_api.alive_nodes()
+        head = {node["node_id"] for node in nodes} - {node["node_id"] for node in workers()}
         definition = WorkflowDefinition.model_validate(
             {
                 "name": "autoscale-demo",

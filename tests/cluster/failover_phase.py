@@ -29,6 +29,7 @@ from config.settings import Settings
 from engine.models import WorkflowDefinition
 from engine.records import JobRecord, NodeStatus
 from tests.actors.ray_test_nodes import PLUGINS
+from tests.support import ray_test_api
 
 NODES = ("n1", "n2", "n3", "n4", "n5")
 NODE_SECONDS = 1.5
@@ -96,7 +97,7 @@ async def run(cluster: Cluster, data_dir: Path, ledger: Path) -> dict[str, Any]:
             "completed_before": [n for n, c in running.nodes.items() if c.status is NodeStatus.COMPLETED],
             "actor_was_on_a_worker": len(victims) == 1,
             "actor_moved_node": after["node_id"] != before["node_id"],
-            "actor_node_alive_after": after["node_id"] in {n["node_id"] for n in ray_api.alive_nodes()},
+            "actor_node_alive_after": after["node_id"] in {n["node_id"] for n in ray_test_api.alive_nodes()},
             "restarted_after_s": round(restarted_s, 1),
             "finished_after_removal_s": round(time.monotonic() - removed_at, 1),
             "attempts": {n: c.attempts for n, c in done.nodes.items()},

@@ -16,6 +16,7 @@ from actors.bootstrap import start_service_runtime
 from engine.models import WorkflowDefinition
 from engine.records import JobStatus
 from tests.actors.test_ray_runtime import finished, record, settings_for, wait_for
+from tests.support import ray_test_api
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,8 @@ def metric_total(text: str, name: str, status: str | None = None) -> float:
 
 
 async def scrape_all_nodes() -> str:
-    ports = [node["metrics_export_port"] for node in ray_api.alive_nodes() if node["metrics_export_port"]]
+    nodes = ray_test_api.alive_nodes()
+    ports = [node["metrics_export_port"] for node in nodes if node["metrics_export_port"]]
     async with httpx.AsyncClient(timeout=5) as client:
         pages = [await client.get(f"http://127.0.0.1:{port}/metrics") for port in ports]
     return "\n".join(page.text for page in pages if page.status_code == 200)
