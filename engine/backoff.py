@@ -16,11 +16,15 @@ from email.utils import parsedate_to_datetime
 Uniform = Callable[[float, float], float]
 """A random number between its two arguments, like `random.uniform`."""
 
+MAX_DOUBLINGS = 1000
+"""2.0 ** 1024 overflows; a delay that has doubled a thousand times is at its ceiling anyway (a SQLite
+write on the loop may retry that often while it waits for a lock)."""
+
 
 def exponential_delay(retry: int, first_s: float, ceiling_s: float) -> float:
     """The wait before retry number `retry` (1 is the first): `first_s`, doubling each time, at most
     `ceiling_s`."""
-    return min(ceiling_s, first_s * 2 ** max(0, retry - 1))
+    return min(ceiling_s, first_s * 2.0 ** min(MAX_DOUBLINGS, max(0, retry - 1)))
 
 
 def equal_jitter(delay_s: float, uniform: Uniform = random.uniform) -> float:

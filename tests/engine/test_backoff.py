@@ -23,6 +23,7 @@ NOW = 1_700_000_000.0
         pytest.param(4, 0.5, 30.0, 4.0, id="the-fourth-is-eight-times-the-first"),
         pytest.param(7, 0.5, 30.0, 30.0, id="capped-at-the-ceiling"),
         pytest.param(60, 1.0, 60.0, 60.0, id="a-long-run-stays-at-the-ceiling"),
+        pytest.param(5000, 3600.0, 86400.0, 86400.0, id="thousands-of-retries-do-not-overflow"),
         pytest.param(0, 0.5, 30.0, 0.5, id="retry-0-counts-as-the-first"),
         pytest.param(3, 0.0, 30.0, 0.0, id="no-first-delay-no-wait"),
         pytest.param(3, 2.0, 0.0, 0.0, id="a-ceiling-of-0-no-wait"),
