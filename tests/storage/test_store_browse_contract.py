@@ -7,7 +7,7 @@ import pytest
 
 from engine.errors import NotFoundError
 from engine.records import JobChanges, LogEntry, NodeCheckpoint, NodeStatus
-from tests.storage.test_store_contract import definition, job
+from tests.storage.store_contract_support import definition, job
 
 
 async def test_workflows_are_searched_by_a_part_of_their_name_ignoring_ascii_case(store):
