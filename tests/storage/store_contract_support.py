@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from engine.models import NodeSpec, WorkflowDefinition
-from engine.records import JobRecord
+from engine.records import JobRecord, utcnow
+from tests.support.waiting import wait_until
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def at(seconds: float) -> datetime:
@@ -26,3 +28,13 @@ def job(
     return JobRecord(
         id=job_id, owner=owner, workflow_id=workflow_id, workflow_version=1, created_at=at(created), **fields
     )
+
+
+def _millisecond(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+async def until_the_clock_passes(moment: datetime) -> None:
+    """Wait out the rest of `moment`'s millisecond. Lists are newest first by a creation time the stores
+    keep to the millisecond; records created within one millisecond have no order the API promises."""
+    assert await wait_until(lambda: _millisecond(utcnow()) > _millisecond(moment), timeout_s=1)
