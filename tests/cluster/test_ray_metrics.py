@@ -15,7 +15,7 @@ from actors import ray_api
 from actors.bootstrap import start_service_runtime
 from engine.models import WorkflowDefinition
 from engine.records import JobStatus
-from tests.actors.test_ray_runtime import finished, record, settings_for, wait_for
+from tests.support.ray_jobs import finished, record, settings_for, wait_for
 
 pytestmark = pytest.mark.slow
 
