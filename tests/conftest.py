@@ -1,12 +1,22 @@
-"""Fixtures shared across suites. One real local Ray instance serves the whole test session."""
+"""Fixtures shared across suites. One real local Ray instance serves the whole test session; the Ray-free
+job runner's tests (tests/actors, tests/nodes) share `services`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from actors import ray_api
+from actors.job_runner import RunnerServices
+from actors.launcher import InProcessLauncher
+from nodes.registry import BUILTIN_NODE_TYPES, NodeRegistry
+from nodes.settings import NodeSettings
+from storage.embedded_redis import EmbeddedRedis
+from storage.redis_bus import RedisStreamBus
+from storage.sqlite_store import SqliteStore
+from tests.support.runner_jobs import FlakyNode, KeyedNode, SleepNode
 
 TEST_RAY_NAMESPACE = "workflow-service-tests"
 TEST_JOB_SLOTS = 48
@@ -21,3 +31,31 @@ def ray_cluster() -> Iterator[ray_api.ClusterInfo]:
     yield info
     if info.started_here:
         ray_api.shutdown()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def services(tmp_path: Path, redis_server: EmbeddedRedis) -> AsyncIterator[RunnerServices]:
+    store = SqliteStore(tmp_path / "workflow.db")
+    await store.start()
+    bus = RedisStreamBus(redis_server.host, redis_server.port)
+    await bus.start()
+    registry = NodeRegistry([*BUILTIN_NODE_TYPES, FlakyNode, SleepNode, KeyedNode])
+    yield RunnerServices(
+        store=store,
+        bus=bus,
+        registry=registry,
+        launcher=InProcessLauncher(),
+        node_settings=NodeSettings(),
+        secrets={"api_key": "sk-very-secret"},
+        jitter=lambda delay: delay,
+    )
+    await bus.close()
+    await store.close()

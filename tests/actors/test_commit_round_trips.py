@@ -26,12 +26,8 @@ from engine.records import (
 )
 from storage.embedded_redis import EmbeddedRedis
 from storage.protocols import EventBus, Store
-from tests.actors import test_job_runner as runner_tests
-from tests.actors.test_job_runner import definition, events_of, start_job
+from tests.support.runner_jobs import definition, events_of, start_job
 from tests.support.runtime_config import runtime_config
-
-redis_server = runner_tests.redis_server
-services = runner_tests.services
 
 
 class CountingStore:

@@ -1,146 +1,21 @@
-"""The job loop without Ray: real SQLite store, real Redis, node types defined here."""
+"""The job loop without Ray: real SQLite store, real Redis, the node types of tests/support/runner_jobs.py."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
-from pydantic import BaseModel, SecretStr, field_serializer
 
 from actors.job_runner import JobRunner, RunnerServices
-from actors.launcher import InProcessLauncher
 from engine.budget import MAX_VALUE_BYTES
 from engine.dag import Dag
-from engine.errors import RetryableNodeError
-from engine.models import WorkflowDefinition
-from engine.records import EventType, JobEvent, JobRecord, JobStatus, NodeStatus
-from nodes.base import NodeContext, NodeResult, NodeType
-from nodes.registry import BUILTIN_NODE_TYPES, NodeRegistry
-from nodes.settings import NodeSettings
-from storage.embedded_redis import EmbeddedRedis
+from engine.records import EventType, JobEvent, JobStatus, NodeStatus
 from storage.protocols import EventBus, Store
-from storage.redis_bus import RedisStreamBus
-from storage.sqlite_store import SqliteStore
-
-
-class FlakyConfig(BaseModel):
-    failures: int = 0
-    value: Any = None
-
-
-class FlakyNode(NodeType[FlakyConfig]):
-    """Fails with a retryable error `failures` times per job, then returns `value`."""
-
-    type_name = "flaky"
-    description = "test node"
-    config_model = FlakyConfig
-    calls: ClassVar[dict[str, int]] = {}
-
-    async def execute(self, config: FlakyConfig, ctx: NodeContext) -> NodeResult:
-        key = f"{ctx.job_id}:{ctx.node_id}"
-        FlakyNode.calls[key] = FlakyNode.calls.get(key, 0) + 1
-        ctx.log("info", "flaky called", {"call": FlakyNode.calls[key], "key": ctx.idempotency_key})
-        if FlakyNode.calls[key] <= config.failures:
-            raise RetryableNodeError(f"transient failure {FlakyNode.calls[key]}")
-        return NodeResult(output={"value": config.value, "attempt": ctx.attempt})
-
-
-class SleepConfig(BaseModel):
-    seconds: float
-
-
-class SleepNode(NodeType[SleepConfig]):
-    type_name = "sleep"
-    description = "test node"
-    config_model = SleepConfig
-    started: ClassVar[dict[str, float]] = {}
-    finished: ClassVar[dict[str, float]] = {}
-
-    async def execute(self, config: SleepConfig, ctx: NodeContext) -> NodeResult:
-        loop = asyncio.get_running_loop()
-        SleepNode.started[ctx.node_id] = loop.time()
-        await asyncio.sleep(config.seconds)
-        SleepNode.finished[ctx.node_id] = loop.time()
-        return NodeResult(output=config.seconds)
-
-
-class KeyedConfig(BaseModel):
-    key: SecretStr
-    note: str = ""
-
-    @field_serializer("key", when_used="json")
-    def _ship_key(self, value: SecretStr) -> str:
-        """As the LLM node's api_key: whole in JSON, for the executor it travels to."""
-        return value.get_secret_value()
-
-
-class KeyedNode(NodeType[KeyedConfig]):
-    """Fails naming its note, so its rendered config is stored with an error."""
-
-    type_name = "keyed"
-    description = "test node"
-    config_model = KeyedConfig
-
-    async def execute(self, config: KeyedConfig, ctx: NodeContext) -> NodeResult:
-        raise ValueError(f"refused: {config.note}")
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def services(tmp_path: Path, redis_server: EmbeddedRedis) -> AsyncIterator[RunnerServices]:
-    store = SqliteStore(tmp_path / "workflow.db")
-    await store.start()
-    bus = RedisStreamBus(redis_server.host, redis_server.port)
-    await bus.start()
-    registry = NodeRegistry([*BUILTIN_NODE_TYPES, FlakyNode, SleepNode, KeyedNode])
-    yield RunnerServices(
-        store=store,
-        bus=bus,
-        registry=registry,
-        launcher=InProcessLauncher(),
-        node_settings=NodeSettings(),
-        secrets={"api_key": "sk-very-secret"},
-        jitter=lambda delay: delay,
-    )
-    await bus.close()
-    await store.close()
-
-
-def definition(nodes: list[dict[str, Any]], edges: list[tuple[str, str]]) -> WorkflowDefinition:
-    return WorkflowDefinition.model_validate(
-        {"name": "test", "nodes": nodes, "edges": [{"source": s, "target": t} for s, t in edges]}
-    )
-
-
-async def start_job(services: RunnerServices, wf: WorkflowDefinition, job_input: dict[str, Any]) -> JobRunner:
-    workflow = await services.store.create_workflow("alice", wf)
-    job = await services.store.create_job(
-        JobRecord(
-            id=f"job-{uuid.uuid4().hex}",
-            owner="alice",
-            workflow_id=workflow.id,
-            workflow_version=workflow.version,
-            input=job_input,
-        )
-    )
-    return JobRunner(services, job, Dag.from_definition(workflow.definition))
-
-
-async def events_of(services: RunnerServices, job_id: str) -> list[Any]:
-    return [event async for event in services.bus.subscribe(job_id)]
+from tests.support.runner_jobs import FlakyNode, SleepNode, definition, events_of, node_status, start_job
+from tests.support.waiting import wait_until
 
 
 async def test_a_job_runs_to_completion_with_checkpoints_events_and_logs(services):
@@ -253,7 +128,7 @@ async def test_cancel_stops_running_nodes_within_moments(services):
     )
     runner = await start_job(services, wf, {})
     task = asyncio.create_task(runner.run())
-    await asyncio.sleep(0.2)
+    await wait_until(lambda: node_status(services, runner.job.id, "slow", NodeStatus.RUNNING))
     runner.cancel()
     assert await asyncio.wait_for(task, timeout=2) is JobStatus.CANCELLED
     job = await services.store.get_job(runner.job.id)
@@ -276,7 +151,7 @@ async def test_resume_from_checkpoint_never_reruns_completed_nodes(services):
     )
     runner = await start_job(services, wf, {})
     task = asyncio.create_task(runner.run())
-    await asyncio.sleep(0.3)
+    await wait_until(lambda: node_status(services, runner.job.id, "c", NodeStatus.RUNNING))
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     stored = await services.store.get_job(runner.job.id)

@@ -17,8 +17,9 @@ from actors.bootstrap import ServiceRuntime, start_service_runtime
 from actors.llm_limiter import LIMITER_NAME, ClusterLimiter, limiter_handle
 from engine.records import EventType, JobEvent, JobStatus
 from nodes.provider_limits import Budget, KeyedLimiter, LimitKey, ProviderLimits
-from tests.actors.test_ray_runtime import execute, finished, settings_for, wait_for
 from tests.support.openai_server import OpenAITestServer
+from tests.support.ray_jobs import execute, finished, settings_for, wait_for
+from tests.support.waiting import wait_until
 
 KEY = LimitKey("api.example", "gpt-4")
 
@@ -84,10 +85,10 @@ async def test_waiting_leases_are_served_first_come_first_served_and_a_cancelled
     assert await limiter.lease(KEY, limits, [1]) == 1
     second = asyncio.ensure_future(limiter.lease(KEY, limits, [1]))
     third = asyncio.ensure_future(limiter.lease(KEY, limits, [1]))
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: limiter.waiting(KEY) == 2)
     assert limiter.waiting(KEY) == 2
     second.cancel()
-    await asyncio.sleep(0)
+    await asyncio.gather(second, return_exceptions=True)
     limiter.give_back(KEY, 1, 0)
     assert await asyncio.wait_for(third, 1) == 1
     assert second.cancelled() and limiter.in_flight(KEY) == 1
@@ -110,7 +111,7 @@ async def test_a_withdrawn_lease_returns_with_nothing_and_others_keep_waiting():
     await limiter.lease(KEY, limits, [1], owner="a")
     mine = asyncio.ensure_future(limiter.lease(KEY, limits, [1, 1], owner="a"))
     theirs = asyncio.ensure_future(limiter.lease(KEY, limits, [1], owner="b"))
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: limiter.waiting(KEY, excluding_owner="a") == 1)
     assert limiter.waiting(KEY, excluding_owner="a") == 1
     limiter.withdraw(KEY, "a")
     assert await asyncio.wait_for(mine, 1) == 0

@@ -8,11 +8,8 @@ from typing import Any
 import pytest
 
 from engine.records import JobStatus, NodeStatus
-from tests.actors import test_job_runner as runner_tests
-from tests.actors.test_job_runner import definition, start_job
-
-redis_server = runner_tests.redis_server
-services = runner_tests.services
+from tests.support.runner_jobs import SleepNode, definition, start_job
+from tests.support.waiting import wait_until
 
 
 def graph_map(items: Any, nodes: list[dict[str, Any]], edges: list[tuple[str, str]], **config: Any) -> dict:
@@ -159,19 +156,19 @@ async def test_a_sub_node_timeout_is_reported_as_a_timeout(services):
 async def test_cancel_stops_every_items_running_sub_node_within_moments(services):
     nodes = [{"id": "s", "type": "sleep", "config": {"seconds": 30}}, transform("after", "{{s.output}}")]
     wf = definition([graph_map(list(range(20)), nodes, [("s", "after")], max_concurrency=5)], [])
-    for seen in (runner_tests.SleepNode.started, runner_tests.SleepNode.finished):
+    for seen in (SleepNode.started, SleepNode.finished):
         for node_id in [node_id for node_id in seen if node_id.startswith("fan[")]:
             del seen[node_id]
     runner = await start_job(services, wf, {})
     task = asyncio.create_task(runner.run())
-    await asyncio.sleep(0.3)
+    await wait_until(lambda: sum(node_id.startswith("fan[") for node_id in SleepNode.started) >= 5)
     runner.cancel()
     assert await asyncio.wait_for(task, timeout=2) is JobStatus.CANCELLED
     node = await fan_output(services, runner)
     assert node.status is NodeStatus.CANCELLED
-    started = [node_id for node_id in runner_tests.SleepNode.started if node_id.startswith("fan[")]
+    started = [node_id for node_id in SleepNode.started if node_id.startswith("fan[")]
     assert len(started) == 5  # max_concurrency items began their sub-graph; the rest never did
-    assert not any(node_id.startswith("fan[") for node_id in runner_tests.SleepNode.finished)
+    assert not any(node_id.startswith("fan[") for node_id in SleepNode.finished)
 
 
 async def test_a_sub_graph_reads_secrets_and_its_results_are_redacted(services):

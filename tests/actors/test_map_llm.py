@@ -9,8 +9,8 @@ import pytest
 from actors.bootstrap import start_service_runtime
 from engine.models import WorkflowDefinition
 from engine.records import JobStatus
-from tests.actors.test_ray_runtime import finished, settings_for, wait_for
 from tests.support.openai_server import OpenAITestServer
+from tests.support.ray_jobs import finished, settings_for, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,33 +20,18 @@ import pytest
 
 from actors import ray_api
 from actors.bootstrap import ServiceRuntime, start_service_runtime
-from config.settings import Settings
 from engine.models import WorkflowDefinition
 from engine.records import JobRecord, JobStatus, NodeStatus
 from storage.sqlite_store import SqliteStore
 from storage.store_factory import SQLITE_FILE_NAME
-from tests.actors.ray_test_nodes import PLUGINS
 from tests.support import ray_test_api
 from tests.support.nesting import nested
+from tests.support.ray_jobs import chain, execute, finished, record, settings_for, wait_for
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 RuntimeFactory = Callable[..., Awaitable[ServiceRuntime]]
-
-
-def settings_for(data_dir: Path, **overrides: Any) -> Settings:
-    values = {
-        "DATA_DIR": str(data_dir),
-        "RAY_NAMESPACE": f"wf-test-{uuid.uuid4().hex[:8]}",
-        "RAY_DASHBOARD": "false",
-        "MAX_ACTIVE_JOBS": "4",
-        "WARM_POOL_SIZE": "1",
-        "EXECUTOR_POOL_SIZE": "1",
-        "NODE_PLUGINS": ",".join(PLUGINS),
-        "LOG_LEVEL": "WARNING",
-    }
-    values.update({key: str(value) for key, value in overrides.items()})
-    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture
@@ -66,47 +50,6 @@ async def make_runtime(ray_cluster, tmp_path: Path) -> AsyncIterator[RuntimeFact
             if handle is not None:
                 ray_api.kill(handle)
         await runtime.close()
-
-
-def record(node_id: str, ledger: Path, kind: str = "record_io", **config: Any) -> dict[str, Any]:
-    return {"id": node_id, "type": kind, "config": {"path": str(ledger), **config}}
-
-
-def chain(*node_ids: str) -> list[tuple[str, str]]:
-    return list(itertools.pairwise(node_ids))
-
-
-async def execute(
-    runtime: ServiceRuntime,
-    nodes: list[dict[str, Any]],
-    edges: list[tuple[str, str]],
-    name: str = "runtime-test",
-) -> JobRecord:
-    definition = WorkflowDefinition.model_validate(
-        {"name": name, "nodes": nodes, "edges": [{"source": s, "target": t} for s, t in edges]}
-    )
-    workflow = await runtime.store.create_workflow("alice", definition)
-    return await runtime.controller.execute_workflow(workflow.id, {"q": 1}, owner="alice")
-
-
-async def wait_for(
-    runtime: ServiceRuntime, job_id: str, predicate: Callable[[JobRecord], bool], timeout_s: float = 60
-) -> JobRecord:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        job = await runtime.controller.get_job_status(job_id)
-        if predicate(job):
-            return job
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(
-                f"job {job_id} did not get there in {timeout_s} s: {job.status}, "
-                f"{ {n: c.status.value for n, c in job.nodes.items()} }"
-            )
-        await asyncio.sleep(0.05)
-
-
-def finished(job: JobRecord) -> bool:
-    return job.status.is_terminal
 
 
 def ledger_lines(ledger: Path) -> list[list[str]]:
@@ -150,7 +93,7 @@ async def test_named_actor_parallel_branches_and_named_cpu_tasks(make_runtime, t
     assert times[("io", "start")] < times[("cpu", "done")] and times[("cpu", "start")] < times[("io", "done")]
     tasks = [t for t in ray_api.list_tasks("parallel-demo:") if t["name"] == "parallel-demo:cpu"]
     assert tasks, "the CPU node ran as a Ray task named after the workflow and node"
-    await asyncio.sleep(0.5)
+    await wait_until(lambda: f"job:{job.id}" not in job_actor_names(runtime))
     assert f"job:{job.id}" not in job_actor_names(runtime), "a dedicated actor ends with its job"
 
 
@@ -205,10 +148,7 @@ async def test_cancel_stops_a_running_cpu_task_within_two_seconds(make_runtime, 
         "busy": NodeStatus.CANCELLED,
         "after": NodeStatus.CANCELLED,
     }
-    for _ in range(40):
-        if not psutil.pid_exists(worker_pid):
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: not psutil.pid_exists(worker_pid), timeout_s=2)
     assert not psutil.pid_exists(worker_pid), "the worker running the node was stopped"
     again = await runtime.controller.cancel_job(job.id)
     assert again.status is JobStatus.CANCELLED, "cancelling twice is harmless"
@@ -257,15 +197,18 @@ async def test_fifty_jobs_under_an_admission_limit_of_eight(make_runtime, tmp_pa
     assert stats["peak_active"] == 8, "the limit was reached, so it was what held jobs back"
 
 
+def manager_pid(runtime: ServiceRuntime) -> int | None:
+    """The process of the job manager that is alive now (None while Ray restarts it)."""
+    actors = ray_api.list_actors(runtime.runtime.namespace, "job-manager")
+    return next((actor["pid"] for actor in actors if actor["name"] == "job-manager"), None)
+
+
 def runner_names(runtime: ServiceRuntime) -> set[str]:
     return {name for name in job_actor_names(runtime) if name.startswith("job-runner:")}
 
 
 async def wait_runners(runtime: ServiceRuntime, count: int) -> set[str]:
-    for _ in range(80):
-        if len(runner_names(runtime)) == count:
-            break
-        await asyncio.sleep(0.25)
+    await wait_until(lambda: len(runner_names(runtime)) == count, timeout_s=20)
     names = runner_names(runtime)
     assert len(names) == count, f"expected {count} runners, found {sorted(names)}"
     return names
@@ -372,8 +315,10 @@ async def test_a_restarted_manager_adopts_a_runner_with_several_jobs_then_ends_i
     (old,) = runner_names(runtime)
     manager = ray_api.get_actor("job-manager", runtime.runtime.namespace)
     assert manager is not None
+    killed_pid = manager_pid(runtime)
+    assert killed_pid is not None, "the state API lists the manager"
     ray_test_api.kill_for_restart(manager)
-    await asyncio.sleep(1.5)
+    assert await wait_until(lambda: manager_pid(runtime) not in (None, killed_pid), timeout_s=30), "restarted"
     stats = await ray_api.result(ray_api.call(manager, "start"))
     assert stats["active"] == 3, "the three running jobs were adopted, not queued again"
     done = [await wait_for(runtime, j.id, finished) for j in jobs]
@@ -386,28 +331,25 @@ async def test_a_restarted_manager_adopts_a_runner_with_several_jobs_then_ends_i
 @pytest.mark.timeout(120)
 async def test_no_job_actor_is_left_behind_after_jobs_or_a_manager_restart(make_runtime, tmp_path):
     runtime = await make_runtime(WARM_POOL_SIZE=2)
-    for _ in range(20):
-        if len(job_actor_names(runtime)) == 2:
-            break
-        await asyncio.sleep(0.25)
+    await wait_until(lambda: len(job_actor_names(runtime)) == 2)
     before = job_actor_names(runtime)
     assert len(before) == 2, "the warm pool is up"
     jobs = [await execute(runtime, [{"id": "s", "type": "start"}], []) for _ in range(3)]
-    for job in jobs:
-        await wait_for(runtime, job.id, finished)
-    await asyncio.sleep(3)
+    used = {(await wait_for(runtime, job.id, finished)).actor_name for job in jobs}
+    await wait_until(lambda: len(job_actor_names(runtime)) == 2 and not job_actor_names(runtime) & used)
     assert len(job_actor_names(runtime)) == 2, "only the refilled pool remains"
 
     manager = ray_api.get_actor("job-manager", runtime.runtime.namespace)
     assert manager is not None
     assert (await ray_api.result(ray_api.call(manager, "stats")))["active"] == 0
+    killed_pid = manager_pid(runtime)
+    assert killed_pid is not None, "the state API lists the manager"
     ray_test_api.kill_for_restart(manager)
-    await asyncio.sleep(1.5)
+    assert await wait_until(lambda: manager_pid(runtime) not in (None, killed_pid), timeout_s=30), "restarted"
     await ray_api.result(ray_api.call(manager, "start"))
-    for _ in range(40):
-        if len(job_actor_names(runtime)) == 2 and not (job_actor_names(runtime) & before):
-            break
-        await asyncio.sleep(0.25)
+    await wait_until(
+        lambda: len(job_actor_names(runtime)) == 2 and not (job_actor_names(runtime) & before), timeout_s=10
+    )
     assert not (job_actor_names(runtime) & before), "idle actors of the earlier manager were ended"
     assert len(job_actor_names(runtime)) == 2
 
@@ -535,23 +477,21 @@ async def test_cancelling_a_code_node_that_sleeps_kills_its_sandbox_within_two_s
     await wait_for(
         runtime, job.id, lambda j: "sleepy" in j.nodes and j.nodes["sleepy"].status is NodeStatus.RUNNING
     )
-    sandboxes: set[int] = set()
-    for _ in range(100):
-        sandboxes = sandbox_processes(since)
-        if sandboxes:
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: bool(sandbox_processes(since)))
+    sandboxes = sandbox_processes(since)
     assert sandboxes, "the sandbox process is running"
     started = asyncio.get_running_loop().time()
     cancelled = await runtime.controller.cancel_job(job.id)
     assert cancelled.status is JobStatus.CANCELLED
     assert asyncio.get_running_loop().time() - started < 2.0
-    for _ in range(40):
-        if not any(
-            psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-            for pid in sandboxes
-        ):
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: (
+            not any(
+                psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                for pid in sandboxes
+            )
+        ),
+        timeout_s=2,
+    )
     alive = [pid for pid in sandboxes if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
     assert not alive, f"sandbox processes still running: {alive}"

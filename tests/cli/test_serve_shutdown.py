@@ -72,12 +72,16 @@ async def test_sigterm_ends_open_streams_and_shuts_the_service_down_gracefully(t
             while (await client.get(f"/api/v1/jobs/{job['id']}")).json()["status"] != "running":
                 await asyncio.sleep(0.1)
 
+            sse_open, ws_open = asyncio.Event(), asyncio.Event()
+
             async def read_sse() -> list[str]:
                 async with client.stream("GET", f"/api/v1/jobs/{job['id']}/events", timeout=60) as response:
+                    sse_open.set()
                     return [line async for line in response.aiter_lines()]
 
             async def read_ws() -> int | None:
                 async with connect(f"ws://127.0.0.1:{port}/ws/jobs/{job['id']}?token={token}") as socket:
+                    ws_open.set()
                     try:
                         async for _ in socket:
                             pass
@@ -87,7 +91,7 @@ async def test_sigterm_ends_open_streams_and_shuts_the_service_down_gracefully(t
 
             sse = asyncio.create_task(read_sse())
             ws = asyncio.create_task(read_ws())
-            await asyncio.sleep(2)
+            await asyncio.wait_for(asyncio.gather(sse_open.wait(), ws_open.wait()), 30)
             assert not sse.done() and not ws.done()
             stopped_at = time.monotonic()
             server.send_signal(signal.SIGTERM)

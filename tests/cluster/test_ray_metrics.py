@@ -15,8 +15,8 @@ from actors import ray_api
 from actors.bootstrap import start_service_runtime
 from engine.models import WorkflowDefinition
 from engine.records import JobStatus
-from tests.actors.test_ray_runtime import finished, record, settings_for, wait_for
 from tests.support import ray_test_api
+from tests.support.ray_jobs import finished, record, settings_for, wait_for
 
 pytestmark = pytest.mark.slow
 

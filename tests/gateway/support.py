@@ -150,12 +150,19 @@ class SocketResult:
 
 
 async def read_socket(
-    url: str, headers: dict[str, str] | None = None, *, until_type: str | None = None, timeout_s: float = 30
+    url: str,
+    headers: dict[str, str] | None = None,
+    *,
+    until_type: str | None = None,
+    timeout_s: float = 30,
+    connected: asyncio.Event | None = None,
 ) -> SocketResult:
     """Read a WebSocket's JSON messages until the server closes it, or until a message of `until_type`
-    (then the client closes it)."""
+    (then the client closes it). `connected` is set once the server has accepted the socket."""
     messages: list[dict[str, Any]] = []
     async with asyncio.timeout(timeout_s), connect(url, additional_headers=headers or {}) as socket:
+        if connected is not None:
+            connected.set()
         try:
             async for raw in socket:
                 messages.append(json.loads(raw))

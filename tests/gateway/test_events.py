@@ -82,8 +82,11 @@ async def test_a_workflow_socket_receives_every_job_of_the_workflow(http, servic
     assert [(m["type"], m["node_id"]) for m in replayed.messages] == LINEAR_EVENTS
 
     after = replayed.messages[-1]["id"]
-    reading = asyncio.create_task(read_socket(f"{url}&after={after}", until_type="job_completed"))
-    await asyncio.sleep(0.3)
+    connected = asyncio.Event()
+    reading = asyncio.create_task(
+        read_socket(f"{url}&after={after}", until_type="job_completed", connected=connected)
+    )
+    await asyncio.wait_for(connected.wait(), 30)
     second = await execute(http, alice, workflow["id"], {"name": "two"})
     live = await reading
     assert [(m["type"], m["node_id"]) for m in live.messages] == LINEAR_EVENTS
@@ -103,7 +106,6 @@ async def test_an_sse_client_that_reconnects_with_last_event_id_misses_nothing_a
         lines = response.aiter_lines()
         first = await read_sse(lines, limit=3)
         live = asyncio.create_task(read_sse(lines, limit=1))
-        await asyncio.sleep(0.1)
         await _publish(service, job, 4)
         first += await live
 

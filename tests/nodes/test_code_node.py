@@ -8,7 +8,6 @@ import json
 import socket
 import textwrap
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
@@ -16,17 +15,12 @@ import pytest
 
 from engine.errors import NodeExecutionError, SandboxError
 from engine.records import LogLevel
-from engine.templating import TemplateContext
-from nodes.base import NodeContext, NodeResult
-from nodes.code import UNSANDBOXED_WARNING, CodeNode
+from nodes.code import UNSANDBOXED_WARNING
 from nodes.registry import default_registry
 from nodes.sandbox import bubblewrap_problem
 from nodes.settings import NodeSettings
-from tests.nodes.test_sandbox import sandbox_processes, wait_for_sandbox
-from tests.support.node_services import standalone_services
-
-NODE = CodeNode()
-SETTINGS = NodeSettings(SANDBOX_WALL_CLOCK_S=20, SANDBOX_CPU_S=10, SANDBOX_ALLOW_UNSANDBOXED=False)
+from tests.nodes.code_node_support import NODE, Run
+from tests.nodes.sandbox_support import sandbox_processes, wait_for_sandbox
 
 PLATFORM_EXAMPLE = {
     "language": "python",
@@ -44,31 +38,6 @@ async def _require_bubblewrap() -> None:
     problem = await bubblewrap_problem()
     if problem is not None:
         pytest.fail(f"these tests need a working bubblewrap: {problem}")
-
-
-@dataclass
-class Run:
-    logs: list[tuple[LogLevel, str, dict[str, Any]]] = field(default_factory=list)
-
-    async def __call__(
-        self, config: dict[str, Any], job_input: Any = None, node_settings: NodeSettings = SETTINGS
-    ) -> NodeResult:
-        ctx = NodeContext(
-            job_id="job-1",
-            workflow_id="wf-1",
-            node_id="code_node",
-            attempt=1,
-            scope=TemplateContext(input=job_input if job_input is not None else {}),
-            log=lambda level, message, data: self.logs.append((level, message, data)),
-            services=standalone_services(node_settings),
-        )
-        return await NODE.execute(NODE.render_config(config, ctx.scope, ctx.node_id), ctx)
-
-    async def failing(self, code: str, **config: Any) -> str:
-        with pytest.raises(SandboxError) as caught:
-            await self({"code": textwrap.dedent(code), **config})
-        assert caught.value.retryable is False
-        return caught.value.message
 
 
 @pytest.fixture

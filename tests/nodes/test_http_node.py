@@ -25,7 +25,7 @@ from nodes.base import NodeContext, NodeResult
 from nodes.http import HttpNode, http_clients
 from nodes.settings import NodeSettings
 from nodes.ssrf import AddressRefusedError
-from tests.nodes.test_ssrf import FixedTableResolver
+from tests.nodes.ssrf_support import FixedTableResolver
 from tests.support.node_services import standalone_services
 
 NODE = HttpNode()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -17,6 +16,7 @@ import pytest
 
 from engine.errors import SandboxError
 from nodes.sandbox import Isolation, SandboxLimits, bubblewrap_problem, run_isolated, run_python
+from tests.nodes.sandbox_support import sandbox_processes, wait_for_sandbox
 
 FAST = SandboxLimits(wall_clock_s=10, cpu_s=5)
 
@@ -42,32 +42,6 @@ async def run_failing(
 
 
 SLEEPER = "import time\ndef process():\n    time.sleep(60)\n"
-
-
-async def wait_for_sandbox() -> list[psutil.Process]:
-    """Wait until a sandbox runs user code; return its processes (bwrap, the namespace's init, python)."""
-    deadline = time.monotonic() + 20
-    while True:
-        processes = sandbox_processes()
-        for process in processes:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                if process.cmdline()[1:4] == ["-I", "-S", "/bootstrap.py"]:
-                    return processes
-        assert time.monotonic() < deadline, "the sandbox never started"
-        await asyncio.sleep(0.02)
-
-
-def sandbox_processes() -> list[psutil.Process]:
-    """Our descendants that belong to a sandbox run (bwrap or the bootstrap)."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            cmdline = " ".join(child.cmdline())
-        except psutil.NoSuchProcess:
-            continue
-        if "bwrap" in cmdline or "bootstrap.py" in cmdline:
-            found.append(child)
-    return found
 
 
 async def test_process_receives_the_arguments_and_returns_json_values():

@@ -13,7 +13,7 @@ from engine.records import LogLevel
 from nodes.code import UNSANDBOXED_WARNING
 from nodes.sandbox import SandboxLimits, run_python, sandbox_status
 from nodes.settings import NodeSettings
-from tests.nodes.test_code_node import Run
+from tests.nodes.code_node_support import Run
 
 MISSING_PARENT = "no-such-parent-of-the-sandbox"
 SECCOMP_MODE = "def process():\n    return open('/proc/self/status').read().split('Seccomp:')[1].split()[0]\n"

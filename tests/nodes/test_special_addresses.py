@@ -16,7 +16,7 @@ from nodes.special_addresses import (
     SpecialRange,
     Treatment,
 )
-from tests.nodes.test_ssrf import BLOCKED_RANGES
+from tests.nodes.ssrf_support import BLOCKED_RANGES
 
 IANA_REGISTRIES = {
     # IANA IPv4 Special-Purpose Address Registry: address block -> "Globally Reachable" is True

@@ -15,9 +15,8 @@ from engine.validation import validate_workflow
 from nodes.base import NodeResult
 from nodes.registry import BUILTIN_NODE_TYPES, default_registry
 from nodes.switch import MAX_CASES, SwitchNode, same_json
-from tests.actors import test_job_runner as runner_tests
-from tests.actors.test_job_runner import start_job
 from tests.support.node_services import standalone_context
+from tests.support.runner_jobs import start_job
 
 BY_CATEGORY = {
     "value": "{{input.category}}",
@@ -292,8 +291,6 @@ def test_the_switch_is_a_builtin_type_with_its_schema():
 
 
 # The job runner's own fixtures: real SQLite store, real embedded Redis.
-redis_server = runner_tests.redis_server
-services = runner_tests.services
 
 
 SUPPORT = {

@@ -409,7 +409,7 @@ async def test_a_slow_subscriber_that_overflows_its_inbox_misses_nothing(redis_s
     await bus.start()
     following = bus.subscribe(JOB)
     first = asyncio.create_task(anext(following))
-    await asyncio.sleep(0.3)
+    await until_a_reader_blocks(redis_server)
     await publish_all(bus, [event(i) for i in range(1, 50)] + [event(50, kind=EventType.JOB_COMPLETED)])
     received = [await asyncio.wait_for(first, 10), *await drain(following)]
     assert sequences(received) == list(range(1, 51))

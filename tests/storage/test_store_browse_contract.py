@@ -7,12 +7,13 @@ import pytest
 
 from engine.errors import NotFoundError
 from engine.records import JobChanges, LogEntry, NodeCheckpoint, NodeStatus
-from tests.storage.test_store_contract import definition, job
+from tests.storage.store_contract_support import definition, job, until_the_clock_passes
 
 
 async def test_workflows_are_searched_by_a_part_of_their_name_ignoring_ascii_case(store):
     summarise = await store.create_workflow("alice", definition("Summarise reports"))
     await store.create_workflow("alice", definition("Translate"))
+    await until_the_clock_passes(summarise.created_at)
     resume = await store.create_workflow("alice", definition("Résumé SUMMARY"))
     await store.create_workflow("bob", definition("summarise for bob"))
 

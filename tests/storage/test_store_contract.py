@@ -16,13 +16,11 @@ from mongomock_motor import AsyncMongoMockClient
 from pymongo.errors import ConnectionFailure
 
 from engine.errors import ConflictError, InvalidWorkflowError, NotFoundError, StorageUnavailableError
-from engine.models import NodeSpec, WorkflowDefinition
 from engine.records import (
     DurationStats,
     ErrorInfo,
     JobChanges,
     JobEvent,
-    JobRecord,
     JobStatus,
     LogEntry,
     LogLevel,
@@ -34,27 +32,9 @@ from storage.analytics import percentile
 from storage.mongo_store import MongoStore
 from storage.sqlite_store import MIGRATIONS, SCHEMA_VERSION, SqliteStore
 from storage.store_factory import build_store
+from tests.storage.store_contract_support import T0, at, definition, job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def definition(name: str = "Summarise", description: str = "") -> WorkflowDefinition:
-    return WorkflowDefinition(
-        name=name, description=description, nodes=[NodeSpec(id="ask", type="llm", config={"$schema": "x"})]
-    )
-
-
-def job(
-    job_id: str, *, owner: str = "alice", workflow_id: str = "wf", created: float = 0, **fields
-) -> JobRecord:
-    return JobRecord(
-        id=job_id, owner=owner, workflow_id=workflow_id, workflow_version=1, created_at=at(created), **fields
-    )
 
 
 def node(node_id: str, node_type: str = "llm", **fields) -> NodeCheckpoint:

@@ -1,0 +1,73 @@
+"""Jobs on a service runtime over the real local Ray of the test session: its settings, the recording
+node types of tests/actors/ray_test_nodes.py, and waiting for a job to get somewhere."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from actors.bootstrap import ServiceRuntime
+from config.settings import Settings
+from engine.models import WorkflowDefinition
+from engine.records import JobRecord
+from tests.actors.ray_test_nodes import PLUGINS
+
+
+def settings_for(data_dir: Path, **overrides: Any) -> Settings:
+    values = {
+        "DATA_DIR": str(data_dir),
+        "RAY_NAMESPACE": f"wf-test-{uuid.uuid4().hex[:8]}",
+        "RAY_DASHBOARD": "false",
+        "MAX_ACTIVE_JOBS": "4",
+        "WARM_POOL_SIZE": "1",
+        "EXECUTOR_POOL_SIZE": "1",
+        "NODE_PLUGINS": ",".join(PLUGINS),
+        "LOG_LEVEL": "WARNING",
+    }
+    values.update({key: str(value) for key, value in overrides.items()})
+    return Settings(_env_file=None, **values)
+
+
+def record(node_id: str, ledger: Path, kind: str = "record_io", **config: Any) -> dict[str, Any]:
+    return {"id": node_id, "type": kind, "config": {"path": str(ledger), **config}}
+
+
+def chain(*node_ids: str) -> list[tuple[str, str]]:
+    return list(itertools.pairwise(node_ids))
+
+
+async def execute(
+    runtime: ServiceRuntime,
+    nodes: list[dict[str, Any]],
+    edges: list[tuple[str, str]],
+    name: str = "runtime-test",
+) -> JobRecord:
+    definition = WorkflowDefinition.model_validate(
+        {"name": name, "nodes": nodes, "edges": [{"source": s, "target": t} for s, t in edges]}
+    )
+    workflow = await runtime.store.create_workflow("alice", definition)
+    return await runtime.controller.execute_workflow(workflow.id, {"q": 1}, owner="alice")
+
+
+async def wait_for(
+    runtime: ServiceRuntime, job_id: str, predicate: Callable[[JobRecord], bool], timeout_s: float = 60
+) -> JobRecord:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        job = await runtime.controller.get_job_status(job_id)
+        if predicate(job):
+            return job
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(
+                f"job {job_id} did not get there in {timeout_s} s: {job.status}, "
+                f"{ {n: c.status.value for n, c in job.nodes.items()} }"
+            )
+        await asyncio.sleep(0.05)
+
+
+def finished(job: JobRecord) -> bool:
+    return job.status.is_terminal

@@ -1,0 +1,110 @@
+"""Jobs run by the Ray-free job runner in tests: node types that fail, sleep or hold a secret, and how a
+test builds a workflow and starts its job."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, SecretStr, field_serializer
+
+from actors.job_runner import JobRunner, RunnerServices
+from engine.dag import Dag
+from engine.errors import RetryableNodeError
+from engine.models import WorkflowDefinition
+from engine.records import JobRecord, NodeStatus
+from nodes.base import NodeContext, NodeResult, NodeType
+
+
+class FlakyConfig(BaseModel):
+    failures: int = 0
+    value: Any = None
+
+
+class FlakyNode(NodeType[FlakyConfig]):
+    """Fails with a retryable error `failures` times per job, then returns `value`."""
+
+    type_name = "flaky"
+    description = "test node"
+    config_model = FlakyConfig
+    calls: ClassVar[dict[str, int]] = {}
+
+    async def execute(self, config: FlakyConfig, ctx: NodeContext) -> NodeResult:
+        key = f"{ctx.job_id}:{ctx.node_id}"
+        FlakyNode.calls[key] = FlakyNode.calls.get(key, 0) + 1
+        ctx.log("info", "flaky called", {"call": FlakyNode.calls[key], "key": ctx.idempotency_key})
+        if FlakyNode.calls[key] <= config.failures:
+            raise RetryableNodeError(f"transient failure {FlakyNode.calls[key]}")
+        return NodeResult(output={"value": config.value, "attempt": ctx.attempt})
+
+
+class SleepConfig(BaseModel):
+    seconds: float
+
+
+class SleepNode(NodeType[SleepConfig]):
+    type_name = "sleep"
+    description = "test node"
+    config_model = SleepConfig
+    started: ClassVar[dict[str, float]] = {}
+    finished: ClassVar[dict[str, float]] = {}
+
+    async def execute(self, config: SleepConfig, ctx: NodeContext) -> NodeResult:
+        loop = asyncio.get_running_loop()
+        SleepNode.started[ctx.node_id] = loop.time()
+        await asyncio.sleep(config.seconds)
+        SleepNode.finished[ctx.node_id] = loop.time()
+        return NodeResult(output=config.seconds)
+
+
+class KeyedConfig(BaseModel):
+    key: SecretStr
+    note: str = ""
+
+    @field_serializer("key", when_used="json")
+    def _ship_key(self, value: SecretStr) -> str:
+        """As the LLM node's api_key: whole in JSON, for the executor it travels to."""
+        return value.get_secret_value()
+
+
+class KeyedNode(NodeType[KeyedConfig]):
+    """Fails naming its note, so its rendered config is stored with an error."""
+
+    type_name = "keyed"
+    description = "test node"
+    config_model = KeyedConfig
+
+    async def execute(self, config: KeyedConfig, ctx: NodeContext) -> NodeResult:
+        raise ValueError(f"refused: {config.note}")
+
+
+def definition(nodes: list[dict[str, Any]], edges: list[tuple[str, str]]) -> WorkflowDefinition:
+    return WorkflowDefinition.model_validate(
+        {"name": "test", "nodes": nodes, "edges": [{"source": s, "target": t} for s, t in edges]}
+    )
+
+
+async def start_job(services: RunnerServices, wf: WorkflowDefinition, job_input: dict[str, Any]) -> JobRunner:
+    workflow = await services.store.create_workflow("alice", wf)
+    job = await services.store.create_job(
+        JobRecord(
+            id=f"job-{uuid.uuid4().hex}",
+            owner="alice",
+            workflow_id=workflow.id,
+            workflow_version=workflow.version,
+            input=job_input,
+        )
+    )
+    return JobRunner(services, job, Dag.from_definition(workflow.definition))
+
+
+async def events_of(services: RunnerServices, job_id: str) -> list[Any]:
+    return [event async for event in services.bus.subscribe(job_id)]
+
+
+async def node_status(services: RunnerServices, job_id: str, node_id: str, status: NodeStatus) -> bool:
+    """Whether the store holds `node_id` of the job in `status` (a running node is checkpointed so before
+    it starts)."""
+    node = (await services.store.get_job(job_id)).nodes.get(node_id)
+    return node is not None and node.status is status
