@@ -31,7 +31,7 @@ class RetryPolicy(BaseModel):
 
     def delay_before(self, attempt: int) -> float:
         """Delay (without jitter) before attempt number `attempt` (2 is the first retry)."""
-        return min(self.max_delay, self.backoff * 2 ** max(0, attempt - 2))
+        return min(self.max_delay, self.backoff * 2.0 ** max(0, attempt - 2))
 
 
 class NodeSpec(BaseModel):
