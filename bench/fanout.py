@@ -84,6 +84,7 @@ async def run() -> dict[str, dict[str, Any]]:
                 done = await runtime.store.get_job(job.id)
                 assert done.status.value == "completed", done.error
                 node = done.nodes["fan"]
+                assert node.started_at is not None and node.finished_at is not None
                 node_walls.append((node.finished_at - node.started_at).total_seconds())
                 assert events[-1].type == "job_completed"
             sampler.stop()

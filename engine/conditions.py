@@ -27,12 +27,12 @@ from typing import Any
 
 from engine.budget import BudgetExceeded, EvaluationBudget, arithmetic, comparison_cost, evaluation_budget
 from engine.errors import ConditionError, TemplateError
+from engine.template_sandbox import json_type
 from engine.templating import (
     TEMPLATE_RE,
     Expression,
     Reference,
     TemplateContext,
-    json_type,
     parse_expression,
     references,
     render_text,

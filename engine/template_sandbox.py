@@ -15,7 +15,7 @@ import json
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.compiler import CodeGenerator, Frame
@@ -132,7 +132,7 @@ class _BudgetedCodeGenerator(CodeGenerator):
         self.write(")")
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
-        self.write("environment.concat((")
+        self.write("environment.costed_concat((")
         for part in node.nodes:
             self.visit(part, frame)
             self.write(", ")
@@ -224,8 +224,9 @@ class DataOnlySandbox(SandboxedEnvironment):
             left = right
         return True
 
-    def concat(self, parts: tuple[Any, ...]) -> str:
-        """`a ~ b ~ c`: the parts as text, refused before it is built if it would not fit."""
+    def costed_concat(self, parts: tuple[Any, ...]) -> str:
+        """`a ~ b ~ c`: the parts as text, refused before it is built if it would not fit. (Not jinja's
+        `concat`, which joins a whole template's output chunks and is called with a generator.)"""
         budget = current_budget()
         sizes = [text_size(budget, part) for part in parts]
         budget.build(sum(sizes), "the ~ operator")
@@ -379,7 +380,9 @@ def _build_environment() -> DataOnlySandbox:
         name: function if name in custom else _budgeted_filter(name, function)
         for name, function in functions.items()
     }
-    env.tests = {name: _budgeted_test(name, function) for name, function in TESTS.items()}
+    # jinja2's TESTS is a dict literal of differently typed functions, which mypy joins to `function`.
+    tests = cast("dict[str, Callable[..., bool]]", TESTS)
+    env.tests = {name: _budgeted_test(name, function) for name, function in tests.items()}
     return env
 
 

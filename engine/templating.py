@@ -150,6 +150,7 @@ def resolve(reference: Reference, ctx: TemplateContext) -> Any:
 
 def _resolve(reference: Reference, ctx: TemplateContext) -> Any:
     root, path = reference.root, reference.path
+    value: Any
     if root == INPUT_ROOT:
         value, where, missing = ctx.input, INPUT_ROOT, "input has no field"
     elif root in LOCAL_ROOTS:
@@ -157,12 +158,13 @@ def _resolve(reference: Reference, ctx: TemplateContext) -> Any:
             raise _Unresolved(f"{{{{{root}}}}} is only defined inside a map node's per-item config")
         value, where, missing = ctx.locals[root], root, f"{root} has no field"
     elif root == SECRETS_ROOT:
-        if path[0] not in ctx.secrets:
+        secret = path[0]
+        if not isinstance(secret, str) or secret not in ctx.secrets:
             raise _Unresolved(
-                f"no secret named {path[0]!r} that this job may use (its owner's own secrets, then the "
+                f"no secret named {secret!r} that this job may use (its owner's own secrets, then the "
                 "operator's secrets granted to its owner)"
             )
-        value, where, path = ctx.secrets[path[0]], f"secrets.{path[0]}", path[1:]
+        value, where, path = ctx.secrets[secret], f"secrets.{secret}", path[1:]
         missing = f"{where} has no field"
     else:
         if root not in ctx.nodes:

@@ -76,7 +76,8 @@ def _size_problems(data: Mapping[str, Any], limits: DefinitionLimits) -> list[Pr
 def _schema_problems(exc: ValidationError, data: Mapping[str, Any]) -> list[Problem]:
     """Turn pydantic's locations like ('nodes', 3, 'timeout_s') into the node's id and field."""
     problems = []
-    raw_nodes = data.get("nodes") if isinstance(data.get("nodes"), list) else []
+    nodes = data.get("nodes")
+    raw_nodes = nodes if isinstance(nodes, list) else []
     for error in exc.errors(include_url=False):
         loc = list(error["loc"])
         node_id = None

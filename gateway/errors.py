@@ -101,7 +101,7 @@ def error_response(
     problems: Iterable[Problem] = (),
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body = ErrorBody(detail=detail, errors=[ProblemOut(**p.as_dict()) for p in problems])
+    body = ErrorBody(detail=detail, errors=[ProblemOut.model_validate(p.as_dict()) for p in problems])
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=dict(headers or {}))
 
 

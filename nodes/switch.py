@@ -26,7 +26,8 @@ from pydantic_core import PydanticCustomError
 from engine.budget import evaluation_budget
 from engine.conditions import check_condition_syntax, evaluate_condition
 from engine.errors import ConditionError, NodeExecutionError, Problem, TemplateError
-from engine.templating import TemplateContext, json_type, render
+from engine.template_sandbox import json_type
+from engine.templating import TemplateContext, render
 from nodes.base import NodeContext, NodeResult, NodeType
 
 MAX_CASES = 100

@@ -23,9 +23,9 @@ import functools
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
 from pydantic import TypeAdapter
@@ -76,7 +76,9 @@ WORKFLOW_UPDATE_ATTEMPTS = 10
 NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 
-def _unavailable_as_storage_error(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def _unavailable_as_storage_error(
+    fn: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
     """Report an unreachable server as StorageUnavailableError, which callers may retry."""
 
     @functools.wraps(fn)
@@ -89,6 +91,10 @@ def _unavailable_as_storage_error(fn: Callable[P, Awaitable[R]]) -> Callable[P, 
     return wrapper
 
 
+@overload
+def _utc(value: datetime) -> datetime: ...
+@overload
+def _utc(value: datetime | None) -> datetime | None: ...
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -337,7 +343,9 @@ class MongoStore:
 
     @classmethod
     def from_url(cls, url: str, database: str, *, write_concern_majority: bool = True) -> MongoStore:
-        client = AsyncIOMotorClient(url, tz_aware=True, serverSelectionTimeoutMS=10_000)
+        client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
+            url, tz_aware=True, serverSelectionTimeoutMS=10_000
+        )
         return cls(client, database, write_concern_majority=write_concern_majority)
 
     @_unavailable_as_storage_error
@@ -683,6 +691,8 @@ class MongoStore:
             projection={"_id": 1},
         )
         stored = await self._secrets.find_one({"owner": owner, "name": name}, {"sealed": 0})
+        if stored is None:  # deleted between the two calls
+            raise NotFoundError(f"no secret named {name!r}")
         return _secret_info(stored), before is None
 
     @_unavailable_as_storage_error

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
@@ -113,6 +113,12 @@ def parse_after(after: str | None) -> str | None:
 def _id_order(stream_id: str) -> tuple[int, int]:
     milliseconds, _, sequence = stream_id.partition("-")
     return int(milliseconds), int(sequence or 0)
+
+
+def _resp2_streams(reply: object) -> list[list[Any]]:
+    """XREAD's reply on this bus's connections, which speak RESP2: [[stream, [(id, fields), ...]], ...].
+    (redis-py's return type also allows RESP3's dict.)"""
+    return cast("list[list[Any]]", reply)
 
 
 def _decode(stream: str, entry_id: str, fields: dict[str, str]) -> JobEvent | None:
@@ -269,7 +275,12 @@ class _StreamHub:
                 streams = dict(self._cursors)
                 self._read_number += 1
                 self._reading = frozenset(streams)
-                reply = await self._reader.xread(streams, count=self._batch, block=self._block_ms)
+                # redis-py types `streams` as an invariant Dict[KeyT, StreamIdT]; it reads any str -> str.
+                reply = await self._reader.xread(
+                    streams,  # type: ignore[arg-type]
+                    count=self._batch,
+                    block=self._block_ms,
+                )
             except _UNAVAILABLE as error:
                 _raise_if_cancelled()
                 self._reader_id = None
@@ -288,7 +299,7 @@ class _StreamHub:
             finally:
                 self._reading = frozenset()
             delay = _RECONNECT_FIRST_S
-            self._deliver(reply)
+            self._deliver(_resp2_streams(reply))
 
     def _deliver(self, reply: list[Any]) -> None:
         for stream, entries in reply:
@@ -379,9 +390,9 @@ class RedisStreamBus:
         workflow's stream for a workflow-level event), or None when the job's stream already took this
         sequence number. Unsequenced events (sequence 0, such as llm_token) are never dropped, and a
         command retried after a dropped connection may append one of them twice."""
+        if event.job_id is None:
+            return await self._publish_workflow_level(event)
         try:
-            if event.job_id is None:
-                return str(await self._add_workflow_event(self._pool(), event))
             keys, args = self._script_input(event.job_id, event)
             entry_id = await self._publish_script()(keys=keys, args=args)
         except _UNAVAILABLE as error:
@@ -455,7 +466,16 @@ class RedisStreamBus:
     async def publish_workflow_event(self, workflow_id: str, event_type: str, data: dict[str, Any]) -> str:
         if not event_type:
             raise ValueError("event_type must be a non-empty name")
-        return await self.publish(JobEvent(sequence=0, type=event_type, workflow_id=workflow_id, data=data))
+        return await self._publish_workflow_level(
+            JobEvent(sequence=0, type=event_type, workflow_id=workflow_id, data=data)
+        )
+
+    async def _publish_workflow_level(self, event: JobEvent) -> str:
+        """Append an event that belongs to no job to its workflow's stream; its id there."""
+        try:
+            return str(await self._add_workflow_event(self._pool(), event))
+        except _UNAVAILABLE as error:
+            raise _unavailable(self.host, self.port, error) from error
 
     def subscribe_workflow_events(self, workflow_id: str) -> AsyncIterator[JobEvent]:
         """Events published after iteration starts (the first `__anext__`), without end."""
@@ -509,7 +529,8 @@ class RedisStreamBus:
                 log.warning("reading %s failed (%s); retrying in %.2f s", stream, error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RECONNECT_MAX_S)
-        entries = reply[0][1] if reply else []
+        streams = _resp2_streams(reply)
+        entries = streams[0][1] if streams else []
         return [e for e in (_decode(stream, i, f) for i, f in entries) if e is not None]
 
     async def _stream_end(self, stream: str) -> str:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import TypeAdapter
 from pydantic_core import to_json
@@ -183,6 +183,10 @@ def _to_ms(value: datetime | None) -> int | None:
     return (value - _EPOCH) // _MILLISECOND
 
 
+@overload
+def _from_ms(value: int) -> datetime: ...
+@overload
+def _from_ms(value: int | None) -> datetime | None: ...
 def _from_ms(value: int | None) -> datetime | None:
     return None if value is None else _EPOCH + value * _MILLISECOND
 

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, WebSocket
 from fastapi.responses import StreamingResponse
@@ -198,7 +198,7 @@ async def _send_events(websocket: WebSocket, events: EventStream) -> None:
 async def _until_disconnect(websocket: WebSocket) -> None:
     """Read (and ignore) what the client sends, until it goes away."""
     while True:
-        message: dict[str, Any] = await websocket.receive()
+        message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
 

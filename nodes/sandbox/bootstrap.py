@@ -9,10 +9,16 @@ reports into messages. User stdout/stderr stay on fds 1 and 2. This file must st
 it is mounted into the sandbox) and lean: it starts once per run, so it imports nothing it can avoid.
 """
 
+import io
 import json
 import os
 import resource
 import sys
+
+TYPE_CHECKING = False  # typing's flag without importing typing at every start; mypy takes it as true
+if TYPE_CHECKING:
+    import ctypes
+    from collections.abc import Iterable
 
 USER_FILENAME = "<code>"
 MAX_DETAIL_CHARS = 16_000
@@ -30,7 +36,8 @@ def main() -> None:
     _apply_limits(limits)
     if confine:
         _confine(landlock, confine["seccomp"])
-    sys.stdout.reconfigure(line_buffering=True)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         report = _run(request["code"], request["arguments"], limits["max_output_bytes"])
     except MemoryError:
@@ -50,7 +57,7 @@ def _drop_privileges(uid: int, *, keep_stdlib: bool) -> None:
     if prefix_fd is not None and not os.access(sys.base_prefix, os.X_OK):
         prefix, through_fd = sys.base_prefix, f"/proc/self/fd/{prefix_fd}"
 
-        def reachable(paths: list[str]) -> list[str]:
+        def reachable(paths: "Iterable[str]") -> list[str]:
             return [
                 through_fd + entry[len(prefix) :] if entry.startswith(prefix) else entry for entry in paths
             ]
@@ -68,7 +75,7 @@ LANDLOCK_FILE_RIGHTS = 1 | 2 | 4  # execute, write_file, read_file: all a rule o
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
 
 
-def _landlock_ruleset(readable: list[str], writable: list[str]) -> tuple[object, int]:
+def _landlock_ruleset(readable: list[str], writable: list[str]) -> "tuple[ctypes.CDLL, int]":
     """A Landlock ruleset (not yet in force) allowing only `readable` (read, execute) and `writable`
     (everything) in the filesystem, no TCP bind or connect, and (ABI 6) no signal or abstract unix socket
     outside the sandbox. Landlock also denies ptrace-style access, /proc/<pid>/environ included, to every
@@ -105,7 +112,7 @@ def _landlock_ruleset(readable: list[str], writable: list[str]) -> tuple[object,
     return libc, ruleset
 
 
-def _confine(landlock: tuple[object, int] | None, seccomp_hex: str | None) -> None:
+def _confine(landlock: "tuple[ctypes.CDLL, int] | None", seccomp_hex: str | None) -> None:
     """Put the Landlock ruleset in force, then load the seccomp filter (both need no_new_privs)."""
     import ctypes
 
@@ -216,6 +223,8 @@ def _finish(result_fd: int, report: bytes, main_pid: int) -> None:
     if os.getpid() != main_pid:
         os._exit(0)  # a process forked by user code returned into the bootstrap: only the main one reports
     for stream in (sys.__stdout__, sys.__stderr__):
+        if stream is None:
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):

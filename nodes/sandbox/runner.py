@@ -547,8 +547,13 @@ async def _exited(pidfd: int, timeout_s: float) -> bool:
     Unlike asyncio's Process.wait(), this does not also wait for the process's pipes to close (which a
     child that escaped the kill could hold open)."""
     loop = asyncio.get_running_loop()
-    exited = loop.create_future()
-    loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def mark_exited() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, mark_exited)
     try:
         async with asyncio.timeout(timeout_s):
             await exited
