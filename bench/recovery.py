@@ -9,7 +9,7 @@ import signal
 import time
 from typing import Any
 
-from actors import ray_api
+from actors.ray_runtime import ray_api
 from bench.fanout import llm_server
 from bench.harness import create_workflow, median, service
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from actors import ray_api
+from actors.ray_runtime import ray_api
 
 TEST_RAY_NAMESPACE = "workflow-service-tests"
 TEST_JOB_SLOTS = 48

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from actors.job_actors import PooledActor, RunnerSet
+from actors.ray_runtime.pooled_actors import PooledActor, RunnerSet
 
 NO_HANDLE = cast(Any, object())
 """The set never calls a runner's handle."""

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import BaseModel, SecretStr, field_serializer
 
-from actors.job_runner import JobRunner, RunnerServices
-from actors.launcher import InProcessLauncher
+from actors.job_loop.job_runner import JobRunner, RunnerServices
+from actors.job_loop.launcher import InProcessLauncher
 from engine.budget import MAX_VALUE_BYTES
 from engine.dag import Dag
 from engine.errors import RetryableNodeError

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from actors import ray_api
-from actors.bootstrap import ServiceRuntime, start_service_runtime
-from actors.llm_limiter import LIMITER_NAME, ClusterLimiter, limiter_handle
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
+from actors.ray_runtime.llm_limiter import LIMITER_NAME, ClusterLimiter, limiter_handle
 from engine.records import EventType, JobEvent, JobStatus
 from nodes.provider_limits import Budget, KeyedLimiter, LimitKey, ProviderLimits
 from tests.actors.test_ray_runtime import execute, finished, settings_for, wait_for

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.bootstrap import start_service_runtime
+from actors.ray_runtime.bootstrap import start_service_runtime
 from engine.models import WorkflowDefinition
 from engine.records import JobStatus
 from tests.actors.test_ray_runtime import finished, settings_for, wait_for

@@ -19,8 +19,8 @@ from typing import Any
 import psutil
 import pytest
 
-from actors import ray_api
-from actors.bootstrap import ServiceRuntime, start_service_runtime
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
 from config.settings import Settings
 from engine.models import WorkflowDefinition
 from engine.records import JobRecord, JobStatus, NodeStatus

@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from actors import ray_api
-from actors.bootstrap import ServiceRuntime, start_service_runtime
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
 from config.settings import Settings
 from engine.models import WorkflowDefinition
 from engine.records import JobStatus

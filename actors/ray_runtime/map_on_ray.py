@@ -8,11 +8,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from actors import ray_api
-from actors.executor_pool import ExecutorPool
-from actors.fan_out import InProcessFanOut, Tally, bounded, run_item
-from actors.remote_nodes import RemoteBatch, remote_call, run_as_task
-from actors.runtime_config import RuntimeConfig
+from actors.job_loop.map_items import InProcessFanOut, Tally, bounded, run_item
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.executor_pool import ExecutorPool
+from actors.ray_runtime.node_executor import RemoteBatch, remote_call, run_as_task
+from actors.ray_runtime.runtime_config import RuntimeConfig
 from nodes.base import Execution, NodeContext, NodeType
 from nodes.map import GraphChild, ItemOutcome, MapChild, MapNode, ProgressCallback
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from actors import ray_api
+from actors.ray_runtime import ray_api
 
 DEDICATED_PREFIX = "job:"
 REUSE_PREFIX = "job-runner:"

@@ -13,10 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from actors import ray_api
-from actors.fan_out import bounded, chunked, run_item
-from actors.llm_limiter import ClusterLimiter
-from actors.runtime_config import RuntimeConfig
+from actors.job_loop.map_items import bounded, chunked, run_item
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.llm_limiter import ClusterLimiter
+from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.errors import ConditionError, NodeExecutionError, StorageUnavailableError
 from engine.failures import error_info
 from engine.records import ErrorInfo, EventType, JobEvent, LogLevel

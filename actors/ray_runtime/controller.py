@@ -7,11 +7,11 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from actors import ray_api
-from actors.executor_pool import ExecutorPool
-from actors.manager import MANAGER_NAME, JobManager
-from actors.remote_nodes import NodeTest, RemoteNodeError, RemoteOutcome
-from actors.runtime_config import RuntimeConfig
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.executor_pool import ExecutorPool
+from actors.ray_runtime.manager import MANAGER_NAME, JobManager
+from actors.ray_runtime.node_executor import NodeTest, RemoteNodeError, RemoteOutcome
+from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.records import JobRecord, JobStatus, Page
 from nodes.base import NodeResult
 from storage.protocols import Store

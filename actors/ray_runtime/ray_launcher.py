@@ -6,11 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from actors import ray_api
-from actors.executor_pool import ExecutorPool
-from actors.ray_fan_out import RayFanOut
-from actors.remote_nodes import RemoteOutcome, outcome_result, remote_call, run_as_task
-from actors.runtime_config import RuntimeConfig
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.executor_pool import ExecutorPool
+from actors.ray_runtime.map_on_ray import RayFanOut
+from actors.ray_runtime.node_executor import RemoteOutcome, outcome_result, remote_call, run_as_task
+from actors.ray_runtime.runtime_config import RuntimeConfig
 from nodes.base import Execution, NodeContext, NodeResult, NodeType
 
 

@@ -37,7 +37,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors import ray_api
+from actors.ray_runtime import ray_api
 from engine.errors import RetryableNodeError
 from nodes.provider_limits import KeyedLimiter, LimitKey, Permit, ProviderLimits
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from actors import ray_api
-from actors.runtime_config import RuntimeConfig
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.errors import RetryableNodeError
 
 EXECUTOR_NAME = "node-executor-{index}"

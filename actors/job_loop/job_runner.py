@@ -1,7 +1,7 @@
 """Drives one job through its DAG: the loop inside a job actor, free of Ray so it is tested alone.
 
-Every state change goes through the job's writer (actors/job_writer.py): the scheduling step's decisions,
-stored as one checkpoint with their events and log lines, then published, then acted on. Events that are
+Every state change goes through the job's writer (job_writer.py): the scheduling step's decisions, stored as
+one checkpoint with their events and log lines, then published, then acted on. Events that are
 ready together are committed together (a group commit), so a chain of quick nodes costs one checkpoint
 per node. A run first publishes what the last run left in the outbox.
 """
@@ -18,9 +18,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from actors.job_writer import JobWriter
-from actors.launcher import NodeLauncher
-from actors.node_attempt import NodeTasks, full_jitter
+from actors.job_loop.job_writer import JobWriter
+from actors.job_loop.launcher import NodeLauncher
+from actors.job_loop.node_tasks import NodeTasks, full_jitter
 from engine.dag import Dag
 from engine.errors import ConditionError, ConflictError
 from engine.ledger import JobLedger, capped, terminal_with_output

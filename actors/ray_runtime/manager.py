@@ -16,14 +16,14 @@ import uuid
 from collections import deque
 from typing import Any
 
-from actors import ray_api
-from actors.executor_pool import EXECUTOR_NAME
-from actors.job_actor import JobActor
-from actors.job_actors import DEDICATED_PREFIX, REUSE_PREFIX, PooledActor, RunnerSet
-from actors.job_writer import JobWriter
-from actors.llm_limiter import limiter_handle
-from actors.remote_nodes import NodeExecutor
-from actors.runtime_config import RuntimeConfig
+from actors.job_loop.job_writer import JobWriter
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.executor_pool import EXECUTOR_NAME
+from actors.ray_runtime.job_actor import JobActor
+from actors.ray_runtime.llm_limiter import limiter_handle
+from actors.ray_runtime.node_executor import NodeExecutor
+from actors.ray_runtime.pooled_actors import DEDICATED_PREFIX, REUSE_PREFIX, PooledActor, RunnerSet
+from actors.ray_runtime.runtime_config import RuntimeConfig
 from config.settings import ActorMode
 from engine.dag import Dag
 from engine.errors import ConflictError, NotFoundError

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from actors.subgraph import GraphItemRun, Launch, execute_in_place
+from actors.job_loop.subgraph import GraphItemRun, Launch, execute_in_place
 from engine.failures import error_info
 from engine.templating import ITEM_ROOT
 from nodes.base import LogSink, NodeContext

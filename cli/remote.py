@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TextIO
 
-from gateway.cli.outcome import Outcome
-from gateway.cli.progress import ProgressPrinter
-from gateway.cli.service_client import ServiceClient, ServiceError
-from gateway.cli.watch import follow
+from cli.outcome import Outcome
+from cli.progress import ProgressPrinter
+from cli.service_client import ServiceClient, ServiceError
+from cli.watch import follow
 
 
 async def run_remote(
