@@ -10,7 +10,8 @@ from typing import Any
 from actors.ray_runtime import ray_api
 from actors.ray_runtime.executor_pool import ExecutorPool
 from actors.ray_runtime.manager import MANAGER_NAME, JobManager
-from actors.ray_runtime.node_executor import NodeTest, RemoteNodeError, RemoteOutcome
+from actors.ray_runtime.node_executor import NodeTest
+from actors.ray_runtime.remote_calls import RemoteNodeError, RemoteOutcome
 from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.records import JobRecord, JobStatus, Page
 from nodes.base import NodeResult

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from actors.ray_runtime import ray_api
 from actors.ray_runtime.executor_pool import ExecutorPool
 from actors.ray_runtime.map_on_ray import RayFanOut
-from actors.ray_runtime.node_executor import RemoteOutcome, outcome_result, remote_call, run_as_task
+from actors.ray_runtime.remote_calls import RemoteOutcome, outcome_result, remote_call, run_as_task
 from actors.ray_runtime.runtime_config import RuntimeConfig
 from nodes.base import Execution, NodeContext, NodeResult, NodeType
 
