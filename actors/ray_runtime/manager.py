@@ -1,9 +1,10 @@
-"""The job manager: admission, the job actors (a warm pool or shared runners), recovery, cancellation.
+"""The job manager: admission, the job actors (a warm pool or shared actors), recovery, cancellation.
 
 It runs as one detached async actor (`job-manager`), so admission is counted once for the whole
 cluster whichever gateway took the request. Jobs beyond `max_active_jobs` wait as `pending`, first
-in first out. Dedicated mode starts an actor per job, from a warm pool of ready ones; reuse mode
-spreads jobs over a fixed set of warm runner actors (`RunnerSet`), never starting one per job. The
+in first out. How jobs get actors is the mode's (actor_modes.py): dedicated mode starts an actor per job,
+from a warm pool of ready ones; reuse mode spreads jobs over a fixed set of warm shared actors, never
+starting one per job. The
 store stays the source of truth: a manager that restarts rebuilds its queue from the jobs stored as
 pending or running and adopts the job actors still alive.
 """
@@ -12,19 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections import deque
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from actors.job_loop.job_writer import JobWriter
 from actors.ray_runtime import ray_api
+from actors.ray_runtime.actor_modes import job_actor_mode, new_job_id
 from actors.ray_runtime.executor_pool import EXECUTOR_NAME
 from actors.ray_runtime.job_actor import JobActor
 from actors.ray_runtime.llm_limiter import limiter_handle
 from actors.ray_runtime.node_executor import NodeExecutor
-from actors.ray_runtime.pooled_actors import DEDICATED_PREFIX, REUSE_PREFIX, PooledActor, RunnerSet
+from actors.ray_runtime.pooled_actors import DEDICATED_PREFIX, SHARED_PREFIX, PooledActor
 from actors.ray_runtime.runtime_config import RuntimeConfig
-from config.settings import ActorMode
 from engine.dag import Dag
 from engine.errors import ConflictError, NotFoundError
 from engine.ledger import JobLedger
@@ -42,8 +43,31 @@ EXECUTOR_MAX_CONCURRENCY = 1000
 """Calls one executor actor runs at once (node attempts and map batches, each a coroutine)."""
 
 
-def new_job_id() -> str:
-    return uuid.uuid4().hex
+class _JobActorStarter:
+    """Starts and ends the job actors the manager's mode asks for (its `ActorStarter`)."""
+
+    def __init__(self, runtime: RuntimeConfig, spawn: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+        self._runtime = runtime
+        self._spawn = spawn
+
+    def start(self, name: str) -> PooledActor:
+        handle = ray_api.start_actor(
+            JobActor,
+            self._runtime,
+            name=name,
+            namespace=self._runtime.namespace,
+            resources={ray_api.JOB_SLOT: 1},
+        )
+        return PooledActor(name, handle)
+
+    async def prepare(self, actor: PooledActor) -> None:
+        await ray_api.result(ray_api.call(actor.handle, "prepare"))
+
+    def end(self, actor: PooledActor) -> None:
+        ray_api.kill(actor.handle)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._spawn(work)
 
 
 class JobManager:
@@ -58,18 +82,8 @@ class JobManager:
         self._bus = bus
         self._started = asyncio.Event()
         self._starting = asyncio.Lock()
-        self._pool: deque[PooledActor] = deque()
-        self._pool_filling = False
-        self._runners = (
-            RunnerSet(
-                size=max(1, min(runtime.settings.jobs.warm_pool_size, runtime.max_active_jobs)),
-                max_jobs=runtime.settings.jobs.reuse_max_jobs,
-                start=self._start_runner,
-                end=lambda runner: ray_api.kill(runner.handle),
-            )
-            if runtime.settings.jobs.actor_mode is ActorMode.REUSE
-            else None
-        )
+        starter = _JobActorStarter(runtime, self._spawn)
+        self._actors = job_actor_mode(runtime.settings.jobs, runtime.max_active_jobs, starter, self._admit)
         self._queue: deque[str] = deque()
         self._active: dict[str, PooledActor] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -92,7 +106,7 @@ class JobManager:
                 self._start_executors()
                 await self._recover()
                 self._started.set()
-                self._refill_pool()
+                self._actors.refill()
 
     def _start_executors(self) -> None:
         limiter_handle(self.runtime.namespace)
@@ -132,8 +146,7 @@ class JobManager:
                 ray_api.kill(handle)
                 continue
             member = PooledActor(name, handle)
-            if self._runners is not None:
-                self._runners.adopt(member, len(running))
+            self._actors.adopt(member, len(running))
             for job_id in sorted(running):
                 self._active[job_id] = member
                 self._spawn(self._adopt(job_id, member))
@@ -156,7 +169,7 @@ class JobManager:
 
     def _leftover_actors(self) -> list[str]:
         names = ray_api.named_actors(self.runtime.namespace)
-        return [name for name in names if name.startswith((DEDICATED_PREFIX, REUSE_PREFIX))]
+        return [name for name in names if name.startswith((DEDICATED_PREFIX, SHARED_PREFIX))]
 
     async def _adopt(self, job_id: str, member: PooledActor) -> None:
         try:
@@ -173,7 +186,7 @@ class JobManager:
         """Store a new job (or return the one its idempotency key already made) and admit or queue it."""
         await self._ensure_started()
         store = self._require_store()
-        member = self._ready_actor() if len(self._active) < self.runtime.max_active_jobs else None
+        member = self._actors.ready() if len(self._active) < self.runtime.max_active_jobs else None
         job = job.model_copy(
             update={
                 "id": (member.reserved_job_id if member else None) or new_job_id(),
@@ -184,52 +197,24 @@ class JobManager:
             stored = await store.create_job(job)
         except BaseException:
             if member is not None:
-                self._give_back(member)
+                self._actors.give_back(member)
             raise
         if stored.id != job.id:
             if member is not None:
-                self._give_back(member)
+                self._actors.give_back(member)
             return stored
         if member is not None:
             self._begin(stored.id, member, stored)
         else:
             self._queue.append(stored.id)
             self._admit()
-        self._refill_pool()
+        self._actors.refill()
         return stored
-
-    def _ready_actor(self) -> PooledActor | None:
-        """An actor to start a job on now: a shared runner (reuse mode) or a warm pool actor."""
-        if self._runners is not None:
-            return self._runners.assign()
-        return self._pool.popleft() if self._pool else None
-
-    def _give_back(self, member: PooledActor) -> None:
-        """Return an actor taken for a job that was not started after all."""
-        if self._runners is not None:
-            self._runners.release(member)
-        else:
-            self._pool.appendleft(member)
 
     def _admit(self) -> None:
         while self._queue and len(self._active) < self.runtime.max_active_jobs:
             job_id = self._queue.popleft()
-            member = self._ready_actor() or self._new_actor(job_id)
-            self._begin(job_id, member)
-
-    def _new_actor(self, job_id: str | None) -> PooledActor:
-        if self.runtime.settings.jobs.actor_mode is ActorMode.DEDICATED:
-            name = f"{DEDICATED_PREFIX}{job_id or new_job_id()}"
-        else:
-            name = f"{REUSE_PREFIX}{uuid.uuid4().hex[:12]}"
-        handle = ray_api.start_actor(
-            JobActor,
-            self.runtime,
-            name=name,
-            namespace=self.runtime.namespace,
-            resources={ray_api.JOB_SLOT: 1},
-        )
-        return PooledActor(name, handle)
+            self._begin(job_id, self._actors.for_job(job_id))
 
     def _begin(self, job_id: str, member: PooledActor, created: JobRecord | None = None) -> None:
         self._active[job_id] = member
@@ -256,52 +241,9 @@ class JobManager:
 
     def _release(self, job_id: str, member: PooledActor) -> None:
         self._active.pop(job_id, None)
-        if self._runners is not None:
-            self._runners.release(member)
-        else:
-            ray_api.kill(member.handle)
+        self._actors.release(member)
         self._admit()
-        self._refill_pool()
-
-    # ------------------------------------------------------------ warm pool and runners
-
-    def _start_runner(self) -> PooledActor:
-        """Start a reuse-mode runner; it opens its store and bus at once, before its first job."""
-        member = self._new_actor(None)
-        self._spawn(self._prepare(member))
-        return member
-
-    async def _prepare(self, member: PooledActor) -> None:
-        """Wait until a runner is up with its store and bus open, then let it take jobs."""
-        try:
-            await ray_api.result(ray_api.call(member.handle, "prepare"))
-        except Exception:
-            logger.exception("runner %s could not prepare; its jobs open the store themselves", member.name)
-        if self._runners is not None:
-            self._runners.mark_ready(member)
-
-    def _refill_pool(self) -> None:
-        if self._runners is not None:
-            self._runners.fill()
-            return
-        if not self._pool_filling and len(self._pool) < self.runtime.settings.jobs.warm_pool_size:
-            self._pool_filling = True
-            self._spawn(self._fill_pool())
-
-    async def _fill_pool(self) -> None:
-        """Start pool actors one at a time in the background and wait until each is ready, so
-        an execute request that takes one starts its job at once."""
-        try:
-            while len(self._pool) < self.runtime.settings.jobs.warm_pool_size:
-                member = self._new_actor(None)
-                await ray_api.result(ray_api.call(member.handle, "prepare"))
-                self._pool.append(member)
-                if self._queue:
-                    self._admit()
-        except Exception:
-            logger.exception("could not start a pool actor")
-        finally:
-            self._pool_filling = False
+        self._actors.refill()
 
     # ------------------------------------------------------------ cancel
 
@@ -380,7 +322,7 @@ class JobManager:
             "mode": self.runtime.settings.jobs.actor_mode.value,
             "active": len(self._active),
             "pending": len(self._queue),
-            "pool": len(self._runners.runners) if self._runners is not None else len(self._pool),
+            "pool": self._actors.warm(),
             "max_active_jobs": self.runtime.max_active_jobs,
             "peak_active": self.peak_active,
             "unreadable_rows": self._require_store().unreadable_rows(),
@@ -388,14 +330,11 @@ class JobManager:
 
     async def shutdown(self) -> None:
         """End idle job actors (used when the service stops a local Ray instance it owns)."""
-        while self._pool:
-            ray_api.kill(self._pool.popleft().handle)
-        if self._runners is not None:
-            self._runners.end_idle()
+        self._actors.shutdown()
 
     # ------------------------------------------------------------ helpers
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
