@@ -88,7 +88,7 @@ class JobActor:
             done.set()
 
     async def _workflow(self, store: Store, workflow_id: str, version: int) -> tuple[str, Dag]:
-        """A workflow version's name and DAG; a version never changes, so a runner that runs many jobs
+        """A workflow version's name and DAG; a version never changes, so an actor that runs many jobs
         of one workflow reads and builds it once."""
         key = (workflow_id, version)
         if key not in self._workflows:

@@ -315,7 +315,7 @@ class JobManager:
     # ------------------------------------------------------------ introspection
 
     async def stats(self) -> dict[str, Any]:
-        """Counts of jobs and job actors; `pool` is the warm pool (dedicated mode) or the runners (reuse);
+        """Counts of jobs and job actors; `pool` is the warm pool (dedicated mode) or the shared actors (reuse);
         `unreadable_rows` the stored rows this manager could not read (its recovery skipped them)."""
         await self._ensure_started()
         return {
