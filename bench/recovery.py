@@ -34,7 +34,7 @@ async def one_recovery(runtime: Any, workflow_id: str) -> float:
         if event.type == "node_started" and event.node_id == CHAIN[2]:
             break
     handle = ray_api.get_actor(f"job:{job.id}", runtime.runtime.namespace)
-    info = await ray_api.result(ray_api.call(handle, "info"))
+    info = await ray_api.JobActorHandle(handle).info()
     killed = time.perf_counter()
     os.kill(int(info["pid"]), signal.SIGKILL)
     try:

@@ -58,13 +58,13 @@ class _JobActorStarter:
             namespace=self._runtime.namespace,
             resources={ray_api.JOB_SLOT: 1},
         )
-        return PooledActor(name, handle)
+        return PooledActor(name, ray_api.JobActorHandle(handle))
 
     async def prepare(self, actor: PooledActor) -> None:
-        await ray_api.result(ray_api.call(actor.handle, "prepare"))
+        await actor.handle.prepare()
 
     def end(self, actor: PooledActor) -> None:
-        ray_api.kill(actor.handle)
+        ray_api.kill(actor.handle.raw)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         self._spawn(work)
@@ -138,12 +138,13 @@ class JobManager:
         unfinished.sort(key=lambda job: (job.status is not JobStatus.RUNNING, job.created_at))
         unfinished_ids = {job.id for job in unfinished}
         for name in self._leftover_actors():
-            handle = ray_api.get_actor(name, self.runtime.namespace)
-            if handle is None:
+            raw = ray_api.get_actor(name, self.runtime.namespace)
+            if raw is None:
                 continue
+            handle = ray_api.JobActorHandle(raw)
             running = await self._jobs_running_on(name, handle) & unfinished_ids
             if not running:
-                ray_api.kill(handle)
+                ray_api.kill(raw)
                 continue
             member = PooledActor(name, handle)
             self._actors.adopt(member, len(running))
@@ -157,11 +158,11 @@ class JobManager:
             logger.info("recovered %d unfinished jobs (%d adopted)", len(unfinished), len(self._active))
         self._admit()
 
-    async def _jobs_running_on(self, name: str, handle: ray_api.ActorHandle) -> set[str]:
+    async def _jobs_running_on(self, name: str, handle: ray_api.JobActorHandle) -> set[str]:
         """The jobs a leftover actor is running now: asked, not read from the store, so a job handed to it
         just before the last manager stopped (its run not yet begun, nothing stored) is adopted too."""
         try:
-            info = await asyncio.wait_for(ray_api.result(ray_api.call(handle, "info")), ADOPT_TIMEOUT_S)
+            info = await asyncio.wait_for(handle.info(), ADOPT_TIMEOUT_S)
         except (TimeoutError, ray_api.ActorDiedError) as exc:
             logger.warning("leftover job actor %s did not say what it runs (%s); it is ended", name, exc)
             return set()
@@ -173,7 +174,7 @@ class JobManager:
 
     async def _adopt(self, job_id: str, member: PooledActor) -> None:
         try:
-            await ray_api.result(ray_api.call(member.handle, "wait_job", job_id))
+            await member.handle.wait_job(job_id)
         except ray_api.ActorDiedError:
             logger.warning("adopted actor %s died; job %s is queued again", member.name, job_id)
             self._queue.appendleft(job_id)
@@ -229,7 +230,7 @@ class JobManager:
             job = created or await store.get_job(job_id)
             if job.status.is_terminal:
                 return
-            await ray_api.result(ray_api.call(member.handle, "run_job", job_id))
+            await member.handle.run_job(job_id)
         except ray_api.ActorDiedError as exc:
             logger.error("job actor %s for job %s died for good: %s", member.name, job_id, exc)
             await self._fail_unrunnable(job_id, f"its job actor died: {exc}")
@@ -261,12 +262,12 @@ class JobManager:
             )
         member = self._active.get(job_id)
         if member is not None and job.status is JobStatus.RUNNING:
-            await ray_api.result(ray_api.call(member.handle, "cancel_job", job_id, retry_on_restart=False))
+            await member.handle.cancel_job(job_id)
             return await self._await_terminal(job_id)
         if job_id in self._queue:
             self._queue.remove(job_id)
         if member is not None:
-            await ray_api.result(ray_api.call(member.handle, "cancel_job", job_id, retry_on_restart=False))
+            await member.handle.cancel_job(job_id)
         try:
             return await self._cancel_in_store(job)
         except ConflictError:
@@ -315,8 +316,8 @@ class JobManager:
     # ------------------------------------------------------------ introspection
 
     async def stats(self) -> dict[str, Any]:
-        """Counts of jobs and job actors; `pool` is the warm pool (dedicated mode) or the shared actors (reuse);
-        `unreadable_rows` the stored rows this manager could not read (its recovery skipped them)."""
+        """Counts of jobs and job actors; `pool` is the warm pool (dedicated mode) or the shared actors
+        (reuse); `unreadable_rows` the stored rows this manager could not read (its recovery skipped them)."""
         await self._ensure_started()
         return {
             "mode": self.runtime.settings.jobs.actor_mode.value,

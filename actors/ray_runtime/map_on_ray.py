@@ -109,11 +109,11 @@ class RayFanOut:
                 graph=graph,
                 task_prefix=self._workflow_name,
             )
-            streams.append(ray_api.call_streaming(executors[share], "execute_batch", batch))
+            streams.append(executors[share].execute_batch(batch))
         failed = asyncio.Event()
 
-        async def drain(stream: Any) -> None:
-            async for chunk in ray_api.iterate_stream(stream):
+        async def drain(stream: ray_api.OutcomeStream) -> None:
+            async for chunk in stream.chunks():
                 await tally.add(chunk, parent.log)
                 if fail_fast and any(outcome.error is not None for outcome in chunk):
                     failed.set()
@@ -129,7 +129,7 @@ class RayFanOut:
             for task in tasks:
                 task.cancel()
             for stream in streams:
-                ray_api.cancel(stream)
+                stream.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _cpu_tasks(self, items: MapItems, tally: Tally) -> None:

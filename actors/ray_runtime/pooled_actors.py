@@ -20,7 +20,7 @@ SHARED_PREFIX = "job-runner:"
 @dataclass(eq=False)
 class PooledActor:
     name: str
-    handle: ray_api.ActorHandle
+    handle: ray_api.JobActorHandle
     running: int = 0
     """Jobs handed to it that have not ended yet (reuse mode)."""
     assigned: int = 0

@@ -166,7 +166,7 @@ async def test_kill_9_of_the_job_actor_resumes_and_never_reruns_completed_nodes(
     )
     handle = ray_api.get_actor(f"job:{job.id}", runtime.runtime.namespace)
     assert handle is not None
-    info = await ray_api.result(ray_api.call(handle, "info"))
+    info = await ray_api.JobActorHandle(handle).info()
     before_kill = await runtime.controller.get_job_status(job.id)
     os.kill(int(info["pid"]), signal.SIGKILL)
 
@@ -351,7 +351,7 @@ async def test_kill_9_of_a_runner_resumes_every_job_it_was_running(make_runtime,
     (runner,) = runner_names(runtime)
     handle = ray_api.get_actor(runner, runtime.runtime.namespace)
     assert handle is not None
-    info = await ray_api.result(ray_api.call(handle, "info"))
+    info = await ray_api.JobActorHandle(handle).info()
     assert sorted(info["current_jobs"]) == sorted(j.id for j in jobs)
     os.kill(int(info["pid"]), signal.SIGKILL)
     done = [await wait_for(runtime, j.id, finished) for j in jobs]
@@ -373,7 +373,7 @@ async def test_a_restarted_manager_adopts_a_runner_with_several_jobs_then_ends_i
     assert manager is not None
     ray_api.kill_for_restart(manager)
     await asyncio.sleep(1.5)
-    stats = await ray_api.result(ray_api.call(manager, "start"))
+    stats = await ray_api.JobManagerHandle(manager).start()
     assert stats["active"] == 3, "the three running jobs were adopted, not queued again"
     done = [await wait_for(runtime, j.id, finished) for j in jobs]
     assert [j.status for j in done] == [JobStatus.COMPLETED] * 3
@@ -399,10 +399,10 @@ async def test_no_job_actor_is_left_behind_after_jobs_or_a_manager_restart(make_
 
     manager = ray_api.get_actor("job-manager", runtime.runtime.namespace)
     assert manager is not None
-    assert (await ray_api.result(ray_api.call(manager, "stats")))["active"] == 0
+    assert (await ray_api.JobManagerHandle(manager).stats())["active"] == 0
     ray_api.kill_for_restart(manager)
     await asyncio.sleep(1.5)
-    await ray_api.result(ray_api.call(manager, "start"))
+    await ray_api.JobManagerHandle(manager).start()
     for _ in range(40):
         if len(job_actor_names(runtime)) == 2 and not (job_actor_names(runtime) & before):
             break

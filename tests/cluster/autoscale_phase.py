@@ -39,7 +39,7 @@ async def actor_node(runtime: ServiceRuntime, job_id: str) -> str | None:
     if handle is None:
         return None
     try:
-        info = await ray_api.result(ray_api.call(handle, "info", retry_on_restart=False))
+        info = await ray_api.JobActorHandle(handle).info(retry_on_restart=False)
     except ray_api.ActorDiedError:
         return None
     return str(info["node_id"])

@@ -38,7 +38,7 @@ TIMEOUT_S = 90.0
 async def actor_info(runtime: ServiceRuntime, job_id: str) -> dict[str, Any]:
     handle = ray_api.get_actor(f"job:{job_id}", runtime.runtime.namespace)
     assert handle is not None, "the job's actor is alive"
-    info: dict[str, Any] = await ray_api.result(ray_api.call(handle, "info"))
+    info: dict[str, Any] = await ray_api.JobActorHandle(handle).info()
     return info
 
 
