@@ -41,10 +41,11 @@ async def run_item(
 
 def item_jobs(items: MapItems, launch: Launch = execute_in_place) -> list[ItemJob]:
     """One job per item, each run with the item's own context and `launch`."""
-    return [
-        (lambda i=index, c=config: run_item(items.child, c, items.parent.for_item(i), i, launch))
-        for index, config in enumerate(items.configs)
-    ]
+
+    def job(index: int, config: dict[str, Any]) -> ItemJob:
+        return lambda: run_item(items.child, config, items.parent.for_item(index), index, launch)
+
+    return [job(index, config) for index, config in enumerate(items.configs)]
 
 
 async def bounded(jobs: Sequence[ItemJob], limit: int, fail_fast: bool) -> AsyncIterator[ItemOutcome]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
+from typing import Any
 
 from engine.dag import Dag
 from engine.errors import NodeTimeoutError
@@ -73,7 +74,7 @@ class NodeTasks:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _start(self, node_id: str, work: Awaitable[None]) -> None:
+    def _start(self, node_id: str, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work, name=f"{self._name_prefix}{node_id}")
         self._tasks[node_id] = task
         task.add_done_callback(

@@ -100,7 +100,7 @@ class RayFanOut:
         for share in range(shares):
             limit = max_concurrency // shares + (1 if share < max_concurrency % shares else 0)
             graph = child if isinstance(child, GraphChild) else None
-            node_type = MapNode.type_name if graph else child.type_name
+            node_type = child.type_name if isinstance(child, NodeType) else MapNode.type_name
             batch = RemoteBatch(
                 remote_call(self._runtime, node_type, parent, {}),
                 indexed[share::shares],
