@@ -21,6 +21,7 @@ RUN pip install --no-deps -r /app/requirements.lock && pip check
 
 # The service's own code, importable from /app (Ray's worker processes inherit PYTHONPATH).
 COPY actors /app/actors
+COPY cli /app/cli
 COPY config /app/config
 COPY engine /app/engine
 COPY gateway /app/gateway
@@ -54,4 +55,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8001') + '/health', timeout=4)"]
 
 ENTRYPOINT ["tini", "--"]
-CMD ["python", "-m", "gateway.cli", "serve"]
+CMD ["python", "-m", "cli", "serve"]

@@ -7,7 +7,7 @@ import itertools
 import time
 from typing import Any
 
-from actors import ray_api
+from actors.ray_runtime import ray_api
 from bench.harness import chain_definition, create_workflow, median, service
 
 TARGET_MS = 2.5

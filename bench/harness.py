@@ -12,8 +12,8 @@ from typing import Any
 
 import psutil
 
-from actors import ray_api
-from actors.bootstrap import ServiceRuntime, start_service_runtime
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
 from bench.bare_worker import BareActor
 from config.settings import Settings
 from engine.models import WorkflowDefinition

@@ -7,8 +7,8 @@ import asyncio
 import time
 from typing import Any
 
-from actors import ray_api
-from actors.bootstrap import ServiceRuntime
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.bootstrap import ServiceRuntime
 from bench.fanout import llm_server
 from bench.harness import SMALL_LLM_JOB, create_workflow, median, percentile, service
 

@@ -9,7 +9,7 @@ import signal
 import time
 from typing import Any
 
-from actors import ray_api
+from actors.ray_runtime import ray_api
 from bench.fanout import llm_server
 from bench.harness import create_workflow, median, service
 
@@ -34,8 +34,7 @@ async def one_recovery(runtime: Any, workflow_id: str) -> float:
         if event.type == "node_started" and event.node_id == CHAIN[2]:
             break
     handle = ray_api.get_actor(f"job:{job.id}", runtime.runtime.namespace)
-    assert handle is not None, f"job {job.id} has no actor"
-    info = await ray_api.result(ray_api.call(handle, "info"))
+    info = await ray_api.JobActorHandle(handle).info()
     killed = time.perf_counter()
     os.kill(int(info["pid"]), signal.SIGKILL)
     try:

@@ -102,7 +102,7 @@ def gateway(llm_url: str, data_dir: str) -> Iterator[Gateway]:
     log = Path(data_dir) / "gateway.log"
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from gateway.cli import main; main()", "serve", "--port", str(port)],
+            [sys.executable, "-c", "from cli import main; main()", "serve", "--port", str(port)],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,

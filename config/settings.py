@@ -1,6 +1,6 @@
 """Settings from environment variables and `.env`, under the names the platform already uses, read into
 one tree: `Settings().server.port` is `PORT`. The runtime carries the tree whole to its actors
-(actors/runtime_config.py), and the node settings in it travel on with each node's work.
+(actors/ray_runtime/runtime_config.py), and the node settings in it travel on with each node's work.
 
 The platform's shared configuration also names `DEBUG`, `API_GATEWAY_URL` and `RAG_SERVICE_URL`; this
 service has no use for them (`LOG_LEVEL` sets the log level), so they are not read.

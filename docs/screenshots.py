@@ -14,7 +14,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from actors import ray_api
+from actors.ray_runtime import ray_api
 from config.settings import Settings
 from tests.support.browser import VIEWPORT, chromium
 from tests.support.demo_workflow import documents, review_workflow

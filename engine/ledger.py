@@ -5,7 +5,7 @@ memory (a map item's sub-graph needs no more). `record` turns the decisions into
 published for them: the job's field changes, the changed node checkpoints, numbered events and their log
 lines, secrets masked in all of them. The job actor, the job manager (a pending job's cancel, a job whose
 actor is gone for good) and a map's sub-graph all change a job's state through this; only actors/ stores
-and publishes what `record` returns (actors/job_writer.py).
+and publishes what `record` returns (actors/job_loop/job_writer.py).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from fastapi import Depends, HTTPException, Path, Query, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
-from actors.bootstrap import ServiceRuntime
-from actors.controller import WorkflowController
+from actors.ray_runtime.bootstrap import ServiceRuntime
+from actors.ray_runtime.controller import WorkflowController
 from config.settings import Settings
 from engine.errors import NotFoundError
 from engine.records import JobRecord, WorkflowRecord

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from actors.bootstrap import start_service_runtime
+from actors.ray_runtime.bootstrap import start_service_runtime
 from config.jwt_secret import jwt_secret
 from config.log_setup import configure_logging
 from config.resolved import Resolved

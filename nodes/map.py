@@ -133,18 +133,24 @@ ProgressCallback = Callable[[int, int, int], Awaitable[None]]
 """(succeeded, failed, total) so far."""
 
 
+@dataclass(frozen=True)
+class MapItems:
+    """One run of a map node's items, as its node hands them to the runtime's fan-out service."""
+
+    child: MapChild
+    configs: Sequence[dict[str, Any]]
+    """One per item: the child's rendered config, or `{"item": ...}` for a sub-graph."""
+    parent: NodeContext
+    """The map node's context; each item's is derived from it (`parent.for_item(index)`)."""
+    max_concurrency: int
+    fail_fast: bool
+    on_progress: ProgressCallback
+
+
 class FanOut(Protocol):
-    async def run(
-        self,
-        child: MapChild,
-        configs: Sequence[dict[str, Any]],
-        parent: NodeContext,
-        max_concurrency: int,
-        fail_fast: bool,
-        on_progress: ProgressCallback,
-    ) -> list[ItemOutcome]:
-        """Run `child` once per config (a sub-graph's config is `{"item": ...}`); outcomes in input order.
-        With `fail_fast`, stop at the first failure (the outcomes list then holds what finished)."""
+    async def run(self, items: MapItems) -> list[ItemOutcome]:
+        """Run `items.child` once per config; outcomes in input order. With `fail_fast`, stop at the first
+        failure (the outcomes list then holds what finished)."""
 
 
 class MapNode(NodeType[MapConfig]):
@@ -237,7 +243,8 @@ class MapNode(NodeType[MapConfig]):
                 await progress(ctx.node_id, {"succeeded": succeeded, "failed": failed, "total": total})
 
         fail_fast = config.failure_policy is FailurePolicy.FAIL_FAST
-        outcomes = await fan_out.run(child, configs, ctx, config.max_concurrency, fail_fast, on_progress)
+        run = MapItems(child, configs, ctx, config.max_concurrency, fail_fast, on_progress)
+        outcomes = await fan_out.run(run)
         return self._result(config, ctx, outcomes, len(items))
 
     def _item_config(

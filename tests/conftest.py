@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from actors import ray_api
-from actors.job_runner import RunnerServices
-from actors.launcher import InProcessLauncher
+from actors.job_loop.job_runner import RunnerServices
+from actors.job_loop.launcher import InProcessLauncher
+from actors.ray_runtime import ray_api
 from nodes.registry import BUILTIN_NODE_TYPES, NodeRegistry
 from nodes.settings import NodeSettings
 from storage.embedded_redis import EmbeddedRedis

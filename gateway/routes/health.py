@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 
-from actors import ray_api
-from actors.controller import WorkflowController
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.controller import WorkflowController
 from gateway.auth import bearer_matches
 from gateway.deps import ControllerDep, MetricsDep, RuntimeDep, SettingsDep
 from gateway.errors import ErrorBody

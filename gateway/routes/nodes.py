@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from actors import ray_api
+from actors.ray_runtime import ray_api
 from engine.errors import NodeExecutionError, NodeTimeoutError, WorkflowServiceError
 from engine.nesting import check_value_depth
 from engine.redaction import Redactor

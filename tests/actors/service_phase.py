@@ -11,7 +11,7 @@ import itertools
 import sys
 from pathlib import Path
 
-from actors.bootstrap import start_service_runtime
+from actors.ray_runtime.bootstrap import start_service_runtime
 from config.settings import Settings
 from engine.models import WorkflowDefinition
 from engine.records import NodeStatus

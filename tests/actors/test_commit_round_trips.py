@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from actors.job_runner import JobRunner, RunnerServices
-from actors.manager import JobManager
-from actors.runtime_config import RuntimeConfig
+from actors.job_loop.job_runner import JobRunner, RunnerServices
+from actors.ray_runtime.manager import JobManager
+from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.records import (
     EventType,
     JobChanges,

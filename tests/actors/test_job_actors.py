@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from actors.job_actors import PooledActor, RunnerSet
+from actors.ray_runtime.pooled_actors import PooledActor, SharedActorSet
 
 NO_HANDLE = cast(Any, object())
 """The set never calls a runner's handle."""
@@ -31,8 +31,8 @@ class Starts:
     def end(self, runner: PooledActor) -> None:
         self.ended.append(runner)
 
-    def runner_set(self, size: int, max_jobs: int = 100) -> RunnerSet:
-        return RunnerSet(size, max_jobs, self.start, self.end)
+    def runner_set(self, size: int, max_jobs: int = 100) -> SharedActorSet:
+        return SharedActorSet(size, max_jobs, self.start, self.end)
 
 
 def test_many_concurrent_jobs_share_the_configured_runners_evenly():
@@ -76,7 +76,7 @@ def test_a_due_runner_serves_until_its_replacement_is_ready_then_ends_with_its_l
     assert starts.ended == [], "a retiring runner keeps running its last job"
     runners.release(first)
     assert starts.ended == [first]
-    assert runners.runners == [replacement]
+    assert runners.actors == [replacement]
 
 
 def test_a_due_runner_with_no_job_left_ends_as_soon_as_its_replacement_is_ready():
@@ -107,10 +107,10 @@ def test_ending_idle_runners_keeps_the_busy_ones():
     busy = runners.assign()
     runners.end_idle()
     assert starts.ended == [r for r in starts.started if r is not busy]
-    assert runners.runners == [busy]
+    assert runners.actors == [busy]
 
 
 @pytest.mark.parametrize(("size", "max_jobs"), [(0, 10), (2, 0)])
 def test_a_runner_set_needs_a_runner_and_a_job_per_runner(size, max_jobs):
     with pytest.raises(ValueError, match="size >= 1 and max_jobs >= 1"):
-        RunnerSet(size, max_jobs, Starts().start, Starts().end)
+        SharedActorSet(size, max_jobs, Starts().start, Starts().end)

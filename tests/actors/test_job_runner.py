@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from actors.job_runner import JobRunner, RunnerServices
+from actors.job_loop.job_runner import JobRunner, RunnerServices
 from engine.budget import MAX_VALUE_BYTES
 from engine.dag import Dag
 from engine.records import EventType, JobEvent, JobStatus, NodeStatus

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from actors import ray_api
-from actors.bootstrap import ServiceRuntime, start_service_runtime
-from actors.llm_limiter import LIMITER_NAME, ClusterLimiter, limiter_handle
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
+from actors.ray_runtime.llm_limiter import LIMITER_NAME, ClusterLimiter, limiter_handle
 from engine.records import EventType, JobEvent, JobStatus
 from nodes.provider_limits import Budget, KeyedLimiter, LimitKey, ProviderLimits
 from tests.support.openai_server import OpenAITestServer
@@ -139,7 +139,7 @@ def namespace(ray_cluster) -> Iterator[str]:
 
 
 async def limiter_calls(namespace: str) -> int:
-    stats = await ray_api.result(ray_api.call(limiter_handle(namespace), "stats"))
+    stats = await limiter_handle(namespace).stats()
     return stats["calls"]
 
 
@@ -170,7 +170,7 @@ async def test_a_thousand_acquire_release_pairs_take_few_actor_calls(namespace, 
     print(f"\n1,000 acquire/release pairs, {limits}: {elapsed * 1000:.0f} ms, {calls} actor calls")
     assert calls <= most_calls, f"{calls} actor calls for 1,000 requests"
     assert elapsed < 1.0
-    stats = await ray_api.result(ray_api.call(limiter_handle(namespace), "stats"))
+    stats = await limiter_handle(namespace).stats()
     assert stats["keys"]["api.example/gpt-4"] == {"in_flight": 0, "waiting": 0}
 
 
@@ -196,7 +196,7 @@ async def test_requests_arriving_one_at_a_time_reuse_held_slots(namespace, limit
     await client.close()
     calls = await limiter_calls(namespace) - calls_before
     assert calls <= most_calls, f"{calls} actor calls for 20 requests one after another"
-    stats = await ray_api.result(ray_api.call(limiter_handle(namespace), "stats"))
+    stats = await limiter_handle(namespace).stats()
     assert stats["keys"]["api.example/gpt-4"] == {"in_flight": 0, "waiting": 0}
 
 
@@ -301,7 +301,7 @@ async def test_two_jobs_on_two_executors_never_exceed_the_cluster_cap(make_llm_r
     assert llm_server.peak_open == 3, f"{llm_server.peak_open} requests were in flight at once"
     assert elapsed >= 4 * 0.2, "12 requests of 200 ms, 3 at a time, take at least 4 rounds"
     assert {r.headers["Idempotency-Key"].split(":")[0] for r in llm_server.requests} == {j.id for j in jobs}
-    stats = await ray_api.result(ray_api.call(limiter_handle(runtime.runtime.namespace), "stats"))
+    stats = await limiter_handle(runtime.runtime.namespace).stats()
     assert stats["clients"] == 2, "both executor processes took slots from the one limiter"
 
 

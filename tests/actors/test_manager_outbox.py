@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.manager import JobManager
-from actors.runtime_config import RuntimeConfig
+from actors.ray_runtime.manager import JobManager
+from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.models import WorkflowDefinition
 from engine.records import EventType, JobChanges, JobEvent, JobRecord, JobStatus
 from storage.embedded_redis import EmbeddedRedis

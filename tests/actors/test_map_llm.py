@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.bootstrap import start_service_runtime
+from actors.ray_runtime.bootstrap import start_service_runtime
 from engine.models import WorkflowDefinition
 from engine.records import JobStatus
 from tests.support.openai_server import OpenAITestServer

@@ -18,8 +18,8 @@ from typing import Any
 import psutil
 import pytest
 
-from actors import ray_api
-from actors.bootstrap import ServiceRuntime, start_service_runtime
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
 from engine.models import WorkflowDefinition
 from engine.records import JobRecord, JobStatus, NodeStatus
 from storage.sqlite_store import SqliteStore
@@ -110,7 +110,7 @@ async def test_kill_9_of_the_job_actor_resumes_and_never_reruns_completed_nodes(
     )
     handle = ray_api.get_actor(f"job:{job.id}", runtime.runtime.namespace)
     assert handle is not None
-    info = await ray_api.result(ray_api.call(handle, "info"))
+    info = await ray_api.JobActorHandle(handle).info()
     before_kill = await runtime.controller.get_job_status(job.id)
     os.kill(int(info["pid"]), signal.SIGKILL)
 
@@ -295,7 +295,7 @@ async def test_kill_9_of_a_runner_resumes_every_job_it_was_running(make_runtime,
     (runner,) = runner_names(runtime)
     handle = ray_api.get_actor(runner, runtime.runtime.namespace)
     assert handle is not None
-    info = await ray_api.result(ray_api.call(handle, "info"))
+    info = await ray_api.JobActorHandle(handle).info()
     assert sorted(info["current_jobs"]) == sorted(j.id for j in jobs)
     os.kill(int(info["pid"]), signal.SIGKILL)
     done = [await wait_for(runtime, j.id, finished) for j in jobs]
@@ -319,7 +319,7 @@ async def test_a_restarted_manager_adopts_a_runner_with_several_jobs_then_ends_i
     assert killed_pid is not None, "the state API lists the manager"
     ray_test_api.kill_for_restart(manager)
     assert await wait_until(lambda: manager_pid(runtime) not in (None, killed_pid), timeout_s=30), "restarted"
-    stats = await ray_api.result(ray_api.call(manager, "start"))
+    stats = await ray_api.JobManagerHandle(manager).start()
     assert stats["active"] == 3, "the three running jobs were adopted, not queued again"
     done = [await wait_for(runtime, j.id, finished) for j in jobs]
     assert [j.status for j in done] == [JobStatus.COMPLETED] * 3
@@ -341,12 +341,12 @@ async def test_no_job_actor_is_left_behind_after_jobs_or_a_manager_restart(make_
 
     manager = ray_api.get_actor("job-manager", runtime.runtime.namespace)
     assert manager is not None
-    assert (await ray_api.result(ray_api.call(manager, "stats")))["active"] == 0
+    assert (await ray_api.JobManagerHandle(manager).stats())["active"] == 0
     killed_pid = manager_pid(runtime)
     assert killed_pid is not None, "the state API lists the manager"
     ray_test_api.kill_for_restart(manager)
     assert await wait_until(lambda: manager_pid(runtime) not in (None, killed_pid), timeout_s=30), "restarted"
-    await ray_api.result(ray_api.call(manager, "start"))
+    await ray_api.JobManagerHandle(manager).start()
     await wait_until(
         lambda: len(job_actor_names(runtime)) == 2 and not (job_actor_names(runtime) & before), timeout_s=10
     )

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from actors import ray_api
-from actors.executor_pool import ExecutorPool
-from actors.ray_launcher import RayLauncher
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.executor_pool import ExecutorPool
+from actors.ray_runtime.ray_launcher import RayLauncher
 from engine.templating import TemplateContext
 from nodes.base import NodeContext, NodeResult
 from tests.actors.worker_loss_nodes import PLUGIN
@@ -71,7 +71,7 @@ async def test_a_task_queued_behind_a_force_cancelled_one_survives_the_worker_it
         )
         return asyncio.create_task(launcher.run(node, node.parse_config(config, node_id), ctx))
 
-    caplog.set_level(logging.WARNING, logger="actors.remote_nodes")
+    caplog.set_level(logging.WARNING, logger="actors.ray_runtime.remote_calls")
     handed_over: list[logging.LogRecord] = []
     round_number = 0
     while round_number < ROUNDS or (not handed_over and round_number < MAX_ROUNDS):

@@ -6,8 +6,8 @@ import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cli.progress import ProgressPrinter, progress_bar
 from engine.records import EventType, JobEvent
-from gateway.cli.progress import ProgressPrinter, progress_bar
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -207,7 +207,7 @@ async def test_ctrl_c_cancels_the_running_job_and_exits_1(llm_server, tmp_path):
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway.cli",
+        "cli",
         "run",
         str(path),
         cwd=tmp_path,

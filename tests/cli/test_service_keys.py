@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from jose import jwt
 
+from cli import main
 from config.jwt_secret import KEY_FILE_NAME
 from gateway.auth import TokenVerifier
-from gateway.cli import main
 from tests.support.service_process import REPO, SERVICE_SETTINGS_FROM_THE_TEST_ENVIRONMENT, free_port
 
 SECRET = "cli-keys-secret-0123456789abcdef0123456789"
@@ -25,7 +25,7 @@ REFUSAL_TIMEOUT_S = 60
 def cli(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
     inherited = {k: v for k, v in os.environ.items() if k not in SERVICE_SETTINGS_FROM_THE_TEST_ENVIRONMENT}
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *argv],
+        [sys.executable, "-m", "cli", *argv],
         env={**inherited, "PYTHONPATH": str(REPO), "DATA_DIR": str(tmp_path / "data"), **env},
         cwd=tmp_path,
         capture_output=True,

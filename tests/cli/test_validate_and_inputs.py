@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from gateway.cli import main
+from cli import main
 from tests.cli.support import EXAMPLES
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json"))

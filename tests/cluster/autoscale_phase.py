@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from actors import ray_api
-from actors.bootstrap import ServiceRuntime, start_service_runtime
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
 from config.settings import Settings
 from engine.models import WorkflowDefinition
 from engine.records import JobStatus
@@ -40,7 +40,7 @@ async def actor_node(runtime: ServiceRuntime, job_id: str) -> str | None:
     if handle is None:
         return None
     try:
-        info = await ray_api.result(ray_api.call(handle, "info", retry_on_restart=False))
+        info = await ray_api.JobActorHandle(handle).info(retry_on_restart=False)
     except ray_api.ActorDiedError:
         return None
     return str(info["node_id"])

@@ -23,8 +23,8 @@ from typing import Any
 
 from ray.cluster_utils import Cluster
 
-from actors import ray_api
-from actors.bootstrap import ServiceRuntime, start_service_runtime
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
 from config.settings import Settings
 from engine.models import WorkflowDefinition
 from engine.records import JobRecord, NodeStatus
@@ -39,7 +39,7 @@ TIMEOUT_S = 90.0
 async def actor_info(runtime: ServiceRuntime, job_id: str) -> dict[str, Any]:
     handle = ray_api.get_actor(f"job:{job_id}", runtime.runtime.namespace)
     assert handle is not None, "the job's actor is alive"
-    info: dict[str, Any] = await ray_api.result(ray_api.call(handle, "info"))
+    info: dict[str, Any] = await ray_api.JobActorHandle(handle).info()
     return info
 
 

@@ -101,7 +101,7 @@ def test_dockerfile_runs_the_gateway_as_a_non_root_user_under_tini_with_a_health
     healthcheck = dict(instructions)["HEALTHCHECK"]
     assert "/health" in healthcheck and "--interval=" in healthcheck
     assert dict(instructions)["ENTRYPOINT"] == '["tini", "--"]'
-    assert dict(instructions)["CMD"] == '["python", "-m", "gateway.cli", "serve"]'
+    assert dict(instructions)["CMD"] == '["python", "-m", "cli", "serve"]'
     installs = " ".join(argument for kind, argument in instructions if kind == "RUN")
     assert {"bubblewrap", "libseccomp2", "tini"} <= set(installs.split())
     assert "pip install --no-deps -r /app/requirements.lock && pip check" in installs

@@ -11,8 +11,8 @@ import uuid
 import httpx
 import pytest
 
-from actors import ray_api
-from actors.bootstrap import start_service_runtime
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.bootstrap import start_service_runtime
 from engine.models import WorkflowDefinition
 from engine.records import JobStatus
 from tests.support import ray_test_api

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
-from actors.bootstrap import ServiceRuntime
+from actors.ray_runtime.bootstrap import ServiceRuntime
 from config.settings import Settings
 from tests.gateway.support import JWT_SECRET, OPERATOR_SECRETS, User, new_user
 from tests.support.live_gateway import serve_gateway

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.cli import base_url
+from cli import base_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,7 +49,7 @@ async def test_serve_starts_the_gateway_prints_its_urls_and_stops_on_sigint(tmp_
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway.cli",
+        "cli",
         "serve",
         "--host",
         "127.0.0.1",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from actors.job_runner import RunnerServices
+from actors.job_loop.job_runner import RunnerServices
 from engine.errors import ConditionError, InvalidWorkflowError, NodeExecutionError, TemplateError
 from engine.records import JobRecord, JobStatus, NodeStatus
 from engine.templating import TemplateContext

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from actors.bootstrap import ServiceRuntime
+from actors.ray_runtime.bootstrap import ServiceRuntime
 from config.settings import Settings
 from engine.models import WorkflowDefinition
 from engine.records import JobRecord

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, SecretStr, field_serializer
 
-from actors.job_runner import JobRunner, RunnerServices
+from actors.job_loop.job_runner import JobRunner, RunnerServices
 from engine.dag import Dag
 from engine.errors import RetryableNodeError
 from engine.models import WorkflowDefinition

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from actors.runtime_config import RuntimeConfig
+from actors.ray_runtime.runtime_config import RuntimeConfig
 from config.resolved import Resolved
 from config.settings import Settings
 

@@ -69,7 +69,7 @@ def service_process(env: Mapping[str, str], cwd: Path, timeout_s: float = 90) ->
     inherited = {k: v for k, v in os.environ.items() if k not in SERVICE_SETTINGS_FROM_THE_TEST_ENVIRONMENT}
     full_env = {**inherited, "PYTHONPATH": str(REPO), "HOST": "127.0.0.1", "PORT": str(port), **env}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve"],
+        [sys.executable, "-m", "cli", "serve"],
         env=full_env,
         cwd=cwd,
         stdout=subprocess.PIPE,

@@ -14,11 +14,11 @@ import logging
 import os
 import time
 
-from actors import ray_api, ray_metrics
-from actors.executor_pool import ExecutorPool
-from actors.job_runner import JobRunner, RunnerServices
-from actors.ray_launcher import RayLauncher
-from actors.runtime_config import RuntimeConfig
+from actors.job_loop.job_runner import JobRunner, RunnerServices
+from actors.ray_runtime import ray_api, ray_metrics
+from actors.ray_runtime.executor_pool import ExecutorPool
+from actors.ray_runtime.ray_launcher import RayLauncher
+from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.dag import Dag
 from storage.protocols import EventBus, Store
 
@@ -88,7 +88,7 @@ class JobActor:
             done.set()
 
     async def _workflow(self, store: Store, workflow_id: str, version: int) -> tuple[str, Dag]:
-        """A workflow version's name and DAG; a version never changes, so a runner that runs many jobs
+        """A workflow version's name and DAG; a version never changes, so an actor that runs many jobs
         of one workflow reads and builds it once."""
         key = (workflow_id, version)
         if key not in self._workflows:

@@ -1,7 +1,7 @@
 """Drives one job through its DAG: the loop inside a job actor, free of Ray so it is tested alone.
 
-Every state change goes through the job's writer (actors/job_writer.py): the scheduling step's decisions,
-stored as one checkpoint with their events and log lines, then published, then acted on. Events that are
+Every state change goes through the job's writer (job_writer.py): the scheduling step's decisions, stored as
+one checkpoint with their events and log lines, then published, then acted on. Events that are
 ready together are committed together (a group commit), so a chain of quick nodes costs one checkpoint
 per node. A run first publishes what the last run left in the outbox.
 """
@@ -18,9 +18,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from actors.job_writer import JobWriter
-from actors.launcher import NodeLauncher
-from actors.node_attempt import NodeTasks
+from actors.job_loop.job_writer import JobWriter
+from actors.job_loop.launcher import NodeLauncher
+from actors.job_loop.node_tasks import NodeTasks
 from engine.backoff import equal_jitter
 from engine.dag import Dag
 from engine.errors import ConditionError, ConflictError
@@ -60,7 +60,7 @@ class JobRunner:
     """Runs one job to a terminal state, from its checkpoint; `cancel` may be called at any time."""
 
     def __init__(self, services: RunnerServices, job: JobRecord, dag: Dag) -> None:
-        self.s = services
+        self.services = services
         self.job = job
         self.dag = dag
         self.redactor = Redactor(services.secrets)
@@ -91,19 +91,19 @@ class JobRunner:
         return self.ledger.state
 
     def cancel(self, reason: str = "cancelled by request") -> None:
-        self._inbox.put_nowait(CancelRequested(self.s.clock(), reason))
+        self._inbox.put_nowait(CancelRequested(self.services.clock(), reason))
 
     async def run(self) -> JobStatus:
         try:
-            moved = self.s.actor_name if self.s.actor_name != self.job.actor_name else None
-            await self._commit([Begin(self.s.clock())], self.job.pending_events, moved)
+            moved = self.services.actor_name if self.services.actor_name != self.job.actor_name else None
+            await self._commit([Begin(self.services.clock())], self.job.pending_events, moved)
             while not self.state.status.is_terminal:
                 batch = [await self._inbox.get()]
                 while not self._inbox.empty():
                     batch.append(self._inbox.get_nowait())
                 await self._commit(batch)
         except ConflictError:
-            stored = await self.s.store.get_job(self.job.id)
+            stored = await self.services.store.get_job(self.job.id)
             if not stored.status.is_terminal:
                 raise
             self.state.status = stored.status
@@ -139,14 +139,14 @@ class JobRunner:
         if not final and now - self._last_progress.get(node_id, 0.0) < PROGRESS_INTERVAL_S:
             return
         self._last_progress[node_id] = now
-        self._inbox.put_nowait(NodeProgress(node_id, data, self.s.clock()))
+        self._inbox.put_nowait(NodeProgress(node_id, data, self.services.clock()))
 
     # ------------------------------------------------------------ running a node
 
     async def _execute(self, node_id: str, attempt: int) -> NodeResult:
         spec = self.dag.nodes[node_id]
-        node = self.s.registry.get(spec.type)
-        scope = TemplateContext(input=self.job.input, nodes=self._outputs, secrets=self.s.secrets)
+        node = self.services.registry.get(spec.type)
+        scope = TemplateContext(input=self.job.input, nodes=self._outputs, secrets=self.services.secrets)
         config = node.render_config(spec.config, scope, node_id)
         self._rendered_configs[node_id] = self._shown_config(config)
         ctx = NodeContext(
@@ -160,7 +160,7 @@ class JobRunner:
             log=self._node_log(node_id),
         )
         try:
-            return await self.s.launcher.run(node, config, ctx)
+            return await self.services.launcher.run(node, config, ctx)
         except ConditionError as exc:
             raise ConditionError(f"node '{node_id}' {exc.message}") from None
 
@@ -169,11 +169,11 @@ class JobRunner:
         or CPU node is shipped with the settings and gets the services of where it runs (an executor's
         provider limiter). The in-process launcher runs every node here, with no provider limit."""
         return NodeServices(
-            settings=self.s.node_settings,
-            registry=self.s.registry,
+            settings=self.services.node_settings,
+            registry=self.services.registry,
             llm_limiter=None,
             emit_token=None,
-            fan_out=self.s.launcher.fan_out,
+            fan_out=self.services.launcher.fan_out,
             progress=self._report_progress,
             dns_resolver=None,
         )
@@ -194,7 +194,7 @@ class JobRunner:
                 message=self.redactor.redact_text(message),
                 data=self.redactor.redact(data),
             )
-            task = asyncio.get_running_loop().create_task(self.s.store.append_logs([entry]))
+            task = asyncio.get_running_loop().create_task(self.services.store.append_logs([entry]))
             self._log_writes.add(task)
             task.add_done_callback(self._log_writes.discard)
             task.add_done_callback(_report_log_failure)

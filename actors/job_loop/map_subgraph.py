@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from actors.node_attempt import NodeTasks
+from actors.job_loop.node_tasks import NodeTasks
 from engine.ledger import JobLedger, terminal_with_output
 from engine.records import ErrorInfo, JobStatus, utcnow
 from engine.scheduler import Begin, Decision, JobState, SchedulerEvent

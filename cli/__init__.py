@@ -21,18 +21,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cli.inputs import EXIT_FAILED, EXIT_INVALID, CliInputError, load_workflow_file, parse_input
+from cli.local_run import run_in_process
+from cli.progress import ProgressPrinter
+from cli.remote import run_remote, show_jobs, show_logs
+from cli.serve import base_url, serve
+from cli.service_client import ServiceClient, ServiceError
+from cli.token import DEFAULT_TTL, TokenCommandError, duration_seconds, mint_token
+from cli.validate import checked_definition, validate_file, write_problems
 from config.local_keys import MissingKeyError
 from config.settings import Settings
 from engine.errors import InvalidWorkflowError, WorkflowServiceError
 from engine.records import JobStatus
-from gateway.cli.inputs import EXIT_FAILED, EXIT_INVALID, CliInputError, load_workflow_file, parse_input
-from gateway.cli.local_run import run_in_process
-from gateway.cli.progress import ProgressPrinter
-from gateway.cli.remote import run_remote, show_jobs, show_logs
-from gateway.cli.serve import base_url, serve
-from gateway.cli.service_client import ServiceClient, ServiceError
-from gateway.cli.token import DEFAULT_TTL, TokenCommandError, duration_seconds, mint_token
-from gateway.cli.validate import checked_definition, validate_file, write_problems
 
 URL_ENV = "WORKFLOW_SERVICE_URL"
 TOKEN_ENV = "WORKFLOW_SERVICE_TOKEN"

@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from cli.inputs import EXIT_COMPLETED, EXIT_FAILED
 from engine.records import JobRecord, JobStatus
-from gateway.cli.inputs import EXIT_COMPLETED, EXIT_FAILED
 
 
 @dataclass(frozen=True)

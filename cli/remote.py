@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-from gateway.cli.outcome import Outcome
-from gateway.cli.progress import ProgressPrinter
-from gateway.cli.service_client import ServiceClient, ServiceError
-from gateway.cli.watch import follow
+from cli.outcome import Outcome
+from cli.progress import ProgressPrinter
+from cli.service_client import ServiceClient, ServiceError
+from cli.watch import follow
 
 
 async def run_remote(
@@ -62,7 +63,7 @@ def _short_time(iso: str) -> str:
     return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], out: TextIO) -> None:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], out: TextIO) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))

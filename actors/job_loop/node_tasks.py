@@ -4,8 +4,9 @@ or its wait before a retry, as one task whose outcome comes back as the step's n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
+from typing import Any
 
 from engine.backoff import equal_jitter
 from engine.dag import Dag
@@ -68,7 +69,7 @@ class NodeTasks:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _start(self, node_id: str, work: Awaitable[None]) -> None:
+    def _start(self, node_id: str, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work, name=f"{self._name_prefix}{node_id}")
         self._tasks[node_id] = task
         task.add_done_callback(

@@ -10,10 +10,10 @@ import sys
 import uvicorn
 from fastapi import FastAPI
 
-from actors.bootstrap import ServiceRuntime
+from actors.ray_runtime.bootstrap import ServiceRuntime
+from cli.inputs import EXIT_INVALID
 from config.local_keys import MissingKeyError
 from config.settings import get_settings
-from gateway.cli.inputs import EXIT_INVALID
 from gateway.main import create_app
 
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})

@@ -6,12 +6,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from actors import ray_api
-from actors.executor_pool import ExecutorPool
-from actors.ray_fan_out import RayFanOut
-from actors.remote_nodes import RemoteOutcome, outcome_result, remote_call, run_as_task
-from actors.runtime_config import RuntimeConfig
+from actors.ray_runtime.executor_pool import ExecutorPool
+from actors.ray_runtime.map_on_ray import RayFanOut
+from actors.ray_runtime.remote_calls import outcome_result, remote_call, run_as_task
+from actors.ray_runtime.runtime_config import RuntimeConfig
 from nodes.base import Execution, NodeContext, NodeResult, NodeType
+from nodes.map import FanOut
 
 
 class RayLauncher:
@@ -19,7 +19,7 @@ class RayLauncher:
         self._executors = executors
         self._workflow_name = workflow_name
         self._runtime = runtime
-        self.fan_out = RayFanOut(executors, workflow_name, runtime)
+        self.fan_out: FanOut = RayFanOut(executors, workflow_name, runtime)
 
     async def run(self, node: NodeType[Any], config: BaseModel, ctx: NodeContext) -> NodeResult:
         if node.execution is Execution.INLINE:
@@ -28,7 +28,5 @@ class RayLauncher:
             return await run_as_task(self._runtime, self._workflow_name, node, config, ctx)
         executor = await self._executors.pick((ctx.job_id, ctx.node_id))
         call = remote_call(self._runtime, node.type_name, ctx, config.model_dump(mode="json"))
-        outcome: RemoteOutcome = await ray_api.wait_ref(
-            ray_api.call(executor, "execute", call), force_cancel=False
-        )
+        outcome = await executor.execute(call).stopped_with_caller(force_cancel=False)
         return outcome_result(outcome, ctx)

@@ -10,10 +10,10 @@ import asyncio
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import ray
 from ray.exceptions import (
@@ -26,7 +26,16 @@ from ray.exceptions import (
 from ray.util import metrics as ray_metrics_api
 from ray.util import state as ray_state
 
+if TYPE_CHECKING:
+    from actors.ray_runtime.map_on_ray import RemoteBatch
+    from actors.ray_runtime.node_executor import NodeTest
+    from actors.ray_runtime.remote_calls import RemoteCall, RemoteOutcome
+    from engine.records import JobRecord
+    from nodes.map import ItemOutcome
+    from nodes.provider_limits import LimitKey, ProviderLimits
+
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ObjectRef = ray.ObjectRef
 ActorHandle = ray.actor.ActorHandle
@@ -138,7 +147,8 @@ def get_actor(name: str, namespace: str) -> ActorHandle | None:
 
 
 def call(handle: ActorHandle, method: str, *args: Any, retry_on_restart: bool = True) -> ObjectRef:
-    """Call a method of an actor; with `retry_on_restart` the call runs again if the actor restarts."""
+    """Call a method of an actor that has no typed handle below (a benchmark's bare actor); with
+    `retry_on_restart` the call runs again if the actor restarts."""
     bound = getattr(handle, method)
     if not retry_on_restart:
         bound = bound.options(max_task_retries=0)
@@ -155,17 +165,6 @@ async def result(ref: ObjectRef) -> Any:
         if isinstance(cause, Exception):
             raise cause from None
         raise
-
-
-def call_streaming(handle: ActorHandle, method: str, *args: Any) -> Any:
-    """Call an async-generator method of an actor; its yields arrive one by one (`iterate_stream`)."""
-    return getattr(handle, method).options(num_returns="streaming").remote(*args)
-
-
-async def iterate_stream(stream: Any) -> AsyncIterator[Any]:
-    """The values an actor's generator yields, as they come; a remote exception is re-raised as itself."""
-    async for ref in stream:
-        yield await result(ref)
 
 
 @cache
@@ -236,6 +235,117 @@ def list_tasks(name_prefix: str = "") -> list[dict[str, Any]]:
 
 def _as_dict(item: Any) -> dict[str, Any]:
     return item if isinstance(item, dict) else dict(vars(item))
+
+
+# ------------------------------------------------------------ typed handles, one per actor kind
+
+
+class Pending(Generic[T]):
+    """A call already sent to an actor. Awaiting it gives the method's result, a remote exception re-raised
+    as itself (`result`); it may be awaited more than once."""
+
+    def __init__(self, ref: ObjectRef) -> None:
+        self._ref = ref
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return result(self._ref).__await__()
+
+    async def stopped_with_caller(self, *, force_cancel: bool) -> T:
+        """The result; cancelling the awaiting coroutine cancels the remote call too (`wait_ref`)."""
+        outcome: T = await wait_ref(self._ref, force_cancel=force_cancel)
+        return outcome
+
+
+class _Handle:
+    def __init__(self, raw: ActorHandle) -> None:
+        self.raw = raw
+        """Ray's own handle, for `kill`."""
+
+    def _send(self, method: str, *args: Any, retry_on_restart: bool = True) -> Pending[Any]:
+        return Pending(call(self.raw, method, *args, retry_on_restart=retry_on_restart))
+
+
+class JobManagerHandle(_Handle):
+    """The job manager actor (manager.JobManager)."""
+
+    def start(self) -> Pending[dict[str, Any]]:
+        return self._send("start")
+
+    def submit(self, job: JobRecord) -> Pending[JobRecord]:
+        return self._send("submit", job)
+
+    def cancel(self, job_id: str) -> Pending[JobRecord]:
+        return self._send("cancel", job_id, retry_on_restart=False)
+
+    def stats(self) -> Pending[dict[str, Any]]:
+        return self._send("stats")
+
+
+class JobActorHandle(_Handle):
+    """A job actor (job_actor.JobActor)."""
+
+    def prepare(self) -> Pending[dict[str, object]]:
+        return self._send("prepare")
+
+    def run_job(self, job_id: str) -> Pending[str]:
+        return self._send("run_job", job_id)
+
+    def cancel_job(self, job_id: str) -> Pending[None]:
+        return self._send("cancel_job", job_id, retry_on_restart=False)
+
+    def wait_job(self, job_id: str) -> Pending[str]:
+        return self._send("wait_job", job_id)
+
+    def info(self, *, retry_on_restart: bool = True) -> Pending[dict[str, Any]]:
+        return self._send("info", retry_on_restart=retry_on_restart)
+
+
+class OutcomeStream:
+    """The chunks of outcomes an executor's `execute_batch` yields, as they come."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def chunks(self) -> AsyncIterator[list[ItemOutcome]]:
+        async for ref in self._stream:
+            yield await result(ref)
+
+    def cancel(self) -> None:
+        cancel(self._stream)
+
+
+class ExecutorHandle(_Handle):
+    """A shared executor actor (node_executor.NodeExecutor)."""
+
+    def execute(self, remote_call: RemoteCall) -> Pending[RemoteOutcome]:
+        return self._send("execute", remote_call)
+
+    def test_node(self, test: NodeTest) -> Pending[RemoteOutcome]:
+        return self._send("test_node", test, retry_on_restart=False)
+
+    def execute_batch(self, batch: RemoteBatch) -> OutcomeStream:
+        return OutcomeStream(self.raw.execute_batch.options(num_returns="streaming").remote(batch))
+
+    def ping(self) -> Pending[bool]:
+        return self._send("ping")
+
+
+class LimiterHandle(_Handle):
+    """The cluster-wide LLM limiter actor (llm_limiter.LlmLimiterActor)."""
+
+    def lease(
+        self, client_id: str, key: LimitKey, limits: ProviderLimits, estimates: list[int], lease_s: float
+    ) -> Pending[tuple[int, bool]]:
+        return self._send("lease", client_id, key, limits, estimates, lease_s)
+
+    def withdraw(self, client_id: str, key: LimitKey) -> Pending[None]:
+        return self._send("withdraw", client_id, key)
+
+    def give_back(self, client_id: str, key: LimitKey, slots: int, token_refund: int) -> Pending[bool]:
+        return self._send("give_back", client_id, key, slots, token_refund)
+
+    def stats(self) -> Pending[dict[str, Any]]:
+        return self._send("stats")
 
 
 __all__ = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from actors import ray_api
-from actors.runtime_config import RuntimeConfig
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.errors import RetryableNodeError
 
 EXECUTOR_NAME = "node-executor-{index}"
@@ -15,16 +15,17 @@ LOOKUP_TIMEOUT_S = 30.0
 class ExecutorPool:
     def __init__(self, runtime: RuntimeConfig) -> None:
         self._runtime = runtime
-        self._handles: list[ray_api.ActorHandle] = []
+        self._handles: list[ray_api.ExecutorHandle] = []
 
-    def _lookup(self) -> list[ray_api.ActorHandle]:
+    def _lookup(self) -> list[ray_api.ExecutorHandle]:
         names = (
             EXECUTOR_NAME.format(index=index)
             for index in range(self._runtime.settings.jobs.executor_pool_size)
         )
-        return [handle for name in names if (handle := ray_api.get_actor(name, self._runtime.namespace))]
+        found = (ray_api.get_actor(name, self._runtime.namespace) for name in names)
+        return [ray_api.ExecutorHandle(handle) for handle in found if handle is not None]
 
-    async def handles(self) -> list[ray_api.ActorHandle]:
+    async def handles(self) -> list[ray_api.ExecutorHandle]:
         """The executors, looked up once they exist; a retryable error if none appears in time."""
         if self._handles:
             return self._handles
@@ -39,6 +40,6 @@ class ExecutorPool:
         self._handles = found
         return found
 
-    async def pick(self, key: object) -> ray_api.ActorHandle:
+    async def pick(self, key: object) -> ray_api.ExecutorHandle:
         handles = await self.handles()
         return handles[hash(key) % len(handles)]

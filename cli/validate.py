@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
+from cli.inputs import EXIT_COMPLETED, EXIT_INVALID, load_workflow_file
 from config.settings import Settings
 from engine.errors import InvalidWorkflowError
 from engine.models import WorkflowDefinition
 from engine.validation import validate_workflow
-from gateway.cli.inputs import EXIT_COMPLETED, EXIT_INVALID, load_workflow_file
 from nodes.registry import default_registry
 
 

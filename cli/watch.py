@@ -7,9 +7,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from cli.interrupt import cancel_on_interrupt
+from cli.progress import ProgressPrinter
 from engine.records import JobEvent
-from gateway.cli.interrupt import cancel_on_interrupt
-from gateway.cli.progress import ProgressPrinter
 
 CANCEL_GRACE_S = 30.0
 

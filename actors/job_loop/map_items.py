@@ -1,10 +1,9 @@
-"""Fan-out services for the map node: run one child node type over many rendered configs, or a
-sub-graph once per item.
+"""A map node's items in process: one item (a child node, or a sub-graph run by map_subgraph.py), many
+under a concurrency bound, their outcomes chunked and tallied.
 
-In-process (`InProcessFanOut`) for inline children and for the Ray-free runner; on Ray
-(`RayFanOut`) I/O children and sub-graphs go to the executor actors in a few large batches, each run
-there as coroutines under a shared concurrency bound, streaming outcomes back in chunks; CPU children
-are Ray tasks with at most `max_concurrency` in flight.
+`InProcessFanOut` runs every item here (inline children, and the Ray-free runner); the Ray fan-out
+(actors/ray_runtime/map_on_ray.py) runs I/O children and sub-graphs with these same pieces inside the
+executor actors, and CPU children as Ray tasks.
 """
 
 from __future__ import annotations
@@ -13,14 +12,16 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from actors.subgraph import GraphItemRun, Launch, execute_in_place
+from actors.job_loop.map_subgraph import GraphItemRun, Launch, execute_in_place
 from engine.failures import error_info
 from engine.templating import ITEM_ROOT
 from nodes.base import LogSink, NodeContext
-from nodes.map import GraphChild, ItemOutcome, MapChild, ProgressCallback
+from nodes.map import GraphChild, ItemOutcome, MapChild, MapItems, ProgressCallback
 
 CHUNK_SECONDS = 0.05
 CHUNK_ITEMS = 256
+
+ItemJob = Callable[[], Awaitable[ItemOutcome]]
 
 
 async def run_item(
@@ -38,9 +39,16 @@ async def run_item(
     return ItemOutcome(index=index, output=result.output, usage=result.usage)
 
 
-async def bounded(
-    jobs: Sequence[Callable[[], Awaitable[ItemOutcome]]], limit: int, fail_fast: bool
-) -> AsyncIterator[ItemOutcome]:
+def item_jobs(items: MapItems, launch: Launch = execute_in_place) -> list[ItemJob]:
+    """One job per item, each run with the item's own context and `launch`."""
+
+    def job(index: int, config: dict[str, Any]) -> ItemJob:
+        return lambda: run_item(items.child, config, items.parent.for_item(index), index, launch)
+
+    return [job(index, config) for index, config in enumerate(items.configs)]
+
+
+async def bounded(jobs: Sequence[ItemJob], limit: int, fail_fast: bool) -> AsyncIterator[ItemOutcome]:
     """Run at most `limit` jobs at once and yield outcomes as they finish; with `fail_fast`, the
     first failure cancels what is still running and ends the iteration.
 
@@ -111,20 +119,8 @@ class Tally:
 
 
 class InProcessFanOut:
-    async def run(
-        self,
-        child: MapChild,
-        configs: Sequence[dict[str, Any]],
-        parent: NodeContext,
-        max_concurrency: int,
-        fail_fast: bool,
-        on_progress: ProgressCallback,
-    ) -> list[ItemOutcome]:
-        tally = Tally(len(configs), on_progress)
-        jobs = [
-            (lambda i=index, c=config: run_item(child, c, parent.for_item(i), i))
-            for index, config in enumerate(configs)
-        ]
-        async for chunk in chunked(bounded(jobs, max_concurrency, fail_fast)):
+    async def run(self, items: MapItems) -> list[ItemOutcome]:
+        tally = Tally(len(items.configs), items.on_progress)
+        async for chunk in chunked(bounded(item_jobs(items), items.max_concurrency, items.fail_fast)):
             await tally.add(chunk)
         return tally.in_order()

@@ -1,5 +1,5 @@
 """What every actor needs to reach the same store, bus and cluster: the service's settings tree whole,
-with what was worked out from it once at start (actors/bootstrap.py), pickled to each actor."""
+with what was worked out from it once at start (actors/ray_runtime/bootstrap.py), pickled to each actor."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from actors.fan_out import InProcessFanOut
+from actors.job_loop.map_items import InProcessFanOut
 from nodes.base import NodeContext, NodeResult, NodeType
 from nodes.map import FanOut
 

@@ -1,9 +1,10 @@
-"""The job manager: admission, the job actors (a warm pool or shared runners), recovery, cancellation.
+"""The job manager: admission, the job actors (a warm pool or shared actors), recovery, cancellation.
 
 It runs as one detached async actor (`job-manager`), so admission is counted once for the whole
 cluster whichever gateway took the request. Jobs beyond `max_active_jobs` wait as `pending`, first
-in first out. Dedicated mode starts an actor per job, from a warm pool of ready ones; reuse mode
-spreads jobs over a fixed set of warm runner actors (`RunnerSet`), never starting one per job. The
+in first out. How jobs get actors is the mode's (actor_modes.py): dedicated mode starts an actor per job,
+from a warm pool of ready ones; reuse mode spreads jobs over a fixed set of warm shared actors, never
+starting one per job. The
 store stays the source of truth: a manager that restarts rebuilds its queue from the jobs stored as
 pending or running and adopts the job actors still alive.
 """
@@ -12,19 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections import deque
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from actors import ray_api
-from actors.executor_pool import EXECUTOR_NAME
-from actors.job_actor import JobActor
-from actors.job_actors import DEDICATED_PREFIX, REUSE_PREFIX, PooledActor, RunnerSet
-from actors.job_writer import JobWriter
-from actors.llm_limiter import limiter_handle
-from actors.remote_nodes import NodeExecutor
-from actors.runtime_config import RuntimeConfig
-from config.settings import ActorMode
+from actors.job_loop.job_writer import JobWriter
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.actor_modes import job_actor_mode, new_job_id
+from actors.ray_runtime.executor_pool import EXECUTOR_NAME
+from actors.ray_runtime.job_actor import JobActor
+from actors.ray_runtime.llm_limiter import limiter_handle
+from actors.ray_runtime.node_executor import NodeExecutor
+from actors.ray_runtime.pooled_actors import DEDICATED_PREFIX, SHARED_PREFIX, PooledActor
+from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.dag import Dag
 from engine.errors import ConflictError, NotFoundError
 from engine.ledger import JobLedger
@@ -42,8 +43,31 @@ EXECUTOR_MAX_CONCURRENCY = 1000
 """Calls one executor actor runs at once (node attempts and map batches, each a coroutine)."""
 
 
-def new_job_id() -> str:
-    return uuid.uuid4().hex
+class _JobActorStarter:
+    """Starts and ends the job actors the manager's mode asks for (its `ActorStarter`)."""
+
+    def __init__(self, runtime: RuntimeConfig, spawn: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+        self._runtime = runtime
+        self._spawn = spawn
+
+    def start(self, name: str) -> PooledActor:
+        handle = ray_api.start_actor(
+            JobActor,
+            self._runtime,
+            name=name,
+            namespace=self._runtime.namespace,
+            resources={ray_api.JOB_SLOT: 1},
+        )
+        return PooledActor(name, ray_api.JobActorHandle(handle))
+
+    async def prepare(self, actor: PooledActor) -> None:
+        await actor.handle.prepare()
+
+    def end(self, actor: PooledActor) -> None:
+        ray_api.kill(actor.handle.raw)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._spawn(work)
 
 
 class JobManager:
@@ -58,18 +82,8 @@ class JobManager:
         self._bus = bus
         self._started = asyncio.Event()
         self._starting = asyncio.Lock()
-        self._pool: deque[PooledActor] = deque()
-        self._pool_filling = False
-        self._runners = (
-            RunnerSet(
-                size=max(1, min(runtime.settings.jobs.warm_pool_size, runtime.max_active_jobs)),
-                max_jobs=runtime.settings.jobs.reuse_max_jobs,
-                start=self._start_runner,
-                end=lambda runner: ray_api.kill(runner.handle),
-            )
-            if runtime.settings.jobs.actor_mode is ActorMode.REUSE
-            else None
-        )
+        starter = _JobActorStarter(runtime, self._spawn)
+        self._actors = job_actor_mode(runtime.settings.jobs, runtime.max_active_jobs, starter, self._admit)
         self._queue: deque[str] = deque()
         self._active: dict[str, PooledActor] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -92,7 +106,7 @@ class JobManager:
                 self._start_executors()
                 await self._recover()
                 self._started.set()
-                self._refill_pool()
+                self._actors.refill()
 
     def _start_executors(self) -> None:
         limiter_handle(self.runtime.namespace)
@@ -124,16 +138,16 @@ class JobManager:
         unfinished.sort(key=lambda job: (job.status is not JobStatus.RUNNING, job.created_at))
         unfinished_ids = {job.id for job in unfinished}
         for name in self._leftover_actors():
-            handle = ray_api.get_actor(name, self.runtime.namespace)
-            if handle is None:
+            raw = ray_api.get_actor(name, self.runtime.namespace)
+            if raw is None:
                 continue
+            handle = ray_api.JobActorHandle(raw)
             running = await self._jobs_running_on(name, handle) & unfinished_ids
             if not running:
-                ray_api.kill(handle)
+                ray_api.kill(raw)
                 continue
             member = PooledActor(name, handle)
-            if self._runners is not None:
-                self._runners.adopt(member, len(running))
+            self._actors.adopt(member, len(running))
             for job_id in sorted(running):
                 self._active[job_id] = member
                 self._spawn(self._adopt(job_id, member))
@@ -144,11 +158,11 @@ class JobManager:
             logger.info("recovered %d unfinished jobs (%d adopted)", len(unfinished), len(self._active))
         self._admit()
 
-    async def _jobs_running_on(self, name: str, handle: ray_api.ActorHandle) -> set[str]:
+    async def _jobs_running_on(self, name: str, handle: ray_api.JobActorHandle) -> set[str]:
         """The jobs a leftover actor is running now: asked, not read from the store, so a job handed to it
         just before the last manager stopped (its run not yet begun, nothing stored) is adopted too."""
         try:
-            info = await asyncio.wait_for(ray_api.result(ray_api.call(handle, "info")), ADOPT_TIMEOUT_S)
+            info = await asyncio.wait_for(handle.info(), ADOPT_TIMEOUT_S)
         except (TimeoutError, ray_api.ActorDiedError) as exc:
             logger.warning("leftover job actor %s did not say what it runs (%s); it is ended", name, exc)
             return set()
@@ -156,11 +170,11 @@ class JobManager:
 
     def _leftover_actors(self) -> list[str]:
         names = ray_api.named_actors(self.runtime.namespace)
-        return [name for name in names if name.startswith((DEDICATED_PREFIX, REUSE_PREFIX))]
+        return [name for name in names if name.startswith((DEDICATED_PREFIX, SHARED_PREFIX))]
 
     async def _adopt(self, job_id: str, member: PooledActor) -> None:
         try:
-            await ray_api.result(ray_api.call(member.handle, "wait_job", job_id))
+            await member.handle.wait_job(job_id)
         except ray_api.ActorDiedError:
             logger.warning("adopted actor %s died; job %s is queued again", member.name, job_id)
             self._queue.appendleft(job_id)
@@ -173,7 +187,7 @@ class JobManager:
         """Store a new job (or return the one its idempotency key already made) and admit or queue it."""
         await self._ensure_started()
         store = self._require_store()
-        member = self._ready_actor() if len(self._active) < self.runtime.max_active_jobs else None
+        member = self._actors.ready() if len(self._active) < self.runtime.max_active_jobs else None
         job = job.model_copy(
             update={
                 "id": (member.reserved_job_id if member else None) or new_job_id(),
@@ -184,52 +198,24 @@ class JobManager:
             stored = await store.create_job(job)
         except BaseException:
             if member is not None:
-                self._give_back(member)
+                self._actors.give_back(member)
             raise
         if stored.id != job.id:
             if member is not None:
-                self._give_back(member)
+                self._actors.give_back(member)
             return stored
         if member is not None:
             self._begin(stored.id, member, stored)
         else:
             self._queue.append(stored.id)
             self._admit()
-        self._refill_pool()
+        self._actors.refill()
         return stored
-
-    def _ready_actor(self) -> PooledActor | None:
-        """An actor to start a job on now: a shared runner (reuse mode) or a warm pool actor."""
-        if self._runners is not None:
-            return self._runners.assign()
-        return self._pool.popleft() if self._pool else None
-
-    def _give_back(self, member: PooledActor) -> None:
-        """Return an actor taken for a job that was not started after all."""
-        if self._runners is not None:
-            self._runners.release(member)
-        else:
-            self._pool.appendleft(member)
 
     def _admit(self) -> None:
         while self._queue and len(self._active) < self.runtime.max_active_jobs:
             job_id = self._queue.popleft()
-            member = self._ready_actor() or self._new_actor(job_id)
-            self._begin(job_id, member)
-
-    def _new_actor(self, job_id: str | None) -> PooledActor:
-        if self.runtime.settings.jobs.actor_mode is ActorMode.DEDICATED:
-            name = f"{DEDICATED_PREFIX}{job_id or new_job_id()}"
-        else:
-            name = f"{REUSE_PREFIX}{uuid.uuid4().hex[:12]}"
-        handle = ray_api.start_actor(
-            JobActor,
-            self.runtime,
-            name=name,
-            namespace=self.runtime.namespace,
-            resources={ray_api.JOB_SLOT: 1},
-        )
-        return PooledActor(name, handle)
+            self._begin(job_id, self._actors.for_job(job_id))
 
     def _begin(self, job_id: str, member: PooledActor, created: JobRecord | None = None) -> None:
         self._active[job_id] = member
@@ -244,7 +230,7 @@ class JobManager:
             job = created or await store.get_job(job_id)
             if job.status.is_terminal:
                 return
-            await ray_api.result(ray_api.call(member.handle, "run_job", job_id))
+            await member.handle.run_job(job_id)
         except ray_api.ActorDiedError as exc:
             logger.error("job actor %s for job %s died for good: %s", member.name, job_id, exc)
             await self._fail_unrunnable(job_id, f"its job actor died: {exc}")
@@ -256,52 +242,9 @@ class JobManager:
 
     def _release(self, job_id: str, member: PooledActor) -> None:
         self._active.pop(job_id, None)
-        if self._runners is not None:
-            self._runners.release(member)
-        else:
-            ray_api.kill(member.handle)
+        self._actors.release(member)
         self._admit()
-        self._refill_pool()
-
-    # ------------------------------------------------------------ warm pool and runners
-
-    def _start_runner(self) -> PooledActor:
-        """Start a reuse-mode runner; it opens its store and bus at once, before its first job."""
-        member = self._new_actor(None)
-        self._spawn(self._prepare(member))
-        return member
-
-    async def _prepare(self, member: PooledActor) -> None:
-        """Wait until a runner is up with its store and bus open, then let it take jobs."""
-        try:
-            await ray_api.result(ray_api.call(member.handle, "prepare"))
-        except Exception:
-            logger.exception("runner %s could not prepare; its jobs open the store themselves", member.name)
-        if self._runners is not None:
-            self._runners.mark_ready(member)
-
-    def _refill_pool(self) -> None:
-        if self._runners is not None:
-            self._runners.fill()
-            return
-        if not self._pool_filling and len(self._pool) < self.runtime.settings.jobs.warm_pool_size:
-            self._pool_filling = True
-            self._spawn(self._fill_pool())
-
-    async def _fill_pool(self) -> None:
-        """Start pool actors one at a time in the background and wait until each is ready, so
-        an execute request that takes one starts its job at once."""
-        try:
-            while len(self._pool) < self.runtime.settings.jobs.warm_pool_size:
-                member = self._new_actor(None)
-                await ray_api.result(ray_api.call(member.handle, "prepare"))
-                self._pool.append(member)
-                if self._queue:
-                    self._admit()
-        except Exception:
-            logger.exception("could not start a pool actor")
-        finally:
-            self._pool_filling = False
+        self._actors.refill()
 
     # ------------------------------------------------------------ cancel
 
@@ -319,12 +262,12 @@ class JobManager:
             )
         member = self._active.get(job_id)
         if member is not None and job.status is JobStatus.RUNNING:
-            await ray_api.result(ray_api.call(member.handle, "cancel_job", job_id, retry_on_restart=False))
+            await member.handle.cancel_job(job_id)
             return await self._await_terminal(job_id)
         if job_id in self._queue:
             self._queue.remove(job_id)
         if member is not None:
-            await ray_api.result(ray_api.call(member.handle, "cancel_job", job_id, retry_on_restart=False))
+            await member.handle.cancel_job(job_id)
         try:
             return await self._cancel_in_store(job)
         except ConflictError:
@@ -373,14 +316,14 @@ class JobManager:
     # ------------------------------------------------------------ introspection
 
     async def stats(self) -> dict[str, Any]:
-        """Counts of jobs and job actors; `pool` is the warm pool (dedicated mode) or the runners (reuse);
-        `unreadable_rows` the stored rows this manager could not read (its recovery skipped them)."""
+        """Counts of jobs and job actors; `pool` is the warm pool (dedicated mode) or the shared actors
+        (reuse); `unreadable_rows` the stored rows this manager could not read (its recovery skipped them)."""
         await self._ensure_started()
         return {
             "mode": self.runtime.settings.jobs.actor_mode.value,
             "active": len(self._active),
             "pending": len(self._queue),
-            "pool": len(self._runners.runners) if self._runners is not None else len(self._pool),
+            "pool": self._actors.warm(),
             "max_active_jobs": self.runtime.max_active_jobs,
             "peak_active": self.peak_active,
             "unreadable_rows": self._require_store().unreadable_rows(),
@@ -388,14 +331,11 @@ class JobManager:
 
     async def shutdown(self) -> None:
         """End idle job actors (used when the service stops a local Ray instance it owns)."""
-        while self._pool:
-            ray_api.kill(self._pool.popleft().handle)
-        if self._runners is not None:
-            self._runners.end_idle()
+        self._actors.shutdown()
 
     # ------------------------------------------------------------ helpers
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -37,7 +37,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors import ray_api
+from actors.ray_runtime import ray_api
 from engine.errors import RetryableNodeError
 from nodes.provider_limits import KeyedLimiter, LimitKey, Permit, ProviderLimits
 
@@ -53,15 +53,17 @@ GIVE_BACK_DELAY_S = 0.01
 HOLD_S = 0.05
 
 
-def limiter_handle(namespace: str) -> ray_api.ActorHandle:
+def limiter_handle(namespace: str) -> ray_api.LimiterHandle:
     """The limiter actor of the namespace, started on first use."""
-    return ray_api.start_actor(
-        LlmLimiterActor,
-        name=LIMITER_NAME,
-        namespace=namespace,
-        max_concurrency=LIMITER_MAX_CONCURRENCY,
-        get_if_exists=True,
-        on_head=True,
+    return ray_api.LimiterHandle(
+        ray_api.start_actor(
+            LlmLimiterActor,
+            name=LIMITER_NAME,
+            namespace=namespace,
+            max_concurrency=LIMITER_MAX_CONCURRENCY,
+            get_if_exists=True,
+            on_head=True,
+        )
     )
 
 
@@ -173,7 +175,7 @@ class _KeyQueue:
     waiters: deque[_Waiter] = field(default_factory=deque)
     pump: asyncio.Task[None] | None = None
     reuse_until: float = 0.0
-    asking: tuple[ray_api.ObjectRef, list[int]] | None = None
+    asking: tuple[ray_api.Pending[tuple[int, bool]], list[int]] | None = None
     """The open lease call and the estimates it asked for."""
 
 
@@ -190,7 +192,7 @@ class ClusterLimiter:
         self.lease_margin_s = lease_margin_s
         self.lease_s = hold_s + lease_margin_s
         self.client_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._handle: ray_api.ActorHandle | None = None
+        self._handle: ray_api.LimiterHandle | None = None
         self._queues: dict[LimitKey, _KeyQueue] = {}
         self._returns: dict[LimitKey, list[int]] = {}
         self._held_until: dict[LimitKey, float] = {}
@@ -248,18 +250,20 @@ class ClusterLimiter:
         await asyncio.gather(*self._flushes)
         await self._give_back_now()
 
-    async def _withdraw(self, key: LimitKey, ref: ray_api.ObjectRef, estimates: list[int]) -> None:
+    async def _withdraw(
+        self, key: LimitKey, lease: ray_api.Pending[tuple[int, bool]], estimates: list[int]
+    ) -> None:
         """End an open lease call; slots it was granted before that are given back."""
         try:
-            await ray_api.result(ray_api.call(self._actor(), "withdraw", self.client_id, key))
-            granted, _ = await ray_api.result(ref)
+            await self._actor().withdraw(self.client_id, key)
+            granted, _ = await lease
         except ray_api.ActorDiedError:
             return
         pending = self._returns.setdefault(key, [0, 0])
         pending[0] += granted
         pending[1] += sum(estimates[:granted])
 
-    def _actor(self) -> ray_api.ActorHandle:
+    def _actor(self) -> ray_api.LimiterHandle:
         if self._handle is None:
             self._handle = limiter_handle(self.namespace)
         return self._handle
@@ -316,11 +320,9 @@ class ClusterLimiter:
                 asked_at = time.monotonic()
                 estimates = [w.estimate for w in batch]
                 try:
-                    ref = ray_api.call(
-                        self._actor(), "lease", self.client_id, key, self.limits, estimates, self.lease_s
-                    )
-                    queue.asking = (ref, estimates)
-                    granted, contended = await ray_api.result(ref)
+                    lease = self._actor().lease(self.client_id, key, self.limits, estimates, self.lease_s)
+                    queue.asking = (lease, estimates)
+                    granted, contended = await lease
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -357,13 +359,13 @@ class ClusterLimiter:
         returns, self._returns = self._returns, {}
         self._held_until = {}
         calls = {
-            key: ray_api.call(self._actor(), "give_back", self.client_id, key, slots, refund)
+            key: self._actor().give_back(self.client_id, key, slots, refund)
             for key, (slots, refund) in returns.items()
             if slots or refund
         }
-        for key, ref in calls.items():
+        for key, given_back in calls.items():
             try:
-                self._heard(key, await ray_api.result(ref))
+                self._heard(key, await given_back)
             except Exception as exc:
                 logger.warning(
                     "could not give LLM slots back (they return when their lease expires): %s", exc

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from actors import ray_api
+from actors.ray_runtime import ray_api
 
 RUN_SECONDS_BOUNDARIES = [0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0]
 ABORTED = "aborted"

@@ -7,18 +7,19 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from actors import ray_api
-from actors.executor_pool import ExecutorPool
-from actors.manager import MANAGER_NAME, JobManager
-from actors.remote_nodes import NodeTest, RemoteNodeError, RemoteOutcome
-from actors.runtime_config import RuntimeConfig
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.executor_pool import ExecutorPool
+from actors.ray_runtime.manager import MANAGER_NAME, JobManager
+from actors.ray_runtime.node_executor import NodeTest
+from actors.ray_runtime.remote_calls import RemoteNodeError
+from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.records import JobRecord, JobStatus, Page
 from nodes.base import NodeResult
 from storage.protocols import Store
 
 
 class WorkflowController:
-    def __init__(self, store: Store, manager: ray_api.ActorHandle, runtime: RuntimeConfig) -> None:
+    def __init__(self, store: Store, manager: ray_api.JobManagerHandle, runtime: RuntimeConfig) -> None:
         self._store = store
         self._manager = manager
         self._runtime = runtime
@@ -27,15 +28,17 @@ class WorkflowController:
     @classmethod
     async def connect(cls, runtime: RuntimeConfig, store: Store) -> WorkflowController:
         """Find or start the cluster's job manager actor and wait until it has recovered."""
-        manager = ray_api.start_actor(
-            JobManager,
-            runtime,
-            name=MANAGER_NAME,
-            namespace=runtime.namespace,
-            get_if_exists=True,
-            on_head=True,
+        manager = ray_api.JobManagerHandle(
+            ray_api.start_actor(
+                JobManager,
+                runtime,
+                name=MANAGER_NAME,
+                namespace=runtime.namespace,
+                get_if_exists=True,
+                on_head=True,
+            )
         )
-        await ray_api.result(ray_api.call(manager, "start"))
+        await manager.start()
         return cls(store, manager, runtime)
 
     async def create_job(
@@ -58,7 +61,7 @@ class WorkflowController:
             input=input_data,
             idempotency_key=idempotency_key,
         )
-        return await ray_api.result(ray_api.call(self._manager, "submit", job))
+        return await self._manager.submit(job)
 
     async def execute_workflow(
         self,
@@ -74,7 +77,7 @@ class WorkflowController:
         return await self._store.get_job(job_id)
 
     async def cancel_job(self, job_id: str) -> JobRecord:
-        return await ray_api.result(ray_api.call(self._manager, "cancel", job_id, retry_on_restart=False))
+        return await self._manager.cancel(job_id)
 
     async def list_jobs(
         self,
@@ -99,17 +102,12 @@ class WorkflowController:
         from there as a Ray task), so nothing of it runs in the caller's process. Templates read `input`
         and `secrets` (those a job of the caller could read); an error keeps its type."""
         executor = await self._executors.pick(uuid.uuid4().hex)
-        call = ray_api.call(
-            executor,
-            "test_node",
-            NodeTest(node_type, config, input_data, dict(secrets)),
-            retry_on_restart=False,
-        )
-        outcome: RemoteOutcome = await asyncio.wait_for(ray_api.wait_ref(call, force_cancel=False), timeout_s)
+        test = executor.test_node(NodeTest(node_type, config, input_data, dict(secrets)))
+        outcome = await asyncio.wait_for(test.stopped_with_caller(force_cancel=False), timeout_s)
         if outcome.error is not None:
             raise RemoteNodeError(outcome.error)
         assert outcome.result is not None
         return outcome.result
 
     async def stats(self) -> dict[str, Any]:
-        return await ray_api.result(ray_api.call(self._manager, "stats"))
+        return await self._manager.stats()

@@ -19,11 +19,11 @@ def cancel_on_interrupt(cancel: Callable[[], Awaitable[Any]]) -> Iterator[None]:
         yield
         return
     loop = asyncio.get_running_loop()
-    tasks: set[asyncio.Task[Any]] = set()
+    tasks: set[asyncio.Future[Any]] = set()
 
     def interrupted() -> None:
         loop.remove_signal_handler(signal.SIGINT)
-        task = loop.create_task(cancel())
+        task = asyncio.ensure_future(cancel(), loop=loop)
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 

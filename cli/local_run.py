@@ -17,15 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from actors import ray_api
-from actors.bootstrap import ServiceRuntime, start_service_runtime
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
+from cli.outcome import Outcome
+from cli.progress import ProgressPrinter
+from cli.watch import follow
 from config.settings import Settings
 from engine.errors import WorkflowServiceError
 from engine.models import WorkflowDefinition
 from engine.secret_access import ADMIN_ROLE
-from gateway.cli.outcome import Outcome
-from gateway.cli.progress import ProgressPrinter
-from gateway.cli.watch import follow
 from gateway.streams import follow_job
 
 CLI_OWNER = "cli"

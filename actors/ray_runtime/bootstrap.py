@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import psutil
 
-from actors import ray_api
-from actors.controller import WorkflowController
-from actors.runtime_config import RuntimeConfig, new_bus, new_store
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.controller import WorkflowController
+from actors.ray_runtime.runtime_config import RuntimeConfig, new_bus, new_store
 from config.resolved import Resolved
 from config.settings import Settings
 from storage.embedded_redis import EmbeddedRedis

@@ -1,0 +1,152 @@
+"""The shared async executor actors: each I/O node attempt, node test and map batch is one coroutine in one
+of them, with the cluster-wide LLM limiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from actors.ray_runtime.llm_limiter import ClusterLimiter
+from actors.ray_runtime.map_on_ray import RemoteBatch, execute_batch_here
+from actors.ray_runtime.remote_calls import RemoteCall, RemoteOutcome, execute_here, run_as_task
+from actors.ray_runtime.runtime_config import RuntimeConfig
+from engine.errors import ConditionError, StorageUnavailableError
+from engine.failures import error_info
+from engine.records import EventType, JobEvent, LogLevel
+from engine.templating import TemplateContext
+from nodes.base import Execution, NodeContext
+from nodes.map import ItemOutcome
+from nodes.provider_limits import ProviderLimiter, ProviderLimits
+from nodes.services import NodeServices, TokenSink
+from storage.protocols import EventBus
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NodeTest:
+    """One node run outside any job (the node test route): its config still holds templates, rendered
+    where it runs against `input` and `secrets`."""
+
+    node_type: str
+    config: dict[str, Any]
+    input: dict[str, Any]
+    secrets: Mapping[str, str]
+
+
+NODE_TEST_TASKS = "node-test"
+"""The name prefix of the Ray tasks that CPU nodes of node tests run as."""
+
+
+class NodeExecutor:
+    """An async actor shared by many jobs: each I/O node attempt is one coroutine here. Its nodes get
+    the cluster-wide LLM limiter (`llm_limiter`) and, when run one by one rather than as map items,
+    `emit_token`, which publishes streamed LLM text as the job's `llm_token` events."""
+
+    def __init__(self, runtime: RuntimeConfig) -> None:
+        self.runtime = runtime
+        runtime.configure_process_logging()
+        settings = runtime.settings.nodes
+        self._limiter = ClusterLimiter(
+            runtime.namespace, ProviderLimits.from_settings(settings), hold_s=settings.llm_request_timeout_s
+        )
+        self._bus: EventBus | None = None
+        self._bus_lock = asyncio.Lock()
+
+    async def execute(self, call: RemoteCall) -> RemoteOutcome:
+        return await execute_here(call, call.services(self._limiter, self._token_emitter(call)))
+
+    async def test_node(self, test: NodeTest) -> RemoteOutcome:
+        return await test_here(test, self.runtime, self._limiter)
+
+    async def execute_batch(self, batch: RemoteBatch) -> AsyncIterator[list[ItemOutcome]]:
+        async for chunk in execute_batch_here(batch, batch.call.services(self._limiter, None), self.runtime):
+            yield chunk
+
+    def _token_emitter(self, call: RemoteCall) -> TokenSink:
+        """Streamed LLM text, published straight to the event bus as `llm_token` events (sequence 0).
+
+        Tokens are best-effort live output, not durable state: they bypass the job's checkpoint and
+        event numbering, a replay may lack some, and one that cannot be published is dropped with a
+        warning. The node's output, checkpointed as usual, holds the whole text."""
+        index = 0
+
+        async def emit(text: str) -> None:
+            nonlocal index
+            event = JobEvent(
+                sequence=0,
+                type=EventType.LLM_TOKEN,
+                job_id=call.job_id,
+                workflow_id=call.workflow_id,
+                node_id=call.node_id,
+                data={"index": index, "text": text, "attempt": call.attempt},
+            )
+            index += 1
+            try:
+                await (await self._event_bus()).publish(event)
+            except StorageUnavailableError as exc:
+                logger.warning("dropped an llm_token event of job %s: %s", call.job_id, exc)
+
+        return emit
+
+    async def _event_bus(self) -> EventBus:
+        if self._bus is not None:
+            return self._bus
+        async with self._bus_lock:
+            if self._bus is None:
+                self._bus = await self.runtime.open_bus()
+            return self._bus
+
+    async def ping(self) -> bool:
+        return True
+
+
+async def test_here(
+    test: NodeTest, runtime: RuntimeConfig, llm_limiter: ProviderLimiter | None
+) -> RemoteOutcome:
+    """A node test in this process: the config rendered here (so no template is evaluated where the
+    request arrived), then the node run as a job runs it, a CPU node as a Ray task. It belongs to no job,
+    so there is nothing to fan a map out with, and what it logs is dropped (the route returns the output)."""
+    outcome = RemoteOutcome()
+    node_id = test.node_type
+    services = NodeServices(
+        settings=runtime.settings.nodes,
+        registry=runtime.registry(),
+        llm_limiter=llm_limiter,
+        emit_token=None,
+        fan_out=None,
+        progress=None,
+        dns_resolver=None,
+    )
+    try:
+        node = services.registry.get(test.node_type)
+        scope = TemplateContext(input=test.input, secrets=test.secrets)
+        parsed = node.render_config(test.config, scope, node_id)
+        ctx = NodeContext(
+            job_id="test",
+            workflow_id="test",
+            node_id=node_id,
+            attempt=1,
+            scope=scope,
+            services=services,
+            log=_dropped,
+        )
+        if node.execution is Execution.CPU:
+            outcome.result = await run_as_task(runtime, NODE_TEST_TASKS, node, parsed, ctx)
+        else:
+            outcome.result = await node.execute(parsed, ctx)
+    except ConditionError as exc:
+        outcome.error = error_info(ConditionError(f"node '{node_id}' {exc.message}"))
+    except Exception as exc:
+        outcome.error = error_info(exc)
+    return outcome
+
+
+def _dropped(level: LogLevel, message: str, data: dict[str, Any]) -> None:
+    """The log of a node test, which no job keeps."""
+
+
