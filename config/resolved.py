@@ -1,7 +1,7 @@
 """What the settings resolve to on this machine, worked out once where the service starts, before
-anything else does, and then carried with the settings (actors/ray_runtime/runtime_config.py) rather than worked out
-again in each process: DATA_DIR and SECRETS_FILE as absolute paths, and the key users' secrets are sealed
-with (SECRETS_KEY, or the embedded store's own, config/secrets_key.py).
+anything else does, and then carried with the settings (actors/ray_runtime/runtime_config.py) rather
+than worked out again in each process: DATA_DIR and SECRETS_FILE as absolute paths, and the key users'
+secrets are sealed with (SECRETS_KEY, or the embedded store's own, config/secrets_key.py).
 
 The JWT key is not here: only the gateway checks tokens, and it resolves that key once when it is built
 (config/jwt_secret.py), so no actor ever holds it.

@@ -2,8 +2,9 @@
 and model.
 
 A node asks a `ProviderLimiter` for a permit before each HTTP attempt and releases it with the tokens
-really used. The service hands nodes the cluster-wide limiter (one actor, see actors/ray_runtime/llm_limiter.py);
-`InProcessLimiter` enforces the same rules within one process, for running a node on its own.
+really used. The service hands nodes the cluster-wide limiter (one actor, see
+actors/ray_runtime/llm_limiter.py); `InProcessLimiter` enforces the same rules within one process, for
+running a node on its own.
 
 Per-minute limits are token buckets that start full: up to the whole minute's allowance at once, then
 refilled evenly. A request estimated above a whole minute's tokens is let through when its bucket is
