@@ -34,6 +34,7 @@ async def one_recovery(runtime: Any, workflow_id: str) -> float:
         if event.type == "node_started" and event.node_id == CHAIN[2]:
             break
     handle = ray_api.get_actor(f"job:{job.id}", runtime.runtime.namespace)
+    assert handle is not None, f"job {job.id} has no actor"
     info = await ray_api.JobActorHandle(handle).info()
     killed = time.perf_counter()
     os.kill(int(info["pid"]), signal.SIGKILL)

@@ -148,5 +148,3 @@ async def test_here(
 
 def _dropped(level: LogLevel, message: str, data: dict[str, Any]) -> None:
     """The log of a node test, which no job keeps."""
-
-

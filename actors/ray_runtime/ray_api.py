@@ -24,7 +24,6 @@ from ray.exceptions import (
     WorkerCrashedError,
 )
 from ray.util import metrics as ray_metrics_api
-from ray.util import state as ray_state
 
 if TYPE_CHECKING:
     from actors.ray_runtime.map_on_ray import RemoteBatch
@@ -45,7 +44,6 @@ CancelledRemotely = TaskCancelledError
 WorkerLost = WorkerCrashedError
 JOB_SLOT = "job_slot"
 HEAD_NODE_RESOURCE = "node:__internal_head__"
-_state_api: dict[str, str | None] = {"address": None}
 """The dashboard this process's Ray instance serves the state API on, so that several local Ray
 instances on one machine never get mixed up."""
 
@@ -81,9 +79,8 @@ def init(address: str | None, namespace: str, job_slots: int, include_dashboard:
         # own shutdown stops Ray instead.
         signal.signal(signal.SIGTERM, sigterm)
     dashboard = context.dashboard_url
-    _state_api["address"] = f"http://{dashboard}" if dashboard else None
     return ClusterInfo(
-        context.address_info.get("gcs_address", ""),
+        ray.get_runtime_context().gcs_address,
         f"http://{dashboard}" if dashboard else None,
         started_here,
     )
@@ -214,27 +211,6 @@ def named_actors(namespace: str, name_prefix: str = "") -> list[str]:
     """Names of the live named actors of a namespace, straight from the GCS (no dashboard needed)."""
     entries = ray.util.list_named_actors(all_namespaces=True)
     return [e["name"] for e in entries if e["namespace"] == namespace and e["name"].startswith(name_prefix)]
-
-
-def list_actors(namespace: str, name_prefix: str = "", alive_only: bool = True) -> list[dict[str, Any]]:
-    """Actors of the namespace as the Ray dashboard lists them (name, state, pid, class, node);
-    needs the dashboard's state API."""
-    filters: list[tuple[str, str, str]] = [("ray_namespace", "=", namespace)]
-    if alive_only:
-        filters.append(("state", "=", "ALIVE"))
-    actors = ray_state.list_actors(
-        address=_state_api["address"], filters=filters, limit=10_000, raise_on_missing_output=False
-    )
-    return [_as_dict(a) for a in actors if (getattr(a, "name", "") or "").startswith(name_prefix)]
-
-
-def list_tasks(name_prefix: str = "") -> list[dict[str, Any]]:
-    tasks = ray_state.list_tasks(address=_state_api["address"], limit=10_000, raise_on_missing_output=False)
-    return [_as_dict(t) for t in tasks if (getattr(t, "name", "") or "").startswith(name_prefix)]
-
-
-def _as_dict(item: Any) -> dict[str, Any]:
-    return item if isinstance(item, dict) else dict(vars(item))
 
 
 # ------------------------------------------------------------ typed handles, one per actor kind

@@ -83,7 +83,9 @@ async def test_named_actor_parallel_branches_and_named_cpu_tasks(make_runtime, t
         lambda j: j.nodes.get("cpu") is not None and j.nodes["cpu"].status is NodeStatus.RUNNING,
     )
     assert running.actor_name == f"job:{job.id}"
-    listed = {a["name"] for a in ray_api.list_actors(runtime.runtime.namespace)}
+    listed = {
+        a["name"] for a in ray_test_api.list_actors(runtime.cluster.dashboard_url, runtime.runtime.namespace)
+    }
     assert f"job:{job.id}" in listed, "the dashboard's state API lists the job's actor under its name"
     done = await wait_for(runtime, job.id, finished)
     assert done.status is JobStatus.COMPLETED, done.error
@@ -91,7 +93,11 @@ async def test_named_actor_parallel_branches_and_named_cpu_tasks(make_runtime, t
     lines = ledger_lines(ledger)
     times = {(line[1], line[3]): float(line[5]) for line in lines}
     assert times[("io", "start")] < times[("cpu", "done")] and times[("cpu", "start")] < times[("io", "done")]
-    tasks = [t for t in ray_api.list_tasks("parallel-demo:") if t["name"] == "parallel-demo:cpu"]
+    tasks = [
+        t
+        for t in ray_test_api.list_tasks(runtime.cluster.dashboard_url, "parallel-demo:")
+        if t["name"] == "parallel-demo:cpu"
+    ]
     assert tasks, "the CPU node ran as a Ray task named after the workflow and node"
     await wait_until(lambda: f"job:{job.id}" not in job_actor_names(runtime))
     assert f"job:{job.id}" not in job_actor_names(runtime), "a dedicated actor ends with its job"
@@ -199,7 +205,7 @@ async def test_fifty_jobs_under_an_admission_limit_of_eight(make_runtime, tmp_pa
 
 def manager_pid(runtime: ServiceRuntime) -> int | None:
     """The process of the job manager that is alive now (None while Ray restarts it)."""
-    actors = ray_api.list_actors(runtime.runtime.namespace, "job-manager")
+    actors = ray_test_api.list_actors(runtime.cluster.dashboard_url, runtime.runtime.namespace, "job-manager")
     return next((actor["pid"] for actor in actors if actor["name"] == "job-manager"), None)
 
 

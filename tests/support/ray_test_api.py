@@ -7,6 +7,7 @@ from typing import Any
 
 import ray
 from ray.actor import ActorHandle
+from ray.util import state as ray_state
 
 
 def kill_for_restart(handle: ActorHandle) -> None:
@@ -30,3 +31,23 @@ def alive_nodes() -> list[dict[str, Any]]:
 def named_actor_namespaces() -> set[str]:
     """The namespaces that hold live named actors."""
     return {entry["namespace"] for entry in ray.util.list_named_actors(all_namespaces=True)}
+
+
+def list_actors(dashboard_url: str | None, namespace: str, name_prefix: str = "") -> list[dict[str, Any]]:
+    """The namespace's live actors as the Ray dashboard's state API lists them (name, state, pid, class)."""
+    filters: list[tuple[str, str, str | bool | int | float]] = [("ray_namespace", "=", namespace)]
+    filters.append(("state", "=", "ALIVE"))
+    actors = ray_state.list_actors(
+        address=dashboard_url, filters=filters, limit=10_000, raise_on_missing_output=False
+    )
+    return [_as_dict(a) for a in actors if (getattr(a, "name", "") or "").startswith(name_prefix)]
+
+
+def list_tasks(dashboard_url: str | None, name_prefix: str = "") -> list[dict[str, Any]]:
+    """The tasks the dashboard's state API lists, by name prefix."""
+    tasks = ray_state.list_tasks(address=dashboard_url, limit=10_000, raise_on_missing_output=False)
+    return [_as_dict(t) for t in tasks if (getattr(t, "name", "") or "").startswith(name_prefix)]
+
+
+def _as_dict(item: Any) -> dict[str, Any]:
+    return item if isinstance(item, dict) else dict(vars(item))
