@@ -519,7 +519,8 @@ class HttpClients:
         return session
 
     async def close(self) -> None:
-        """Close the sessions of the running event loop (at shutdown, and between tests)."""
+        """Close the running event loop's sessions. The service's processes end with their loops, so it never
+        needs to; a caller that keeps one loop across many runs (the test suite) calls it to start afresh."""
         sessions = self._sessions.pop(asyncio.get_running_loop(), {})
         for session in sessions.values():
             await session.close()

@@ -254,6 +254,7 @@ def shared_client(max_connections: int) -> ChatClient:
 
 
 async def close_shared_clients() -> None:
-    """Close the running event loop's clients (at shutdown, and between tests)."""
+    """Close the running event loop's clients. The service's processes end with their loops, so it never
+    needs to; a caller that keeps one loop across many runs (the test suite) calls it to start afresh."""
     for client in _clients.pop(asyncio.get_running_loop(), {}).values():
         await client.close()

@@ -76,6 +76,10 @@ WORKFLOW_UPDATE_ATTEMPTS = 10
 NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 
+def _by_id(doc: dict[str, Any]) -> str:
+    return str(doc.get("_id"))
+
+
 def _unavailable_as_storage_error(
     fn: Callable[P, Coroutine[Any, Any, R]],
 ) -> Callable[P, Coroutine[Any, Any, R]]:
@@ -453,11 +457,9 @@ class MongoStore:
             query["owner"] = owner
         if name_contains:
             query["name"] = {"$regex": ascii_case_insensitive_pattern(name_contains)}
-        total = await self._workflows.count_documents(query)
-        cursor = self._workflows.find(query).sort(NEWEST_FIRST).skip(offset).limit(limit)
-        docs = [doc async for doc in cursor]
-        items = self._unreadable.parse_each("workflow", docs, lambda doc: str(doc.get("_id")), _workflow)
-        return Page(items=items, total=total, offset=offset, limit=limit)
+        return await self._page(
+            self._workflows, query, NEWEST_FIRST, offset, limit, "workflow", _by_id, _workflow
+        )
 
     @_unavailable_as_storage_error
     async def list_workflow_versions(
@@ -465,15 +467,19 @@ class MongoStore:
     ) -> Page[WorkflowRecord]:
         check_page(offset, limit)
         query = {"workflow_id": workflow_id}
-        total = await self._versions.count_documents(query)
-        if total == 0:
-            raise NotFoundError(f"workflow {workflow_id} not found")
-        cursor = self._versions.find(query).sort("version", DESCENDING).skip(offset).limit(limit)
-        docs = [doc async for doc in cursor]
-        items = self._unreadable.parse_each(
-            "workflow version", docs, lambda doc: f"{doc.get('workflow_id')}/{doc.get('version')}", _workflow
+        page = await self._page(
+            self._versions,
+            query,
+            [("version", DESCENDING)],
+            offset,
+            limit,
+            "workflow version",
+            lambda doc: f"{doc.get('workflow_id')}/{doc.get('version')}",
+            _workflow,
         )
-        return Page(items=items, total=total, offset=offset, limit=limit)
+        if page.total == 0:
+            raise NotFoundError(f"workflow {workflow_id} not found")
+        return page
 
     @_unavailable_as_storage_error
     async def update_workflow(self, workflow_id: str, definition: WorkflowDefinition) -> WorkflowRecord:
@@ -562,11 +568,7 @@ class MongoStore:
             query["workflow_id"] = workflow_id
         if status is not None:
             query.update(_status_filter(status))
-        total = await self._jobs.count_documents(query)
-        cursor = self._jobs.find(query).sort(NEWEST_FIRST).skip(offset).limit(limit)
-        docs = [doc async for doc in cursor]
-        items = self._unreadable.parse_each("job", docs, lambda doc: str(doc.get("_id")), _job)
-        return Page(items=items, total=total, offset=offset, limit=limit)
+        return await self._page(self._jobs, query, NEWEST_FIRST, offset, limit, "job", _by_id, _job)
 
     @_unavailable_as_storage_error
     async def checkpoint(
@@ -641,12 +643,33 @@ class MongoStore:
     ) -> Page[LogEntry]:
         check_page(offset, limit)
         query = {"job_id": job_id} if node_id is None else {"job_id": job_id, "node_id": node_id}
-        total = await self._logs.count_documents(query)
-        cursor = self._logs.find(query).sort("seq", ASCENDING).skip(offset).limit(limit)
-        docs = [doc async for doc in cursor]
-        items = self._unreadable.parse_each(
-            "log entry", docs, lambda doc: f"{doc.get('job_id')}/{doc.get('seq')}", _log_entry
+        return await self._page(
+            self._logs,
+            query,
+            [("seq", ASCENDING)],
+            offset,
+            limit,
+            "log entry",
+            lambda doc: f"{doc.get('job_id')}/{doc.get('seq')}",
+            _log_entry,
         )
+
+    async def _page(
+        self,
+        collection: AsyncIOMotorCollection[dict[str, Any]],
+        query: dict[str, Any],
+        sort: list[tuple[str, int]],
+        offset: int,
+        limit: int,
+        kind: str,
+        row_id: Callable[[dict[str, Any]], str],
+        parse: Callable[[dict[str, Any]], R],
+    ) -> Page[R]:
+        """One page of a listing: the total that match, and the readable ones of this page in order."""
+        total = await collection.count_documents(query)
+        cursor = collection.find(query).sort(sort).skip(offset).limit(limit)
+        docs = [doc async for doc in cursor]
+        items = self._unreadable.parse_each(kind, docs, row_id, parse)
         return Page(items=items, total=total, offset=offset, limit=limit)
 
     # analytics
