@@ -72,19 +72,23 @@ async def test_sigterm_ends_open_streams_and_shuts_the_service_down_gracefully(t
             while (await client.get(f"/api/v1/jobs/{job['id']}")).json()["status"] != "running":
                 await asyncio.sleep(0.1)
 
+            # A stream counts as open once its first event has arrived: SIGTERM then ends streams in flight.
             sse_open, ws_open = asyncio.Event(), asyncio.Event()
 
             async def read_sse() -> list[str]:
+                lines = []
                 async with client.stream("GET", f"/api/v1/jobs/{job['id']}/events", timeout=60) as response:
-                    sse_open.set()
-                    return [line async for line in response.aiter_lines()]
+                    async for line in response.aiter_lines():
+                        lines.append(line)
+                        if line.startswith("event: "):
+                            sse_open.set()
+                return lines
 
             async def read_ws() -> int | None:
                 async with connect(f"ws://127.0.0.1:{port}/ws/jobs/{job['id']}?token={token}") as socket:
-                    ws_open.set()
                     try:
                         async for _ in socket:
-                            pass
+                            ws_open.set()
                     except ConnectionClosed:
                         pass
                     return socket.close_code
