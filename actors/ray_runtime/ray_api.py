@@ -44,8 +44,9 @@ CancelledRemotely = TaskCancelledError
 WorkerLost = WorkerCrashedError
 JOB_SLOT = "job_slot"
 HEAD_NODE_RESOURCE = "node:__internal_head__"
-"""The dashboard this process's Ray instance serves the state API on, so that several local Ray
-instances on one machine never get mixed up."""
+_dashboard: dict[str, str | None] = {"url": None}
+"""The dashboard (and its state API) of the Ray instance this process connected to, remembered for a later
+`init` in the same process, so that several local Ray instances on one machine never get mixed up."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def is_initialized() -> bool:
 def init(address: str | None, namespace: str, job_slots: int, include_dashboard: bool) -> ClusterInfo:
     """Connect to RAY_ADDRESS, or start a local instance that offers `job_slots` job slots."""
     if ray.is_initialized():
-        return ClusterInfo(ray.get_runtime_context().gcs_address, None, started_here=False)
+        return ClusterInfo(ray.get_runtime_context().gcs_address, _dashboard["url"], started_here=False)
     common: dict[str, Any] = {"namespace": namespace, "log_to_driver": False, "configure_logging": False}
     sigterm = signal.getsignal(signal.SIGTERM)
     if address:
@@ -78,15 +79,12 @@ def init(address: str | None, namespace: str, job_slots: int, include_dashboard:
         # the server's graceful shutdown short (open streams dropped, the store not closed); the server's
         # own shutdown stops Ray instead.
         signal.signal(signal.SIGTERM, sigterm)
-    dashboard = context.dashboard_url
-    return ClusterInfo(
-        ray.get_runtime_context().gcs_address,
-        f"http://{dashboard}" if dashboard else None,
-        started_here,
-    )
+    _dashboard["url"] = f"http://{context.dashboard_url}" if context.dashboard_url else None
+    return ClusterInfo(ray.get_runtime_context().gcs_address, _dashboard["url"], started_here)
 
 
 def shutdown() -> None:
+    _dashboard["url"] = None
     if ray.is_initialized():
         ray.shutdown()
 
