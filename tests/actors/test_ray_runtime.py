@@ -273,11 +273,13 @@ async def test_a_runner_retires_after_reuse_max_jobs_and_a_fresh_one_serves(make
         JOB_ACTOR_MODE="reuse", MAX_ACTIVE_JOBS=4, WARM_POOL_SIZE=1, REUSE_MAX_JOBS=3
     )
     ledger = tmp_path / "ledger"
-    done = []
-    for _ in range(7):
+    done: list[JobRecord] = []
+    # A retiring runner keeps taking jobs until its replacement is ready, which takes longer on a busy
+    # machine: run jobs one after another until a second runner has served one.
+    while len({j.actor_name for j in done}) < 2 and len(done) < 40:
         job = await execute(runtime, [record("w", ledger, seconds=0.3)], [])
         done.append(await wait_for(runtime, job.id, finished))
-    assert [j.status for j in done] == [JobStatus.COMPLETED] * 7
+    assert [j.status for j in done] == [JobStatus.COMPLETED] * len(done)
     names = [j.actor_name for j in done]
     retired = list(dict.fromkeys(names))[:-1]
     assert retired, "runners were replaced"
