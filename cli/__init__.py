@@ -3,6 +3,7 @@
     workflow-service serve                     the gateway (embedded store, Redis and Ray by default)
     workflow-service run FILE [--input JSON]   run a workflow here: live progress, then the result
     workflow-service run FILE --url URL        ... on a running service instead
+    workflow-service rerun JOB [--from NODE]   re-run an ended job on a running service from its checkpoints
     workflow-service validate FILE             every problem of a workflow file
     workflow-service jobs | logs JOB           read from a running service
     workflow-service token --sub USER          a bearer token signed with the service's key
@@ -24,7 +25,7 @@ from pathlib import Path
 from cli.inputs import EXIT_FAILED, EXIT_INVALID, CliInputError, load_workflow_file, parse_input
 from cli.local_run import run_in_process
 from cli.progress import ProgressPrinter
-from cli.remote import run_remote, show_jobs, show_logs
+from cli.remote import rerun_remote, run_remote, show_jobs, show_logs
 from cli.serve import base_url, serve
 from cli.service_client import ServiceClient, ServiceError
 from cli.token import DEFAULT_TTL, TokenCommandError, duration_seconds, mint_token
@@ -89,6 +90,24 @@ def _parser() -> argparse.ArgumentParser:
         "directory, removed afterwards)",
     )
 
+    rerun = commands.add_parser(
+        "rerun", help="re-run an ended job on a running service: what it completed is kept, the rest runs"
+    )
+    rerun.add_argument("job_id", metavar="JOB", help="the ended job's id")
+    rerun.add_argument(
+        "--from",
+        dest="from_nodes",
+        action="append",
+        default=[],
+        metavar="NODE",
+        help="run this node and everything after it again too (repeatable)",
+    )
+    rerun.add_argument("--input", help="a new input (then every node runs): a JSON object, or @FILE")
+    _service_options(rerun)
+    rerun.add_argument(
+        "--timeout", type=_seconds, metavar="SECONDS", help="cancel the job if it has not ended by then"
+    )
+
     validate = commands.add_parser("validate", help="list every problem of a workflow file (exit 2 if any)")
     validate.add_argument("file", type=Path, help="a workflow definition (JSON)")
 
@@ -151,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _command(args: argparse.Namespace) -> int:
     if args.command == "run":
         return await _run(args)
+    if args.command == "rerun":
+        return await _rerun(args)
     async with _client(args) as client:
         if args.command == "jobs":
             await show_jobs(client, args.status, args.workflow, args.limit, sys.stdout)
@@ -176,6 +197,16 @@ async def _run(args: argparse.Namespace) -> int:
             outcome = await run_in_process(
                 definition, input_data, settings, args.data_dir, printer, args.timeout
             )
+    outcome.write(sys.stdout)
+    return outcome.exit_code
+
+
+async def _rerun(args: argparse.Namespace) -> int:
+    input_data = parse_input(args.input) if args.input is not None else None
+    async with _client(args) as client:
+        old = await client.get_job(args.job_id)
+        printer = ProgressPrinter(sys.stderr, old["nodes"])
+        outcome = await rerun_remote(client, args.job_id, args.from_nodes, input_data, printer, args.timeout)
     outcome.write(sys.stdout)
     return outcome.exit_code
 

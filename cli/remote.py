@@ -1,4 +1,4 @@
-"""The commands that talk to a running service: `run --url`, `jobs`, `logs`."""
+"""The commands that talk to a running service: `run --url`, `rerun`, `jobs`, `logs`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,27 @@ async def run_remote(
     workflow = await client.create_workflow(definition)
     job = await client.execute(workflow["id"], input_data)
     printer.note(f"job {job['id']} of workflow {workflow['id']} on {client.url} (Ctrl-C cancels it)")
+    return await _follow(client, job, printer, timeout_s)
+
+
+async def rerun_remote(
+    client: ServiceClient,
+    job_id: str,
+    from_nodes: list[str],
+    input_data: dict[str, Any] | None,
+    printer: ProgressPrinter,
+    timeout_s: float | None = None,
+) -> Outcome:
+    """Re-run an ended job from its checkpoints (with `from_nodes` run again) and follow the new job."""
+    job = await client.rerun_job(job_id, from_nodes, input_data)
+    printer.note(f"job {job['id']} re-runs job {job_id} on {client.url} (Ctrl-C cancels it)")
+    return await _follow(client, job, printer, timeout_s)
+
+
+async def _follow(
+    client: ServiceClient, job: dict[str, Any], printer: ProgressPrinter, timeout_s: float | None
+) -> Outcome:
+    """Follow a started job's events until it ends, cancelling it on Ctrl-C or at the timeout."""
 
     async def cancel() -> None:
         printer.note("cancelling the job ...")

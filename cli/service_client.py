@@ -54,6 +54,14 @@ class ServiceClient:
     async def get_job(self, job_id: str) -> dict[str, Any]:
         return await self._call("GET", f"{API}/jobs/{job_id}")
 
+    async def rerun_job(
+        self, job_id: str, from_nodes: list[str], input_data: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"from_nodes": from_nodes}
+        if input_data is not None:
+            body["input"] = input_data
+        return await self._call("POST", f"{API}/jobs/{job_id}/rerun", json=body)
+
     async def cancel_job(self, job_id: str) -> dict[str, Any]:
         return await self._call("POST", f"{API}/jobs/{job_id}/cancel")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from engine.models import NodeSpec, OnError, WorkflowDefinition
@@ -39,3 +40,14 @@ class Dag:
     def error_target(self, node_id: str) -> str | None:
         node = self.nodes[node_id]
         return node.error_edge if node.on_error is OnError.ERROR_EDGE else None
+
+    def downstream(self, node_ids: Iterable[str]) -> frozenset[str]:
+        """These nodes and every node reachable from them along the edges."""
+        reached = set(node_ids)
+        work = deque(reached)
+        while work:
+            for target in self.successors[work.popleft()]:
+                if target not in reached:
+                    reached.add(target)
+                    work.append(target)
+        return frozenset(reached)

@@ -71,6 +71,12 @@ class NestingTooDeepError(WorkflowServiceError):
     code = "nesting_too_deep"
 
 
+class InvalidRerunError(WorkflowServiceError):
+    """A re-run names what its job's workflow version does not have; `problems` lists every one."""
+
+    code = "invalid_rerun"
+
+
 class NotFoundError(WorkflowServiceError):
     code = "not_found"
 

@@ -151,6 +151,7 @@ class JobRecord(BaseModel):
     version: int = Field(default=0, description="optimistic-lock counter, bumped by every stored change")
     actor_name: str | None = None
     idempotency_key: str | None = None
+    rerun_of: str | None = Field(default=None, description="the ended job this one re-runs")
     owner_roles: list[str] = Field(
         default_factory=list,
         description="the owner's roles when the job was created: which operator secrets the job may use",

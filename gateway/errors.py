@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from engine.errors import (
     ConditionError,
     ConflictError,
+    InvalidRerunError,
     InvalidWorkflowError,
     JobCancelledError,
     NestingTooDeepError,
@@ -44,6 +45,7 @@ class InvalidRequestError(WorkflowServiceError):
 STATUS_BY_ERROR: tuple[tuple[type[WorkflowServiceError], int], ...] = (
     (InvalidWorkflowError, 422),
     (InvalidRequestError, 422),
+    (InvalidRerunError, 422),
     (TemplateError, 422),
     (ConditionError, 422),
     (NodeExecutionError, 422),

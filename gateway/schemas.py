@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +47,7 @@ class JobSummary(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_s: float | None = None
+    rerun_of: str | None = Field(default=None, description="the job this one re-runs, if it is a re-run")
 
     @classmethod
     def from_record(cls, job: JobRecord) -> JobSummary:
@@ -71,6 +72,19 @@ class JobOut(JobSummary):
             duration_s=_seconds(job.started_at, job.finished_at),
             nodes={node_id: NodeState.from_checkpoint(node) for node_id, node in job.nodes.items()},
         )
+
+
+class RerunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_nodes: list[Annotated[str, Field(max_length=128)]] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="nodes to run again with everything downstream of them, even those the old job completed",
+    )
+    input: dict[str, Any] | None = Field(
+        default=None, description="a new input in place of the old job's; then every node runs again"
+    )
 
 
 class NodeTypeInfo(BaseModel):

@@ -185,6 +185,7 @@ def _job_doc(job: JobRecord) -> dict[str, Any]:
         "pending_events_json": _json(job.pending_events),
         "schema_version": job.schema_version,
         "owner_roles": job.owner_roles,
+        "rerun_of": job.rerun_of,
         "nodes": {node_id: _node_doc(node) for node_id, node in job.nodes.items()},
         "log_count": 0,
     }
@@ -214,6 +215,7 @@ def _job(doc: dict[str, Any]) -> JobRecord:
         nodes={node_id: _node(node) for node_id, node in doc["nodes"].items()},
         schema_version=doc["schema_version"],
         owner_roles=doc.get("owner_roles", []),
+        rerun_of=doc.get("rerun_of"),
     )
 
 

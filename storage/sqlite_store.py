@@ -148,6 +148,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
             PRIMARY KEY (owner, name)
         ) WITHOUT ROWID""",
     ),
+    ("ALTER TABLE jobs ADD COLUMN rerun_of TEXT",),
 ]
 """Schema migrations in order; the file's PRAGMA user_version counts those applied."""
 
@@ -167,7 +168,7 @@ BUSY_LONGEST_WAIT_S = 0.5
 _JOB_COLUMNS = (
     "id, owner, workflow_id, workflow_version, status, input, result, error, created_at, started_at, "
     "finished_at, version, actor_name, idempotency_key, event_sequence, pending_events, schema_version, "
-    "owner_roles"
+    "owner_roles, rerun_of"
 )
 _WORKFLOW_COLUMNS = "id, owner, version, name, description, definition, created_at, updated_at"
 _VERSION_TABLE_COLUMNS = "workflow_id, owner, version, name, description, definition, created_at, updated_at"
@@ -275,6 +276,7 @@ def _job(row: sqlite3.Row, node_rows: Sequence[sqlite3.Row]) -> JobRecord:
         nodes=nodes,
         schema_version=row["schema_version"],
         owner_roles=json.loads(row["owner_roles"]),
+        rerun_of=row["rerun_of"],
     )
 
 
@@ -709,6 +711,7 @@ class SqliteStore:
             _json(job.pending_events),
             job.schema_version,
             _json(job.owner_roles),
+            job.rerun_of,
         )
         node_rows = [_node_row(job.id, node) for node in job.nodes.values()]
 

@@ -13,7 +13,10 @@ from actors.ray_runtime.manager import MANAGER_NAME, JobManager
 from actors.ray_runtime.node_executor import NodeTest
 from actors.ray_runtime.remote_calls import RemoteNodeError
 from actors.ray_runtime.runtime_config import RuntimeConfig
-from engine.records import JobRecord, JobStatus, Page
+from engine.dag import Dag
+from engine.errors import ConflictError
+from engine.records import JobRecord, JobStatus, NodeCheckpoint, Page
+from engine.rerun import check_rerun_nodes, kept_checkpoints
 from nodes.base import NodeResult
 from storage.protocols import Store
 
@@ -52,14 +55,63 @@ class WorkflowController:
         """Create a job for the workflow's latest version and start it (or queue it as pending). The
         owner's roles are kept with the job: they decide which operator secrets it may use."""
         workflow = await self._store.get_workflow(workflow_id)
+        return await self._submit(
+            owner, owner_roles, workflow.id, workflow.version, input_data, idempotency_key
+        )
+
+    async def rerun_job(
+        self,
+        old: JobRecord,
+        owner: str,
+        from_nodes: Sequence[str] = (),
+        input_data: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        owner_roles: Iterable[str] = (),
+    ) -> JobRecord:
+        """Start a new job of the ended job's workflow version from its completed checkpoints
+        (engine/rerun.py); `from_nodes` and what follows them run again, and a new input runs everything.
+        The old job is not changed."""
+        if not old.status.is_terminal:
+            raise ConflictError(
+                f"job {old.id} is {old.status.value}; only a job that has ended (completed, failed or "
+                "cancelled) can be re-run"
+            )
+        workflow = await self._store.get_workflow(old.workflow_id, old.workflow_version)
+        dag = Dag.from_definition(workflow.definition)
+        check_rerun_nodes(dag, from_nodes)
+        return await self._submit(
+            owner,
+            owner_roles,
+            old.workflow_id,
+            old.workflow_version,
+            old.input if input_data is None else input_data,
+            idempotency_key,
+            rerun_of=old.id,
+            nodes={} if input_data is not None else kept_checkpoints(dag, old.nodes, from_nodes),
+        )
+
+    async def _submit(
+        self,
+        owner: str,
+        owner_roles: Iterable[str],
+        workflow_id: str,
+        workflow_version: int,
+        input_data: dict[str, Any],
+        idempotency_key: str | None,
+        rerun_of: str | None = None,
+        nodes: dict[str, NodeCheckpoint] | None = None,
+    ) -> JobRecord:
+        """A new job of this workflow version, stored and admitted (or queued) by the job manager."""
         job = JobRecord(
             id="",
             owner=owner,
             owner_roles=sorted(set(owner_roles)),
-            workflow_id=workflow.id,
-            workflow_version=workflow.version,
+            workflow_id=workflow_id,
+            workflow_version=workflow_version,
             input=input_data,
             idempotency_key=idempotency_key,
+            rerun_of=rerun_of,
+            nodes=nodes or {},
         )
         return await self._manager.submit(job)
 

@@ -1,15 +1,24 @@
-"""Jobs: list, read, cancel, logs."""
+"""Jobs: list, read, cancel, re-run, logs."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Response, status
 
 from engine.records import JobStatus, LogEntry, Page
-from gateway.deps import ControllerDep, CurrentUser, OwnedJob, PageParams, StoreDep, authenticate
-from gateway.errors import ERROR_RESPONSES, UNREADABLE, Responses, documented
-from gateway.schemas import JobOut, JobSummary
+from gateway.deps import (
+    ControllerDep,
+    CurrentUser,
+    OwnedJob,
+    PageParams,
+    StoreDep,
+    WatcherDep,
+    authenticate,
+)
+from gateway.errors import BODY_TOO_LARGE, ERROR_RESPONSES, UNREADABLE, Responses, documented
+from gateway.routes.workflows import IdempotencyKey
+from gateway.schemas import JobOut, JobSummary, RerunRequest
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES, dependencies=[Depends(authenticate)])
 NOT_FOUND: Responses = documented(404, "No such job")
@@ -51,6 +60,48 @@ async def get_job(job: OwnedJob) -> JobOut:
 )
 async def cancel_job(job: OwnedJob, controller: ControllerDep) -> JobOut:
     return JobOut.from_record(await controller.cancel_job(job.id))
+
+
+RerunBody = Annotated[
+    RerunRequest | None,
+    Body(
+        description="Optional: `from_nodes` run again with what follows them; `input` replaces the input",
+        examples=[{"from_nodes": ["summarise"]}],
+    ),
+]
+
+
+@router.post(
+    "/api/v1/jobs/{job_id}/rerun",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        **NOT_FOUND,
+        **documented(409, "The job has not ended yet, or its record cannot be read"),
+        **BODY_TOO_LARGE,
+    },
+    summary="Start a new job from an ended job's checkpoints: what it completed is kept, the rest runs",
+)
+async def rerun_job(
+    job: OwnedJob,
+    principal: CurrentUser,
+    controller: ControllerDep,
+    watcher: WatcherDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+    body: RerunBody = None,
+) -> JobOut:
+    request = body or RerunRequest()
+    rerun = await controller.rerun_job(
+        job,
+        principal.subject,
+        request.from_nodes,
+        request.input,
+        idempotency_key,
+        owner_roles=principal.roles,
+    )
+    watcher.watch(rerun)
+    response.headers["Location"] = f"/api/v1/jobs/{rerun.id}"
+    return JobOut.from_record(rerun)
 
 
 @router.get("/api/v1/jobs/{job_id}/logs", responses=BY_ID, summary="A job's log entries, oldest first")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from engine.errors import RetryableNodeError
+from engine.errors import NodeExecutionError, RetryableNodeError
 from engine.records import LogLevel
 from nodes.base import Execution, NodeContext, NodeResult, NodeType
 
@@ -20,6 +20,8 @@ class RecordConfig(BaseModel):
     path: str
     seconds: float = 0.0
     fail_times: int = 0
+    fail_while: str | None = None
+    """A path: while a file is there, every attempt fails (not retryable); remove it to fix the node."""
 
 
 def _record(path: str, ctx: NodeContext, event: str) -> int:
@@ -44,6 +46,8 @@ class RecordIoNode(NodeType[RecordConfig]):
         started = _record(config.path, ctx, "start")
         if started <= config.fail_times:
             raise RetryableNodeError(f"planned failure {started} of {config.fail_times}")
+        if config.fail_while and os.path.exists(config.fail_while):
+            raise NodeExecutionError(f"broken while {config.fail_while} exists")
         await asyncio.sleep(config.seconds)
         _record(config.path, ctx, "done")
         ctx.log(LogLevel.INFO, "record_io done", {"node": ctx.node_id})

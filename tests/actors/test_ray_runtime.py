@@ -171,6 +171,38 @@ async def test_cancelling_a_finished_job_is_a_conflict(make_runtime, tmp_path):
         await runtime.controller.cancel_job(job.id)
 
 
+@pytest.mark.timeout(120)
+async def test_a_rerun_after_a_failure_runs_what_did_not_complete_and_from_nodes_runs_again(
+    make_runtime, tmp_path
+):
+    runtime = await make_runtime()
+    ledger, broken = tmp_path / "ledger", tmp_path / "broken"
+    broken.touch()
+    nodes = [record("a", ledger), record("b", ledger), record("c", ledger, fail_while=str(broken))]
+    nodes.append(record("d", ledger))
+    job = await execute(runtime, nodes, chain("a", "b", "c", "d"))
+    failed = await wait_for(runtime, job.id, finished)
+    assert failed.status is JobStatus.FAILED and failed.error and "broken while" in failed.error.message
+
+    def starts(job_id: str) -> list[str]:
+        return [line[1] for line in ledger_lines(ledger) if line[0] == job_id and line[3] == "start"]
+
+    assert starts(failed.id) == ["a", "b", "c"]
+    broken.unlink()
+    rerun = await runtime.controller.rerun_job(failed, "alice")
+    done = await wait_for(runtime, rerun.id, finished)
+    assert (done.status, done.rerun_of) == (JobStatus.COMPLETED, failed.id), done.error
+    assert starts(done.id) == ["c", "d"], "a and b completed before: they are not run again"
+    assert (done.nodes["a"], done.nodes["b"]) == (failed.nodes["a"], failed.nodes["b"])
+
+    from_b = await runtime.controller.rerun_job(failed, "alice", from_nodes=["b"])
+    done_from_b = await wait_for(runtime, from_b.id, finished)
+    assert done_from_b.status is JobStatus.COMPLETED, done_from_b.error
+    assert starts(done_from_b.id) == ["b", "c", "d"]
+    assert done_from_b.nodes["a"] == failed.nodes["a"]
+    assert await runtime.controller.get_job_status(failed.id) == failed, "the old job is untouched"
+
+
 @pytest.mark.timeout(60)
 async def test_retries_and_timeouts_on_ray(make_runtime, tmp_path):
     runtime = await make_runtime()

@@ -1,4 +1,4 @@
-"""`run --url`, `jobs` and `logs` against a real gateway over loopback HTTP (REST and SSE), on the
+"""`run --url`, `rerun`, `jobs` and `logs` against a real gateway over loopback HTTP (REST and SSE), on the
 session's Ray, the embedded SQLite store and the embedded Redis."""
 
 from __future__ import annotations
@@ -124,6 +124,36 @@ async def test_the_service_refusing_the_workflow_or_the_token_exits_2(service, t
     unauthorized = await run_cli(capsys, "jobs", "--url", service, "--token", forged)
     assert unauthorized.code == 2
     assert "the service answered 401" in unauthorized.err
+
+
+@pytest.mark.timeout(120)
+async def test_rerun_follows_a_new_job_from_the_failed_ones_checkpoints(service, tmp_path, capsys):
+    greeting = tmp_path / "greeting.json"
+    greeting.write_text(
+        json.dumps(
+            {
+                "name": "greeting",
+                "nodes": [
+                    {"id": "start", "type": "start"},
+                    {"id": "greet", "type": "transform", "config": {"template": "Hello {{input.name}}"}},
+                ],
+                "edges": [{"source": "start", "target": "greet"}],
+            }
+        )
+    )
+    user = ("--url", service, "--token", token(f"dana-{uuid.uuid4().hex[:6]}"))
+    failed = await run_cli(capsys, "run", str(greeting), *user)
+    assert failed.code == 1, failed.err
+    job_id = failed.outcome["job_id"]
+
+    fixed = await run_cli(capsys, "rerun", job_id, "--input", '{"name": "Ada"}', *user)
+    assert fixed.code == 0, fixed.err
+    assert (fixed.outcome["status"], fixed.outcome["result"]) == ("completed", {"greet": "Hello Ada"})
+    assert f"re-runs job {job_id}" in fixed.err and fixed.outcome["job_id"] != job_id
+
+    unknown = await run_cli(capsys, "rerun", job_id, "--from", "greet", "--from", "nope", *user)
+    assert unknown.code == 2
+    assert "nope.from_nodes[1]: the workflow version has no node 'nope'" in unknown.err
 
 
 @pytest.mark.timeout(60)

@@ -22,6 +22,7 @@ DOCUMENTED_OPERATIONS = {
     ("get", "/api/v1/jobs"),
     ("get", "/api/v1/jobs/{job_id}"),
     ("post", "/api/v1/jobs/{job_id}/cancel"),
+    ("post", "/api/v1/jobs/{job_id}/rerun"),
     ("get", "/api/v1/jobs/{job_id}/logs"),
     ("get", "/api/v1/jobs/{job_id}/events"),
     ("get", "/api/v1/nodes"),

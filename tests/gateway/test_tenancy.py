@@ -23,6 +23,7 @@ async def test_another_user_gets_404_from_every_endpoint_and_changes_nothing(htt
         ("POST", f"{w}/execute", {"name": "B"}),
         ("GET", j, None),
         ("POST", f"{j}/cancel", None),
+        ("POST", f"{j}/rerun", None),
         ("GET", f"{j}/logs", None),
         ("GET", f"{j}/events", None),
     ]

@@ -181,6 +181,19 @@ async def test_idempotency_key_returns_the_existing_job(store):
     assert (await store.list_jobs(owner="alice")).total == 2
 
 
+async def test_a_rerun_keeps_the_id_of_the_job_it_reruns_with_its_seeded_checkpoints(store):
+    await store.create_job(job("old"))
+    kept = node("ask", status=NodeStatus.COMPLETED, attempts=2, output={"answer": 42})
+    created = await store.create_job(job("again", rerun_of="old", nodes={"ask": kept}))
+    assert (created.rerun_of, created.nodes) == ("old", {"ask": kept})
+    assert (await store.get_job("again")).rerun_of == "old"
+    assert (await store.get_jobs(["again"]))[0].rerun_of == "old"
+    assert {j.id: j.rerun_of for j in (await store.list_jobs(owner="alice")).items} == {
+        "again": "old",
+        "old": None,
+    }
+
+
 async def test_duplicate_job_id_conflicts(store):
     await store.create_job(job("job-1"))
     with pytest.raises(ConflictError, match="job-1"):
@@ -564,13 +577,15 @@ async def test_mongo_store_refuses_node_ids_that_would_address_other_fields_on_m
     await mock_store.close()
 
 
-async def test_mongo_job_documents_written_before_the_outbox_read_as_an_empty_one_on_mongomock_motor():
+async def test_mongo_job_documents_written_before_the_outbox_and_reruns_read_as_neither_on_mongomock_motor():
     client = AsyncMongoMockClient(tz_aware=True)
     mock_store = MongoStore(client, "older")
     await mock_store.start()
     await mock_store.create_job(job("job-1"))
-    await client["older"]["jobs"].update_one({"_id": "job-1"}, {"$unset": {"pending_events_json": ""}})
+    older = {"$unset": {"pending_events_json": "", "rerun_of": ""}}
+    await client["older"]["jobs"].update_one({"_id": "job-1"}, older)
     assert (await mock_store.get_job("job-1")).pending_events == []
+    assert (await mock_store.get_job("job-1")).rerun_of is None
     await mock_store.close()
 
 
@@ -693,16 +708,17 @@ async def test_sqlite_a_file_of_the_first_schema_is_migrated_and_its_jobs_have_a
         )
     store = await open_sqlite(path)
     old = await store.get_job("old")
-    assert (old.status, old.event_sequence, old.pending_events, old.owner_roles) == (
+    assert (old.status, old.event_sequence, old.pending_events, old.owner_roles, old.rerun_of) == (
         JobStatus.RUNNING,
         5,
         [],
         [],
+        None,
     )
     await store.checkpoint("old", 3, JobChanges(event_sequence=6, pending_events=[pending_event(6)]))
     assert [e.sequence for e in (await store.get_job("old")).pending_events] == [6]
     with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 async def test_sqlite_checkpoints_are_stored_as_json(tmp_path, open_sqlite):
