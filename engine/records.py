@@ -84,6 +84,10 @@ class NodeCheckpoint(BaseModel):
         default=None,
         description="the config its last attempt ran with, templates rendered, secrets masked, size-capped",
     )
+    kept_from: str | None = Field(
+        default=None,
+        description="for a node a re-run kept: the job that ran it (analytics count it there, not here)",
+    )
 
 
 class WorkflowRecord(BaseModel):

@@ -27,13 +27,14 @@ def check_rerun_nodes(dag: Dag, node_ids: Sequence[str], field: str = "from_node
 
 
 def kept_checkpoints(
-    dag: Dag, old_nodes: Mapping[str, NodeCheckpoint], again: Sequence[str] = ()
+    dag: Dag, old_job_id: str, old_nodes: Mapping[str, NodeCheckpoint], again: Sequence[str] = ()
 ) -> dict[str, NodeCheckpoint]:
     """The old job's completed checkpoints, less `again` and everything downstream of it; the nodes left
-    out start pending."""
+    out start pending. Each kept one names the job that ran it (`kept_from`, carried over a re-run of a
+    re-run), so analytics count its run, duration and tokens once, in that job."""
     rerun = dag.downstream(again)
     return {
-        node_id: node
+        node_id: node.model_copy(update={"kept_from": node.kept_from or old_job_id})
         for node_id, node in old_nodes.items()
         if node_id in dag.nodes and node_id not in rerun and node.status is NodeStatus.COMPLETED
     }

@@ -27,6 +27,7 @@ class NodeState(BaseModel):
     inactive_targets: list[str] = Field(default_factory=list)
     usage: dict[str, int] | None = None
     rendered_config: Any = None
+    kept_from: str | None = None
 
     @classmethod
     def from_checkpoint(cls, node: NodeCheckpoint) -> NodeState:

@@ -147,6 +147,7 @@ def _node_doc(node: NodeCheckpoint) -> dict[str, Any]:
         "output_json": _json(node.output),
         "error_json": _error_json(node.error),
         "rendered_config_json": _json(node.rendered_config),
+        "kept_from": node.kept_from,
     }
 
 
@@ -163,6 +164,7 @@ def _node(doc: dict[str, Any]) -> NodeCheckpoint:
         inactive_targets=doc["inactive_targets"],
         usage=doc["usage"],
         rendered_config=json.loads(doc.get("rendered_config_json", "null")),
+        kept_from=doc.get("kept_from"),
     )
 
 
@@ -274,6 +276,7 @@ def _job_sample(doc: dict[str, Any]) -> JobSample:
                 usage=node.get("usage"),
             )
             for node in doc["nodes"]
+            if not node.get("kept_from")
         ],
     )
 
@@ -320,11 +323,13 @@ _ANALYTICS_PROJECTION = {
                 "started_at": "$$this.v.started_at",
                 "finished_at": "$$this.v.finished_at",
                 "usage": "$$this.v.usage",
+                "kept_from": "$$this.v.kept_from",
             },
         }
     },
 }
-"""Only what analytics reads: each node's type, status, times and usage, not its output."""
+"""Only what analytics reads: each node's type, status, times, usage and whether a re-run kept it (then it
+counts in the job that ran it), not its output."""
 
 
 class MongoStore:

@@ -863,7 +863,8 @@ class SqliteStore:
         nodes: dict[str, list[NodeSample]] = {}
         node_rows = conn.execute(
             "SELECT job_id, node_id, node_type, status, started_at, finished_at, usage FROM job_nodes "
-            f"WHERE job_id IN (SELECT id FROM jobs {where}) ORDER BY job_id, node_id",
+            f"WHERE job_id IN (SELECT id FROM jobs {where}) "
+            "AND json_extract(checkpoint, '$.kept_from') IS NULL ORDER BY job_id, node_id",
             params,
         )
         for job_id, sample in self._unreadable.parse_each(

@@ -87,7 +87,7 @@ class WorkflowController:
             old.input if input_data is None else input_data,
             idempotency_key,
             rerun_of=old.id,
-            nodes={} if input_data is not None else kept_checkpoints(dag, old.nodes, from_nodes),
+            nodes={} if input_data is not None else kept_checkpoints(dag, old.id, old.nodes, from_nodes),
         )
 
     async def _submit(

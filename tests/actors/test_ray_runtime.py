@@ -193,13 +193,15 @@ async def test_a_rerun_after_a_failure_runs_what_did_not_complete_and_from_nodes
     done = await wait_for(runtime, rerun.id, finished)
     assert (done.status, done.rerun_of) == (JobStatus.COMPLETED, failed.id), done.error
     assert starts(done.id) == ["c", "d"], "a and b completed before: they are not run again"
-    assert (done.nodes["a"], done.nodes["b"]) == (failed.nodes["a"], failed.nodes["b"])
+    assert {done.nodes[n].kept_from for n in "ab"} == {failed.id}, "kept, counted in the job that ran them"
+    as_ran = [done.nodes[n].model_copy(update={"kept_from": None}) for n in "ab"]
+    assert as_ran == [failed.nodes[n] for n in "ab"]
 
     from_b = await runtime.controller.rerun_job(failed, "alice", from_nodes=["b"])
     done_from_b = await wait_for(runtime, from_b.id, finished)
     assert done_from_b.status is JobStatus.COMPLETED, done_from_b.error
     assert starts(done_from_b.id) == ["b", "c", "d"]
-    assert done_from_b.nodes["a"] == failed.nodes["a"]
+    assert done_from_b.nodes["a"] == failed.nodes["a"].model_copy(update={"kept_from": failed.id})
     assert await runtime.controller.get_job_status(failed.id) == failed, "the old job is untouched"
 
 

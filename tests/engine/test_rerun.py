@@ -44,7 +44,7 @@ def seeded(
 ) -> Simulation:
     """The re-run of a job that ended as `old`, as a pending job seeded with what it keeps, run to its end."""
     simulation = Simulation(dag, script)
-    simulation.state = JobState.restore(dag, JobStatus.PENDING, kept_checkpoints(dag, old, again))
+    simulation.state = JobState.restore(dag, JobStatus.PENDING, kept_checkpoints(dag, "old-job", old, again))
     return simulation.run()
 
 
@@ -76,9 +76,18 @@ def test_downstream_is_the_nodes_and_everything_reachable_from_them(edges, start
 def test_kept_checkpoints(old, again, kept):
     dag = abcd(CHAIN)
     stored = checkpoints(dag, old)
-    result = kept_checkpoints(dag, stored, again)
+    result = kept_checkpoints(dag, "old-job", stored, again)
     assert set(result) == kept
-    assert all(result[node_id] is stored[node_id] for node_id in kept), "kept exactly as stored"
+    for node_id in kept:
+        assert result[node_id] == stored[node_id].model_copy(update={"kept_from": "old-job"}), "as stored"
+
+
+def test_a_kept_node_names_the_job_that_ran_it_across_a_rerun_of_a_rerun():
+    dag = abcd(CHAIN)
+    first = kept_checkpoints(dag, "first", checkpoints(dag, FAILED_AT_C))
+    second = kept_checkpoints(dag, "second", first)
+    assert {node.kept_from for node in first.values()} == {"first"}
+    assert {node.kept_from for node in second.values()} == {"first"}, "the job that ran it, not the last"
 
 
 def test_an_unknown_node_is_named_with_its_index():

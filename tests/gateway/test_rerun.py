@@ -18,6 +18,12 @@ async def _rerun(http, user, job_id: str, body: dict | None = None, **headers: s
     return await http.post(f"/api/v1/jobs/{job_id}/rerun", json=body, headers={**user.headers, **headers})
 
 
+def kept(node: dict, from_job: str) -> dict:
+    """A node a re-run kept, as the job that ran it shows it: the same but for `kept_from`."""
+    assert node["kept_from"] == from_job, node
+    return {**node, "kept_from": None}
+
+
 async def test_a_failed_job_reruns_from_its_checkpoints_and_the_old_job_is_untouched(http, alice):
     workflow = await create_workflow(http, alice)
     failed = await wait_for_job(http, alice, (await execute(http, alice, workflow["id"], {}))["id"])
@@ -34,10 +40,11 @@ async def test_a_failed_job_reruns_from_its_checkpoints_and_the_old_job_is_untou
         1,
         alice.sub,
     )
-    assert accepted["input"] == {} and accepted["nodes"]["start"] == failed["nodes"]["start"]
+    assert accepted["input"] == {}
+    assert kept(accepted["nodes"]["start"], failed["id"]) == failed["nodes"]["start"], "kept as stored"
     again = await wait_for_job(http, alice, accepted["id"])
     assert again["status"] == "failed", "the same input fails the same way"
-    assert again["nodes"]["start"] == failed["nodes"]["start"], "a completed node is kept, not run again"
+    assert kept(again["nodes"]["start"], failed["id"]) == failed["nodes"]["start"], "kept, not run again"
     assert _at(again["nodes"]["greet"], "started_at") > _at(failed["nodes"]["greet"], "started_at")
 
     fixed = await _rerun(http, alice, failed["id"], {"input": {"name": "Ada"}})
@@ -61,7 +68,7 @@ async def test_from_nodes_reruns_those_nodes_and_what_follows(http, alice):
     assert response.status_code == 202, response.text
     again = await wait_for_job(http, alice, response.json()["id"])
     assert again["status"] == "completed" and again["result"] == first["result"]
-    assert again["nodes"]["start"] == first["nodes"]["start"]
+    assert kept(again["nodes"]["start"], first["id"]) == first["nodes"]["start"]
     for node_id in ("greet", "end"):
         ran_again = _at(again["nodes"][node_id], "started_at") > _at(first["nodes"][node_id], "finished_at")
         assert ran_again, node_id

@@ -542,6 +542,27 @@ async def test_workflow_analytics_numbers_on_a_hand_built_data_set(store):
     ]
 
 
+async def test_a_node_a_rerun_kept_counts_once_in_analytics_in_the_job_that_ran_it(store):
+    tokens = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    ask = node(
+        "ask", status=NodeStatus.COMPLETED, started_at=at(1), finished_at=at(3), attempts=1, usage=tokens
+    )
+    await store.create_job(job("old", created=0, status=JobStatus.FAILED, nodes={"ask": ask}))
+    kept = ask.model_copy(update={"kept_from": "old"})
+    again = node("post", "http", status=NodeStatus.COMPLETED, started_at=at(10), finished_at=at(11))
+    nodes = {"ask": kept, "post": again}
+    await store.create_job(job("again", created=9, rerun_of="old", status=JobStatus.COMPLETED, nodes=nodes))
+    assert (await store.get_job("again")).nodes["ask"].kept_from == "old"
+    report = await store.job_analytics("alice")
+    assert report.by_node_type == {
+        "llm": DurationStats(count=1, failed=0, p50_s=2.0, p95_s=2.0),
+        "http": DurationStats(count=1, failed=0, p50_s=1.0, p95_s=1.0),
+    }
+    assert report.llm_tokens == TokenTotals(prompt_tokens=7, completion_tokens=3, total_tokens=10)
+    (flow,) = (await store.workflow_analytics("alice")).workflows
+    assert flow.llm_tokens == TokenTotals(prompt_tokens=7, completion_tokens=3, total_tokens=10)
+
+
 def test_percentile_is_nearest_rank():
     values = [5.0, 1.0, 4.0, 2.0, 3.0]
     assert [percentile(values, p) for p in (20, 50, 95, 100)] == [1.0, 3.0, 5.0, 5.0]
