@@ -93,3 +93,16 @@ async def execute(base_url: str, headers: dict[str, str], workflow_id: str, data
         response = await http.post(f"/api/v1/workflows/{workflow_id}/execute", json=data)
         assert response.status_code == 202, response.text
         return response.json()
+
+
+def ask_once_workflow() -> dict:
+    """start -> one LLM call of the input's question -> end."""
+    return {
+        "name": "Ask once",
+        "nodes": [
+            {"id": "start", "type": "start"},
+            {"id": "ask", "type": "llm", "config": {"model": "test-model", "prompt": "{{input.question}}"}},
+            {"id": "end", "type": "end"},
+        ],
+        "edges": [{"source": "start", "target": "ask"}, {"source": "ask", "target": "end"}],
+    }

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.support import create_workflow, execute, sign_in_as, ui_url, wait_for_job, wait_for_node
+from tests.ui.support import (
+    ask_once_workflow,
+    create_workflow,
+    execute,
+    sign_in_as,
+    ui_url,
+    wait_for_job,
+    wait_for_node,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -59,16 +67,7 @@ async def test_a_node_output_of_html_shows_as_those_characters_and_runs_nothing(
 async def test_a_failing_node_shows_its_error_on_the_graph_and_in_its_details(page, ui_service, model):
     browser = page.page
     headers = ui_service.headers("fay")
-    definition = {
-        "name": "Ask once",
-        "nodes": [
-            {"id": "start", "type": "start"},
-            {"id": "ask", "type": "llm", "config": {"model": "test-model", "prompt": "{{input.question}}"}},
-            {"id": "end", "type": "end"},
-        ],
-        "edges": [{"source": "start", "target": "ask"}, {"source": "ask", "target": "end"}],
-    }
-    workflow = await create_workflow(ui_service.base_url, headers, definition)
+    workflow = await create_workflow(ui_service.base_url, headers, ask_once_workflow())
     await sign_in_as(browser, ui_service.base_url, "fay")
     await browser.goto(ui_url(ui_service.base_url, f"workflows/{workflow['id']}"))
     await browser.fill("#run-input", '{"question": "why?"}')

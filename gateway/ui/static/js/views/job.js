@@ -14,9 +14,12 @@ const REFRESH_DELAY_MS = 200;
 const TICK_MS = 250;
 const REFRESHING_EVENTS = new Set(["node_completed", "node_failed", "node_retrying", "node_skipped", "job_completed", "job_failed", "job_cancelled"]);
 
+const ENDED = new Set(["completed", "failed", "cancelled"]);
+
 /**
- * What can be done to a job, shown as buttons while `available(job)` holds. Re-running and deciding an
- * approval slot in here once the API has them.
+ * What can be done to a job, shown as buttons while `available(job)` holds. `run` answers the job as it now
+ * is, or `opens` a new job (a re-run), which the page then shows. Deciding an approval slots in here once
+ * the API has it.
  */
 const JOB_ACTIONS = [
   {
@@ -24,6 +27,13 @@ const JOB_ACTIONS = [
     label: "Cancel job",
     available: (job) => job.status === "pending" || job.status === "running",
     run: (job) => request(`/api/v1/jobs/${segment(job.id)}/cancel`, { method: "POST" }),
+  },
+  {
+    id: "rerun",
+    label: "Re-run from checkpoints",
+    available: (job) => ENDED.has(job.status),
+    opens: true,
+    run: (job) => request(`/api/v1/jobs/${segment(job.id)}/rerun`, { method: "POST", body: {} }),
   },
 ];
 
@@ -94,7 +104,12 @@ export async function show(root, [jobId], _query, context) {
           onclick: async (event) => {
             event.currentTarget.disabled = true;
             try {
-              model.merge(await action.run(model.job));
+              const answer = await action.run(model.job);
+              if (action.opens) {
+                context.navigate(`#/jobs/${encodeURIComponent(answer.id)}`);
+                return;
+              }
+              model.merge(answer);
               replaceChildren(actionMessage, "");
             } catch (error) {
               replaceChildren(actionMessage, error.message);
@@ -171,6 +186,9 @@ export async function show(root, [jobId], _query, context) {
       el("a", { href: `#/workflows/${encodeURIComponent(job.workflow_id)}`, id: "job-workflow" }, workflow.name),
       ` v${job.workflow_version} · created ${formatTime(job.created_at)} · id `,
       el("span", { class: "mono" }, job.id),
+      job.rerun_of
+        ? [" · re-run of ", el("a", { href: `#/jobs/${encodeURIComponent(job.rerun_of)}`, id: "job-rerun-of", class: "mono" }, shortId(job.rerun_of))]
+        : null,
     ),
     actions,
     actionMessage,
