@@ -42,26 +42,27 @@ async def test_a_stream_cut_by_the_server_resumes_after_the_last_event_and_misse
         await browser.wait_for_selector("#stream-state[data-state='reconnecting']")
         await wait_for_node(browser, "end", "completed")
         await browser.wait_for_selector("#stream-state[data-state='ended']")
+        # The page reads the job again once it has ended: the proxy it talks through stays up until the
+        # page has been checked.
+        assert await browser.get_attribute("#stream-state", "data-connections") == "2"
+        repeated = await browser.get_attribute("#event-count", "data-repeated")
+        assert repeated == "0", "the resumed stream repeated events"
+        shown = await browser.locator("#events li").evaluate_all(
+            "rows => rows.map(r => [Number(r.dataset.sequence), r.dataset.id])"
+        )
+        events = await job_events(ui_service.base_url, headers, job_id)
+        stored = [(event["sequence"], event["id"]) for event in events if event["sequence"]]
+        assert [tuple(row) for row in shown] == stored
+        assert [sequence for sequence, _ in stored] == list(range(1, len(stored) + 1))
+
+        first, second = proxy.stream_requests
+        assert first.last_event_id is None and second.last_event_id is not None
+        resumed_after = next(sequence for sequence, event_id in stored if event_id == second.last_event_id)
+        assert before <= resumed_after < len(stored), "it resumed after the last event seen before the cut"
+        bar = browser.locator("g.dag-node[data-node-id='summarise'] text.bar-text")
+        assert await bar.text_content() == "20/20"
     finally:
         await proxy.stop()
-
-    assert await browser.get_attribute("#stream-state", "data-connections") == "2"
-    repeated = await browser.get_attribute("#event-count", "data-repeated")
-    assert repeated == "0", "the resumed stream repeated events"
-    shown = await browser.locator("#events li").evaluate_all(
-        "rows => rows.map(r => [Number(r.dataset.sequence), r.dataset.id])"
-    )
-    events = await job_events(ui_service.base_url, headers, job_id)
-    stored = [(event["sequence"], event["id"]) for event in events if event["sequence"]]
-    assert [tuple(row) for row in shown] == stored
-    assert [sequence for sequence, _ in stored] == list(range(1, len(stored) + 1))
-
-    first, second = proxy.stream_requests
-    assert first.last_event_id is None and second.last_event_id is not None
-    resumed_after = next(sequence for sequence, event_id in stored if event_id == second.last_event_id)
-    assert before <= resumed_after < len(stored), "it resumed after the last event seen before the cut"
-    bar = browser.locator("g.dag-node[data-node-id='summarise'] text.bar-text")
-    assert await bar.text_content() == "20/20"
 
 
 async def test_a_running_job_is_cancelled_from_the_page(page, ui_service, model):
