@@ -396,7 +396,7 @@ class MongoStore:
         return self._unreadable.count
 
     def _read_job(self, doc: dict[str, Any]) -> JobRecord:
-        return self._unreadable.parse_one("job", str(doc.get("_id")), _job, doc)
+        return self._unreadable.parse_one("job", _by_id(doc), _job, doc)
 
     def _read_workflow(self, doc: dict[str, Any], version: int | None = None) -> WorkflowRecord:
         name = doc.get("workflow_id", doc.get("_id"))
@@ -556,7 +556,7 @@ class MongoStore:
         if not wanted:
             return []
         docs = [doc async for doc in self._jobs.find({"_id": {"$in": wanted}})]
-        return self._unreadable.parse_each("job", docs, lambda doc: str(doc.get("_id")), _job)
+        return self._unreadable.parse_each("job", docs, _by_id, _job)
 
     @_unavailable_as_storage_error
     async def list_jobs(
@@ -689,7 +689,7 @@ class MongoStore:
             match["owner"] = owner
         pipeline = [{"$match": match}, {"$project": _ANALYTICS_PROJECTION}]
         docs = [doc async for doc in self._jobs.aggregate(pipeline)]
-        return self._unreadable.parse_each("job", docs, lambda doc: str(doc.get("_id")), _job_sample)
+        return self._unreadable.parse_each("job", docs, _by_id, _job_sample)
 
     @_unavailable_as_storage_error
     async def job_analytics(
