@@ -17,3 +17,7 @@ class NodeCatalog(Protocol):
 
     def templated_config(self, node_type: str, config: dict[str, Any]) -> dict[str, Any]:
         """The part of a config that may hold templates (user code, for one, holds none)."""
+
+    def waits(self, node_type: str) -> bool:
+        """Whether the type pauses its job for a signal or a timer (approval, wait): only a workflow's own
+        nodes may, not a map's items."""

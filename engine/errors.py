@@ -111,6 +111,13 @@ class NodeTimeoutError(NodeExecutionError):
     code = "node_timeout"
 
 
+class WaitTimedOutError(NodeExecutionError):
+    """A wait (approval, signal) reached its timeout and its node says to fail then; waiting again
+    would not help."""
+
+    code = "wait_timeout"
+
+
 class SandboxError(NodeExecutionError):
     """User code failed inside the sandbox or broke one of its limits."""
 

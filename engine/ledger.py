@@ -63,6 +63,11 @@ class JobLedger:
     redactor: Redactor = field(default_factory=lambda: Redactor({}))
     rendered_config: Callable[[str], Any] = lambda node_id: None
     """The config (rendered, masked) a node's last attempt ran with, kept with its checkpoint."""
+    waiting_on: list[str] = field(init=False)
+    """The nodes that wait, as the job's record last stored them."""
+
+    def __post_init__(self) -> None:
+        self.waiting_on = waiting_nodes(self.state)
 
     def decide(self, events: Iterable[SchedulerEvent]) -> list[Decision]:
         """Step each event in turn and apply its decision; the decisions that change anything."""
@@ -82,6 +87,10 @@ class JobLedger:
             nodes.update(decision.changes)
             if decision.status is not None:
                 self._job_changes(changes, decision)
+        if nodes:
+            waiting = waiting_nodes(self.state)
+            if waiting != self.waiting_on:
+                changes.waiting_on = waiting
         events = self._events(decisions)
         changes.event_sequence = self.sequence + len(events)
         changes.pending_events = events
@@ -92,6 +101,8 @@ class JobLedger:
         """The commit's checkpoint landed: its events count as recorded."""
         if commit.changes.event_sequence is not None:
             self.sequence = commit.changes.event_sequence
+        if commit.changes.waiting_on is not None:
+            self.waiting_on = commit.changes.waiting_on
 
     def _job_changes(self, changes: JobChanges, decision: Decision) -> None:
         now = self.clock()
@@ -170,6 +181,10 @@ def _log_entry(event: JobEvent) -> LogEntry:
         message=f"{subject}: {what}",
         data={k: v for k, v in event.data.items() if k != "output"},
     )
+
+
+def waiting_nodes(state: JobState) -> list[str]:
+    return sorted(node_id for node_id, node in state.nodes.items() if node.status is NodeStatus.WAITING)
 
 
 def capped(value: Any, max_chars: int, note: str) -> Any:

@@ -41,6 +41,7 @@ class NodeStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     RETRYING = "retrying"
+    WAITING = "waiting"
     COMPLETED = "completed"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -63,6 +64,58 @@ class ErrorInfo(BaseModel):
     message: str
     retryable: bool = False
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+class WaitKind(StrEnum):
+    APPROVAL = "approval"
+    SIGNAL = "signal"
+    TIMER = "timer"
+
+
+class WaitInfo(BaseModel):
+    """What a waiting node waits for, kept in its checkpoint: the wait survives any crash with it, and
+    whoever resumes the job (any actor) finishes the wait from this alone."""
+
+    kind: WaitKind
+    signal: str | None = Field(default=None, description="the signal's name (an approval's is its node id)")
+    message: str | None = Field(default=None, description="what an approver sees")
+    since: datetime
+    deadline: datetime | None = Field(
+        default=None, description="when a timer is due, or when a timeout ends the wait"
+    )
+    approvers: list[str] = Field(
+        default_factory=list, description="who may decide an approval besides the job's owner and admins"
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="the rendered config the node finishes its wait with"
+    )
+    taken_signal: str | None = Field(
+        default=None, description="the id of the signal that ended the wait, stored with the completion"
+    )
+
+    def public(self, node_id: str) -> dict[str, Any]:
+        """The wait as `GET /jobs/{id}/waits` shows it."""
+        return {
+            "node_id": node_id,
+            "kind": self.kind.value,
+            "signal": self.signal,
+            "message": self.message,
+            "since": self.since.isoformat(),
+            "deadline": self.deadline.isoformat() if self.deadline else None,
+        }
+
+
+class SignalRecord(BaseModel):
+    """A signal sent to a job, stored before its sender is answered; a waiting node takes it exactly once
+    (the checkpoint that completes the wait names it in `WaitInfo.taken_signal`)."""
+
+    id: str
+    job_id: str
+    name: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    sender: str
+    idempotency_key: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class NodeCheckpoint(BaseModel):
@@ -88,6 +141,7 @@ class NodeCheckpoint(BaseModel):
         default=None,
         description="for a node a re-run kept: the job that ran it (analytics count it there, not here)",
     )
+    wait: WaitInfo | None = Field(default=None, description="what the node waits, or waited, for")
 
 
 class WorkflowRecord(BaseModel):
@@ -109,6 +163,8 @@ class EventType(StrEnum):
     NODE_SKIPPED = "node_skipped"
     NODE_RETRYING = "node_retrying"
     NODE_PROGRESS = "node_progress"
+    NODE_WAITING = "node_waiting"
+    SIGNAL_RECEIVED = "signal_received"
     LLM_TOKEN = "llm_token"
     JOB_COMPLETED = "job_completed"
     JOB_FAILED = "job_failed"
@@ -167,6 +223,9 @@ class JobRecord(BaseModel):
         "published, so a resumed runner publishes them again and the bus drops those it has",
     )
     nodes: dict[str, NodeCheckpoint] = Field(default_factory=dict)
+    waiting_on: list[str] = Field(
+        default_factory=list, description="the nodes that wait now (for a person, a signal or a timer)"
+    )
     schema_version: int = CHECKPOINT_SCHEMA_VERSION
 
 
@@ -181,6 +240,7 @@ class JobChanges(BaseModel):
     actor_name: str | None = None
     event_sequence: int | None = None
     pending_events: list[JobEvent] | None = None
+    waiting_on: list[str] | None = None
 
     def as_updates(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump(mode="python", exclude_none=True).items()}

@@ -22,7 +22,15 @@ from typing import Any
 
 from engine.dag import Dag
 from engine.models import OnError
-from engine.records import ErrorInfo, EventType, JobStatus, NodeCheckpoint, NodeStatus
+from engine.records import (
+    ErrorInfo,
+    EventType,
+    JobStatus,
+    NodeCheckpoint,
+    NodeStatus,
+    SignalRecord,
+    WaitInfo,
+)
 
 # ---------------------------------------------------------------- events the runtime reports
 
@@ -79,8 +87,38 @@ class RuntimeFailed:
     error: ErrorInfo
 
 
+@dataclass(frozen=True)
+class NodeWaits:
+    """A running node (approval, wait) now waits for a signal or a timer instead of finishing."""
+
+    node_id: str
+    wait: WaitInfo
+    time: datetime
+
+
+@dataclass(frozen=True)
+class WaitEnded:
+    """A waiting node's wait is over: a signal came (`signal`, taken by this very checkpoint) or its
+    deadline passed. The node type decided the outcome: an output and routing, or an error."""
+
+    node_id: str
+    time: datetime
+    output: Any = None
+    inactive_targets: frozenset[str] = frozenset()
+    error: ErrorInfo | None = None
+    signal: SignalRecord | None = None
+
+
 SchedulerEvent = (
-    Begin | NodeSucceeded | NodeFailed | RetryDue | CancelRequested | NodeProgress | RuntimeFailed
+    Begin
+    | NodeSucceeded
+    | NodeFailed
+    | RetryDue
+    | CancelRequested
+    | NodeProgress
+    | RuntimeFailed
+    | NodeWaits
+    | WaitEnded
 )
 
 # ---------------------------------------------------------------- what the runtime must do
@@ -104,7 +142,15 @@ class CancelNodes:
     node_ids: tuple[str, ...]
 
 
-Action = RunNode | ScheduleRetry | CancelNodes
+@dataclass(frozen=True)
+class WatchWait:
+    """A node waits: take the signals meant for it, and end its wait at `deadline` if one is set."""
+
+    node_id: str
+    deadline: datetime | None
+
+
+Action = RunNode | ScheduleRetry | CancelNodes | WatchWait
 
 
 @dataclass(frozen=True)
@@ -187,6 +233,10 @@ def step(dag: Dag, state: JobState, event: SchedulerEvent) -> Decision:
             return _progress(state, event)
         case RuntimeFailed():
             return _runtime_failed(dag, state, event)
+        case NodeWaits():
+            return _node_waits(state, event)
+        case WaitEnded():
+            return _wait_ended(dag, state, event)
 
 
 class _Draft:
@@ -280,7 +330,7 @@ class _Draft:
             current = self.decision.changes.get(node_id, node)
             if current.status.is_terminal:
                 continue
-            if current.status is NodeStatus.RUNNING or current.status is NodeStatus.RETRYING:
+            if current.status in (NodeStatus.RUNNING, NodeStatus.RETRYING, NodeStatus.WAITING):
                 running.append(node_id)
             self.put(current.model_copy(update={"status": status, "finished_at": self.time}))
         if running:
@@ -300,6 +350,8 @@ def _begin(dag: Dag, state: JobState, event: Begin) -> Decision:
             draft.emit(EventType.NODE_STARTED, node_id, attempt=node.attempts, resumed=True)
         elif node.status is NodeStatus.RETRYING:
             draft.run(node_id, node.attempts + 1)
+        elif node.status is NodeStatus.WAITING and node.wait is not None:
+            draft.decision.actions.append(WatchWait(node_id, node.wait.deadline))
     draft.decide_successors(n for n, node in state.nodes.items() if node.status is NodeStatus.PENDING)
     return draft.finish_if_done()
 
@@ -309,24 +361,31 @@ def _node_succeeded(dag: Dag, state: JobState, event: NodeSucceeded) -> Decision
     if node.status is not NodeStatus.RUNNING:
         return Decision()
     draft = _Draft(dag, state, event.time)
-    inactive = set(event.inactive_targets)
-    error_target = dag.error_target(event.node_id)
+    return _succeed(draft, node, event.output, event.inactive_targets, event.usage)
+
+
+def _succeed(
+    draft: _Draft, node: NodeCheckpoint, output: Any, inactive_targets: frozenset[str], usage: Any
+) -> Decision:
+    dag, node_id = draft.dag, node.node_id
+    inactive = set(inactive_targets)
+    error_target = dag.error_target(node_id)
     if error_target:
         inactive.add(error_target)
     draft.put(
         node.model_copy(
             update={
                 "status": NodeStatus.COMPLETED,
-                "output": event.output,
-                "finished_at": event.time,
+                "output": output,
+                "finished_at": draft.time,
                 "inactive_targets": sorted(inactive),
-                "usage": event.usage,
+                "usage": usage,
                 "error": None,
             }
         )
     )
-    draft.emit(EventType.NODE_COMPLETED, event.node_id, attempt=node.attempts, output=event.output)
-    draft.decide_successors(dag.successors[event.node_id])
+    draft.emit(EventType.NODE_COMPLETED, node_id, attempt=node.attempts, output=output)
+    draft.decide_successors(dag.successors[node_id])
     return draft.finish_if_done()
 
 
@@ -334,50 +393,89 @@ def _node_failed(dag: Dag, state: JobState, event: NodeFailed) -> Decision:
     node = state.nodes[event.node_id]
     if node.status is not NodeStatus.RUNNING:
         return Decision()
-    spec = dag.nodes[event.node_id]
-    draft = _Draft(dag, state, event.time)
-    if event.error.retryable and node.attempts < spec.retry.max_attempts:
+    return _fail(_Draft(dag, state, event.time), node, event.error)
+
+
+def _fail(draft: _Draft, node: NodeCheckpoint, error: ErrorInfo) -> Decision:
+    dag, node_id = draft.dag, node.node_id
+    spec = dag.nodes[node_id]
+    if error.retryable and node.attempts < spec.retry.max_attempts:
         next_attempt = node.attempts + 1
         delay = spec.retry.delay_before(next_attempt)
-        draft.put(node.model_copy(update={"status": NodeStatus.RETRYING, "error": event.error}))
-        draft.decision.actions.append(ScheduleRetry(event.node_id, next_attempt, delay))
+        draft.put(node.model_copy(update={"status": NodeStatus.RETRYING, "error": error}))
+        draft.decision.actions.append(ScheduleRetry(node_id, next_attempt, delay))
         draft.emit(
             EventType.NODE_RETRYING,
-            event.node_id,
+            node_id,
             attempt=node.attempts,
             next_attempt=next_attempt,
             delay_s=delay,
-            error=event.error.model_dump(),
+            error=error.model_dump(),
         )
         return draft.decision
 
-    update: dict[str, Any] = {"status": NodeStatus.FAILED, "error": event.error, "finished_at": event.time}
+    update: dict[str, Any] = {"status": NodeStatus.FAILED, "error": error, "finished_at": draft.time}
     if spec.on_error is OnError.CONTINUE:
-        update["output"] = {"error": event.error.model_dump()}
+        update["output"] = {"error": error.model_dump()}
     elif spec.on_error is OnError.ERROR_EDGE:
-        update["inactive_targets"] = sorted(set(dag.successors[event.node_id]) - {spec.error_edge})
-        update["output"] = {"error": event.error.model_dump()}
+        update["inactive_targets"] = sorted(set(dag.successors[node_id]) - {spec.error_edge})
+        update["output"] = {"error": error.model_dump()}
     draft.put(node.model_copy(update=update))
     draft.emit(
         EventType.NODE_FAILED,
-        event.node_id,
+        node_id,
         attempt=node.attempts,
-        error=event.error.model_dump(),
+        error=error.model_dump(),
         handled=spec.on_error is not OnError.FAIL,
     )
     if spec.on_error is OnError.FAIL:
         draft.stop_all(NodeStatus.CANCELLED)
         draft.decision.status = JobStatus.FAILED
         draft.decision.error = ErrorInfo(
-            type=event.error.type,
-            message=f"node '{event.node_id}' failed: {event.error.message}",
-            retryable=event.error.retryable,
-            details={"node_id": event.node_id},
+            type=error.type,
+            message=f"node '{node_id}' failed: {error.message}",
+            retryable=error.retryable,
+            details={"node_id": node_id},
         )
         draft.emit(EventType.JOB_FAILED, None, error=draft.decision.error.model_dump())
         return draft.decision
-    draft.decide_successors(dag.successors[event.node_id])
+    draft.decide_successors(dag.successors[node_id])
     return draft.finish_if_done()
+
+
+def _node_waits(state: JobState, event: NodeWaits) -> Decision:
+    node = state.nodes[event.node_id]
+    if node.status is not NodeStatus.RUNNING:
+        return Decision()
+    waiting = node.model_copy(update={"status": NodeStatus.WAITING, "wait": event.wait})
+    shown = {k: v for k, v in event.wait.public(event.node_id).items() if k != "node_id"}
+    return Decision(
+        changes={event.node_id: waiting},
+        actions=[WatchWait(event.node_id, event.wait.deadline)],
+        events=[Emit(EventType.NODE_WAITING, event.node_id, shown)],
+    )
+
+
+def _wait_ended(dag: Dag, state: JobState, event: WaitEnded) -> Decision:
+    """End a wait once: a second signal or a late timer finds the node no longer waiting."""
+    node = state.nodes[event.node_id]
+    if node.status is not NodeStatus.WAITING or node.wait is None:
+        return Decision()
+    draft = _Draft(dag, state, event.time)
+    if event.signal is not None:
+        node = node.model_copy(
+            update={"wait": node.wait.model_copy(update={"taken_signal": event.signal.id})}
+        )
+        draft.emit(
+            EventType.SIGNAL_RECEIVED,
+            event.node_id,
+            signal=event.signal.name,
+            signal_id=event.signal.id,
+            by=event.signal.sender,
+        )
+    if event.error is not None:
+        return _fail(draft, node, event.error)
+    return _succeed(draft, node, event.output, event.inactive_targets, None)
 
 
 def _retry_due(dag: Dag, state: JobState, event: RetryDue) -> Decision:

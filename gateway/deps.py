@@ -20,11 +20,13 @@ from actors.ray_runtime.controller import WorkflowController
 from config.settings import Settings
 from engine.errors import NotFoundError
 from engine.records import JobRecord, WorkflowRecord
+from engine.waits import approval_node, approvers_of
 from gateway.auth import AuthenticationError, Principal, TokenVerifier
 from gateway.definition_checker import DefinitionChecker
 from gateway.job_watch import JobWatcher
 from gateway.metrics import ServiceMetrics
 from nodes.registry import NodeRegistry
+from nodes.wait import SIGNAL_NAME_PATTERN
 from storage.protocols import EventBus, Store
 from storage.secret_vault import SecretVault
 
@@ -176,9 +178,36 @@ async def streamable_job(
     return await load_owned_job(store, principal, job_id)
 
 
+@dataclass(frozen=True)
+class SignalTarget:
+    """A job the caller may signal under `name`: its owner or an admin any name; a listed approver
+    only the signal that decides an approval node (`approval`), and nothing else of the job."""
+
+    job: JobRecord
+    name: str
+    approval: bool
+
+
+async def signal_target(
+    store: StoreDep,
+    principal: CurrentUser,
+    job_id: Annotated[str, Path(max_length=128)],
+    name: Annotated[str, Path(max_length=128, pattern=SIGNAL_NAME_PATTERN)],
+) -> SignalTarget:
+    job = await store.get_job(job_id)
+    workflow = await store.get_workflow(job.workflow_id, job.workflow_version)
+    approval = approval_node(workflow.definition, name)
+    if principal.may_access(job.owner):
+        return SignalTarget(job, name, approval is not None)
+    if approval is not None and principal.subject in approvers_of(job, approval):
+        return SignalTarget(job, name, True)
+    raise NotFoundError(f"job {job_id} not found")
+
+
 OwnedWorkflow = Annotated[WorkflowRecord, Depends(owned_workflow)]
 OwnedJob = Annotated[JobRecord, Depends(owned_job)]
 StreamableJob = Annotated[JobRecord, Depends(streamable_job)]
+SignalableJob = Annotated[SignalTarget, Depends(signal_target)]
 
 
 @dataclass(frozen=True)

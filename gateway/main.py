@@ -25,7 +25,7 @@ from gateway.errors import install_error_handlers
 from gateway.job_watch import JobWatcher
 from gateway.limits import BodySizeLimitMiddleware, JsonNestingLimitMiddleware
 from gateway.metrics import HttpMetricsMiddleware, ServiceMetrics
-from gateway.routes import analytics, dev, events, health, jobs, nodes, secrets, workflows
+from gateway.routes import analytics, dev, events, health, jobs, nodes, secrets, waits, workflows
 from gateway.ui import mount_ui
 
 API_VERSION = "1.0.0"
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.draining = asyncio.Event()
     app.state.verifier = verifier
     install_error_handlers(app)
-    for module in (workflows, jobs, events, nodes, secrets, analytics, health, dev):
+    for module in (workflows, jobs, waits, events, nodes, secrets, analytics, health, dev):
         app.include_router(module.router)
     app.add_middleware(JsonNestingLimitMiddleware)
     mount_ui(app)

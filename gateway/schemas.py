@@ -7,11 +7,22 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.records import ErrorInfo, JobRecord, JobStatus, NodeCheckpoint, NodeStatus
+from engine.records import ErrorInfo, JobRecord, JobStatus, NodeCheckpoint, NodeStatus, SignalRecord, WaitKind
 
 
 def _seconds(started: datetime | None, finished: datetime | None) -> float | None:
     return (finished - started).total_seconds() if started and finished else None
+
+
+class WaitOut(BaseModel):
+    """What a node waits for (or waited for)."""
+
+    node_id: str
+    kind: WaitKind
+    signal: str | None = None
+    message: str | None = None
+    since: datetime
+    deadline: datetime | None = None
 
 
 class NodeState(BaseModel):
@@ -28,12 +39,14 @@ class NodeState(BaseModel):
     usage: dict[str, int] | None = None
     rendered_config: Any = None
     kept_from: str | None = None
+    wait: WaitOut | None = Field(default=None, description="what the node waits, or waited, for")
 
     @classmethod
     def from_checkpoint(cls, node: NodeCheckpoint) -> NodeState:
         return cls(
-            **node.model_dump(),
+            **node.model_dump(exclude={"wait"}),
             duration_s=_seconds(node.started_at, node.finished_at),
+            wait=None if node.wait is None else WaitOut(node_id=node.node_id, **node.wait.model_dump()),
         )
 
 
@@ -49,6 +62,9 @@ class JobSummary(BaseModel):
     finished_at: datetime | None = None
     duration_s: float | None = None
     rerun_of: str | None = Field(default=None, description="the job this one re-runs, if it is a re-run")
+    waiting_on: list[str] = Field(
+        default_factory=list, description="the nodes that wait now for a person, a signal or a timer"
+    )
 
     @classmethod
     def from_record(cls, job: JobRecord) -> JobSummary:
@@ -146,3 +162,38 @@ class HealthReport(BaseModel):
         default=None, description="the code node's sandbox here; never makes /health unavailable"
     )
     store: StoreReport | None = None
+
+
+class SignalOut(BaseModel):
+    """A signal as stored: `duplicate` when its Idempotency-Key was sent before (nothing new stored)."""
+
+    id: str
+    job_id: str
+    name: str
+    sender: str
+    created_at: datetime
+    duplicate: bool = False
+
+    @classmethod
+    def from_record(cls, signal: SignalRecord, duplicate: bool) -> SignalOut:
+        return cls(**signal.model_dump(include=set(cls.model_fields)), duplicate=duplicate)
+
+
+class ApprovalDecision(BaseModel):
+    """The body of an approval node's signal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approved: bool = Field(description="true approves, false rejects")
+    comment: str | None = Field(default=None, max_length=10_000)
+    data: Any = Field(default=None, description="anything the approver sends along; the node's `data`")
+
+
+class ApprovalOut(BaseModel):
+    """An open approval in an approver's inbox."""
+
+    job_id: str
+    node_id: str
+    message: str | None = None
+    since: datetime
+    deadline: datetime | None = None

@@ -19,7 +19,7 @@ from engine.budget import evaluation_budget
 from engine.catalog import NodeCatalog
 from engine.config_check import model_problems
 from engine.errors import NodeExecutionError, Problem, TemplateError
-from engine.records import LogLevel
+from engine.records import LogLevel, WaitInfo
 from engine.templating import TemplateContext, render
 from nodes.services import NodeServices
 
@@ -92,6 +92,9 @@ class NodeResult:
     output: Any
     inactive_targets: frozenset[str] = frozenset()
     usage: dict[str, int] | None = None
+    wait: WaitInfo | None = None
+    """Set by a node that waits (approval, wait) instead of finishing: the job keeps it as the node's
+    wait, and the node type's `finish_wait` decides its outcome when a signal or its deadline comes."""
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
@@ -108,6 +111,8 @@ class NodeType(ABC, Generic[ConfigT]):
     """Raw fields that hold no templates at all (user code): never rendered, never template-checked."""
     routing_fields: ClassVar[tuple[str, ...]] = ()
     """Config fields that name a direct successor to route to."""
+    waits: ClassVar[bool] = False
+    """Whether `execute` starts a wait (NodeResult.wait) instead of finishing (nodes/waiting.py)."""
 
     def validate_config(self, config: dict[str, Any]) -> list[Problem]:
         """Problems with a config as written in a definition; templates stand for any value."""

@@ -51,6 +51,11 @@ actor's event loop. (Sub-graph items sent to executor actors have a budget per n
 SUBGRAPH_LIMITS = DefinitionLimits(max_nodes=100, max_edges=1_000, max_bytes=256 * 2**10)
 
 
+_WAITING_CHILD = (
+    "a {type} node pauses its job, which a map's items cannot; put it in the workflow before or after the map"
+)
+
+
 class FailurePolicy(StrEnum):
     FAIL_FAST = "fail_fast"  # the first failed item fails the node; the rest are cancelled
     COLLECT = "collect"  # every item runs; failures are listed in the output
@@ -181,6 +186,8 @@ class MapNode(NodeType[MapConfig]):
             return [Problem(f"unknown node type '{child_type}'", field="config.node.type")]
         if child_type == self.type_name:
             return [Problem("a map node cannot map another map node", field="config.node.type")]
+        if catalog.waits(child_type):
+            return [Problem(_WAITING_CHILD.format(type=child_type), field="config.node.type")]
         if not isinstance(config, dict):
             return []
         if catalog.routing_targets(child_type, config):
@@ -307,6 +314,13 @@ def _graph_problems(graph: dict[str, Any], catalog: NodeCatalog) -> list[Problem
             problems.append(
                 Problem(
                     f"sub-graph node '{node.get('id')}': a map cannot run inside a map's sub-graph",
+                    field=f"config.graph.nodes.{node.get('id')}.type",
+                )
+            )
+        elif isinstance(node, dict) and isinstance(node.get("type"), str) and catalog.waits(node["type"]):
+            problems.append(
+                Problem(
+                    f"sub-graph node '{node.get('id')}': " + _WAITING_CHILD.format(type=node["type"]),
                     field=f"config.graph.nodes.{node.get('id')}.type",
                 )
             )

@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from engine.errors import NotFoundError
+from nodes.approval import ApprovalNode
 from nodes.base import NodeType
 from nodes.code import CodeNode
 from nodes.conditional import ConditionalNode
@@ -28,6 +29,7 @@ from nodes.map import MapNode
 from nodes.start import StartNode
 from nodes.switch import SwitchNode
 from nodes.transform import TransformNode
+from nodes.wait import WaitNode
 
 ENTRY_POINT_GROUP = "workflow_service.nodes"
 BUILTIN_NODE_TYPES: tuple[type[NodeType[Any]], ...] = (
@@ -40,6 +42,8 @@ BUILTIN_NODE_TYPES: tuple[type[NodeType[Any]], ...] = (
     MapNode,
     HttpNode,
     CodeNode,
+    ApprovalNode,
+    WaitNode,
 )
 
 logger = logging.getLogger(__name__)
@@ -85,6 +89,9 @@ class NodeRegistry:
 
     def templated_config(self, node_type: str, config: dict[str, Any]) -> dict[str, Any]:
         return self.get(node_type).templated_config(config, self)
+
+    def waits(self, node_type: str) -> bool:
+        return node_type in self._types and self._types[node_type].waits
 
 
 def load_plugins(registry: NodeRegistry, group: str = ENTRY_POINT_GROUP) -> None:

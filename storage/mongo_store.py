@@ -52,6 +52,8 @@ from engine.records import (
     NodeCheckpoint,
     Page,
     SecretInfo,
+    SignalRecord,
+    WaitInfo,
     WorkflowAnalytics,
     WorkflowRecord,
     utcnow,
@@ -148,6 +150,7 @@ def _node_doc(node: NodeCheckpoint) -> dict[str, Any]:
         "error_json": _error_json(node.error),
         "rendered_config_json": _json(node.rendered_config),
         "kept_from": node.kept_from,
+        "wait_json": None if node.wait is None else node.wait.model_dump_json(),
     }
 
 
@@ -165,6 +168,7 @@ def _node(doc: dict[str, Any]) -> NodeCheckpoint:
         usage=doc["usage"],
         rendered_config=json.loads(doc.get("rendered_config_json", "null")),
         kept_from=doc.get("kept_from"),
+        wait=None if doc.get("wait_json") is None else WaitInfo.model_validate_json(doc["wait_json"]),
     )
 
 
@@ -188,6 +192,7 @@ def _job_doc(job: JobRecord) -> dict[str, Any]:
         "schema_version": job.schema_version,
         "owner_roles": job.owner_roles,
         "rerun_of": job.rerun_of,
+        "waiting_on": job.waiting_on,
         "nodes": {node_id: _node_doc(node) for node_id, node in job.nodes.items()},
         "log_count": 0,
     }
@@ -218,6 +223,7 @@ def _job(doc: dict[str, Any]) -> JobRecord:
         schema_version=doc["schema_version"],
         owner_roles=doc.get("owner_roles", []),
         rerun_of=doc.get("rerun_of"),
+        waiting_on=doc.get("waiting_on", []),
     )
 
 
@@ -246,6 +252,7 @@ _CHANGE_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "actor_name": ("actor_name", str),
     "event_sequence": ("event_sequence", int),
     "pending_events": ("pending_events_json", _json),
+    "waiting_on": ("waiting_on", list),
 }
 """JobChanges field -> (document field, encoder)."""
 
@@ -345,6 +352,9 @@ class MongoStore:
         self._jobs: AsyncIOMotorCollection = self._db["jobs"]
         self._logs: AsyncIOMotorCollection = self._db["logs"]
         self._secrets: AsyncIOMotorCollection = self._db["secrets"]
+        self._signals: AsyncIOMotorCollection = self._db.get_collection(
+            "signals", write_concern=WriteConcern("majority") if write_concern_majority else None
+        )
         self._durable_jobs: AsyncIOMotorCollection = (
             self._db.get_collection("jobs", write_concern=WriteConcern("majority"))
             if write_concern_majority
@@ -380,6 +390,16 @@ class MongoStore:
         await self._logs.create_index([("job_id", ASCENDING), ("seq", ASCENDING)], unique=True, name="by_job")
         await self._secrets.create_index(
             [("owner", ASCENDING), ("name", ASCENDING)], unique=True, name="by_owner_name"
+        )
+        await self._jobs.create_index(
+            NEWEST_FIRST, partialFilterExpression={"waiting_on.0": {"$exists": True}}, name="waiting"
+        )
+        await self._signals.create_index([("job_id", ASCENDING), ("seq", ASCENDING)], name="by_job")
+        await self._signals.create_index(
+            [("job_id", ASCENDING), ("idempotency_key", ASCENDING)],
+            unique=True,
+            partialFilterExpression={"idempotency_key": {"$type": "string"}},
+            name="idempotency",
         )
 
     async def close(self) -> None:
@@ -566,9 +586,12 @@ class MongoStore:
         status: JobStatus | Sequence[JobStatus] | None = None,
         offset: int = 0,
         limit: int = 50,
+        waiting: bool | None = None,
     ) -> Page[JobRecord]:
         check_page(offset, limit)
         query: dict[str, Any] = {}
+        if waiting is not None:
+            query["waiting_on.0"] = {"$exists": waiting}
         if owner is not None:
             query["owner"] = owner
         if workflow_id is not None:
@@ -709,6 +732,42 @@ class MongoStore:
         }
         return fold_workflow_analytics(samples, names, since, until)
 
+    # signals
+
+    @_unavailable_as_storage_error
+    async def put_signal(self, signal: SignalRecord) -> tuple[SignalRecord, bool]:
+        """Signals of a job keep the order they were stored in by `seq`, a counter in the job's
+        document (`signal_count`) reserved before the insert."""
+        check_storable(signal, f"signal {signal.name} of job {signal.job_id}")
+        key = signal.idempotency_key
+        if key is not None:
+            existing = await self._signals.find_one({"job_id": signal.job_id, "idempotency_key": key})
+            if existing is not None:
+                return _signal(existing), False
+        reserved = await self._jobs.find_one_and_update(
+            {"_id": signal.job_id},
+            {"$inc": {"signal_count": 1}},
+            projection={"signal_count": True},
+            return_document=ReturnDocument.AFTER,
+        )
+        if reserved is None:
+            raise NotFoundError(f"job {signal.job_id} not found")
+        doc = {**signal.model_dump(mode="python"), "_id": signal.id, "seq": reserved["signal_count"]}
+        doc["created_at"] = _utc(signal.created_at)
+        try:
+            await self._signals.insert_one(doc)
+        except DuplicateKeyError:
+            existing = await self._signals.find_one({"job_id": signal.job_id, "idempotency_key": key})
+            if existing is None:
+                raise
+            return _signal(existing), False
+        return signal, True
+
+    @_unavailable_as_storage_error
+    async def list_signals(self, job_id: str) -> list[SignalRecord]:
+        cursor = self._signals.find({"job_id": job_id}).sort("seq", ASCENDING)
+        return [_signal(doc) async for doc in cursor]
+
     # secrets
 
     @_unavailable_as_storage_error
@@ -740,6 +799,18 @@ class MongoStore:
         deleted = await self._secrets.delete_one({"owner": owner, "name": name})
         if deleted.deleted_count == 0:
             raise NotFoundError(f"no secret named {name!r}")
+
+
+def _signal(doc: dict[str, Any]) -> SignalRecord:
+    return SignalRecord(
+        id=doc["_id"],
+        job_id=doc["job_id"],
+        name=doc["name"],
+        payload=doc.get("payload", {}),
+        sender=doc["sender"],
+        idempotency_key=doc.get("idempotency_key"),
+        created_at=_utc(doc["created_at"]),
+    )
 
 
 def _secret_info(doc: dict[str, Any]) -> SecretInfo:

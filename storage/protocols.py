@@ -17,6 +17,7 @@ from engine.records import (
     NodeCheckpoint,
     Page,
     SecretInfo,
+    SignalRecord,
     WorkflowAnalytics,
     WorkflowRecord,
 )
@@ -39,7 +40,19 @@ class SecretStore(Protocol):
         """NotFoundError when the owner has no secret of that name."""
 
 
-class Store(SecretStore, Protocol):
+class SignalStore(Protocol):
+    """Signals sent to jobs, each stored before its sender is answered (so none is lost); which node took
+    one is kept in that node's checkpoint, not here."""
+
+    async def put_signal(self, signal: SignalRecord) -> tuple[SignalRecord, bool]:
+        """Store a signal and return it with True; when the job already has a signal of the same
+        idempotency key, return that one with False and store nothing."""
+
+    async def list_signals(self, job_id: str) -> list[SignalRecord]:
+        """The job's signals in the order they were stored."""
+
+
+class Store(SecretStore, SignalStore, Protocol):
     """Workflows, jobs with their node checkpoints, job logs, analytics and users' sealed secrets: the
     source of truth."""
 
@@ -97,8 +110,9 @@ class Store(SecretStore, Protocol):
         status: JobStatus | Sequence[JobStatus] | None = None,
         offset: int = 0,
         limit: int = 50,
+        waiting: bool | None = None,
     ) -> Page[JobRecord]:
-        """Newest first."""
+        """Newest first; `waiting=True` keeps the jobs some node of which waits now (`waiting_on`)."""
 
     async def checkpoint(
         self,

@@ -48,6 +48,7 @@ from engine.records import (
     NodeCheckpoint,
     Page,
     SecretInfo,
+    SignalRecord,
     WorkflowAnalytics,
     WorkflowRecord,
     utcnow,
@@ -149,6 +150,22 @@ MIGRATIONS: list[tuple[str, ...]] = [
         ) WITHOUT ROWID""",
     ),
     ("ALTER TABLE jobs ADD COLUMN rerun_of TEXT",),
+    (
+        "ALTER TABLE jobs ADD COLUMN waiting_on TEXT NOT NULL DEFAULT '[]'",
+        "CREATE INDEX jobs_waiting ON jobs (created_at DESC, id DESC) WHERE waiting_on != '[]'",
+        """CREATE TABLE signals (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            job_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            idempotency_key TEXT,
+            created_at INTEGER NOT NULL
+        )""",
+        "CREATE INDEX signals_by_job ON signals (job_id, seq)",
+        "CREATE UNIQUE INDEX signals_idempotency ON signals (job_id, idempotency_key)",
+    ),
 ]
 """Schema migrations in order; the file's PRAGMA user_version counts those applied."""
 
@@ -168,8 +185,9 @@ BUSY_LONGEST_WAIT_S = 0.5
 _JOB_COLUMNS = (
     "id, owner, workflow_id, workflow_version, status, input, result, error, created_at, started_at, "
     "finished_at, version, actor_name, idempotency_key, event_sequence, pending_events, schema_version, "
-    "owner_roles, rerun_of"
+    "owner_roles, rerun_of, waiting_on"
 )
+_SIGNAL_COLUMNS = "id, job_id, name, payload, sender, idempotency_key, created_at"
 _WORKFLOW_COLUMNS = "id, owner, version, name, description, definition, created_at, updated_at"
 _VERSION_TABLE_COLUMNS = "workflow_id, owner, version, name, description, definition, created_at, updated_at"
 _VERSION_COLUMNS = "workflow_id AS id, owner, version, name, description, definition, created_at, updated_at"
@@ -215,6 +233,7 @@ _CHANGE_ENCODERS: dict[str, Callable[[Any], Any]] = {
     "actor_name": str,
     "event_sequence": int,
     "pending_events": _json,
+    "waiting_on": _json,
 }
 """JobChanges field -> encoder of its jobs column (the column has the field's name)."""
 
@@ -277,6 +296,19 @@ def _job(row: sqlite3.Row, node_rows: Sequence[sqlite3.Row]) -> JobRecord:
         schema_version=row["schema_version"],
         owner_roles=json.loads(row["owner_roles"]),
         rerun_of=row["rerun_of"],
+        waiting_on=json.loads(row["waiting_on"]),
+    )
+
+
+def _signal(row: sqlite3.Row) -> SignalRecord:
+    return SignalRecord(
+        id=row["id"],
+        job_id=row["job_id"],
+        name=row["name"],
+        payload=json.loads(row["payload"]),
+        sender=row["sender"],
+        idempotency_key=row["idempotency_key"],
+        created_at=_from_ms(row["created_at"]),
     )
 
 
@@ -712,6 +744,7 @@ class SqliteStore:
             job.schema_version,
             _json(job.owner_roles),
             job.rerun_of,
+            _json(job.waiting_on),
         )
         node_rows = [_node_row(job.id, node) for node in job.nodes.values()]
 
@@ -743,10 +776,13 @@ class SqliteStore:
         status: JobStatus | Sequence[JobStatus] | None = None,
         offset: int = 0,
         limit: int = 50,
+        waiting: bool | None = None,
     ) -> Page[JobRecord]:
         check_page(offset, limit)
         clauses: list[str] = []
         params: list[Any] = []
+        if waiting is not None:
+            clauses.append("waiting_on != '[]'" if waiting else "waiting_on = '[]'")
         if owner is not None:
             clauses.append("owner = ?")
             params.append(owner)
@@ -908,6 +944,43 @@ class SqliteStore:
 
         samples, names = await self._read(work)
         return fold_workflow_analytics(samples, names, since, until)
+
+    # signals
+
+    async def put_signal(self, signal: SignalRecord) -> tuple[SignalRecord, bool]:
+        check_storable(signal, f"signal {signal.name} of job {signal.job_id}")
+        values = (
+            signal.id,
+            signal.job_id,
+            signal.name,
+            _json(signal.payload),
+            signal.sender,
+            signal.idempotency_key,
+            _to_ms(signal.created_at),
+        )
+
+        def work(conn: sqlite3.Connection) -> tuple[SignalRecord, bool]:
+            if signal.idempotency_key is not None:
+                row = conn.execute(
+                    f"SELECT {_SIGNAL_COLUMNS} FROM signals WHERE job_id = ? AND idempotency_key = ?",
+                    (signal.job_id, signal.idempotency_key),
+                ).fetchone()
+                if row is not None:
+                    return _signal(row), False
+            conn.execute(f"INSERT INTO signals ({_SIGNAL_COLUMNS}) VALUES (?,?,?,?,?,?,?)", values)
+            row = conn.execute(f"SELECT {_SIGNAL_COLUMNS} FROM signals WHERE id = ?", (signal.id,)).fetchone()
+            return _signal(row), True
+
+        return await self._write(work)
+
+    async def list_signals(self, job_id: str) -> list[SignalRecord]:
+        def work(conn: sqlite3.Connection) -> list[SignalRecord]:
+            rows = conn.execute(
+                f"SELECT {_SIGNAL_COLUMNS} FROM signals WHERE job_id = ? ORDER BY seq", (job_id,)
+            )
+            return [_signal(row) for row in rows]
+
+        return await self._read_one(work)
 
     # secrets
 

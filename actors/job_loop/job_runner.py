@@ -4,6 +4,12 @@ Every state change goes through the job's writer (job_writer.py): the scheduling
 one checkpoint with their events and log lines, then published, then acted on. Events that are
 ready together are committed together (a group commit), so a chain of quick nodes costs one checkpoint
 per node. A run first publishes what the last run left in the outbox.
+
+A run also ends, with the job still running, once the job is suspended (engine/waits.py): every node left
+waits for a signal or a timer. Its checkpoint already holds the waits, so the runner just stops; whoever
+runs the job next (on any actor) resumes it from there when a signal comes or a deadline is due. Signals
+are read from the store (`signals_arrived` says when to read again) and a waiting node takes one in the
+same checkpoint that completes it, so each signal is taken once.
 """
 
 from __future__ import annotations
@@ -24,15 +30,28 @@ from actors.job_loop.node_tasks import NodeTasks
 from engine.backoff import equal_jitter
 from engine.dag import Dag
 from engine.errors import ConditionError, ConflictError
+from engine.failures import error_info
 from engine.ledger import JobLedger, capped, terminal_with_output
-from engine.records import JobEvent, JobRecord, JobStatus, LogEntry, LogLevel, utcnow
+from engine.records import JobEvent, JobRecord, JobStatus, LogEntry, LogLevel, SignalRecord, utcnow
 from engine.redaction import Redactor
-from engine.scheduler import Begin, CancelRequested, JobState, NodeProgress, SchedulerEvent
+from engine.scheduler import (
+    Action,
+    Begin,
+    CancelNodes,
+    CancelRequested,
+    JobState,
+    NodeProgress,
+    SchedulerEvent,
+    WaitEnded,
+    WatchWait,
+)
 from engine.templating import TemplateContext
+from engine.waits import is_suspended, signals_to_take
 from nodes.base import NodeContext, NodeResult
 from nodes.registry import NodeRegistry
 from nodes.services import NodeServices
 from nodes.settings import NodeSettings
+from nodes.waiting import WaitArrival, WaitingNodeType
 from storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
@@ -76,7 +95,13 @@ class JobRunner:
             rendered_config=self._rendered_configs.get,
         )
         self._writer = JobWriter(self.ledger, services.store, services.bus, job.version)
-        self._inbox: asyncio.Queue[SchedulerEvent] = asyncio.Queue()
+        self._inbox: asyncio.Queue[SchedulerEvent | None] = asyncio.Queue()
+        """Events to commit; None only wakes the loop to see whether the job is suspended now."""
+        self._wait_timers: dict[str, asyncio.TimerHandle] = {}
+        self._claimed_signals: set[str] = set()
+        """Signals handed to a WaitEnded that is not committed yet."""
+        self._signal_reader: asyncio.Task[None] | None = None
+        self._read_signals_again = False
         self._last_progress: dict[str, float] = {}
         self._nodes = NodeTasks(
             dag, self._execute, self._inbox.put_nowait, services.clock, services.jitter, f"{job.id}:"
@@ -93,21 +118,32 @@ class JobRunner:
     def cancel(self, reason: str = "cancelled by request") -> None:
         self._inbox.put_nowait(CancelRequested(self.services.clock(), reason))
 
+    def signals_arrived(self) -> None:
+        """A signal for this job was stored: read the job's signals again."""
+        self._read_signals()
+
     async def run(self) -> JobStatus:
+        """Run until the job ends, or until it is suspended (then the status returned is `running`)."""
         try:
             moved = self.services.actor_name if self.services.actor_name != self.job.actor_name else None
             await self._commit([Begin(self.services.clock())], self.job.pending_events, moved)
-            while not self.state.status.is_terminal:
+            while not self.state.status.is_terminal and not self._suspended():
                 batch = [await self._inbox.get()]
                 while not self._inbox.empty():
                     batch.append(self._inbox.get_nowait())
-                await self._commit(batch)
+                events = [event for event in batch if event is not None]
+                if events:
+                    await self._commit(events)
         except ConflictError:
             stored = await self.services.store.get_job(self.job.id)
             if not stored.status.is_terminal:
                 raise
             self.state.status = stored.status
         finally:
+            for timer in self._wait_timers.values():
+                timer.cancel()
+            if self._signal_reader is not None:
+                self._signal_reader.cancel()
             await self._nodes.cancel_all()
             if self._log_writes:
                 await asyncio.gather(*self._log_writes, return_exceptions=True)
@@ -129,8 +165,83 @@ class JobRunner:
                     self._outputs[node_id] = node.output
         if self.state.status.is_terminal and not was_terminal:
             logger.info("job %s %s", self.job.id, self.state.status.value, extra={"job_id": self.job.id})
+        self._claimed_signals.difference_update(
+            event.signal.id for event in events if isinstance(event, WaitEnded) and event.signal is not None
+        )
         for action in commit.actions:
-            self._nodes.perform(action)
+            self._perform(action)
+
+    def _perform(self, action: Action) -> None:
+        match action:
+            case WatchWait(node_id, deadline):
+                self._read_signals()
+                if deadline is not None:
+                    delay = (deadline - self.services.clock()).total_seconds()
+                    if delay <= 0:
+                        self._deadline_passed(node_id)
+                    else:
+                        loop = asyncio.get_running_loop()
+                        self._wait_timers[node_id] = loop.call_later(delay, self._deadline_passed, node_id)
+            case CancelNodes(node_ids):
+                for node_id in node_ids:
+                    timer = self._wait_timers.pop(node_id, None)
+                    if timer is not None:
+                        timer.cancel()
+                self._nodes.perform(action)
+            case _:
+                self._nodes.perform(action)
+
+    # ------------------------------------------------------------ waits
+
+    def _suspended(self) -> bool:
+        """Every node left waits, and nothing that could end a wait is under way here."""
+        return (
+            is_suspended(self.state.status, self.state.nodes)
+            and self._inbox.empty()
+            and self._signal_reader is None
+        )
+
+    def _deadline_passed(self, node_id: str) -> None:
+        self._wait_timers.pop(node_id, None)
+        self._inbox.put_nowait(self._wait_ended(node_id, WaitArrival(self.services.clock())))
+
+    def _read_signals(self) -> None:
+        """Read the job's signals (once more if a read is under way) and end the waits they answer."""
+        if self._signal_reader is not None:
+            self._read_signals_again = True
+            return
+        self._signal_reader = asyncio.get_running_loop().create_task(self._take_signals())
+
+    async def _take_signals(self) -> None:
+        try:
+            while True:
+                self._read_signals_again = False
+                signals = await self.services.store.list_signals(self.job.id)
+                self._end_waits_with(signals)
+                if not self._read_signals_again:
+                    break
+        except Exception:
+            logger.exception("job %s: could not read its signals", self.job.id, extra={"job_id": self.job.id})
+        finally:
+            self._signal_reader = None
+            self._inbox.put_nowait(None)
+
+    def _end_waits_with(self, signals: list[SignalRecord]) -> None:
+        for node_id, signal in signals_to_take(self.state.nodes, signals, self._claimed_signals):
+            self._claimed_signals.add(signal.id)
+            self._inbox.put_nowait(self._wait_ended(node_id, WaitArrival(self.services.clock(), signal)))
+
+    def _wait_ended(self, node_id: str, arrival: WaitArrival) -> WaitEnded:
+        """The node type's outcome of a wait, as the scheduling step's event."""
+        node = self.state.nodes[node_id]
+        node_type = self.services.registry.get(node.node_type)
+        try:
+            if node.wait is None or not isinstance(node_type, WaitingNodeType):
+                raise TypeError(f"node '{node_id}' ({node.node_type}) has no wait to end")
+            result = node_type.finish_wait(node.wait, arrival)
+        except Exception as exc:
+            return WaitEnded(node_id, arrival.time, error=error_info(exc), signal=arrival.signal)
+        return WaitEnded(node_id, arrival.time, result.output, result.inactive_targets, signal=arrival.signal)
 
     async def _report_progress(self, node_id: str, data: dict[str, Any]) -> None:
         """Queue a progress event, at most one per PROGRESS_INTERVAL_S per node, and always the last."""

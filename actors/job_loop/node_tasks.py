@@ -19,6 +19,7 @@ from engine.scheduler import (
     CancelNodes,
     NodeFailed,
     NodeSucceeded,
+    NodeWaits,
     RetryDue,
     RunNode,
     ScheduleRetry,
@@ -34,7 +35,7 @@ class NodeTasks:
     """One task per node of a DAG: its running attempt (bounded by the node's `timeout_s`) or its wait
     before a retry. A finished attempt goes to `report` as NodeSucceeded or NodeFailed (its error's type
     and retryability kept, a timeout as `node_timeout`, an output nested deeper than MAX_JSON_DEPTH as
-    `nesting_too_deep`), a due retry as RetryDue."""
+    `nesting_too_deep`), an attempt that starts a wait as NodeWaits, a due retry as RetryDue."""
 
     def __init__(
         self,
@@ -94,6 +95,9 @@ class NodeTasks:
         except Exception as exc:
             self._report(NodeFailed(node_id, error_info(exc), self._clock()))
         else:
+            if result.wait is not None:
+                self._report(NodeWaits(node_id, result.wait, self._clock()))
+                return
             self._report(
                 NodeSucceeded(node_id, result.output, self._clock(), result.inactive_targets, result.usage)
             )

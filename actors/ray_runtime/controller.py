@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -15,10 +16,12 @@ from actors.ray_runtime.remote_calls import RemoteNodeError
 from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.dag import Dag
 from engine.errors import ConflictError
-from engine.records import JobRecord, JobStatus, NodeCheckpoint, Page
+from engine.records import JobRecord, JobStatus, NodeCheckpoint, Page, SignalRecord
 from engine.rerun import check_rerun_nodes, kept_checkpoints
 from nodes.base import NodeResult
 from storage.protocols import Store
+
+logger = logging.getLogger(__name__)
 
 
 class WorkflowController:
@@ -130,6 +133,34 @@ class WorkflowController:
 
     async def cancel_job(self, job_id: str) -> JobRecord:
         return await self._manager.cancel(job_id)
+
+    async def signal_job(
+        self,
+        job: JobRecord,
+        name: str,
+        payload: dict[str, Any],
+        sender: str,
+        idempotency_key: str | None = None,
+    ) -> tuple[SignalRecord, bool]:
+        """Store a signal for a job that has not ended, then tell the job manager; True when it is new.
+        Stored is delivered: should the manager not hear of it, the job takes it when it next runs, and a
+        restarted manager resumes suspended jobs that have a signal to take."""
+        if job.status.is_terminal:
+            raise ConflictError(f"job {job.id} already {job.status.value}; it takes no more signals")
+        signal = SignalRecord(
+            id=uuid.uuid4().hex,
+            job_id=job.id,
+            name=name,
+            payload=payload,
+            sender=sender,
+            idempotency_key=idempotency_key,
+        )
+        stored, created = await self._store.put_signal(signal)
+        try:
+            await self._manager.signal(job.id)
+        except ray_api.ActorDiedError:
+            logger.warning("job %s: the job manager did not hear of signal %s; it recovers it", job.id, name)
+        return stored, created
 
     async def list_jobs(
         self,

@@ -55,7 +55,8 @@ class JobActor:
         return await self.info()
 
     async def run_job(self, job_id: str) -> str:
-        """Run (or resume) a job to its end and return its final status; other jobs may run beside it."""
+        """Run (or resume) a job to its end and return its final status, or `running` when the job was
+        suspended to wait (the job manager resumes it later); other jobs may run beside it."""
         done = self._done.setdefault(job_id, asyncio.Event())
         ray_metrics.job_run_started()
         started, outcome = time.monotonic(), ray_metrics.ABORTED
@@ -105,6 +106,15 @@ class JobActor:
             runner.cancel()
         else:
             self._cancel_requested.add(job_id)
+
+    async def deliver_signals(self, job_id: str) -> bool:
+        """A signal for the job was stored: its runner reads the job's signals again. False when the job
+        does not run here (any more), so the caller resumes it instead."""
+        runner = self._runners.get(job_id)
+        if runner is None:
+            return False
+        runner.signals_arrived()
+        return True
 
     async def wait_job(self, job_id: str) -> str:
         """Return once a job this actor runs has ended (used to adopt running jobs after a restart)."""

@@ -7,6 +7,11 @@ from a warm pool of ready ones; reuse mode spreads jobs over a fixed set of warm
 starting one per job. The
 store stays the source of truth: a manager that restarts rebuilds its queue from the jobs stored as
 pending or running and adopts the job actors still alive.
+
+A job whose run ends suspended (engine/waits.py) holds no actor and no admission slot: the manager keeps
+only its earliest deadline (wake_queue.py) and resumes it through admission, like a queued job, when that
+is due or when a signal for it is stored (`signal`). A restarted manager finds the suspended jobs in the
+store: their deadlines from their checkpoints, and resumes at once those with a signal they can take.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ from actors.ray_runtime.llm_limiter import limiter_handle
 from actors.ray_runtime.node_executor import NodeExecutor
 from actors.ray_runtime.pooled_actors import DEDICATED_PREFIX, SHARED_PREFIX, PooledActor
 from actors.ray_runtime.runtime_config import RuntimeConfig
+from actors.ray_runtime.wake_queue import WakeQueue
 from engine.dag import Dag
 from engine.errors import ConflictError, NotFoundError
 from engine.ledger import JobLedger
 from engine.records import ErrorInfo, JobRecord, JobStatus, utcnow
 from engine.scheduler import CancelRequested, JobState, RuntimeFailed
+from engine.waits import is_suspended, signals_to_take, wake_at
 from storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
@@ -87,6 +94,10 @@ class JobManager:
         self._queue: deque[str] = deque()
         self._active: dict[str, PooledActor] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._suspended: set[str] = set()
+        self._signalled: set[str] = set()
+        """Active jobs a signal was stored for during their run: resumed at once if they suspend."""
+        self._wake = WakeQueue(self._resume)
         self.peak_active = 0
 
     # ------------------------------------------------------------ start-up
@@ -152,11 +163,27 @@ class JobManager:
                 self._active[job_id] = member
                 self._spawn(self._adopt(job_id, member))
         for job in unfinished:
-            if job.id not in self._active:
+            if job.id in self._active:
+                continue
+            if is_suspended(job.status, job.nodes):
+                await self._recover_suspended(job)
+            else:
                 self._queue.append(job.id)
         if unfinished:
             logger.info("recovered %d unfinished jobs (%d adopted)", len(unfinished), len(self._active))
         self._admit()
+
+    async def _recover_suspended(self, job: JobRecord) -> None:
+        """A job that was suspended when the last manager stopped: resumed now if a signal it can take
+        arrived meanwhile (or its deadline passed), else kept until then."""
+        signals = await self._require_store().list_signals(job.id)
+        due = wake_at(job.nodes)
+        self._suspended.add(job.id)
+        if signals_to_take(job.nodes, signals):
+            self._queue.append(job.id)
+            self._suspended.discard(job.id)
+        elif due is not None:
+            self._wake.schedule(job.id, due)
 
     async def _jobs_running_on(self, name: str, handle: ray_api.JobActorHandle) -> set[str]:
         """The jobs a leftover actor is running now: asked, not read from the store, so a job handed to it
@@ -218,6 +245,9 @@ class JobManager:
             self._begin(job_id, self._actors.for_job(job_id))
 
     def _begin(self, job_id: str, member: PooledActor, created: JobRecord | None = None) -> None:
+        self._suspended.discard(job_id)
+        self._signalled.discard(job_id)
+        self._wake.discard(job_id)
         self._active[job_id] = member
         self.peak_active = max(self.peak_active, len(self._active))
         self._spawn(self._run(job_id, member, created))
@@ -226,11 +256,12 @@ class JobManager:
         """Run a job on its actor. A job begun as it was `created` already names its actor, so it
         costs the store nothing more here; a queued one is read again (it may have been cancelled)."""
         store = self._require_store()
+        suspended = False
         try:
             job = created or await store.get_job(job_id)
             if job.status.is_terminal:
                 return
-            await member.handle.run_job(job_id)
+            suspended = await member.handle.run_job(job_id) == JobStatus.RUNNING.value
         except ray_api.ActorDiedError as exc:
             logger.error("job actor %s for job %s died for good: %s", member.name, job_id, exc)
             await self._fail_unrunnable(job_id, f"its job actor died: {exc}")
@@ -239,6 +270,46 @@ class JobManager:
             await self._fail_unrunnable(job_id, f"{type(exc).__name__}: {exc}")
         finally:
             self._release(job_id, member)
+        if suspended:
+            await self._keep_suspended(job_id)
+
+    async def _keep_suspended(self, job_id: str) -> None:
+        """The job's run ended with the job waiting: keep its earliest deadline, or resume it at once when
+        a signal was stored for it while it ran (its runner may have read the signals before it came)."""
+        job = await self._require_store().get_job(job_id)
+        if job.status.is_terminal or job_id in self._active or job_id in self._queue:
+            return
+        if job_id in self._signalled or not is_suspended(job.status, job.nodes):
+            self._signalled.discard(job_id)
+            self._resume(job_id)
+            return
+        self._suspended.add(job_id)
+        due = wake_at(job.nodes)
+        if due is not None:
+            self._wake.schedule(job_id, due)
+
+    # ------------------------------------------------------------ waits
+
+    async def signal(self, job_id: str) -> None:
+        """A signal for the job was stored: its runner reads it, or the suspended job is resumed."""
+        await self._ensure_started()
+        member = self._active.get(job_id)
+        if member is None:
+            self._resume(job_id)
+            return
+        self._signalled.add(job_id)
+        try:
+            await member.handle.deliver_signals(job_id)
+        except ray_api.ActorDiedError:
+            logger.warning("job %s: its actor died before it took a signal; it resumes", job_id)
+
+    def _resume(self, job_id: str) -> None:
+        """Queue a suspended job (a due deadline, a signal), unless it runs or waits in the queue already."""
+        if job_id in self._active or job_id in self._queue:
+            return
+        self._suspended.discard(job_id)
+        self._queue.append(job_id)
+        self._admit()
 
     def _release(self, job_id: str, member: PooledActor) -> None:
         self._active.pop(job_id, None)
@@ -268,13 +339,16 @@ class JobManager:
             self._queue.remove(job_id)
         if member is not None:
             await member.handle.cancel_job(job_id)
+        self._suspended.discard(job_id)
+        self._wake.discard(job_id)
         try:
             return await self._cancel_in_store(job)
         except ConflictError:
             return await self._await_terminal(job_id)
 
     async def _cancel_in_store(self, job: JobRecord) -> JobRecord:
-        await self._end_outside_actor(job, CancelRequested(utcnow(), "cancelled while pending"))
+        reason = "cancelled while waiting" if job.status is JobStatus.RUNNING else "cancelled while pending"
+        await self._end_outside_actor(job, CancelRequested(utcnow(), reason))
         return await self._require_store().get_job(job.id)
 
     async def _end_outside_actor(self, job: JobRecord, event: CancelRequested | RuntimeFailed) -> None:
@@ -323,6 +397,8 @@ class JobManager:
             "mode": self.runtime.settings.jobs.actor_mode.value,
             "active": len(self._active),
             "pending": len(self._queue),
+            "suspended": len(self._suspended),
+            "timers": len(self._wake),
             "pool": self._actors.warm(),
             "max_active_jobs": self.runtime.max_active_jobs,
             "peak_active": self.peak_active,

@@ -251,6 +251,9 @@ class JobManagerHandle(_Handle):
     def cancel(self, job_id: str) -> Pending[JobRecord]:
         return self._send("cancel", job_id, retry_on_restart=False)
 
+    def signal(self, job_id: str) -> Pending[None]:
+        return self._send("signal", job_id)
+
     def stats(self) -> Pending[dict[str, Any]]:
         return self._send("stats")
 
@@ -269,6 +272,9 @@ class JobActorHandle(_Handle):
 
     def wait_job(self, job_id: str) -> Pending[str]:
         return self._send("wait_job", job_id)
+
+    def deliver_signals(self, job_id: str) -> Pending[bool]:
+        return self._send("deliver_signals", job_id, retry_on_restart=False)
 
     def info(self, *, retry_on_restart: bool = True) -> Pending[dict[str, Any]]:
         return self._send("info", retry_on_restart=retry_on_restart)

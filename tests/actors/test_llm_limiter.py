@@ -6,19 +6,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from actors.ray_runtime import ray_api
-from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
 from actors.ray_runtime.llm_limiter import LIMITER_NAME, ClusterLimiter, limiter_handle
 from engine.records import EventType, JobEvent, JobStatus
 from nodes.provider_limits import Budget, KeyedLimiter, LimitKey, ProviderLimits
 from tests.support.openai_server import OpenAITestServer
-from tests.support.ray_jobs import execute, finished, settings_for, wait_for
+from tests.support.ray_jobs import execute, finished, wait_for
 from tests.support.waiting import wait_until
 
 KEY = LimitKey("api.example", "gpt-4")
@@ -243,31 +241,11 @@ async def test_slots_of_a_client_that_never_gives_them_back_return_when_the_leas
 
 # ------------------------------------------------------------ the llm node on the service runtime
 
-RuntimeFactory = Callable[..., Awaitable[ServiceRuntime]]
-
 
 @pytest.fixture
 def llm_server() -> Iterator[OpenAITestServer]:
     with OpenAITestServer(latency_s=0.2) as server:
         yield server
-
-
-@pytest.fixture
-async def make_llm_runtime(ray_cluster, tmp_path: Path) -> AsyncIterator[RuntimeFactory]:
-    started: list[ServiceRuntime] = []
-
-    async def make(**overrides: Any) -> ServiceRuntime:
-        runtime = await start_service_runtime(settings_for(tmp_path / f"data{len(started)}", **overrides))
-        started.append(runtime)
-        return runtime
-
-    yield make
-    for runtime in started:
-        for name in ray_api.named_actors(runtime.runtime.namespace):
-            handle = ray_api.get_actor(name, runtime.runtime.namespace)
-            if handle is not None:
-                ray_api.kill(handle)
-        await runtime.close()
 
 
 def llm_nodes(count: int, **config: Any) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
@@ -281,8 +259,8 @@ def llm_nodes(count: int, **config: Any) -> tuple[list[dict[str, Any]], list[tup
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-async def test_two_jobs_on_two_executors_never_exceed_the_cluster_cap(make_llm_runtime, llm_server):
-    runtime = await make_llm_runtime(
+async def test_two_jobs_on_two_executors_never_exceed_the_cluster_cap(make_runtime, llm_server):
+    runtime = await make_runtime(
         MODEL_SERVICE_URL=llm_server.url, LLM_MAX_CONCURRENCY=3, EXECUTOR_POOL_SIZE=2
     )
     nodes, edges = llm_nodes(6)
@@ -307,11 +285,11 @@ async def test_two_jobs_on_two_executors_never_exceed_the_cluster_cap(make_llm_r
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-async def test_streamed_tokens_reach_the_jobs_events(make_llm_runtime, llm_server):
+async def test_streamed_tokens_reach_the_jobs_events(make_runtime, llm_server):
     llm_server.reply_text = "tokens flow to the job events live"
     llm_server.latency_s = 0.0
     llm_server.chunk_delay_s = 0.02
-    runtime = await make_llm_runtime(MODEL_SERVICE_URL=llm_server.url)
+    runtime = await make_runtime(MODEL_SERVICE_URL=llm_server.url)
     nodes, edges = llm_nodes(1, stream=True)
     job = await execute(runtime, nodes, edges, name="llm-stream")
     done = await wait_for(runtime, job.id, finished)

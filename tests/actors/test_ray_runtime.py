@@ -8,48 +8,32 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 
 from actors.ray_runtime import ray_api
-from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
+from actors.ray_runtime.bootstrap import ServiceRuntime
 from engine.models import WorkflowDefinition
 from engine.records import JobRecord, JobStatus, NodeStatus
 from storage.sqlite_store import SqliteStore
 from storage.store_factory import SQLITE_FILE_NAME
 from tests.support import ray_test_api
 from tests.support.nesting import nested
-from tests.support.ray_jobs import chain, execute, finished, record, settings_for, wait_for
+from tests.support.ray_jobs import (
+    chain,
+    execute,
+    finished,
+    manager_pid,
+    record,
+    service_phase,
+    wait_for,
+)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
-
-RuntimeFactory = Callable[..., Awaitable[ServiceRuntime]]
-
-
-@pytest.fixture
-async def make_runtime(ray_cluster, tmp_path: Path) -> AsyncIterator[RuntimeFactory]:
-    started: list[ServiceRuntime] = []
-
-    async def make(**overrides: Any) -> ServiceRuntime:
-        runtime = await start_service_runtime(settings_for(tmp_path / f"data{len(started)}", **overrides))
-        started.append(runtime)
-        return runtime
-
-    yield make
-    for runtime in started:
-        for name in ray_api.named_actors(runtime.runtime.namespace):
-            handle = ray_api.get_actor(name, runtime.runtime.namespace)
-            if handle is not None:
-                ray_api.kill(handle)
-        await runtime.close()
 
 
 def ledger_lines(ledger: Path) -> list[list[str]]:
@@ -235,12 +219,6 @@ async def test_fifty_jobs_under_an_admission_limit_of_eight(make_runtime, tmp_pa
     stats = await runtime.controller.stats()
     assert stats["peak_active"] <= 8 and peak_running <= 8
     assert stats["peak_active"] == 8, "the limit was reached, so it was what held jobs back"
-
-
-def manager_pid(runtime: ServiceRuntime) -> int | None:
-    """The process of the job manager that is alive now (None while Ray restarts it)."""
-    actors = ray_test_api.list_actors(runtime.cluster.dashboard_url, runtime.runtime.namespace, "job-manager")
-    return next((actor["pid"] for actor in actors if actor["name"] == "job-manager"), None)
 
 
 def runner_names(runtime: ServiceRuntime) -> set[str]:
@@ -435,25 +413,12 @@ async def test_recovery_skips_a_job_it_cannot_read_and_resumes_the_others(make_r
 @pytest.mark.timeout(180)
 def test_the_whole_service_and_ray_stop_mid_job_and_the_job_completes_after_a_restart(tmp_path):
     """Two separate lives of the service, each with its own local Ray, sharing only DATA_DIR."""
-    repo = Path(__file__).resolve().parents[2]
     data, ledger = tmp_path / "data", tmp_path / "ledger"
 
-    def phase(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "tests.actors.service_phase", *args],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stdout.strip().splitlines()[-1]
-
-    job_id = phase("start", str(data), str(ledger))
+    job_id = service_phase("start", str(data), str(ledger))
     completed_before = [line[1] for line in ledger_lines(ledger) if line[3] == "done"]
     assert completed_before == ["a"]
-    assert phase("resume", str(data), job_id) == "completed"
+    assert service_phase("resume", str(data), job_id) == "completed"
     starts = [line[1] for line in ledger_lines(ledger) if line[3] == "start"]
     assert starts.count("a") == 1, "the node completed before the stop never ran again"
     assert {"c", "d"} <= {line[1] for line in ledger_lines(ledger) if line[3] == "done"}

@@ -46,6 +46,9 @@ class TableCatalog:
     def templated_config(self, node_type: str, config: dict[str, Any]) -> dict[str, Any]:
         return config
 
+    def waits(self, node_type: str) -> bool:
+        return False
+
     def routing_targets(self, node_type: str, config: dict[str, Any]) -> dict[str, str]:
         if node_type != "conditional":
             return {}

@@ -729,17 +729,25 @@ async def test_sqlite_a_file_of_the_first_schema_is_migrated_and_its_jobs_have_a
         )
     store = await open_sqlite(path)
     old = await store.get_job("old")
-    assert (old.status, old.event_sequence, old.pending_events, old.owner_roles, old.rerun_of) == (
+    assert (
+        old.status,
+        old.event_sequence,
+        old.pending_events,
+        old.owner_roles,
+        old.rerun_of,
+        old.waiting_on,
+    ) == (
         JobStatus.RUNNING,
         5,
         [],
         [],
         None,
+        [],
     )
     await store.checkpoint("old", 3, JobChanges(event_sequence=6, pending_events=[pending_event(6)]))
     assert [e.sequence for e in (await store.get_job("old")).pending_events] == [6]
     with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
 
 
 async def test_sqlite_checkpoints_are_stored_as_json(tmp_path, open_sqlite):

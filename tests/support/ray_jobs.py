@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
+import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,10 @@ from config.settings import Settings
 from engine.models import WorkflowDefinition
 from engine.records import JobRecord
 from tests.actors.ray_test_nodes import PLUGINS
+from tests.support import ray_test_api
+
+RuntimeFactory = Callable[..., Awaitable[ServiceRuntime]]
+"""Starts a service runtime on the session's Ray with these setting overrides (the `make_runtime` fixture)."""
 
 
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
@@ -71,3 +77,24 @@ async def wait_for(
 
 def finished(job: JobRecord) -> bool:
     return job.status.is_terminal
+
+
+def manager_pid(runtime: ServiceRuntime) -> int | None:
+    """The process of the job manager that is alive now (None while Ray restarts it)."""
+    actors = ray_test_api.list_actors(runtime.cluster.dashboard_url, runtime.runtime.namespace, "job-manager")
+    return next((actor["pid"] for actor in actors if actor["name"] == "job-manager"), None)
+
+
+def service_phase(*args: str, timeout_s: float = 150) -> str:
+    """Run one life of the whole service (tests/actors/service_phase.py) in a process of its own, with its
+    own local Ray; the last line it printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.actors.service_phase", *args],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]

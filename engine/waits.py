@@ -1,0 +1,85 @@
+"""What a job's waits need, read from its node checkpoints: pure, so the job actor, the job manager and
+the gateway decide alike.
+
+A job is *suspended* when it is running, some node waits, and nothing else is in flight (no node runs or
+waits for a retry): then the job needs no actor until a signal for one of its waits arrives or the
+earliest deadline is due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
+
+from engine.models import NodeSpec, WorkflowDefinition
+from engine.records import JobRecord, JobStatus, NodeCheckpoint, NodeStatus, SignalRecord, WaitInfo, WaitKind
+
+APPROVAL_NODE_TYPE = "approval"
+
+IN_FLIGHT = frozenset({NodeStatus.RUNNING, NodeStatus.RETRYING})
+
+
+def open_waits(nodes: Mapping[str, NodeCheckpoint]) -> list[tuple[str, WaitInfo]]:
+    """The waiting nodes with their waits, the longest waiting first."""
+    waits = [
+        (node_id, node.wait)
+        for node_id, node in nodes.items()
+        if node.status is NodeStatus.WAITING and node.wait is not None
+    ]
+    return sorted(waits, key=lambda pair: (pair[1].since, pair[0]))
+
+
+def is_suspended(status: JobStatus, nodes: Mapping[str, NodeCheckpoint]) -> bool:
+    if status is not JobStatus.RUNNING:
+        return False
+    statuses = {node.status for node in nodes.values()}
+    return NodeStatus.WAITING in statuses and not statuses & IN_FLIGHT
+
+
+def wake_at(nodes: Mapping[str, NodeCheckpoint]) -> datetime | None:
+    """The earliest deadline among the open waits: when a suspended job must run again."""
+    deadlines = [wait.deadline for _, wait in open_waits(nodes) if wait.deadline is not None]
+    return min(deadlines, default=None)
+
+
+def taken_signal_ids(nodes: Iterable[NodeCheckpoint]) -> set[str]:
+    return {node.wait.taken_signal for node in nodes if node.wait is not None and node.wait.taken_signal}
+
+
+def signals_to_take(
+    nodes: Mapping[str, NodeCheckpoint], signals: Iterable[SignalRecord], claimed: Collection[str] = ()
+) -> list[tuple[str, SignalRecord]]:
+    """Which waiting node takes which signal: each wait the oldest signal of its name that no checkpoint
+    has taken and that is not `claimed` (taken by a decision not stored yet). A signal no node waits
+    for yet stays, to be taken when its node waits."""
+    used = taken_signal_ids(nodes.values()) | set(claimed)
+    available = sorted((s for s in signals if s.id not in used), key=lambda s: (s.created_at, s.id))
+    matches = []
+    for node_id, wait in open_waits(nodes):
+        signal = next((s for s in available if s.name == wait.signal), None)
+        if signal is not None:
+            available.remove(signal)
+            matches.append((node_id, signal))
+    return matches
+
+
+def approval_node(definition: WorkflowDefinition, name: str) -> NodeSpec | None:
+    """The approval node a signal of this name decides (an approval's signal is its node id)."""
+    node = next((n for n in definition.nodes if n.id == name), None)
+    return node if node is not None and node.type == APPROVAL_NODE_TYPE else None
+
+
+def approvers_of(job: JobRecord, node: NodeSpec) -> list[str]:
+    """Who may decide the approval besides the job's owner and admins: as its wait rendered them, or,
+    before it waits, the literal subjects its config lists."""
+    checkpoint = job.nodes.get(node.id)
+    if checkpoint is not None and checkpoint.wait is not None:
+        return checkpoint.wait.approvers
+    listed = node.config.get("approvers")
+    if not isinstance(listed, list):
+        return []
+    return [subject for subject in listed if isinstance(subject, str) and "{{" not in subject]
+
+
+def open_approvals(job: JobRecord) -> list[tuple[str, WaitInfo]]:
+    return [(node_id, wait) for node_id, wait in open_waits(job.nodes) if wait.kind is WaitKind.APPROVAL]
