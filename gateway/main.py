@@ -29,6 +29,8 @@ from gateway.routes import analytics, dev, events, health, jobs, nodes, secrets,
 from gateway.ui import mount_ui
 
 API_VERSION = "1.0.0"
+ROUTE_MODULES = (workflows, jobs, waits, events, nodes, secrets, analytics, health, dev)
+"""Every module of routes the gateway serves, each with its `router`."""
 
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
@@ -77,7 +79,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.draining = asyncio.Event()
     app.state.verifier = verifier
     install_error_handlers(app)
-    for module in (workflows, jobs, waits, events, nodes, secrets, analytics, health, dev):
+    for module in ROUTE_MODULES:
         app.include_router(module.router)
     app.add_middleware(JsonNestingLimitMiddleware)
     mount_ui(app)

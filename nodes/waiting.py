@@ -20,7 +20,7 @@ from nodes.base import NodeResult, NodeType
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
-MAX_WAIT_S = 366 * 24 * 3600.0
+MAX_WAIT_S = 366 * 24 * 3600
 """The longest wait or timeout a node may set: a year and a day."""
 
 

@@ -142,10 +142,14 @@ class WorkflowController:
         sender: str,
         idempotency_key: str | None = None,
     ) -> tuple[SignalRecord, bool]:
-        """Store a signal for a job that has not ended, then tell the job manager; True when it is new.
+        """Store a signal for a job that has not ended, then tell the job manager; True when it is new. A
+        repeated Idempotency-Key gets the first signal back, also once the job has ended.
         Stored is delivered: should the manager not hear of it, the job takes it when it next runs, and a
         restarted manager resumes suspended jobs that have a signal to take."""
         if job.status.is_terminal:
+            sent = [s for s in await self._store.list_signals(job.id) if s.idempotency_key == idempotency_key]
+            if idempotency_key is not None and sent:
+                return sent[0], False
             raise ConflictError(f"job {job.id} already {job.status.value}; it takes no more signals")
         signal = SignalRecord(
             id=uuid.uuid4().hex,

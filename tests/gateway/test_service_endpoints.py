@@ -7,7 +7,7 @@ import re
 
 from fastapi.routing import APIWebSocketRoute
 
-from gateway.routes import analytics, dev, events, health, jobs, nodes, secrets, workflows
+from gateway.main import ROUTE_MODULES
 from tests.gateway.support import create_workflow, execute, linear_definition, wait_for_job
 
 DOCUMENTED_OPERATIONS = {
@@ -43,7 +43,6 @@ DOCUMENTED_OPERATIONS = {
 }
 PUBLIC = {"/health", "/ping", "/metrics", "/api/v1/dev/token"}
 """Answered without a token (the development token route mints them, in the embedded development mode)."""
-ROUTE_MODULES = (workflows, jobs, events, nodes, secrets, analytics, health, dev)
 
 
 async def test_ping_answers_without_a_token(http):

@@ -138,6 +138,8 @@ async def test_a_repeated_idempotency_key_is_delivered_once(http, alice):
     assert done["status"] == "completed", done
     assert done["nodes"]["first"]["output"] == {"n": 1}
     assert done["nodes"]["second"]["output"] is None, "the repeated send was not delivered a second time"
+    late = await send(http, alice, job["id"], "tick", {"n": 1}, **{"Idempotency-Key": "delivery-1"})
+    assert late.status_code == 202 and late.json()["id"] == one.json()["id"], "a retry after the end: 202"
 
 
 async def test_waiting_jobs_hold_no_admission_slot(http, alice):
