@@ -4,12 +4,15 @@
     workflow-service run FILE [--input JSON]   run a workflow here: live progress, then the result
     workflow-service run FILE --url URL        ... on a running service instead
     workflow-service rerun JOB [--from NODE]   re-run an ended job on a running service from its checkpoints
+    workflow-service signal JOB NAME           send a job a signal its wait node waits for (--data JSON)
+    workflow-service approve JOB NODE          approve a job's waiting approval node (or --reject)
     workflow-service validate FILE             every problem of a workflow file
     workflow-service jobs | logs JOB           read from a running service
     workflow-service token --sub USER          a bearer token signed with the service's key
 
-Progress goes to stderr and the result, one JSON object, to stdout. Exit codes: 0 the job completed,
-1 it failed or was cancelled (or the service could not be reached), 2 the input was invalid.
+Progress goes to stderr and the result, one JSON object, to stdout. Exit codes: 0 the job completed
+(for signal and approve: the service took the signal), 1 it failed or was cancelled (or the service could
+not be reached), 2 the input was invalid (or the service refused it).
 """
 
 from __future__ import annotations
@@ -22,10 +25,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cli.inputs import EXIT_FAILED, EXIT_INVALID, CliInputError, load_workflow_file, parse_input
+from cli.inputs import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    CliInputError,
+    load_workflow_file,
+    parse_input,
+    parse_json_option,
+)
 from cli.local_run import run_in_process
 from cli.progress import ProgressPrinter
-from cli.remote import rerun_remote, run_remote, show_jobs, show_logs
+from cli.remote import rerun_remote, run_remote, send_signal, show_jobs, show_logs
 from cli.serve import base_url, serve
 from cli.service_client import ServiceClient, ServiceError
 from cli.token import DEFAULT_TTL, TokenCommandError, duration_seconds, mint_token
@@ -108,6 +118,33 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=_seconds, metavar="SECONDS", help="cancel the job if it has not ended by then"
     )
 
+    signal = commands.add_parser(
+        "signal", help="send a signal to a job on a running service (a wait node waits for it by name)"
+    )
+    signal.add_argument("job_id", metavar="JOB", help="the job's id")
+    signal.add_argument("name", metavar="NAME", help="the signal's name")
+    signal.add_argument(
+        "--data",
+        metavar="JSON",
+        help="the signal's payload: a JSON object, or @FILE holding one (default {})",
+    )
+    signal.add_argument(
+        "--idempotency-key", metavar="KEY", help="a signal sent again with the same key is delivered once"
+    )
+    _service_options(signal)
+
+    approve = commands.add_parser(
+        "approve", help="approve (or --reject) a job's waiting approval node on a running service"
+    )
+    approve.add_argument("job_id", metavar="JOB", help="the job's id")
+    approve.add_argument("node", metavar="NODE", help="the approval node's id")
+    approve.add_argument("--reject", action="store_true", help="reject instead of approving")
+    approve.add_argument("--comment", metavar="TEXT", help="why, for the job's record")
+    approve.add_argument(
+        "--data", metavar="JSON", help="anything to send along (the node's output `data`): JSON, or @FILE"
+    )
+    _service_options(approve)
+
     validate = commands.add_parser("validate", help="list every problem of a workflow file (exit 2 if any)")
     validate.add_argument("file", type=Path, help="a workflow definition (JSON)")
 
@@ -172,6 +209,8 @@ async def _command(args: argparse.Namespace) -> int:
         return await _run(args)
     if args.command == "rerun":
         return await _rerun(args)
+    if args.command in ("signal", "approve"):
+        return await _signal(args)
     async with _client(args) as client:
         if args.command == "jobs":
             await show_jobs(client, args.status, args.workflow, args.limit, sys.stdout)
@@ -209,6 +248,20 @@ async def _rerun(args: argparse.Namespace) -> int:
         outcome = await rerun_remote(client, args.job_id, args.from_nodes, input_data, printer, args.timeout)
     outcome.write(sys.stdout)
     return outcome.exit_code
+
+
+async def _signal(args: argparse.Namespace) -> int:
+    """`signal` sends its payload as given; `approve` the decision an approval node takes, as the signal
+    named after the node."""
+    if args.command == "approve":
+        data = parse_json_option(args.data, "--data") if args.data is not None else None
+        name, key = args.node, None
+        payload = {"approved": not args.reject, "comment": args.comment, "data": data}
+    else:
+        name, key, payload = args.name, args.idempotency_key, parse_input(args.data, "--data")
+    async with _client(args) as client:
+        await send_signal(client, args.job_id, name, payload, key, sys.stdout)
+    return 0
 
 
 def _client(args: argparse.Namespace) -> ServiceClient:

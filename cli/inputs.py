@@ -36,19 +36,24 @@ def load_workflow_file(path: Path) -> dict[str, Any]:
     return raw
 
 
-def parse_input(text: str | None) -> dict[str, Any]:
-    """`--input` as JSON text, or `@path` to a JSON file; it must be an object (read by {{input.*}})."""
+def parse_json_option(text: str, option: str) -> Any:
+    """An option's value as JSON text, or `@path` to a JSON file."""
+    if text.startswith("@"):
+        return load_json_file(Path(text[1:]), f"{option.removeprefix('--')} file")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliInputError(f"{option} is not valid JSON: column {exc.colno}: {exc.msg}") from None
+
+
+def parse_input(text: str | None, option: str = "--input") -> dict[str, Any]:
+    """`--input` (or `option`) as JSON text, or `@path` to a JSON file; it must be an object (read by
+    {{input.*}}, or a signal's payload)."""
     if text is None:
         return {}
-    if text.startswith("@"):
-        value = load_json_file(Path(text[1:]), "input file")
-    else:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CliInputError(f"--input is not valid JSON: column {exc.colno}: {exc.msg}") from None
+    value = parse_json_option(text, option)
     if not isinstance(value, dict):
         raise CliInputError(
-            f'--input must be a JSON object such as \'{{"message": "hi"}}\', not a {type(value).__name__}'
+            f'{option} must be a JSON object such as \'{{"message": "hi"}}\', not a {type(value).__name__}'
         )
     return value

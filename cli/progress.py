@@ -1,4 +1,5 @@
-"""Live progress of a job on a terminal: a line per node state change, a bar per running map node.
+"""Live progress of a job on a terminal: a line per node state change (a wait and the signal that ends
+it among them), a bar per running map node.
 
 Lines look like `[  1.2s] classify   completed in 0.84 s`; the time is counted from the job's first
 event. A map node's `node_progress` events ({succeeded, failed, total}) draw a bar: on a terminal it is
@@ -11,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TextIO
 
-from engine.records import EventType, JobEvent
+from engine.records import EventType, JobEvent, WaitKind
 
 BAR_WIDTH = 24
 CLEAR_TO_END = "\x1b[K"
@@ -85,6 +86,11 @@ class ProgressPrinter:
                 return node + f"retrying: attempt {attempt} in {delay:.2f} s after {_error_message(data)}"
             case EventType.NODE_SKIPPED:
                 return node + "skipped"
+            case EventType.NODE_WAITING:
+                return node + _waiting_text(data)
+            case EventType.SIGNAL_RECEIVED:
+                sender = f" from {data['by']}" if data.get("by") else ""
+                return node + f"signal {data.get('signal')} received{sender}"
             case EventType.NODE_PROGRESS:
                 return node + progress_bar(
                     int(data.get("succeeded", 0)), int(data.get("failed", 0)), int(data.get("total", 0))
@@ -122,6 +128,17 @@ def _started_text(data: dict[str, Any]) -> str:
     attempt = int(data.get("attempt") or 1)
     text = "running" if attempt == 1 else f"running (attempt {attempt})"
     return text + (", resumed after a restart" if data.get("resumed") else "")
+
+
+def _waiting_text(data: dict[str, Any]) -> str:
+    """A `node_waiting` event: the job goes on once the approval is decided, the signal arrives or the
+    timer is due."""
+    match data.get("kind"):
+        case WaitKind.APPROVAL:
+            return f"waiting for approval: {data.get('message')}"
+        case WaitKind.SIGNAL:
+            return f"waiting for signal {data.get('signal')}"
+    return f"waiting until {data.get('deadline')}"
 
 
 def _error_message(data: dict[str, Any]) -> str:

@@ -1,7 +1,9 @@
-"""The commands that talk to a running service: `run --url`, `rerun`, `jobs`, `logs`."""
+"""The commands that talk to a running service: `run --url`, `rerun`, `signal`, `approve`, `jobs` and
+`logs`."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TextIO
@@ -54,6 +56,20 @@ async def _follow(
 
     await follow(client.job_events(job["id"]), printer, cancel, timeout_s)
     return Outcome.from_json(await client.get_job(job["id"]))
+
+
+async def send_signal(
+    client: ServiceClient,
+    job_id: str,
+    name: str,
+    payload: dict[str, Any],
+    idempotency_key: str | None,
+    out: TextIO,
+) -> None:
+    """Send a signal (an approval's decision is the one named after its node) and print the service's
+    answer: the stored signal, `duplicate` when its Idempotency-Key had been sent before."""
+    answer = await client.signal_job(job_id, name, payload, idempotency_key)
+    out.write(json.dumps(answer, indent=2) + "\n")
 
 
 async def show_jobs(

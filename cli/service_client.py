@@ -65,6 +65,12 @@ class ServiceClient:
     async def cancel_job(self, job_id: str) -> dict[str, Any]:
         return await self._call("POST", f"{API}/jobs/{job_id}/cancel")
 
+    async def signal_job(
+        self, job_id: str, name: str, payload: dict[str, Any], idempotency_key: str | None
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return await self._call("POST", f"{API}/jobs/{job_id}/signals/{name}", json=payload, headers=headers)
+
     async def list_jobs(self, status: list[str], workflow_id: str | None, limit: int) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit, "status": status}
         if workflow_id:

@@ -1,21 +1,30 @@
-"""Helpers for the command-line tests: running `main()` off the event loop, a real HTTP API to call."""
+"""Helpers for the command-line tests: running `main()` off the event loop, tokens for the test gateway, a
+real HTTP API to call."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from jose import jwt
 
 from cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
+JWT_SECRET = "cli-test-secret-0123456789abcdef0123"
+"""The key the `service` fixture's gateway checks tokens with."""
+
+
+def token(subject: str, secret: str = JWT_SECRET) -> str:
+    return jwt.encode({"sub": subject, "exp": int(time.time()) + 600}, secret, algorithm="HS256")
 
 
 @dataclass

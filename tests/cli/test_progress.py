@@ -12,7 +12,7 @@ from engine.records import EventType, JobEvent
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def event(kind: EventType, at: float, node_id: str | None = None, **data: Any) -> JobEvent:
+def event(kind: EventType, at: float, node_id: str | None = None, /, **data: Any) -> JobEvent:
     return JobEvent(
         sequence=1,
         type=kind,
@@ -94,3 +94,25 @@ def test_progress_events_are_lines_in_a_log():
         printer.show(event(EventType.NODE_PROGRESS, done, "fan", succeeded=done, failed=0, total=2))
     assert "\r" not in stream.getvalue()
     assert len(stream.getvalue().splitlines()) == 2
+
+
+def test_waits_and_the_signals_that_end_them_are_lines_of_their_own():
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream, ["review", "hook", "later"], interactive=False)
+    for item in (
+        event(EventType.NODE_STARTED, 0, "review", attempt=1),
+        event(EventType.NODE_WAITING, 0.1, "review", kind="approval", signal="review", message="ship v2?"),
+        event(EventType.NODE_WAITING, 0.2, "hook", kind="signal", signal="paid", message=None),
+        event(EventType.NODE_WAITING, 0.3, "later", kind="timer", deadline="2026-01-02T00:00:00+00:00"),
+        event(EventType.SIGNAL_RECEIVED, 5.0, "review", signal="review", signal_id="s1", by="alice"),
+        event(EventType.NODE_COMPLETED, 5.0, "review", attempt=1),
+    ):
+        printer.show(item)
+    assert stream.getvalue().splitlines() == [
+        "[  0.0s] review  running",
+        "[  0.1s] review  waiting for approval: ship v2?",
+        "[  0.2s] hook    waiting for signal paid",
+        "[  0.3s] later   waiting until 2026-01-02T00:00:00+00:00",
+        "[  5.0s] review  signal review received from alice",
+        "[  5.0s] review  completed in 5.00 s",
+    ]
