@@ -32,7 +32,16 @@ from engine.dag import Dag
 from engine.errors import ConditionError, ConflictError
 from engine.failures import error_info
 from engine.ledger import JobLedger, capped, terminal_with_output
-from engine.records import JobEvent, JobRecord, JobStatus, LogEntry, LogLevel, SignalRecord, utcnow
+from engine.records import (
+    JobEvent,
+    JobRecord,
+    JobStatus,
+    LogEntry,
+    LogLevel,
+    NodeStatus,
+    SignalRecord,
+    utcnow,
+)
 from engine.redaction import Redactor
 from engine.scheduler import (
     Action,
@@ -46,7 +55,7 @@ from engine.scheduler import (
     WatchWait,
 )
 from engine.templating import TemplateContext
-from engine.waits import is_suspended, signals_to_take
+from engine.waits import is_suspended, open_waits, signals_to_take
 from nodes.base import NodeContext, NodeResult
 from nodes.registry import NodeRegistry
 from nodes.services import NodeServices
@@ -126,7 +135,8 @@ class JobRunner:
         """Run until the job ends, or until it is suspended (then the status returned is `running`)."""
         try:
             moved = self.services.actor_name if self.services.actor_name != self.job.actor_name else None
-            await self._commit([Begin(self.services.clock())], self.job.pending_events, moved)
+            begin = [Begin(self.services.clock()), *await self._waits_over_at_resume()]
+            await self._commit(begin, self.job.pending_events, moved)
             while not self.state.status.is_terminal and not self._suspended():
                 batch = [await self._inbox.get()]
                 while not self._inbox.empty():
@@ -174,6 +184,8 @@ class JobRunner:
     def _perform(self, action: Action) -> None:
         match action:
             case WatchWait(node_id, deadline):
+                if self.state.nodes[node_id].status is not NodeStatus.WAITING:
+                    return
                 self._read_signals()
                 if deadline is not None:
                     delay = (deadline - self.services.clock()).total_seconds()
@@ -200,6 +212,25 @@ class JobRunner:
             and self._inbox.empty()
             and self._signal_reader is None
         )
+
+    async def _waits_over_at_resume(self) -> list[SchedulerEvent]:
+        """For a suspended job resumed: the waits that a stored signal or a passed deadline ended, so the
+        run's first commit ends them too (one commit, not two, from a signal to the next node)."""
+        if not is_suspended(self.state.status, self.state.nodes):
+            return []
+        now = self.services.clock()
+        signals = await self.services.store.list_signals(self.job.id)
+        matched = signals_to_take(self.state.nodes, signals)
+        events: list[SchedulerEvent] = [
+            self._wait_ended(node_id, WaitArrival(now, signal)) for node_id, signal in matched
+        ]
+        answered = {node_id for node_id, _ in matched}
+        events.extend(
+            self._wait_ended(node_id, WaitArrival(now))
+            for node_id, wait in open_waits(self.state.nodes)
+            if node_id not in answered and wait.deadline is not None and wait.deadline <= now
+        )
+        return events
 
     def _deadline_passed(self, node_id: str) -> None:
         self._wait_timers.pop(node_id, None)

@@ -117,7 +117,8 @@ class JobActor:
         return True
 
     async def wait_job(self, job_id: str) -> str:
-        """Return once a job this actor runs has ended (used to adopt running jobs after a restart)."""
+        """Return once the run of a job this actor runs has ended (used to adopt running jobs after a
+        restart): the job's status, `running` for a job its run left suspended."""
         done = self._done.get(job_id)
         if done is not None:
             await done.wait()

@@ -200,13 +200,16 @@ class JobManager:
         return [name for name in names if name.startswith((DEDICATED_PREFIX, SHARED_PREFIX))]
 
     async def _adopt(self, job_id: str, member: PooledActor) -> None:
+        suspended = False
         try:
-            await member.handle.wait_job(job_id)
+            suspended = await member.handle.wait_job(job_id) == JobStatus.RUNNING.value
         except ray_api.ActorDiedError:
             logger.warning("adopted actor %s died; job %s is queued again", member.name, job_id)
             self._queue.appendleft(job_id)
         finally:
             self._release(job_id, member)
+        if suspended:
+            await self._keep_suspended(job_id)
 
     # ------------------------------------------------------------ submit
 
@@ -391,7 +394,9 @@ class JobManager:
 
     async def stats(self) -> dict[str, Any]:
         """Counts of jobs and job actors; `pool` is the warm pool (dedicated mode) or the shared actors
-        (reuse); `unreadable_rows` the stored rows this manager could not read (its recovery skipped them)."""
+        (reuse); `suspended` the jobs that wait holding nothing, `timers` those of them with a deadline, and
+        how late the last timers woke their jobs; `unreadable_rows` the stored rows this manager could not
+        read (its recovery skipped them)."""
         await self._ensure_started()
         return {
             "mode": self.runtime.settings.jobs.actor_mode.value,
@@ -399,6 +404,7 @@ class JobManager:
             "pending": len(self._queue),
             "suspended": len(self._suspended),
             "timers": len(self._wake),
+            **self._wake.lateness(),
             "pool": self._actors.warm(),
             "max_active_jobs": self.runtime.max_active_jobs,
             "peak_active": self.peak_active,

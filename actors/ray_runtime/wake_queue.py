@@ -11,12 +11,16 @@ import asyncio
 import contextlib
 import heapq
 import logging
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 
 from engine.records import utcnow
+from storage.analytics import percentile
 
 logger = logging.getLogger(__name__)
+
+LATENESS_SAMPLES = 10_000
 
 
 class WakeQueue:
@@ -27,6 +31,7 @@ class WakeQueue:
         self._due: dict[str, datetime] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._lateness_ms: deque[float] = deque(maxlen=LATENESS_SAMPLES)
 
     def __len__(self) -> int:
         return len(self._due)
@@ -45,6 +50,13 @@ class WakeQueue:
     def next_due(self) -> datetime | None:
         return min(self._due.values(), default=None)
 
+    def lateness(self) -> dict[str, float | None]:
+        """How late after their time the last timers woke their jobs, in ms (p50, p99)."""
+        return {
+            "timer_late_p50_ms": percentile(self._lateness_ms, 50),
+            "timer_late_p99_ms": percentile(self._lateness_ms, 99),
+        }
+
     async def _run(self) -> None:
         while True:
             self._changed.clear()
@@ -61,6 +73,7 @@ class WakeQueue:
                 continue
             heapq.heappop(self._heap)
             del self._due[job_id]
+            self._lateness_ms.append(-delay * 1000)
             try:
                 self._wake(job_id)
             except Exception:

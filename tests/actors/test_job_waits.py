@@ -61,8 +61,10 @@ async def test_an_approval_suspends_the_job_and_a_decision_resumes_it(services):
     assert wait is not None and wait.kind == "approval" and wait.message == "publish the draft?"
 
     assert await signal(services, job.id, "review", {"approved": True, "comment": "ok", "data": {"n": 1}})
+    suspended_version = job.version
     assert await (await resume(services, job.id)).run() is JobStatus.COMPLETED
     job = await services.store.get_job(job.id)
+    assert job.version == suspended_version + 2, "resumed: one commit ends the wait and starts what follows"
     output = job.nodes["review"].output
     assert {k: output[k] for k in ("approved", "by", "comment", "data")} == {
         "approved": True,
