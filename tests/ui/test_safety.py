@@ -1,5 +1,5 @@
-"""Safe by construction: values from the API are shown as text and run nothing, a failing node shows its
-error, another user's ids show "not found"."""
+"""Safe by construction: values from the API are shown as text and run nothing (an approval's message and
+comment too), a failing node shows its error, another user's ids show "not found"."""
 
 from __future__ import annotations
 
@@ -59,6 +59,43 @@ async def test_a_node_output_of_html_shows_as_those_characters_and_runs_nothing(
     await browser.goto(ui_url(ui_service.base_url, f"workflows/{workflow['id']}"))
     await browser.wait_for_selector(f"#workflow-name:text-is('{NAME}')")
     assert await browser.text_content(".description") == "<script>window.__pwned = 2</script>"
+    assert await browser.locator("img, script:not([src]), [onerror], [onmouseover]").count() == 0
+    assert await browser.evaluate("() => window.__pwned") is None
+    assert page.dialogs == []
+
+
+def hostile_approval_workflow() -> dict:
+    """An approval whose message holds HTML, literal and from the input; without a reject_edge a rejection
+    fails the job."""
+    return {
+        "name": "Approve HTML",
+        "nodes": [
+            {"id": "start", "type": "start"},
+            {"id": "review", "type": "approval", "config": {"message": f"{PAYLOAD} {{{{input.text}}}}"}},
+        ],
+        "edges": [{"source": "start", "target": "review"}],
+    }
+
+
+async def test_an_approvals_message_and_comment_of_html_show_as_those_characters(page, ui_service):
+    browser = page.page
+    headers = ui_service.headers("mallory")
+    workflow = await create_workflow(ui_service.base_url, headers, hostile_approval_workflow())
+    job = await execute(ui_service.base_url, headers, workflow["id"], {"text": GIVEN})
+    message = f"{PAYLOAD} {GIVEN}"
+
+    await sign_in_as(browser, ui_service.base_url, "mallory")
+    await browser.goto(ui_url(ui_service.base_url, f"jobs/{job['id']}"))
+    await wait_for_node(browser, "review", "waiting")
+    assert await browser.text_content("#job-waiting button") == f"waiting for approval: {message}"
+    await browser.click("g.dag-node[data-node-id='review']")
+    assert await browser.text_content("#wait-message") == message
+    await browser.fill("#approval-comment", NAME)
+    await browser.click("#reject")
+    await browser.wait_for_selector("#job-status [data-status='failed']")
+    await wait_for_node(browser, "review", "failed")
+    assert f"rejected by mallory: {NAME}" in await browser.text_content("#job-error")
+    assert f"rejected by mallory: {NAME}" in await browser.text_content("#node-error-text")
     assert await browser.locator("img, script:not([src]), [onerror], [onmouseover]").count() == 0
     assert await browser.evaluate("() => window.__pwned") is None
     assert page.dialogs == []

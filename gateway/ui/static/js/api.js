@@ -75,6 +75,12 @@ export function segment(id) {
   return encodeURIComponent(String(id));
 }
 
+/** Send a job the signal `name` with `payload` (an approval's signal is its node id, its payload
+ * `{approved, comment?}`); resolves to the stored signal once the service has it. */
+export function sendSignal(jobId, name, payload) {
+  return request(`/api/v1/jobs/${segment(jobId)}/signals/${segment(name)}`, { method: "POST", body: payload });
+}
+
 /** The URL of a job's Server-Sent Events, with the token as the query parameter EventSource needs. */
 export function eventsUrl(jobId) {
   return url(`/api/v1/jobs/${segment(jobId)}/events`, { token: token() }).toString();

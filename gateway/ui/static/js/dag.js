@@ -1,6 +1,6 @@
 // A workflow's DAG as SVG: laid out by dagre (vendored), nodes by type, edges with the labels of the
-// branches that route them (conditional, switch, error edges), map nodes drawn as a stack with a bar of
-// their items. `drawDag` returns handles to show each node's state as the job runs.
+// branches that route them (conditional, switch, approval, error edges), map nodes drawn as a stack with
+// a bar of their items. `drawDag` returns handles to show each node's state as the job runs.
 
 import dagre from "../vendor/dagre-3.1.3.esm.min.js";
 import { STATUS_ICONS, svg } from "./dom.js";
@@ -28,6 +28,10 @@ export function branchLabels(node) {
   if (node.type === "conditional") {
     if (typeof config.true_edge === "string") labels[config.true_edge] = "true";
     if (typeof config.false_edge === "string") labels[config.false_edge] = "false";
+  }
+  if (node.type === "approval") {
+    if (typeof config.approve_edge === "string") labels[config.approve_edge] = "approved";
+    if (typeof config.reject_edge === "string") labels[config.reject_edge] ??= "rejected";
   }
   if (node.type === "switch") {
     (Array.isArray(config.cases) ? config.cases : []).forEach((item, index) => {

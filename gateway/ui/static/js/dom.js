@@ -54,6 +54,11 @@ export function replaceChildren(node, ...children) {
   append(node, children);
 }
 
+/** A term and its value, for a `<dl class="facts">`. */
+export function field(label, value, id) {
+  return [el("dt", {}, label), el("dd", { id }, value)];
+}
+
 /** JSON shown as text, indented. */
 export function jsonBlock(value, props = {}) {
   return el("pre", { class: "json", ...props }, value === undefined ? "" : JSON.stringify(value, null, 2));
@@ -87,7 +92,7 @@ export const STATUS_ICONS = {
   pending: "○",
   running: "▶",
   retrying: "↻",
-  waiting: "⏸",
+  waiting: "◷",
   completed: "✓",
   failed: "✕",
   skipped: "↷",

@@ -1,6 +1,8 @@
 // A job as the page knows it: the definition's nodes, the job's stored record and its events applied
 // in order. Events drive the live states; a fresh read of the job (`merge`) fills in details (outputs,
-// errors, rendered configs) and never moves a state back, since events may be newer than the read.
+// errors, rendered configs) and never moves a state back, since events may be newer than the read. A
+// waiting node keeps its `wait` ({node_id, kind, signal, message, since, deadline}) from its
+// `node_waiting` event and from each read of the job.
 
 const TERMINAL_NODE = new Set(["completed", "failed", "skipped", "cancelled"]);
 const TERMINAL_JOB = new Set(["completed", "failed", "cancelled"]);
@@ -67,6 +69,7 @@ export class JobModel {
       const current = this.nodes.get(id) ?? { node_id: id, node_type: stored.node_type, status: "pending" };
       const merged = newest(current, stored, TERMINAL_NODE);
       merged.rendered_config = stored.rendered_config ?? current.rendered_config;
+      merged.wait = stored.wait ?? current.wait;
       this.nodes.set(id, merged);
     }
   }
@@ -107,7 +110,7 @@ export class JobModel {
         Object.assign(node, { status: "retrying", error: data.error });
         break;
       case "node_waiting":
-        Object.assign(node, { status: "waiting" });
+        Object.assign(node, { status: "waiting", wait: { node_id: event.node_id, ...data } });
         break;
       case "node_skipped":
         Object.assign(node, { status: "skipped", started_at: node.started_at ?? event.time, finished_at: event.time });
@@ -137,6 +140,14 @@ export class JobModel {
     const output = node?.node_type === "map" ? node.output : null;
     if (!output || typeof output.total !== "number") return undefined;
     return { succeeded: output.succeeded ?? 0, failed: output.failed ?? 0, total: output.total };
+  }
+
+  /** What the job waits for now, the longest waiting first (as `GET /jobs/{id}/waits` lists it). */
+  waits() {
+    return [...this.nodes.values()]
+      .filter((node) => node.status === "waiting" && node.wait)
+      .map((node) => node.wait)
+      .sort((a, b) => Date.parse(a.since) - Date.parse(b.since) || a.node_id.localeCompare(b.node_id));
   }
 
   tokenText(nodeId) {

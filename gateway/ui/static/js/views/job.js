@@ -1,7 +1,8 @@
 // A job, live: its DAG with each node's state, map progress bars, a timeline of when each node ran, its
-// status and duration, the selected node's details, and the events as they arrive. A running job's
-// events are followed over SSE (from the first, so a reload misses nothing); each node that ends, and
-// each reconnect, brings a fresh read of the job for the details events do not carry.
+// status, what it waits for and its duration, the selected node's details, and the events as they
+// arrive. A running job's events are followed over SSE (from the first, so a reload misses nothing);
+// each node that ends, and each reconnect, brings a fresh read of the job for the details events do not
+// carry.
 
 import { request, segment } from "../api.js";
 import { drawDag } from "../dag.js";
@@ -9,6 +10,7 @@ import { el, formatDuration, formatTime, jsonBlock, replaceChildren, shortId, st
 import { JobModel } from "../job-state.js";
 import { followJob } from "../live.js";
 import { nodePanel } from "./node-panel.js";
+import { waitSummary } from "./wait-box.js";
 
 const REFRESH_DELAY_MS = 200;
 const TICK_MS = 250;
@@ -18,8 +20,8 @@ const ENDED = new Set(["completed", "failed", "cancelled"]);
 
 /**
  * What can be done to a job, shown as buttons while `available(job)` holds. `run` answers the job as it now
- * is, or `opens` a new job (a re-run), which the page then shows. Deciding an approval slots in here once
- * the API has it.
+ * is, or `opens` a new job (a re-run), which the page then shows. An approval is decided in its node's
+ * panel (wait-box.js), as it belongs to the node.
  */
 const JOB_ACTIONS = [
   {
@@ -75,6 +77,7 @@ export async function show(root, [jobId], _query, context) {
   const model = new JobModel(job, workflow.definition);
 
   const status = el("span", { id: "job-status" });
+  const waiting = el("span", { id: "job-waiting" });
   const duration = el("span", { id: "job-duration" });
   const stream = el("span", { id: "stream-state", class: "muted", dataset: { state: "idle", connections: "0" } });
   const actions = el("div", { class: "actions", id: "job-actions" });
@@ -88,11 +91,29 @@ export async function show(root, [jobId], _query, context) {
   let stop = null;
   let refreshTimer = null;
   let frame = 0;
+  let waitsShown = "";
 
-  const panel = nodePanel(jobId, () => {
-    panel.select(null, model);
-    dag.select(null);
-  });
+  const panel = nodePanel(jobId, () => selectNode(null));
+
+  function selectNode(nodeId) {
+    dag.select(nodeId);
+    panel.select(nodeId, model);
+  }
+
+  /** "· waiting for approval: <message>", each wait a link to its node; redrawn only when the waits change. */
+  function renderWaits() {
+    const waits = model.waits();
+    const key = waits.map((wait) => `${wait.node_id}:${Date.parse(wait.since)}`).join(" ");
+    if (key === waitsShown) return;
+    waitsShown = key;
+    replaceChildren(
+      waiting,
+      waits.map((wait, index) => [
+        index ? "; " : "· ",
+        el("button", { type: "button", class: "link", onclick: () => selectNode(wait.node_id) }, waitSummary(wait)),
+      ]),
+    );
+  }
 
   function renderActions() {
     const buttons = JOB_ACTIONS.filter((action) => action.available(model.job)).map((action) =>
@@ -127,6 +148,7 @@ export async function show(root, [jobId], _query, context) {
   function render() {
     frame = 0;
     replaceChildren(status, statusBadge(model.job.status));
+    renderWaits();
     replaceChildren(duration, formatDuration(model.duration()));
     for (const node of model.nodes.values()) {
       dag.setState(node.node_id, node.status);
@@ -176,6 +198,7 @@ export async function show(root, [jobId], _query, context) {
       { class: "title-row" },
       el("h1", {}, "Job ", el("span", { class: "mono" }, shortId(job.id))),
       status,
+      waiting,
       el("span", {}, "Duration ", duration),
       stream,
     ),

@@ -1,8 +1,10 @@
-// The panel of the node selected on a job's page: its state, attempts, timings, error, the text an LLM
-// streams, its output, the config it ran with (templates rendered, secrets masked) and its log lines.
+// The panel of the node selected on a job's page: its state, attempts, timings, what it waits for (with an
+// approval's decision), error, the text an LLM streams, its output, the config it ran with (templates
+// rendered, secrets masked) and its log lines.
 
 import { request, segment } from "../api.js";
-import { el, formatDuration, formatTime, jsonBlock, replaceChildren, statusBadge } from "../dom.js";
+import { el, field, formatDuration, formatTime, jsonBlock, replaceChildren, statusBadge } from "../dom.js";
+import { waitBox } from "./wait-box.js";
 
 const LOG_LIMIT = 200;
 
@@ -11,13 +13,10 @@ function seconds(node) {
   return (Date.parse(node.finished_at) - Date.parse(node.started_at)) / 1000;
 }
 
-function field(label, value, id) {
-  return [el("dt", {}, label), el("dd", { id }, value)];
-}
-
 export function nodePanel(jobId, onClose) {
   const title = el("h2", { id: "node-title" });
   const facts = el("dl", { class: "facts", id: "node-facts" });
+  const wait = waitBox(jobId);
   const error = el("div", { id: "node-error" });
   const tokens = el("pre", { class: "tokens", id: "node-tokens" });
   const tokensBox = el("section", { hidden: true }, el("h3", {}, "Streamed text"), tokens);
@@ -30,6 +29,7 @@ export function nodePanel(jobId, onClose) {
     el("button", { type: "button", class: "link close", onclick: onClose, "aria-label": "Close" }, "✕"),
     title,
     facts,
+    wait.element,
     error,
     tokensBox,
     el("section", {}, el("h3", {}, "Output"), output),
@@ -79,6 +79,7 @@ export function nodePanel(jobId, onClose) {
         ? field("Items", `${progress.succeeded + progress.failed}/${progress.total}${progress.failed ? ` (${progress.failed} failed)` : ""}`, "node-items")
         : null,
     );
+    wait.update(node);
     replaceChildren(
       error,
       node.error ? el("div", { class: "message error", id: "node-error-text" }, `${node.error.type}: ${node.error.message}`) : null,
