@@ -1,13 +1,9 @@
-"""One life of the whole service (its own local Ray) for the full-restart tests, run as a subprocess.
+"""One life of the whole service (its own local Ray) for the full-restart test, run as a subprocess.
 
-`python -m tests.actors.service_phase start DATA_DIR LEDGER` starts a job and stops everything
-(gateway runtime and Ray) while the job runs; `... resume DATA_DIR LEDGER` starts again and prints
-the job's final status once recovery has finished it.
-
-`... start-timer DATA_DIR SECONDS` starts a job whose wait node sleeps that long, and stops everything once
-the job is suspended; `... resume-timer DATA_DIR JOB_ID` waits out the timer first (so it is due while
-nothing runs), starts again and prints the job's status, when the node woke, its deadline, and how many
-times the node completed."""
+`python -m tests.actors.service_phase start DATA_DIR LEDGER` starts a job whose timer is pending and a job
+that runs, and stops everything (gateway runtime and Ray) while the second runs; `... resume DATA_DIR
+JOB_ID,TIMER_JOB_ID` waits out the timer (so it is due while nothing runs), starts again and prints what
+recovery made of both jobs."""
 
 from __future__ import annotations
 
@@ -40,10 +36,18 @@ def settings(data_dir: Path) -> Settings:
     )
 
 
+TIMER_S = 2.0
+
+
 async def start(data_dir: Path, ledger: Path) -> None:
+    """Start a job whose wait node sleeps TIMER_S (suspended at once), then a chain job, and stop
+    everything while the chain's second node runs; print both job ids."""
     runtime = await start_service_runtime(settings(data_dir))
     try:
-        definition = WorkflowDefinition.model_validate(
+        timer = WorkflowDefinition.model_validate(
+            {"name": "timer", "nodes": [{"id": "nap", "type": "wait", "config": {"delay_s": TIMER_S}}]}
+        )
+        chain = WorkflowDefinition.model_validate(
             {
                 "name": "restart-demo",
                 "nodes": [
@@ -53,55 +57,40 @@ async def start(data_dir: Path, ledger: Path) -> None:
                 "edges": [{"source": s, "target": t} for s, t in itertools.pairwise(NODES)],
             }
         )
-        workflow = await runtime.store.create_workflow("alice", definition)
-        job = await runtime.controller.execute_workflow(workflow.id, {}, owner="alice")
+        timer_job = await runtime.controller.execute_workflow(
+            (await runtime.store.create_workflow("alice", timer)).id, {}, owner="alice"
+        )
+        while not (await runtime.store.get_job(timer_job.id)).waiting_on:
+            await asyncio.sleep(0.05)
+        job = await runtime.controller.execute_workflow(
+            (await runtime.store.create_workflow("alice", chain)).id, {}, owner="alice"
+        )
         while True:
             current = await runtime.store.get_job(job.id)
             if current.nodes.get("b") and current.nodes["b"].status is NodeStatus.RUNNING:
                 break
             await asyncio.sleep(0.05)
-        print(job.id, flush=True)
+        print(job.id, timer_job.id, flush=True)
     finally:
         await runtime.close()
 
 
-async def resume(data_dir: Path, job_id: str) -> None:
-    runtime = await start_service_runtime(settings(data_dir))
-    try:
-        job = await ended(runtime, job_id)
-        print(job.status.value, flush=True)
-    finally:
-        await runtime.close()
-
-
-async def start_timer(data_dir: Path, seconds: float) -> None:
-    runtime = await start_service_runtime(settings(data_dir))
-    try:
-        definition = WorkflowDefinition.model_validate(
-            {"name": "timer", "nodes": [{"id": "nap", "type": "wait", "config": {"delay_s": seconds}}]}
-        )
-        workflow = await runtime.store.create_workflow("alice", definition)
-        job = await runtime.controller.execute_workflow(workflow.id, {}, owner="alice")
-        while not (await runtime.store.get_job(job.id)).waiting_on:
-            await asyncio.sleep(0.05)
-        print(job.id, flush=True)
-    finally:
-        await runtime.close()
-
-
-async def resume_timer(data_dir: Path, job_id: str) -> None:
-    """Wait until the timer is due with nothing running, then start the service again."""
+async def resume(data_dir: Path, job_ids: str) -> None:
+    """Wait until the timer is due with nothing running, start again, and print the chain job's status,
+    the timer job's, when its node woke, its deadline, and how many times the node completed."""
+    job_id, timer_id = job_ids.split(",")
     store = await open_store(data_dir)
-    wait = (await store.get_job(job_id)).nodes["nap"].wait
+    wait = (await store.get_job(timer_id)).nodes["nap"].wait
     await store.close()
     assert wait is not None and wait.deadline is not None
     await asyncio.sleep(max(0.0, (wait.deadline - utcnow()).total_seconds()) + 0.5)
     runtime = await start_service_runtime(settings(data_dir))
     try:
-        job = await ended(runtime, job_id)
-        events = [e async for e in runtime.bus.subscribe(job_id)]
+        job, timed = await ended(runtime, job_id), await ended(runtime, timer_id)
+        events = [e async for e in runtime.bus.subscribe(timer_id)]
         completions = sum(1 for e in events if e.type == EventType.NODE_COMPLETED and e.node_id == "nap")
-        print(job.status.value, job.nodes["nap"].output, wait.deadline.isoformat(), completions, flush=True)
+        shown = (job.status.value, timed.status.value, timed.nodes["nap"].output, wait.deadline.isoformat())
+        print(*shown, completions, flush=True)
     finally:
         await runtime.close()
 
@@ -122,13 +111,6 @@ async def open_store(data_dir: Path) -> SqliteStore:
     return store
 
 
-PHASES = {
-    "start": lambda data, arg: start(data, Path(arg)),
-    "resume": resume,
-    "start-timer": lambda data, arg: start_timer(data, float(arg)),
-    "resume-timer": resume_timer,
-}
-
 if __name__ == "__main__":
     phase, data, third = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-    asyncio.run(PHASES[phase](data, third))
+    asyncio.run(start(data, Path(third)) if phase == "start" else resume(data, third))

@@ -9,6 +9,7 @@ import os
 import signal
 import sqlite3
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -204,10 +205,10 @@ async def test_retries_and_timeouts_on_ray(make_runtime, tmp_path):
 
 
 @pytest.mark.timeout(240)
-async def test_fifty_jobs_under_an_admission_limit_of_eight(make_runtime, tmp_path):
-    runtime = await make_runtime(MAX_ACTIVE_JOBS=8, WARM_POOL_SIZE=2)
+async def test_twenty_jobs_under_an_admission_limit_of_four(make_runtime, tmp_path):
+    runtime = await make_runtime(MAX_ACTIVE_JOBS=4, WARM_POOL_SIZE=2)
     ledger = tmp_path / "ledger"
-    jobs = [await execute(runtime, [record("w", ledger, seconds=0.2)], []) for _ in range(50)]
+    jobs = [await execute(runtime, [record("w", ledger, seconds=0.2)], []) for _ in range(20)]
     peak_running = 0
     while True:
         statuses = [(await runtime.controller.get_job_status(j.id)).status for j in jobs]
@@ -215,10 +216,10 @@ async def test_fifty_jobs_under_an_admission_limit_of_eight(make_runtime, tmp_pa
         if all(s.is_terminal for s in statuses):
             break
         await asyncio.sleep(0.05)
-    assert statuses == [JobStatus.COMPLETED] * 50
+    assert statuses == [JobStatus.COMPLETED] * 20
     stats = await runtime.controller.stats()
-    assert stats["peak_active"] <= 8 and peak_running <= 8
-    assert stats["peak_active"] == 8, "the limit was reached, so it was what held jobs back"
+    assert stats["peak_active"] <= 4 and peak_running <= 4
+    assert stats["peak_active"] == 4, "the limit was reached, so it was what held jobs back"
 
 
 def runner_names(runtime: ServiceRuntime) -> set[str]:
@@ -411,17 +412,23 @@ async def test_recovery_skips_a_job_it_cannot_read_and_resumes_the_others(make_r
 
 
 @pytest.mark.timeout(180)
-def test_the_whole_service_and_ray_stop_mid_job_and_the_job_completes_after_a_restart(tmp_path):
-    """Two separate lives of the service, each with its own local Ray, sharing only DATA_DIR."""
+def test_the_whole_service_and_ray_stop_and_after_a_restart_a_job_completes_and_a_due_timer_fires(tmp_path):
+    """Two separate lives of the service, each with its own local Ray, sharing only DATA_DIR: one job stops
+    mid-run; another's 2 s timer comes due while neither life runs, and fires once at the next start."""
     data, ledger = tmp_path / "data", tmp_path / "ledger"
 
-    job_id = service_phase("start", str(data), str(ledger))
+    job_id, timer_id = service_phase("start", str(data), str(ledger)).split()
     completed_before = [line[1] for line in ledger_lines(ledger) if line[3] == "done"]
     assert completed_before == ["a"]
-    assert service_phase("resume", str(data), job_id) == "completed"
+    status, timer_status, woke, deadline, completions = service_phase(
+        "resume", str(data), f"{job_id},{timer_id}"
+    ).split()
+    assert (status, timer_status) == ("completed", "completed")
     starts = [line[1] for line in ledger_lines(ledger) if line[3] == "start"]
     assert starts.count("a") == 1, "the node completed before the stop never ran again"
     assert {"c", "d"} <= {line[1] for line in ledger_lines(ledger) if line[3] == "done"}
+    assert datetime.fromisoformat(woke) >= datetime.fromisoformat(deadline)
+    assert completions == "1", "the timer fired once"
 
 
 @pytest.mark.timeout(120)

@@ -1,6 +1,6 @@
 """Jobs that wait, on a real local Ray: a suspended job holds no actor and no admission slot and resumes on
-another actor; signals survive kill -9 of the job actor and a restart of the job manager; a timer fires
-after the whole service and Ray were stopped past its time."""
+another actor; signals survive kill -9 of the job actor and a restart of the job manager. (A timer due
+while the whole service and Ray were stopped: tests/actors/test_ray_runtime.py's full-restart test.)"""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from tests.support.ray_jobs import (
     finished,
     manager_pid,
     record,
-    service_phase,
     wait_for,
 )
 from tests.support.waiting import wait_until
@@ -158,17 +157,3 @@ async def test_a_restarted_manager_resumes_suspended_jobs_for_stored_signals_and
 
 async def _stats_say(runtime: ServiceRuntime, suspended: int) -> bool:
     return (await runtime.controller.stats())["suspended"] == suspended
-
-
-@pytest.mark.timeout(180)
-def test_a_timer_due_while_the_service_and_ray_were_stopped_fires_at_the_next_start(tmp_path):
-    """Two lives of the service, each with its own local Ray, sharing only DATA_DIR: the job's 2 s timer is
-    due while neither runs; the next start fires it, once."""
-    data = tmp_path / "data"
-
-    job_id = service_phase("start-timer", str(data), "2")
-    out = service_phase("resume-timer", str(data), job_id)
-    status, woke, deadline, completions = out.split()
-    assert status == "completed"
-    assert datetime.fromisoformat(woke) >= datetime.fromisoformat(deadline)
-    assert completions == "1", "the timer fired once"
