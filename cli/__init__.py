@@ -229,7 +229,8 @@ async def _run(args: argparse.Namespace) -> int:
     else:
         settings = Settings()
         definition = checked_definition(args.file, settings)
-        printer = ProgressPrinter(sys.stderr, [node.id for node in definition.nodes])
+        node_ids = [node.id for node in definition.nodes]
+        printer = ProgressPrinter(sys.stderr, node_ids, signals_reach_it=False)
         # stdout carries the outcome only: a Ray driver prints the cluster's task errors ("(raylet) Task
         # ... failed") to stdout from a thread of its own, which would break `run ... | jq`.
         with contextlib.redirect_stdout(sys.stderr):

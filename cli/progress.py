@@ -33,9 +33,17 @@ def progress_bar(succeeded: int, failed: int, total: int, width: int = BAR_WIDTH
 
 class ProgressPrinter:
     def __init__(
-        self, stream: TextIO, node_ids: Iterable[str] = (), *, interactive: bool | None = None
+        self,
+        stream: TextIO,
+        node_ids: Iterable[str] = (),
+        *,
+        interactive: bool | None = None,
+        signals_reach_it: bool = True,
     ) -> None:
+        """`signals_reach_it`: False for a job run in this process, which serves no API, so a wait for a
+        person or a signal is told to end only by its timeout (or Ctrl-C)."""
         self._stream = stream
+        self._signals_reach_it = signals_reach_it
         self._width = max((len(node_id) for node_id in node_ids), default=4)
         self._interactive = stream.isatty() if interactive is None else interactive
         self._first: datetime | None = None
@@ -57,6 +65,12 @@ class ProgressPrinter:
             self._bar(event.node_id or "", stamp + text)
         else:
             self._line(stamp + text)
+        if (
+            not self._signals_reach_it
+            and event.type == EventType.NODE_WAITING
+            and event.data.get("kind") in (WaitKind.APPROVAL, WaitKind.SIGNAL)
+        ):
+            self.note(UNREACHABLE_WAIT)
 
     def close(self) -> None:
         if self._open_bar is not None:
@@ -122,6 +136,12 @@ class ProgressPrinter:
         self._stream.write(f"{prefix}{text}{CLEAR_TO_END}")
         self._stream.flush()
         self._open_bar = node_id
+
+
+UNREACHABLE_WAIT = (
+    "this run serves no API, so nothing can send it that signal: only a timeout_s ends the wait (or "
+    "Ctrl-C); run it on a service instead (workflow-service serve, then run --url ...)"
+)
 
 
 def _started_text(data: dict[str, Any]) -> str:

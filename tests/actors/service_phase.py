@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sys
+import uuid
 from pathlib import Path
 
 from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
 from config.settings import Settings
 from engine.models import WorkflowDefinition
-from engine.records import EventType, JobRecord, NodeStatus, utcnow
+from engine.records import EventType, JobRecord, NodeStatus, SignalRecord, utcnow
 from storage.sqlite_store import SqliteStore
 from storage.store_factory import SQLITE_FILE_NAME
 from tests.actors.ray_test_nodes import PLUGINS
@@ -40,8 +41,9 @@ TIMER_S = 2.0
 
 
 async def start(data_dir: Path, ledger: Path) -> None:
-    """Start a job whose wait node sleeps TIMER_S (suspended at once), then a chain job, and stop
-    everything while the chain's second node runs; print both job ids."""
+    """Start a job whose wait node sleeps TIMER_S and one that waits for an approval (both suspended at
+    once), then a chain job; store the approval's decision without telling the job manager (as if it died
+    before it heard of it), and stop everything while the chain's second node runs; print the job ids."""
     runtime = await start_service_runtime(settings(data_dir))
     try:
         timer = WorkflowDefinition.model_validate(
@@ -57,11 +59,21 @@ async def start(data_dir: Path, ledger: Path) -> None:
                 "edges": [{"source": s, "target": t} for s, t in itertools.pairwise(NODES)],
             }
         )
-        timer_job = await runtime.controller.execute_workflow(
-            (await runtime.store.create_workflow("alice", timer)).id, {}, owner="alice"
+        approval = WorkflowDefinition.model_validate(
+            {
+                "name": "approval",
+                "nodes": [{"id": "review", "type": "approval", "config": {"message": "ok?"}}],
+            }
         )
-        while not (await runtime.store.get_job(timer_job.id)).waiting_on:
-            await asyncio.sleep(0.05)
+        waiting = [
+            await runtime.controller.execute_workflow(
+                (await runtime.store.create_workflow("alice", definition)).id, {}, owner="alice"
+            )
+            for definition in (timer, approval)
+        ]
+        for waiter in waiting:
+            while not (await runtime.store.get_job(waiter.id)).waiting_on:
+                await asyncio.sleep(0.05)
         job = await runtime.controller.execute_workflow(
             (await runtime.store.create_workflow("alice", chain)).id, {}, owner="alice"
         )
@@ -70,15 +82,22 @@ async def start(data_dir: Path, ledger: Path) -> None:
             if current.nodes.get("b") and current.nodes["b"].status is NodeStatus.RUNNING:
                 break
             await asyncio.sleep(0.05)
-        print(job.id, timer_job.id, flush=True)
+        decision = {"approved": True}
+        await runtime.store.put_signal(
+            SignalRecord(
+                id=uuid.uuid4().hex, job_id=waiting[1].id, name="review", payload=decision, sender="alice"
+            )
+        )
+        print(job.id, *(waiter.id for waiter in waiting), flush=True)
     finally:
         await runtime.close()
 
 
 async def resume(data_dir: Path, job_ids: str) -> None:
     """Wait until the timer is due with nothing running, start again, and print the chain job's status,
-    the timer job's, when its node woke, its deadline, and how many times the node completed."""
-    job_id, timer_id = job_ids.split(",")
+    the timer job's, the approval job's, when the timer's node woke, its deadline, and how many times the
+    timer's node completed."""
+    job_id, timer_id, approval_id = job_ids.split(",")
     store = await open_store(data_dir)
     wait = (await store.get_job(timer_id)).nodes["nap"].wait
     await store.close()
@@ -86,11 +105,11 @@ async def resume(data_dir: Path, job_ids: str) -> None:
     await asyncio.sleep(max(0.0, (wait.deadline - utcnow()).total_seconds()) + 0.5)
     runtime = await start_service_runtime(settings(data_dir))
     try:
-        job, timed = await ended(runtime, job_id), await ended(runtime, timer_id)
+        job, timed, approved = [await ended(runtime, i) for i in (job_id, timer_id, approval_id)]
         events = [e async for e in runtime.bus.subscribe(timer_id)]
         completions = sum(1 for e in events if e.type == EventType.NODE_COMPLETED and e.node_id == "nap")
-        shown = (job.status.value, timed.status.value, timed.nodes["nap"].output, wait.deadline.isoformat())
-        print(*shown, completions, flush=True)
+        statuses = (job.status.value, timed.status.value, approved.status.value)
+        print(*statuses, timed.nodes["nap"].output, wait.deadline.isoformat(), completions, flush=True)
     finally:
         await runtime.close()
 

@@ -412,18 +412,19 @@ async def test_recovery_skips_a_job_it_cannot_read_and_resumes_the_others(make_r
 
 
 @pytest.mark.timeout(180)
-def test_the_whole_service_and_ray_stop_and_after_a_restart_a_job_completes_and_a_due_timer_fires(tmp_path):
+def test_the_whole_service_and_ray_stop_and_after_a_restart_jobs_complete_and_waits_end(tmp_path):
     """Two separate lives of the service, each with its own local Ray, sharing only DATA_DIR: one job stops
-    mid-run; another's 2 s timer comes due while neither life runs, and fires once at the next start."""
+    mid-run; another's 2 s timer comes due while neither life runs, and fires once at the next start; a
+    third's approval, stored before the stop but never delivered, is taken at the next start."""
     data, ledger = tmp_path / "data", tmp_path / "ledger"
 
-    job_id, timer_id = service_phase("start", str(data), str(ledger)).split()
+    job_ids = service_phase("start", str(data), str(ledger)).split()
     completed_before = [line[1] for line in ledger_lines(ledger) if line[3] == "done"]
     assert completed_before == ["a"]
-    status, timer_status, woke, deadline, completions = service_phase(
-        "resume", str(data), f"{job_id},{timer_id}"
-    ).split()
+    resumed = service_phase("resume", str(data), ",".join(job_ids))
+    status, timer_status, approval_status, woke, deadline, completions = resumed.split()
     assert (status, timer_status) == ("completed", "completed")
+    assert approval_status == "completed", "the decision stored before the stop was taken after it"
     starts = [line[1] for line in ledger_lines(ledger) if line[3] == "start"]
     assert starts.count("a") == 1, "the node completed before the stop never ran again"
     assert {"c", "d"} <= {line[1] for line in ledger_lines(ledger) if line[3] == "done"}

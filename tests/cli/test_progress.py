@@ -6,7 +6,7 @@ import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cli.progress import ProgressPrinter, progress_bar
+from cli.progress import UNREACHABLE_WAIT, ProgressPrinter, progress_bar
 from engine.records import EventType, JobEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -116,3 +116,16 @@ def test_waits_and_the_signals_that_end_them_are_lines_of_their_own():
         "[  5.0s] review  signal review received from alice",
         "[  5.0s] review  completed in 5.00 s",
     ]
+
+
+def test_a_run_in_this_process_says_that_only_a_timeout_ends_a_wait_for_a_signal():
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream, ["review", "later"], interactive=False, signals_reach_it=False)
+    printer.show(event(EventType.NODE_WAITING, 0, "review", kind="approval", signal="review", message="ok?"))
+    printer.show(
+        event(EventType.NODE_WAITING, 0.1, "later", kind="timer", deadline="2026-01-02T00:00:00+00:00")
+    )
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "[  0.0s] review  waiting for approval: ok?"
+    assert lines[1].strip() == UNREACHABLE_WAIT
+    assert lines[2:] == ["[  0.1s] later   waiting until 2026-01-02T00:00:00+00:00"], "a timer ends by itself"

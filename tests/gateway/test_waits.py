@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -189,3 +190,46 @@ async def test_another_user_sees_nothing_and_a_listed_approver_may_only_decide(h
     done = await wait_for_job(http, alice, job_id)
     assert done["nodes"]["review"]["output"]["by"] == carol.sub
     assert done["nodes"]["hold"]["status"] == "completed"
+
+
+async def test_a_signal_sent_before_its_node_waits_is_taken_when_it_does(http, alice):
+    definition = {
+        "name": "early signal",
+        "nodes": [
+            {"id": "pause", "type": "wait", "config": {"delay_s": 1}},
+            {"id": "hook", "type": "wait", "config": {"signal": "paid"}},
+        ],
+        "edges": [{"source": "pause", "target": "hook"}],
+    }
+    workflow = await create_workflow(http, alice, definition)
+    job = await execute(http, alice, workflow["id"], {})
+    sent = await send(http, alice, job["id"], "paid", {"amount": 9})
+    assert sent.status_code == 202, sent.text
+    done = await wait_for_job(http, alice, job["id"])
+    assert done["status"] == "completed", done
+    assert done["nodes"]["hook"]["output"] == {"amount": 9}
+    stored_at = datetime.fromisoformat(sent.json()["created_at"])
+    assert stored_at < datetime.fromisoformat(done["nodes"]["hook"]["started_at"]), "sent before it waited"
+
+
+@pytest.mark.parametrize(("on_timeout", "status"), [("continue", "completed"), ("fail", "failed")])
+async def test_a_signal_wait_times_out_each_way(http, alice, on_timeout, status):
+    definition = {
+        "name": f"timeout {on_timeout}",
+        "nodes": [
+            {
+                "id": "hook",
+                "type": "wait",
+                "config": {"signal": "s", "timeout_s": 0.5, "on_timeout": on_timeout},
+            }
+        ],
+        "edges": [],
+    }
+    workflow = await create_workflow(http, alice, definition)
+    done = await wait_for_job(http, alice, (await execute(http, alice, workflow["id"], {}))["id"])
+    assert done["status"] == status, done
+    hook = done["nodes"]["hook"]
+    if on_timeout == "continue":
+        assert hook["output"] is None
+    else:
+        assert hook["error"]["type"] == "wait_timeout"
