@@ -108,6 +108,13 @@ class JobSettings(Section):
     warm_pool_size: int = Field(default=2, alias="WARM_POOL_SIZE", ge=0)
     reuse_max_jobs: int = Field(default=1000, alias="REUSE_MAX_JOBS", ge=1)
     executor_pool_size: int = Field(default=2, alias="EXECUTOR_POOL_SIZE", ge=1)
+    max_workflow_depth: int = Field(
+        default=8,
+        alias="MAX_WORKFLOW_DEPTH",
+        ge=1,
+        le=100,
+        description="how deep workflow nodes may nest child jobs (a job and its ancestors)",
+    )
     secrets_file: Annotated[Path | None, EMPTY_IS_UNSET] = Field(default=None, alias="SECRETS_FILE")
     node_plugins: str = Field(
         default="", alias="NODE_PLUGINS", description="comma-separated 'package.module:ClassName' node types"

@@ -111,6 +111,13 @@ class NodeTimeoutError(NodeExecutionError):
     code = "node_timeout"
 
 
+class ChildJobError(NodeExecutionError):
+    """A workflow node's child job failed or was cancelled: the node fails with `node_error`, and its
+    retry starts a new child."""
+
+    retryable = True
+
+
 class WaitTimedOutError(NodeExecutionError):
     """A wait (approval, signal) reached its timeout and its node says to fail then; waiting again
     would not help."""

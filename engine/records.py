@@ -70,6 +70,7 @@ class WaitKind(StrEnum):
     APPROVAL = "approval"
     SIGNAL = "signal"
     TIMER = "timer"
+    CHILD = "child"
 
 
 class WaitInfo(BaseModel):
@@ -77,7 +78,10 @@ class WaitInfo(BaseModel):
     whoever resumes the job (any actor) finishes the wait from this alone."""
 
     kind: WaitKind
-    signal: str | None = Field(default=None, description="the signal's name (an approval's is its node id)")
+    signal: str | None = Field(
+        default=None,
+        description="the signal's name (an approval's is its node id, a child job's `child:<job id>`)",
+    )
     message: str | None = Field(default=None, description="what an approver sees")
     since: datetime
     deadline: datetime | None = Field(
@@ -165,6 +169,8 @@ class EventType(StrEnum):
     NODE_PROGRESS = "node_progress"
     NODE_WAITING = "node_waiting"
     SIGNAL_RECEIVED = "signal_received"
+    CHILD_JOB_STARTED = "child_job_started"
+    CHILD_JOB_FINISHED = "child_job_finished"
     LLM_TOKEN = "llm_token"
     JOB_COMPLETED = "job_completed"
     JOB_FAILED = "job_failed"
@@ -212,6 +218,12 @@ class JobRecord(BaseModel):
     actor_name: str | None = None
     idempotency_key: str | None = None
     rerun_of: str | None = Field(default=None, description="the ended job this one re-runs")
+    parent_job_id: str | None = Field(default=None, description="for a child job: the job that started it")
+    parent_node_id: str | None = Field(default=None, description="for a child job: the parent's node")
+    workflow_chain: list[str] = Field(
+        default_factory=list,
+        description="for a child job: the workflows of its ancestors, the root job's first",
+    )
     owner_roles: list[str] = Field(
         default_factory=list,
         description="the owner's roles when the job was created: which operator secrets the job may use",

@@ -30,6 +30,7 @@ from engine.records import (
     NodeStatus,
     SignalRecord,
     WaitInfo,
+    WaitKind,
 )
 
 # ---------------------------------------------------------------- events the runtime reports
@@ -449,10 +450,14 @@ def _node_waits(state: JobState, event: NodeWaits) -> Decision:
         return Decision()
     waiting = node.model_copy(update={"status": NodeStatus.WAITING, "wait": event.wait})
     shown = {k: v for k, v in event.wait.public(event.node_id).items() if k != "node_id"}
+    events = [Emit(EventType.NODE_WAITING, event.node_id, shown)]
+    if event.wait.kind is WaitKind.CHILD:
+        child = event.wait.settings.get("child_job_id")
+        events.append(Emit(EventType.CHILD_JOB_STARTED, event.node_id, {"child_job_id": child}))
     return Decision(
         changes={event.node_id: waiting},
         actions=[WatchWait(event.node_id, event.wait.deadline)],
-        events=[Emit(EventType.NODE_WAITING, event.node_id, shown)],
+        events=events,
     )
 
 
@@ -466,13 +471,21 @@ def _wait_ended(dag: Dag, state: JobState, event: WaitEnded) -> Decision:
         node = node.model_copy(
             update={"wait": node.wait.model_copy(update={"taken_signal": event.signal.id})}
         )
-        draft.emit(
-            EventType.SIGNAL_RECEIVED,
-            event.node_id,
-            signal=event.signal.name,
-            signal_id=event.signal.id,
-            by=event.signal.sender,
-        )
+        if node.wait is not None and node.wait.kind is WaitKind.CHILD:
+            draft.emit(
+                EventType.CHILD_JOB_FINISHED,
+                event.node_id,
+                child_job_id=node.wait.settings.get("child_job_id"),
+                status=event.signal.payload.get("status"),
+            )
+        else:
+            draft.emit(
+                EventType.SIGNAL_RECEIVED,
+                event.node_id,
+                signal=event.signal.name,
+                signal_id=event.signal.id,
+                by=event.signal.sender,
+            )
     if event.error is not None:
         return _fail(draft, node, event.error)
     return _succeed(draft, node, event.output, event.inactive_targets, None)

@@ -15,6 +15,13 @@ from engine.models import NodeSpec, WorkflowDefinition
 from engine.records import JobRecord, JobStatus, NodeCheckpoint, NodeStatus, SignalRecord, WaitInfo, WaitKind
 
 APPROVAL_NODE_TYPE = "approval"
+CHILD_SIGNAL_PREFIX = "child:"
+
+
+def child_signal(child_job_id: str) -> str:
+    """The signal that says a child job ended, to the node of its parent that waits for it."""
+    return f"{CHILD_SIGNAL_PREFIX}{child_job_id}"
+
 
 IN_FLIGHT = frozenset({NodeStatus.RUNNING, NodeStatus.RETRYING})
 

@@ -40,13 +40,18 @@ class NodeState(BaseModel):
     rendered_config: Any = None
     kept_from: str | None = None
     wait: WaitOut | None = Field(default=None, description="what the node waits, or waited, for")
+    child_job_ids: list[str] = Field(
+        default_factory=list, description="for a workflow node: the child jobs it started"
+    )
 
     @classmethod
     def from_checkpoint(cls, node: NodeCheckpoint) -> NodeState:
+        child = node.wait.settings.get("child_job_id") if node.wait is not None else None
         return cls(
             **node.model_dump(exclude={"wait"}),
             duration_s=_seconds(node.started_at, node.finished_at),
             wait=None if node.wait is None else WaitOut(node_id=node.node_id, **node.wait.model_dump()),
+            child_job_ids=[child] if isinstance(child, str) else [],
         )
 
 
@@ -65,6 +70,8 @@ class JobSummary(BaseModel):
     waiting_on: list[str] = Field(
         default_factory=list, description="the nodes that wait now for a person, a signal or a timer"
     )
+    parent_job_id: str | None = Field(default=None, description="for a child job: the job that started it")
+    parent_node_id: str | None = Field(default=None, description="for a child job: the parent's node")
 
     @classmethod
     def from_record(cls, job: JobRecord) -> JobSummary:

@@ -30,6 +30,7 @@ from nodes.start import StartNode
 from nodes.switch import SwitchNode
 from nodes.transform import TransformNode
 from nodes.wait import WaitNode
+from nodes.workflow import WorkflowNode
 
 ENTRY_POINT_GROUP = "workflow_service.nodes"
 BUILTIN_NODE_TYPES: tuple[type[NodeType[Any]], ...] = (
@@ -44,6 +45,7 @@ BUILTIN_NODE_TYPES: tuple[type[NodeType[Any]], ...] = (
     CodeNode,
     ApprovalNode,
     WaitNode,
+    WorkflowNode,
 )
 
 logger = logging.getLogger(__name__)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from engine.records import JobRecord
 from nodes.provider_limits import ProviderLimiter
 from nodes.settings import NodeSettings
 
@@ -26,6 +27,17 @@ TokenSink = Callable[[str], Awaitable[None]]
 
 ProgressSink = Callable[[str, dict[str, Any]], Awaitable[None]]
 """Takes a running node's progress: (node id, counts)."""
+
+
+class ChildJobs(Protocol):
+    """Starts child jobs of the job a node runs in (the workflow node): as the job's owner, under the
+    job manager's admission, once per idempotency key."""
+
+    async def start(
+        self, workflow_id: str, version: int | None, input_data: dict[str, Any], node_id: str, key: str
+    ) -> JobRecord:
+        """The child job (an existing one when `key` started one before). NodeExecutionError when the
+        workflow is not the owner's or the nesting is too deep."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,3 +62,5 @@ class NodeServices:
     dns_resolver: AbstractResolver | None
     """What the HTTP node resolves host names with (its address checks apply to the answers); None: the
     system's resolver."""
+    child_jobs: ChildJobs | None
+    """Starts child jobs (the workflow node); only in the job's own actor."""

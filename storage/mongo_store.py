@@ -193,6 +193,9 @@ def _job_doc(job: JobRecord) -> dict[str, Any]:
         "owner_roles": job.owner_roles,
         "rerun_of": job.rerun_of,
         "waiting_on": job.waiting_on,
+        "parent_job_id": job.parent_job_id,
+        "parent_node_id": job.parent_node_id,
+        "workflow_chain": job.workflow_chain,
         "nodes": {node_id: _node_doc(node) for node_id, node in job.nodes.items()},
         "log_count": 0,
     }
@@ -224,6 +227,9 @@ def _job(doc: dict[str, Any]) -> JobRecord:
         owner_roles=doc.get("owner_roles", []),
         rerun_of=doc.get("rerun_of"),
         waiting_on=doc.get("waiting_on", []),
+        parent_job_id=doc.get("parent_job_id"),
+        parent_node_id=doc.get("parent_node_id"),
+        workflow_chain=doc.get("workflow_chain", []),
     )
 
 
@@ -394,6 +400,7 @@ class MongoStore:
         await self._jobs.create_index(
             NEWEST_FIRST, partialFilterExpression={"waiting_on.0": {"$exists": True}}, name="waiting"
         )
+        await self._jobs.create_index([("parent_job_id", ASCENDING), *NEWEST_FIRST], name="by_parent")
         await self._signals.create_index([("job_id", ASCENDING), ("seq", ASCENDING)], name="by_job")
         await self._signals.create_index(
             [("job_id", ASCENDING), ("idempotency_key", ASCENDING)],
@@ -587,9 +594,12 @@ class MongoStore:
         offset: int = 0,
         limit: int = 50,
         waiting: bool | None = None,
+        parent_job_id: str | None = None,
     ) -> Page[JobRecord]:
         check_page(offset, limit)
         query: dict[str, Any] = {}
+        if parent_job_id is not None:
+            query["parent_job_id"] = parent_job_id
         if waiting is not None:
             query["waiting_on.0"] = {"$exists": waiting}
         if owner is not None:

@@ -111,8 +111,10 @@ class Store(SecretStore, SignalStore, Protocol):
         offset: int = 0,
         limit: int = 50,
         waiting: bool | None = None,
+        parent_job_id: str | None = None,
     ) -> Page[JobRecord]:
-        """Newest first; `waiting=True` keeps the jobs some node of which waits now (`waiting_on`)."""
+        """Newest first; `waiting=True` keeps the jobs some node of which waits now (`waiting_on`),
+        `parent_job_id` the child jobs of that job."""
 
     async def checkpoint(
         self,

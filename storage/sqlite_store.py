@@ -166,6 +166,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX signals_by_job ON signals (job_id, seq)",
         "CREATE UNIQUE INDEX signals_idempotency ON signals (job_id, idempotency_key)",
     ),
+    (
+        "ALTER TABLE jobs ADD COLUMN parent_job_id TEXT",
+        "ALTER TABLE jobs ADD COLUMN parent_node_id TEXT",
+        "ALTER TABLE jobs ADD COLUMN workflow_chain TEXT NOT NULL DEFAULT '[]'",
+        "CREATE INDEX jobs_by_parent ON jobs (parent_job_id, created_at DESC, id DESC)",
+    ),
 ]
 """Schema migrations in order; the file's PRAGMA user_version counts those applied."""
 
@@ -185,7 +191,7 @@ BUSY_LONGEST_WAIT_S = 0.5
 _JOB_COLUMNS = (
     "id, owner, workflow_id, workflow_version, status, input, result, error, created_at, started_at, "
     "finished_at, version, actor_name, idempotency_key, event_sequence, pending_events, schema_version, "
-    "owner_roles, rerun_of, waiting_on"
+    "owner_roles, rerun_of, waiting_on, parent_job_id, parent_node_id, workflow_chain"
 )
 _SIGNAL_COLUMNS = "id, job_id, name, payload, sender, idempotency_key, created_at"
 _WORKFLOW_COLUMNS = "id, owner, version, name, description, definition, created_at, updated_at"
@@ -297,6 +303,9 @@ def _job(row: sqlite3.Row, node_rows: Sequence[sqlite3.Row]) -> JobRecord:
         owner_roles=json.loads(row["owner_roles"]),
         rerun_of=row["rerun_of"],
         waiting_on=json.loads(row["waiting_on"]),
+        parent_job_id=row["parent_job_id"],
+        parent_node_id=row["parent_node_id"],
+        workflow_chain=json.loads(row["workflow_chain"]),
     )
 
 
@@ -745,6 +754,9 @@ class SqliteStore:
             _json(job.owner_roles),
             job.rerun_of,
             _json(job.waiting_on),
+            job.parent_job_id,
+            job.parent_node_id,
+            _json(job.workflow_chain),
         )
         node_rows = [_node_row(job.id, node) for node in job.nodes.values()]
 
@@ -777,10 +789,14 @@ class SqliteStore:
         offset: int = 0,
         limit: int = 50,
         waiting: bool | None = None,
+        parent_job_id: str | None = None,
     ) -> Page[JobRecord]:
         check_page(offset, limit)
         clauses: list[str] = []
         params: list[Any] = []
+        if parent_job_id is not None:
+            clauses.append("parent_job_id = ?")
+            params.append(parent_job_id)
         if waiting is not None:
             clauses.append("waiting_on != '[]'" if waiting else "waiting_on = '[]'")
         if owner is not None:

@@ -58,7 +58,7 @@ from engine.templating import TemplateContext
 from engine.waits import is_suspended, open_waits, signals_to_take
 from nodes.base import NodeContext, NodeResult
 from nodes.registry import NodeRegistry
-from nodes.services import NodeServices
+from nodes.services import ChildJobs, NodeServices
 from nodes.settings import NodeSettings
 from nodes.waiting import WaitArrival, WaitingNodeType
 from storage.protocols import EventBus, Store
@@ -82,6 +82,8 @@ class RunnerServices:
     jitter: Callable[[float], float] = equal_jitter
     actor_name: str | None = None
     """The actor running the job, recorded with the commit that begins its run."""
+    child_jobs: ChildJobs | None = None
+    """Starts the job's child jobs (workflow nodes); None where no job manager runs them."""
 
 
 class JobRunner:
@@ -318,6 +320,7 @@ class JobRunner:
             fan_out=self.services.launcher.fan_out,
             progress=self._report_progress,
             dns_resolver=None,
+            child_jobs=self.services.child_jobs,
         )
 
     def _shown_config(self, config: BaseModel) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 
 from actors.ray_runtime import ray_api
 from actors.ray_runtime.executor_pool import ExecutorPool
-from actors.ray_runtime.manager import MANAGER_NAME, JobManager
+from actors.ray_runtime.manager import JobManager
 from actors.ray_runtime.node_executor import NodeTest
 from actors.ray_runtime.remote_calls import RemoteNodeError
 from actors.ray_runtime.runtime_config import RuntimeConfig
@@ -38,7 +38,7 @@ class WorkflowController:
             ray_api.start_actor(
                 JobManager,
                 runtime,
-                name=MANAGER_NAME,
+                name=ray_api.MANAGER_NAME,
                 namespace=runtime.namespace,
                 get_if_exists=True,
                 on_head=True,
@@ -173,8 +173,11 @@ class WorkflowController:
         status: JobStatus | Sequence[JobStatus] | None = None,
         offset: int = 0,
         limit: int = 50,
+        parent_job_id: str | None = None,
     ) -> Page[JobRecord]:
-        return await self._store.list_jobs(owner, workflow_id, status, offset, limit)
+        return await self._store.list_jobs(
+            owner, workflow_id, status, offset, limit, parent_job_id=parent_job_id
+        )
 
     async def test_node(
         self,

@@ -14,12 +14,14 @@ import logging
 import os
 import time
 
+from actors.job_loop.child_jobs import ChildJobStarter
 from actors.job_loop.job_runner import JobRunner, RunnerServices
 from actors.ray_runtime import ray_api, ray_metrics
 from actors.ray_runtime.executor_pool import ExecutorPool
 from actors.ray_runtime.ray_launcher import RayLauncher
 from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.dag import Dag
+from engine.records import JobRecord
 from storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,9 @@ class JobActor:
                 secrets=await self.runtime.secret_vault(store).resolve(job.owner, job.owner_roles),
                 actor_name=ray_api.current_actor_name(),
             )
+            services.child_jobs = ChildJobStarter(
+                store, self._submit_child, job, self.runtime.settings.jobs.max_workflow_depth
+            )
             runner = JobRunner(services, job, dag)
             self._runners[job_id] = runner
             if job_id in self._cancel_requested:
@@ -87,6 +92,13 @@ class JobActor:
             self._cancel_requested.discard(job_id)
             self._done.pop(job_id, None)
             done.set()
+
+    async def _submit_child(self, child: JobRecord) -> JobRecord:
+        """A child job, stored and admitted (or queued) by the job manager like any job."""
+        manager = ray_api.get_actor(ray_api.MANAGER_NAME, self.runtime.namespace)
+        if manager is None:
+            raise RuntimeError("the job manager is gone; the child job cannot start")
+        return await ray_api.JobManagerHandle(manager).submit(child)
 
     async def _workflow(self, store: Store, workflow_id: str, version: int) -> tuple[str, Dag]:
         """A workflow version's name and DAG; a version never changes, so an actor that runs many jobs

@@ -12,12 +12,17 @@ A job whose run ends suspended (engine/waits.py) holds no actor and no admission
 only its earliest deadline (wake_queue.py) and resumes it through admission, like a queued job, when that
 is due or when a signal for it is stored (`signal`). A restarted manager finds the suspended jobs in the
 store: their deadlines from their checkpoints, and resumes at once those with a signal they can take.
+
+A child job (a workflow node's) is admitted like any job; when it ends, the manager stores the signal
+its parent's node waits for (`child:<id>`, once per child) and resumes the parent. Cancelling a job
+cancels its unfinished children, and theirs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -35,17 +40,18 @@ from actors.ray_runtime.wake_queue import WakeQueue
 from engine.dag import Dag
 from engine.errors import ConflictError, NotFoundError
 from engine.ledger import JobLedger
-from engine.records import ErrorInfo, JobRecord, JobStatus, utcnow
+from engine.records import ErrorInfo, JobRecord, JobStatus, SignalRecord, WaitKind, utcnow
 from engine.scheduler import CancelRequested, JobState, RuntimeFailed
-from engine.waits import is_suspended, signals_to_take, wake_at
+from engine.waits import child_signal, is_suspended, open_waits, signals_to_take, wake_at
 from storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
 
-MANAGER_NAME = "job-manager"
 UNFINISHED = (JobStatus.RUNNING, JobStatus.PENDING)
 ADOPT_TIMEOUT_S = 10.0
 RECOVERY_PAGE_SIZE = 500
+CHILD_SIGNAL_SENDER = "workflow-service"
+"""The sender of the signal that tells a parent job its child ended."""
 EXECUTOR_MAX_CONCURRENCY = 1000
 """Calls one executor actor runs at once (node attempts and map batches, each a coroutine)."""
 
@@ -98,6 +104,8 @@ class JobManager:
         self._signalled: set[str] = set()
         """Active jobs a signal was stored for during their run: resumed at once if they suspend."""
         self._wake = WakeQueue(self._resume)
+        self._parent_of: dict[str, str] = {}
+        """Unfinished child jobs -> their parent jobs, told when the child ends."""
         self.peak_active = 0
 
     # ------------------------------------------------------------ start-up
@@ -163,6 +171,8 @@ class JobManager:
                 self._active[job_id] = member
                 self._spawn(self._adopt(job_id, member))
         for job in unfinished:
+            if job.parent_job_id is not None:
+                self._parent_of[job.id] = job.parent_job_id
             if job.id in self._active:
                 continue
             if is_suspended(job.status, job.nodes):
@@ -176,6 +186,10 @@ class JobManager:
     async def _recover_suspended(self, job: JobRecord) -> None:
         """A job that was suspended when the last manager stopped: resumed now if a signal it can take
         arrived meanwhile (or its deadline passed), else kept until then."""
+        for _, wait in open_waits(job.nodes):
+            child_id = wait.settings.get("child_job_id") if wait.kind is WaitKind.CHILD else None
+            if isinstance(child_id, str):
+                await self._store_child_ended(child_id, job.id)
         signals = await self._require_store().list_signals(job.id)
         due = wake_at(job.nodes)
         self._suspended.add(job.id)
@@ -200,16 +214,15 @@ class JobManager:
         return [name for name in names if name.startswith((DEDICATED_PREFIX, SHARED_PREFIX))]
 
     async def _adopt(self, job_id: str, member: PooledActor) -> None:
-        suspended = False
+        status = None
         try:
-            suspended = await member.handle.wait_job(job_id) == JobStatus.RUNNING.value
+            status = await member.handle.wait_job(job_id)
         except ray_api.ActorDiedError:
             logger.warning("adopted actor %s died; job %s is queued again", member.name, job_id)
             self._queue.appendleft(job_id)
         finally:
             self._release(job_id, member)
-        if suspended:
-            await self._keep_suspended(job_id)
+        await self._after_run(job_id, status)
 
     # ------------------------------------------------------------ submit
 
@@ -234,6 +247,8 @@ class JobManager:
             if member is not None:
                 self._actors.give_back(member)
             return stored
+        if stored.parent_job_id is not None:
+            self._parent_of[stored.id] = stored.parent_job_id
         if member is not None:
             self._begin(stored.id, member, stored)
         else:
@@ -259,12 +274,12 @@ class JobManager:
         """Run a job on its actor. A job begun as it was `created` already names its actor, so it
         costs the store nothing more here; a queued one is read again (it may have been cancelled)."""
         store = self._require_store()
-        suspended = False
+        status = None
         try:
             job = created or await store.get_job(job_id)
             if job.status.is_terminal:
                 return
-            suspended = await member.handle.run_job(job_id) == JobStatus.RUNNING.value
+            status = await member.handle.run_job(job_id)
         except ray_api.ActorDiedError as exc:
             logger.error("job actor %s for job %s died for good: %s", member.name, job_id, exc)
             await self._fail_unrunnable(job_id, f"its job actor died: {exc}")
@@ -273,8 +288,14 @@ class JobManager:
             await self._fail_unrunnable(job_id, f"{type(exc).__name__}: {exc}")
         finally:
             self._release(job_id, member)
-        if suspended:
+        await self._after_run(job_id, status)
+
+    async def _after_run(self, job_id: str, status: str | None) -> None:
+        """A run of the job ended: keep it suspended if it waits, or tell its parent if it ended."""
+        if status == JobStatus.RUNNING.value:
             await self._keep_suspended(job_id)
+        elif job_id in self._parent_of:
+            await self._tell_parent(job_id)
 
     async def _keep_suspended(self, job_id: str) -> None:
         """The job's run ended with the job waiting: keep its earliest deadline, or resume it at once when
@@ -306,6 +327,52 @@ class JobManager:
         except ray_api.ActorDiedError:
             logger.warning("job %s: its actor died before it took a signal; it resumes", job_id)
 
+    async def _tell_parent(self, child_id: str) -> None:
+        """The child job ended (or may have): store the signal its parent's node waits for, and resume the
+        parent. Stored once per child (its idempotency key), however often this runs."""
+        parent_id = self._parent_of.get(child_id)
+        if parent_id is None:
+            return
+        try:
+            if await self._store_child_ended(child_id, parent_id):
+                self._parent_of.pop(child_id, None)
+                await self.signal(parent_id)
+        except Exception:
+            logger.exception("could not tell job %s that its child job %s ended", parent_id, child_id)
+
+    async def _store_child_ended(self, child_id: str, parent_id: str) -> bool:
+        """Store the signal that the child ended, if it has; whether it has."""
+        store = self._require_store()
+        child = await store.get_job(child_id)
+        if not child.status.is_terminal:
+            return False
+        payload = {
+            "status": child.status.value,
+            "result": child.result,
+            "error": None if child.error is None else child.error.model_dump(),
+        }
+        signal = SignalRecord(
+            id=uuid.uuid4().hex,
+            job_id=parent_id,
+            name=child_signal(child_id),
+            payload=payload,
+            sender=CHILD_SIGNAL_SENDER,
+            idempotency_key=f"ended:{child_id}",
+        )
+        await store.put_signal(signal)
+        return True
+
+    async def _cancel_children(self, job_id: str) -> None:
+        """Cancel the job's unfinished child jobs (each cancels its own)."""
+        children = await self._require_store().list_jobs(
+            parent_job_id=job_id, status=UNFINISHED, limit=RECOVERY_PAGE_SIZE
+        )
+        for child in children.items:
+            try:
+                await self.cancel(child.id)
+            except ConflictError:
+                logger.info("child job %s of job %s ended before it could be cancelled", child.id, job_id)
+
     def _resume(self, job_id: str) -> None:
         """Queue a suspended job (a due deadline, a signal), unless it runs or waits in the queue already."""
         if job_id in self._active or job_id in self._queue:
@@ -324,7 +391,15 @@ class JobManager:
 
     async def cancel(self, job_id: str) -> JobRecord:
         """Cancel a job: running work is stopped by its actor; a queued job is cancelled in the store.
-        Cancelling a cancelled job is harmless; a completed or failed one is a conflict."""
+        Cancelling a cancelled job is harmless; a completed or failed one is a conflict. Its unfinished
+        child jobs are cancelled with it."""
+        cancelled = await self._cancel_one(job_id)
+        await self._cancel_children(job_id)
+        if cancelled.status.is_terminal and job_id in self._parent_of:
+            await self._tell_parent(job_id)
+        return cancelled
+
+    async def _cancel_one(self, job_id: str) -> JobRecord:
         await self._ensure_started()
         store = self._require_store()
         job = await store.get_job(job_id)

@@ -121,6 +121,7 @@ async def test_here(
         fan_out=None,
         progress=None,
         dns_resolver=None,
+        child_jobs=None,
     )
     try:
         node = services.registry.get(test.node_type)

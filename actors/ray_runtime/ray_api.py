@@ -43,6 +43,8 @@ RemoteTaskError = RayTaskError
 CancelledRemotely = TaskCancelledError
 WorkerLost = WorkerCrashedError
 JOB_SLOT = "job_slot"
+MANAGER_NAME = "job-manager"
+"""The job manager actor's name in the service's namespace."""
 HEAD_NODE_RESOURCE = "node:__internal_head__"
 _dashboard: dict[str, str | None] = {"url": None}
 """The dashboard (and its state API) of the Ray instance this process connected to, remembered for a later

@@ -51,6 +51,7 @@ class RemoteCall:
             fan_out=None,
             progress=None,
             dns_resolver=None,
+            child_jobs=None,
         )
 
     def context(self, services: NodeServices, log: LogSink) -> NodeContext:

@@ -32,9 +32,12 @@ async def list_jobs(
     page: PageParams,
     workflow_id: Annotated[str | None, Query(max_length=128, description="only this workflow's jobs")] = None,
     status: Annotated[list[JobStatus] | None, Query(description="only jobs in these statuses")] = None,
+    parent_job_id: Annotated[
+        str | None, Query(max_length=128, description="only the child jobs of this job")
+    ] = None,
 ) -> Page[JobSummary]:
     jobs = await controller.list_jobs(
-        principal.owner_filter, workflow_id, status or None, page.offset, page.limit
+        principal.owner_filter, workflow_id, status or None, page.offset, page.limit, parent_job_id
     )
     return Page[JobSummary](
         items=[JobSummary.from_record(job) for job in jobs.items],

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response, sta
 
 from engine.errors import NotFoundError
 from engine.records import Page, WorkflowRecord
+from gateway.called_workflows import check_called_workflows
 from gateway.deps import (
     CheckerDep,
     ControllerDep,
@@ -84,7 +85,9 @@ async def list_workflows(
 async def create_workflow(
     body: DefinitionBody, store: StoreDep, principal: CurrentUser, checker: CheckerDep, response: Response
 ) -> WorkflowRecord:
-    workflow = await store.create_workflow(principal.subject, await checker.workflow(body))
+    definition = await checker.workflow(body)
+    await check_called_workflows(store, principal.subject, definition)
+    workflow = await store.create_workflow(principal.subject, definition)
     response.headers["Location"] = f"/api/v1/workflows/{workflow.id}"
     return workflow
 
@@ -130,7 +133,9 @@ async def get_workflow_version(
 async def update_workflow(
     workflow: OwnedWorkflow, body: DefinitionBody, store: StoreDep, checker: CheckerDep
 ) -> WorkflowRecord:
-    return await store.update_workflow(workflow.id, await checker.workflow(body))
+    definition = await checker.workflow(body)
+    await check_called_workflows(store, workflow.owner, definition, own_id=workflow.id)
+    return await store.update_workflow(workflow.id, definition)
 
 
 @router.delete(

@@ -24,6 +24,7 @@ def standalone_services(settings: NodeSettings | None = None, **offered: Any) ->
         "fan_out": None,
         "progress": None,
         "dns_resolver": None,
+        "child_jobs": None,
     }
     return NodeServices(**{**services, **offered})
 
