@@ -83,6 +83,11 @@ export function shortId(id) {
   return text.length > 12 ? `${text.slice(0, 8)}…` : text;
 }
 
+/** A link to a job's page, showing its short id unless told what to show. */
+export function jobLink(jobId, props = {}, text = shortId(jobId)) {
+  return el("a", { href: `#/jobs/${encodeURIComponent(jobId)}`, class: "mono", ...props }, text);
+}
+
 export function statusBadge(status) {
   return el("span", { class: `badge status-${status}`, dataset: { status } }, `${STATUS_ICONS[status] ?? "?"} ${status}`);
 }

@@ -2,11 +2,14 @@
 // in order. Events drive the live states; a fresh read of the job (`merge`) fills in details (outputs,
 // errors, rendered configs) and never moves a state back, since events may be newer than the read. A
 // waiting node keeps its `wait` ({node_id, kind, signal, message, since, deadline}) from its
-// `node_waiting` event and from each read of the job.
+// `node_waiting` event and from each read of the job, whichever is later. A workflow node's child jobs
+// come from its `child_job_started` events and the read's `child_job_ids`; a child's status from its
+// `child_job_finished` event, or until then from a read of the child.
 
 const TERMINAL_NODE = new Set(["completed", "failed", "skipped", "cancelled"]);
 const TERMINAL_JOB = new Set(["completed", "failed", "cancelled"]);
 const JOB_ENDINGS = { job_completed: "completed", job_failed: "failed", job_cancelled: "cancelled" };
+const CHILD_SIGNAL_PREFIX = "child:";
 
 export const EVENT_TYPES = [
   "job_started",
@@ -18,6 +21,8 @@ export const EVENT_TYPES = [
   "node_progress",
   "node_waiting",
   "signal_received",
+  "child_job_started",
+  "child_job_finished",
   "llm_token",
   ...Object.keys(JOB_ENDINGS),
 ];
@@ -28,6 +33,11 @@ export function isTerminalJob(status) {
 
 export function endsJob(type) {
   return type in JOB_ENDINGS;
+}
+
+/** The child job a `child` wait waits for: its signal is `child:<child job id>`. */
+export function childJobOf(wait) {
+  return wait.signal.slice(CHILD_SIGNAL_PREFIX.length);
 }
 
 function stage(status, terminal) {
@@ -46,6 +56,12 @@ function newest(known, read, terminal) {
   return merged;
 }
 
+/** The later of two waits: a read may still hold the wait a retried node's events have gone past. */
+function laterWait(known, read) {
+  if (!known || !read) return read ?? known;
+  return Date.parse(read.since) >= Date.parse(known.since) ? read : known;
+}
+
 export class JobModel {
   constructor(job, definition) {
     this.job = { status: "pending" };
@@ -55,6 +71,7 @@ export class JobModel {
     }
     this.progress = new Map();
     this.tokens = new Map();
+    this.children = new Map();
     this.events = [];
     this.lastSequence = 0;
     this.repeated = 0;
@@ -69,8 +86,9 @@ export class JobModel {
       const current = this.nodes.get(id) ?? { node_id: id, node_type: stored.node_type, status: "pending" };
       const merged = newest(current, stored, TERMINAL_NODE);
       merged.rendered_config = stored.rendered_config ?? current.rendered_config;
-      merged.wait = stored.wait ?? current.wait;
+      merged.wait = laterWait(current.wait, stored.wait);
       this.nodes.set(id, merged);
+      for (const childId of stored.child_job_ids ?? []) this.addChild(id, childId);
     }
   }
 
@@ -118,6 +136,12 @@ export class JobModel {
       case "node_progress":
         this.progress.set(event.node_id, data);
         break;
+      case "child_job_started":
+        this.childStarted(event.node_id, data.child_job_id);
+        break;
+      case "child_job_finished":
+        this.addChild(event.node_id, data.child_job_id).status = data.status;
+        break;
       default:
         if (endsJob(event.type)) this.end(JOB_ENDINGS[event.type], event);
     }
@@ -148,6 +172,33 @@ export class JobModel {
       .filter((node) => node.status === "waiting" && node.wait)
       .map((node) => node.wait)
       .sort((a, b) => Date.parse(a.since) - Date.parse(b.since) || a.node_id.localeCompare(b.node_id));
+  }
+
+  addChild(nodeId, childId) {
+    let known = this.children.get(nodeId);
+    if (!known) this.children.set(nodeId, (known = new Map()));
+    if (!known.has(childId)) known.set(childId, { id: childId, status: undefined });
+    return known.get(childId);
+  }
+
+  /** Children in the order they started, which the events tell (a read names only the latest child). */
+  childStarted(nodeId, childId) {
+    const child = this.addChild(nodeId, childId);
+    const known = this.children.get(nodeId);
+    known.delete(childId);
+    known.set(childId, child);
+  }
+
+  /** A read of one of `nodeId`'s child jobs: its status, unless the events already said how it ended. */
+  mergeChild(nodeId, child) {
+    const known = this.addChild(nodeId, child.id);
+    if (!isTerminalJob(known.status)) known.status = child.status;
+  }
+
+  /** The child jobs a workflow node started, as {id, status}, the status undefined until a read of the
+   * child or its `child_job_finished` event tells it. */
+  childrenOf(nodeId) {
+    return [...(this.children.get(nodeId)?.values() ?? [])];
   }
 
   tokenText(nodeId) {

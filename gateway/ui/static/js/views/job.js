@@ -1,12 +1,12 @@
 // A job, live: its DAG with each node's state, map progress bars, a timeline of when each node ran, its
-// status, what it waits for and its duration, the selected node's details, and the events as they
-// arrive. A running job's events are followed over SSE (from the first, so a reload misses nothing);
+// status, what it waits for and its duration, the job it re-runs or is a child of, the selected node's
+// details, and the events as they arrive. A running job's events are followed over SSE (from the first, so a reload misses nothing);
 // each node that ends, and each reconnect, brings a fresh read of the job for the details events do not
 // carry.
 
 import { request, segment } from "../api.js";
 import { drawDag } from "../dag.js";
-import { el, formatDuration, formatTime, jsonBlock, replaceChildren, shortId, statusBadge } from "../dom.js";
+import { el, formatDuration, formatTime, jobLink, jsonBlock, replaceChildren, shortId, statusBadge } from "../dom.js";
 import { JobModel } from "../job-state.js";
 import { followJob } from "../live.js";
 import { nodePanel } from "./node-panel.js";
@@ -210,7 +210,16 @@ export async function show(root, [jobId], _query, context) {
       ` v${job.workflow_version} · created ${formatTime(job.created_at)} · id `,
       el("span", { class: "mono" }, job.id),
       job.rerun_of
-        ? [" · re-run of ", el("a", { href: `#/jobs/${encodeURIComponent(job.rerun_of)}`, id: "job-rerun-of", class: "mono" }, shortId(job.rerun_of))]
+        ? [" · re-run of ", jobLink(job.rerun_of, { id: "job-rerun-of" })]
+        : null,
+      job.parent_job_id
+        ? [
+            " · child of job ",
+            jobLink(job.parent_job_id, { id: "job-parent" }),
+            " (node ",
+            el("span", { class: "mono", id: "job-parent-node" }, job.parent_node_id),
+            ")",
+          ]
         : null,
     ),
     actions,

@@ -1,9 +1,11 @@
 // The panel of the node selected on a job's page: its state, attempts, timings, what it waits for (with an
-// approval's decision), error, the text an LLM streams, its output, the config it ran with (templates
-// rendered, secrets masked) and its log lines.
+// approval's decision), a workflow node's child jobs (links to their pages, with their statuses), error,
+// the text an LLM streams, its output, the config it ran with (templates rendered, secrets masked) and its
+// log lines. A child's status is read once from the service, then its `child_job_finished` event in the
+// parent's stream says how it ended.
 
 import { request, segment } from "../api.js";
-import { el, field, formatDuration, formatTime, jsonBlock, replaceChildren, statusBadge } from "../dom.js";
+import { el, field, formatDuration, formatTime, jobLink, jsonBlock, replaceChildren, statusBadge } from "../dom.js";
 import { waitBox } from "./wait-box.js";
 
 const LOG_LIMIT = 200;
@@ -17,6 +19,8 @@ export function nodePanel(jobId, onClose) {
   const title = el("h2", { id: "node-title" });
   const facts = el("dl", { class: "facts", id: "node-facts" });
   const wait = waitBox(jobId);
+  const children = el("ul", { class: "children", id: "node-children" });
+  const childrenBox = el("section", { hidden: true }, el("h3", {}, "Child jobs"), children);
   const error = el("div", { id: "node-error" });
   const tokens = el("pre", { class: "tokens", id: "node-tokens" });
   const tokensBox = el("section", { hidden: true }, el("h3", {}, "Streamed text"), tokens);
@@ -30,6 +34,7 @@ export function nodePanel(jobId, onClose) {
     title,
     facts,
     wait.element,
+    childrenBox,
     error,
     tokensBox,
     el("section", {}, el("h3", {}, "Output"), output),
@@ -39,6 +44,9 @@ export function nodePanel(jobId, onClose) {
   let shown = null;
   let shownKey = "";
   let logsWanted = 0;
+  let childrenKey = "";
+  const childrenRead = new Set();
+  const childProblems = new Map();
 
   async function loadLogs(nodeId) {
     const ticket = ++logsWanted;
@@ -63,6 +71,44 @@ export function nodePanel(jobId, onClose) {
     );
   }
 
+  /** Read each child whose status neither a read nor an event has told yet, once. */
+  function readChildren(model, nodeId) {
+    for (const child of model.childrenOf(nodeId)) {
+      if (child.status !== undefined || childrenRead.has(child.id)) continue;
+      childrenRead.add(child.id);
+      request(`/api/v1/jobs/${segment(child.id)}`)
+        .then((job) => model.mergeChild(nodeId, job))
+        .catch((failure) => childProblems.set(child.id, failure.message))
+        .finally(() => update(model));
+    }
+  }
+
+  /** The links to a workflow node's children; redrawn only when they change, so a link stays clickable. */
+  function renderChildren(model, node) {
+    childrenBox.hidden = node.node_type !== "workflow";
+    if (childrenBox.hidden) return;
+    readChildren(model, node.node_id);
+    const known = model.childrenOf(node.node_id);
+    const key = [node.node_id, ...known.map((child) => `${child.id}:${child.status}:${childProblems.get(child.id) ?? ""}`)].join(" ");
+    if (key === childrenKey) return;
+    childrenKey = key;
+    replaceChildren(
+      children,
+      known.length ? null : el("li", { class: "muted" }, "None yet."),
+      known.map((child) =>
+        el(
+          "li",
+          { dataset: { jobId: child.id } },
+          jobLink(child.id),
+          " ",
+          child.status
+            ? statusBadge(child.status)
+            : el("span", { class: childProblems.has(child.id) ? "message error" : "muted" }, childProblems.get(child.id) ?? "reading…"),
+        ),
+      ),
+    );
+  }
+
   function update(model) {
     if (!shown) return;
     const node = model.nodes.get(shown);
@@ -80,6 +126,7 @@ export function nodePanel(jobId, onClose) {
         : null,
     );
     wait.update(node);
+    renderChildren(model, node);
     replaceChildren(
       error,
       node.error ? el("div", { class: "message error", id: "node-error-text" }, `${node.error.type}: ${node.error.message}`) : null,

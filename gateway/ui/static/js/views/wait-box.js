@@ -1,15 +1,17 @@
-// What a waiting node waits for, in its panel: the kind of wait, the approver's message, since when and
-// until when. An approval gets Approve and Reject buttons and an optional comment, sent as the signal
+// What a waiting node waits for, in its panel: the kind of wait, the approver's message or the child job
+// (a link to its page), since when and until when. An approval gets Approve and Reject buttons and an optional comment, sent as the signal
 // named after the node; the job's events then show the node completing (or the service's refusal shows
 // here, and the decision can be sent again).
 
 import { sendSignal } from "../api.js";
-import { el, field, formatTime, replaceChildren } from "../dom.js";
+import { el, field, formatTime, jobLink, replaceChildren, shortId } from "../dom.js";
+import { childJobOf } from "../job-state.js";
 
 /** The wait in a few words, as the job's header says it. */
 export function waitSummary(wait) {
   if (wait.kind === "approval") return `waiting for approval: ${wait.message ?? wait.node_id}`;
   if (wait.kind === "timer") return `waiting until ${formatTime(wait.deadline)}`;
+  if (wait.kind === "child") return `waiting for child job ${shortId(childJobOf(wait))}`;
   return `waiting for signal ${wait.signal}`;
 }
 
@@ -65,10 +67,12 @@ export function waitBox(jobId) {
       replaceChildren(decision);
       return;
     }
+    const child = wait.kind === "child" ? childJobOf(wait) : null;
     replaceChildren(
       facts,
       field("Kind", wait.kind, "wait-kind"),
       wait.kind === "signal" ? field("Signal", wait.signal, "wait-signal") : null,
+      child ? field("Child job", jobLink(child, {}, child), "wait-child") : null,
       wait.message ? field("Message", wait.message, "wait-message") : null,
       field("Since", formatTime(wait.since), "wait-since"),
       wait.deadline ? field("Deadline", formatTime(wait.deadline), "wait-deadline") : null,
