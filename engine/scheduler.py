@@ -448,15 +448,22 @@ def _node_waits(state: JobState, event: NodeWaits) -> Decision:
     node = state.nodes[event.node_id]
     if node.status is not NodeStatus.RUNNING:
         return Decision()
-    waiting = node.model_copy(update={"status": NodeStatus.WAITING, "wait": event.wait})
-    shown = {k: v for k, v in event.wait.public(event.node_id).items() if k != "node_id"}
+    wait = event.wait
+    if wait.kind is WaitKind.CHILD and node.wait is not None and node.wait.kind is WaitKind.CHILD:
+        earlier = [
+            *node.wait.settings.get("earlier_child_job_ids", []),
+            node.wait.settings.get("child_job_id"),
+        ]
+        wait = wait.model_copy(update={"settings": {**wait.settings, "earlier_child_job_ids": earlier}})
+    waiting = node.model_copy(update={"status": NodeStatus.WAITING, "wait": wait})
+    shown = {k: v for k, v in wait.public(event.node_id).items() if k != "node_id"}
     events = [Emit(EventType.NODE_WAITING, event.node_id, shown)]
-    if event.wait.kind is WaitKind.CHILD:
-        child = event.wait.settings.get("child_job_id")
+    if wait.kind is WaitKind.CHILD:
+        child = wait.settings.get("child_job_id")
         events.append(Emit(EventType.CHILD_JOB_STARTED, event.node_id, {"child_job_id": child}))
     return Decision(
         changes={event.node_id: waiting},
-        actions=[WatchWait(event.node_id, event.wait.deadline)],
+        actions=[WatchWait(event.node_id, wait.deadline)],
         events=events,
     )
 

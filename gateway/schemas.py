@@ -41,17 +41,18 @@ class NodeState(BaseModel):
     kept_from: str | None = None
     wait: WaitOut | None = Field(default=None, description="what the node waits, or waited, for")
     child_job_ids: list[str] = Field(
-        default_factory=list, description="for a workflow node: the child jobs it started"
+        default_factory=list, description="for a workflow node: the child jobs its attempts started, in order"
     )
 
     @classmethod
     def from_checkpoint(cls, node: NodeCheckpoint) -> NodeState:
-        child = node.wait.settings.get("child_job_id") if node.wait is not None else None
+        settings = node.wait.settings if node.wait is not None else {}
+        children = [*settings.get("earlier_child_job_ids", []), settings.get("child_job_id")]
         return cls(
             **node.model_dump(exclude={"wait"}),
             duration_s=_seconds(node.started_at, node.finished_at),
             wait=None if node.wait is None else WaitOut(node_id=node.node_id, **node.wait.model_dump()),
-            child_job_ids=[child] if isinstance(child, str) else [],
+            child_job_ids=[child for child in children if isinstance(child, str)],
         )
 
 

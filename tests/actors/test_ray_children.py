@@ -98,6 +98,9 @@ async def test_a_failed_child_fails_the_node_and_a_retry_starts_a_new_child(make
     assert twice.status is JobStatus.FAILED and twice.nodes["call"].attempts == 2
     started = await children(runtime, twice.id)
     assert len({c.id for c in started}) == 2, "each attempt started its own child"
+    wait = twice.nodes["call"].wait
+    assert wait is not None
+    assert {*wait.settings["earlier_child_job_ids"], wait.settings["child_job_id"]} == {c.id for c in started}
 
 
 @pytest.mark.timeout(120)
