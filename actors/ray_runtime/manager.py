@@ -189,7 +189,10 @@ class JobManager:
         for _, wait in open_waits(job.nodes):
             child_id = wait.settings.get("child_job_id") if wait.kind is WaitKind.CHILD else None
             if isinstance(child_id, str):
-                await self._store_child_ended(child_id, job.id)
+                try:
+                    await self._store_child_ended(child_id, job.id)
+                except NotFoundError:
+                    logger.error("job %s waits for child job %s, which is not stored", job.id, child_id)
         signals = await self._require_store().list_signals(job.id)
         due = wake_at(job.nodes)
         self._suspended.add(job.id)

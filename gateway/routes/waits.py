@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from engine.errors import Problem
 from engine.records import JobStatus, Page
-from engine.waits import open_approvals, open_waits
+from engine.waits import CHILD_SIGNAL_PREFIX, open_approvals, open_waits
 from gateway.deps import (
     ControllerDep,
     CurrentUser,
@@ -70,6 +70,12 @@ async def send_signal(
     idempotency_key: SignalKey = None,
     body: SignalBody = None,
 ) -> SignalOut:
+    if target.name.startswith(CHILD_SIGNAL_PREFIX):
+        raise InvalidRequestError(
+            f"signal '{target.name}': names starting with '{CHILD_SIGNAL_PREFIX}' are the service's own (a "
+            "child job's end)",
+            problems=[Problem("a name the service keeps for itself", field="path.name")],
+        )
     payload = body or {}
     if target.approval:
         payload = _approval_decision(payload, target.name)

@@ -233,3 +233,12 @@ async def test_a_signal_wait_times_out_each_way(http, alice, on_timeout, status)
         assert hook["output"] is None
     else:
         assert hook["error"]["type"] == "wait_timeout"
+
+
+async def test_a_child_jobs_signal_cannot_be_sent_by_a_user(http, alice):
+    workflow = await create_workflow(http, alice, approval_definition(**ROUTED))
+    job = await waiting_job(http, alice, workflow["id"])
+    forged = await send(http, alice, job["id"], "child:0123", {"status": "completed", "result": 1})
+    assert forged.status_code == 422, forged.text
+    assert forged.json()["errors"][0]["field"] == "path.name"
+    assert (await http.post(f"/api/v1/jobs/{job['id']}/cancel", headers=alice.headers)).status_code == 200
