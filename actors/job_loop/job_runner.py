@@ -113,6 +113,7 @@ class JobRunner:
         """Signals handed to a WaitEnded that is not committed yet."""
         self._signal_reader: asyncio.Task[None] | None = None
         self._read_signals_again = False
+        self._ending = False
         self._last_progress: dict[str, float] = {}
         self._nodes = NodeTasks(
             dag, self._execute, self._inbox.put_nowait, services.clock, services.jitter, f"{job.id}:"
@@ -126,8 +127,13 @@ class JobRunner:
     def state(self) -> JobState:
         return self.ledger.state
 
-    def cancel(self, reason: str = "cancelled by request") -> None:
+    def cancel(self, reason: str = "cancelled by request") -> bool:
+        """Ask the run to cancel the job; False when the run is ending already (the job ended or is
+        suspended), so it would not see the request."""
+        if self._ending:
+            return False
         self._inbox.put_nowait(CancelRequested(self.services.clock(), reason))
+        return True
 
     def signals_arrived(self) -> None:
         """A signal for this job was stored: read the job's signals again."""
@@ -152,6 +158,7 @@ class JobRunner:
                 raise
             self.state.status = stored.status
         finally:
+            self._ending = True
             for timer in self._wait_timers.values():
                 timer.cancel()
             if self._signal_reader is not None:

@@ -111,13 +111,14 @@ class JobActor:
             self._workflows[key] = (workflow.name, Dag.from_definition(workflow.definition))
         return self._workflows[key]
 
-    async def cancel_job(self, job_id: str) -> None:
-        """Cancel one job; the other jobs this actor runs go on undisturbed."""
+    async def cancel_job(self, job_id: str) -> bool:
+        """Cancel one job; the other jobs this actor runs go on undisturbed. True when its runner took the
+        cancel; else it is kept for a run of the job that has yet to begin here."""
         runner = self._runners.get(job_id)
         if runner is not None:
-            runner.cancel()
-        else:
-            self._cancel_requested.add(job_id)
+            return runner.cancel()
+        self._cancel_requested.add(job_id)
+        return False
 
     async def deliver_signals(self, job_id: str) -> bool:
         """A signal for the job was stored: its runner reads the job's signals again. False when the job

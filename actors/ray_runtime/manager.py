@@ -414,18 +414,30 @@ class JobManager:
             )
         member = self._active.get(job_id)
         if member is not None and job.status is JobStatus.RUNNING:
-            await member.handle.cancel_job(job_id)
-            return await self._await_terminal(job_id)
+            if await self._cancel_on_actor(member, job_id):
+                return await self._await_terminal(job_id)
+            job = await store.get_job(job_id)
+            if job.status.is_terminal:
+                return job
+        elif member is not None:
+            await self._cancel_on_actor(member, job_id)
         if job_id in self._queue:
             self._queue.remove(job_id)
-        if member is not None:
-            await member.handle.cancel_job(job_id)
         self._suspended.discard(job_id)
         self._wake.discard(job_id)
         try:
             return await self._cancel_in_store(job)
         except ConflictError:
             return await self._await_terminal(job_id)
+
+    @staticmethod
+    async def _cancel_on_actor(member: PooledActor, job_id: str) -> bool:
+        """Whether the job's runner on the actor took the cancel. Not when its run ended meanwhile (the job
+        suspended to wait, and a dedicated actor was ended with it): then no actor runs the job."""
+        try:
+            return await member.handle.cancel_job(job_id)
+        except ray_api.ActorDiedError:
+            return False
 
     async def _cancel_in_store(self, job: JobRecord) -> JobRecord:
         reason = "cancelled while waiting" if job.status is JobStatus.RUNNING else "cancelled while pending"

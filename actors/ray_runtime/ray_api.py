@@ -269,7 +269,7 @@ class JobActorHandle(_Handle):
     def run_job(self, job_id: str) -> Pending[str]:
         return self._send("run_job", job_id)
 
-    def cancel_job(self, job_id: str) -> Pending[None]:
+    def cancel_job(self, job_id: str) -> Pending[bool]:
         return self._send("cancel_job", job_id, retry_on_restart=False)
 
     def wait_job(self, job_id: str) -> Pending[str]:
