@@ -49,5 +49,9 @@ class ChildrenWait(BaseModel):
     def running(self) -> list[str]:
         return [item.child_job_id for item in self.items if item.running and item.child_job_id]
 
+    def can_start_more(self) -> bool:
+        """Whether an item waits to start while fewer than max_concurrency children run."""
+        return any(item.unstarted for item in self.items) and len(self.running()) < self.max_concurrency
+
     def started(self) -> list[str]:
         return [item.child_job_id for item in self.items if item.child_job_id is not None]

@@ -97,10 +97,16 @@ def children_signals(
     return found
 
 
-def has_signal_to_take(nodes: Mapping[str, NodeCheckpoint], signals: Iterable[SignalRecord]) -> bool:
-    """Whether some wait of the job would take one of `signals` now."""
+def should_resume(nodes: Mapping[str, NodeCheckpoint], signals: Iterable[SignalRecord]) -> bool:
+    """Whether a suspended job has something to do now: a wait would take one of `signals`, or a map of
+    children has items to start (its last run stopped before starting them)."""
     listed = list(signals)
-    return bool(signals_to_take(nodes, listed)) or any(children_signals(nodes, listed).values())
+    if signals_to_take(nodes, listed) or any(children_signals(nodes, listed).values()):
+        return True
+    return any(
+        wait.kind is WaitKind.CHILDREN and ChildrenWait.of(wait).can_start_more()
+        for _, wait in open_waits(nodes)
+    )
 
 
 def signals_to_take(

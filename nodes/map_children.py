@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.child_waits import ChildItem, ChildrenWait
 from engine.errors import ChildJobError
-from engine.records import ErrorInfo, SignalRecord
+from engine.records import ErrorInfo, JobRecord, SignalRecord
 from engine.waits import CHILD_SIGNAL_PREFIX
 from nodes.base import NodeResult
 from nodes.map import FailurePolicy, ItemOutcome, map_result
@@ -25,11 +25,23 @@ NOT_STARTED = "not_started"
 """An item whose child could not be started (its workflow is gone, the nesting is too deep)."""
 
 
-def with_ended(children: ChildrenWait, signals: Sequence[SignalRecord]) -> ChildrenWait:
-    """The wait with the running children that `signals` say ended recorded as ended."""
-    ended = {signal.name.removeprefix(CHILD_SIGNAL_PREFIX): signal.payload for signal in signals}
+def ended_children(signals: Sequence[SignalRecord]) -> dict[str, Mapping[str, Any]]:
+    """How the children that `signals` name ended (the payloads the job manager stores): by child id."""
+    return {signal.name.removeprefix(CHILD_SIGNAL_PREFIX): signal.payload for signal in signals}
+
+
+def child_ended(child: JobRecord) -> dict[str, Any]:
+    """How a child that has ended ended, read from its record (the payload its signal carries)."""
+    error = None if child.error is None else child.error.model_dump()
+    return {"status": child.status.value, "result": child.result, "error": error}
+
+
+def with_ended(children: ChildrenWait, ended: Mapping[str, Mapping[str, Any]]) -> ChildrenWait:
+    """The wait with the running children in `ended` (child id -> how it ended) recorded as ended."""
     items = [
-        _ended(item, ended[item.child_job_id]) if item.running and item.child_job_id in ended else item
+        _ended(item, ended[item.child_job_id])
+        if item.running and item.child_job_id is not None and item.child_job_id in ended
+        else item
         for item in children.items
     ]
     return children.model_copy(update={"items": items})

@@ -18,9 +18,17 @@ from datetime import datetime
 from engine.child_waits import ChildItem, ChildrenWait
 from engine.errors import NodeExecutionError
 from engine.failures import error_info
-from engine.records import ErrorInfo, NodeCheckpoint, SignalRecord
+from engine.records import ErrorInfo, JobRecord, NodeCheckpoint, SignalRecord
 from engine.scheduler import SchedulerEvent, WaitAdvanced, WaitEnded
-from nodes.map_children import progress, to_start, verdict, with_ended, with_started
+from nodes.map_children import (
+    child_ended,
+    ended_children,
+    progress,
+    to_start,
+    verdict,
+    with_ended,
+    with_started,
+)
 from nodes.services import ChildJobs
 
 logger = logging.getLogger(__name__)
@@ -45,12 +53,16 @@ class ChildMaps:
         No events when nothing changed."""
         assert node.wait is not None
         before = ChildrenWait.of(node.wait)
-        children = with_ended(before, ended)
+        children = with_ended(before, ended_children(ended))
         started: list[str] = []
         while indexes := to_start(children):
             outcomes = await asyncio.gather(*(self._start(children.items[i], node.node_id) for i in indexes))
-            children = with_started(children, dict(zip(indexes, outcomes, strict=True)))
-            started.extend(outcome for outcome in outcomes if isinstance(outcome, str))
+            ids = {i: o.id if isinstance(o, JobRecord) else o for i, o in zip(indexes, outcomes, strict=True)}
+            children = with_started(children, ids)
+            # A child started before a crash may have ended since: its record says how.
+            over = [o for o in outcomes if isinstance(o, JobRecord) and o.status.is_terminal]
+            children = with_ended(children, {child.id: child_ended(child) for child in over})
+            started.extend(outcome.id for outcome in outcomes if isinstance(outcome, JobRecord))
         if children == before:
             return []
         now = self._clock()
@@ -68,8 +80,9 @@ class ChildMaps:
             events.append(WaitEnded(node.node_id, now, output=result.output))
         return events
 
-    async def _start(self, item: ChildItem, node_id: str) -> str | ErrorInfo:
-        """The child's id, or why it could not start (that item fails)."""
+    async def _start(self, item: ChildItem, node_id: str) -> JobRecord | ErrorInfo:
+        """The child (the one started before, for a key seen before), or why it could not start (that item
+        fails)."""
         starter = self._child_jobs
         try:
             if starter is None:
@@ -77,7 +90,7 @@ class ChildMaps:
             child = await starter.start(item.workflow_id, item.version, item.input, node_id, item.key)
         except Exception as exc:
             return error_info(exc)
-        return child.id
+        return child
 
     async def _cancel(self, child_ids: list[str]) -> None:
         """Cancel the children a failed map leaves running (fail_fast)."""

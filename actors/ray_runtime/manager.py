@@ -42,7 +42,7 @@ from engine.errors import ConflictError, NotFoundError
 from engine.ledger import JobLedger
 from engine.records import ErrorInfo, JobRecord, JobStatus, SignalRecord, utcnow
 from engine.scheduler import CancelRequested, JobState, RuntimeFailed
-from engine.waits import awaited_children, child_signal, has_signal_to_take, is_suspended, open_waits, wake_at
+from engine.waits import awaited_children, child_signal, is_suspended, open_waits, should_resume, wake_at
 from storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class JobManager:
         signals = await self._require_store().list_signals(job.id)
         due = wake_at(job.nodes)
         self._suspended.add(job.id)
-        if has_signal_to_take(job.nodes, signals):
+        if should_resume(job.nodes, signals):
             self._queue.append(job.id)
             self._suspended.discard(job.id)
         elif due is not None:

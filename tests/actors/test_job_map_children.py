@@ -147,3 +147,25 @@ async def test_fail_fast_fails_the_node_at_the_first_failed_child_and_cancels_th
     assert "item 0 failed: child job child-0 failed: boom" in node.error.message
     assert sorted(children.cancelled) == ["child-1", "child-2"]
     assert len(children.starts) == 3, "no item started after the failure"
+
+
+async def test_a_child_that_ended_before_its_start_was_recorded_counts_as_ended(services):
+    """As after a crash between starting a child and storing its id: starting it again gives the ended
+    child, whose end its record says, so the map neither waits for a signal taken by nobody nor stalls."""
+    children = Children()
+    services = replace(services, child_jobs=children)
+    runner = await start_job(services, mapping("collect", items=2, cap=1), {})
+    children.by_key[f"{runner.job.id}:fan[0]:1"] = JobRecord(
+        id="early",
+        owner="alice",
+        workflow_id="wf",
+        workflow_version=1,
+        status=JobStatus.COMPLETED,
+        result={"doubled": 0},
+    )
+    assert await runner.run() is JobStatus.RUNNING
+    assert await running_children(services, runner.job.id) == ["child-1"], "the next item started at once"
+    await end_child(services, runner.job.id, children.by_key[f"{runner.job.id}:fan[1]:1"])
+    assert await (await resume(services, runner.job.id)).run() is JobStatus.COMPLETED
+    job = await services.store.get_job(runner.job.id)
+    assert job.nodes["fan"].output["results"] == [{"doubled": 0}, {"doubled": 2}]

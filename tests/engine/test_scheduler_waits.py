@@ -38,8 +38,8 @@ from engine.waits import (
     child_job_ids,
     child_signal,
     children_signals,
-    has_signal_to_take,
     is_suspended,
+    should_resume,
     signals_to_take,
     taken_signal_ids,
     wake_at,
@@ -239,12 +239,14 @@ def test_the_signals_a_map_of_children_takes_are_its_running_childrens_untaken_o
     state = run_until_waiting(dag, "w", children_wait("c0", "c1"))
     signals = [child_ended("c0", "s0"), child_ended("c1", "s1"), child_ended("other", "s2"), signal()]
     assert children_signals(state.nodes, signals) == {"w": signals[:2]}
-    assert has_signal_to_take(state.nodes, signals[2:3]) is False
+    assert should_resume(state.nodes, signals[2:3]) is False, "both children run: none to start"
     apply(state, step(dag, state, WaitAdvanced("w", children_wait("c0", "c1"), T0, (signals[0],))))
     assert taken_signal_ids(state.nodes.values()) == {"s0"}
     assert children_signals(state.nodes, signals) == {"w": [signals[1]]}
-    assert has_signal_to_take(state.nodes, signals)
+    assert should_resume(state.nodes, signals)
     assert signals_to_take(state.nodes, signals) == [], "no single wait takes a child's signal"
+    unstarted = run_until_waiting(dag, "w", children_wait("c0", None))
+    assert should_resume(unstarted.nodes, []), "an item waits to start and a slot is free"
 
 
 def test_a_retried_map_of_children_keeps_the_children_its_earlier_attempt_started():

@@ -15,7 +15,15 @@ from engine.records import ErrorInfo, SignalRecord, WaitKind
 from engine.templating import TemplateContext
 from engine.waits import child_signal
 from nodes.map import MapNode
-from nodes.map_children import decided, progress, to_start, verdict, with_ended, with_started
+from nodes.map_children import (
+    decided,
+    ended_children,
+    progress,
+    to_start,
+    verdict,
+    with_ended,
+    with_started,
+)
 from tests.support.node_services import standalone_context, standalone_services
 
 
@@ -49,7 +57,7 @@ def run_map(children: ChildrenWait, failing: set[int], seed: int) -> tuple[Child
         child = rng.choice(children.running())
         index = int(child[1:])
         status = "failed" if index in failing else "completed"
-        children = with_ended(children, [ended(child, status, {"n": index * 2})])
+        children = with_ended(children, ended_children([ended(child, status, {"n": index * 2})]))
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -77,7 +85,7 @@ def test_no_more_than_max_concurrency_children_ever_run_at_once(total: int, cap:
 
 def test_fail_fast_fails_at_the_first_failed_child_and_names_the_running_ones_to_cancel():
     children = with_started(children_of(6, 3), {0: "c0", 1: "c1", 2: "c2"})
-    children = with_ended(children, [ended("c1", "failed")])
+    children = with_ended(children, ended_children([ended("c1", "failed")]))
     assert decided(children) and to_start(children) == []
     assert children.running() == ["c0", "c2"]
     with pytest.raises(NodeExecutionError, match=r"item 1 failed: child job c1 failed: boom"):
@@ -108,8 +116,8 @@ def test_min_success_ratio_fails_the_node_below_the_ratio(ratio: float, passes: 
 
 def test_a_cancelled_child_fails_its_item_and_a_signal_of_another_child_changes_nothing():
     children = with_started(children_of(2, 2, "collect"), {0: "c0", 1: "c1"})
-    assert with_ended(children, [ended("someone-else")]) == children
-    children = with_ended(children, [ended("c0", "cancelled")])
+    assert with_ended(children, ended_children([ended("someone-else")])) == children
+    children = with_ended(children, ended_children([ended("c0", "cancelled")]))
     assert children.items[0].status == "cancelled" and children.running() == ["c1"]
     assert not decided(children) and verdict(children, "m") is None
 
