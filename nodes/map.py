@@ -7,7 +7,8 @@ where the child type runs: I/O children as coroutines in executor actors in batc
 call per item), CPU children as Ray tasks, inline children in place. A sub-graph (`graph`) runs once
 per item as a small workflow of its own, through the same scheduling step as a job; it goes to the
 executors whole, in batches, when any of its nodes waits on I/O or uses a core. Results come back in
-input order.
+input order. A `workflow` child makes each item a child job: the map then waits, holding nothing, while
+its job starts the children max_concurrency at a time (nodes/map_children.py).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ SUBGRAPH_LIMITS = DefinitionLimits(max_nodes=100, max_edges=1_000, max_bytes=256
 
 
 _WAITING_CHILD = (
-    "a {type} node pauses its job, which a map's items cannot; put it in the workflow before or after the map"
+    "a {type} node pauses its job, which a map's items cannot (only a workflow node as the map's node can: "
+    "each item then a child job); put it in the workflow before or after the map"
 )
 
 
