@@ -71,6 +71,7 @@ class WaitKind(StrEnum):
     SIGNAL = "signal"
     TIMER = "timer"
     CHILD = "child"
+    CHILDREN = "children"
 
 
 class WaitInfo(BaseModel):
@@ -95,6 +96,11 @@ class WaitInfo(BaseModel):
     )
     taken_signal: str | None = Field(
         default=None, description="the id of the signal that ended the wait, stored with the completion"
+    )
+    taken_signals: list[str] = Field(
+        default_factory=list,
+        description="for a wait that takes many signals (a map's children): the ids taken so far, each "
+        "stored with the checkpoint that took it",
     )
 
     def public(self, node_id: str) -> dict[str, Any]:

@@ -32,6 +32,9 @@ from engine.records import (
     WaitInfo,
     WaitKind,
 )
+from engine.waits import CHILD_SIGNAL_PREFIX, child_job_ids
+
+CHILD_WAITS = frozenset({WaitKind.CHILD, WaitKind.CHILDREN})
 
 # ---------------------------------------------------------------- events the runtime reports
 
@@ -110,6 +113,21 @@ class WaitEnded:
     signal: SignalRecord | None = None
 
 
+@dataclass(frozen=True)
+class WaitAdvanced:
+    """A waiting node's wait moved on without ending (a map's children: some ended, more started): `wait`
+    replaces the node's wait, and the `signals` it took are recorded as taken by this very checkpoint."""
+
+    node_id: str
+    wait: WaitInfo
+    time: datetime
+    signals: tuple[SignalRecord, ...] = ()
+    started: tuple[str, ...] = ()
+    """The child jobs started."""
+    progress: dict[str, Any] | None = None
+    """The node's progress now, published as `node_progress`."""
+
+
 SchedulerEvent = (
     Begin
     | NodeSucceeded
@@ -120,6 +138,7 @@ SchedulerEvent = (
     | RuntimeFailed
     | NodeWaits
     | WaitEnded
+    | WaitAdvanced
 )
 
 # ---------------------------------------------------------------- what the runtime must do
@@ -238,6 +257,8 @@ def step(dag: Dag, state: JobState, event: SchedulerEvent) -> Decision:
             return _node_waits(state, event)
         case WaitEnded():
             return _wait_ended(dag, state, event)
+        case WaitAdvanced():
+            return _wait_advanced(state, event)
 
 
 class _Draft:
@@ -449,11 +470,8 @@ def _node_waits(state: JobState, event: NodeWaits) -> Decision:
     if node.status is not NodeStatus.RUNNING:
         return Decision()
     wait = event.wait
-    if wait.kind is WaitKind.CHILD and node.wait is not None and node.wait.kind is WaitKind.CHILD:
-        earlier = [
-            *node.wait.settings.get("earlier_child_job_ids", []),
-            node.wait.settings.get("child_job_id"),
-        ]
+    earlier = child_job_ids(node.wait)
+    if earlier and wait.kind in CHILD_WAITS:
         wait = wait.model_copy(update={"settings": {**wait.settings, "earlier_child_job_ids": earlier}})
     waiting = node.model_copy(update={"status": NodeStatus.WAITING, "wait": wait})
     shown = {k: v for k, v in wait.public(event.node_id).items() if k != "node_id"}
@@ -496,6 +514,31 @@ def _wait_ended(dag: Dag, state: JobState, event: WaitEnded) -> Decision:
     if event.error is not None:
         return _fail(draft, node, event.error)
     return _succeed(draft, node, event.output, event.inactive_targets, None)
+
+
+def _wait_advanced(state: JobState, event: WaitAdvanced) -> Decision:
+    node = state.nodes[event.node_id]
+    if node.status is not NodeStatus.WAITING or node.wait is None:
+        return Decision()
+    taken = [*node.wait.taken_signals, *(signal.id for signal in event.signals)]
+    wait = event.wait.model_copy(update={"taken_signals": taken})
+    events = [
+        Emit(
+            EventType.CHILD_JOB_FINISHED,
+            event.node_id,
+            {
+                "child_job_id": signal.name.removeprefix(CHILD_SIGNAL_PREFIX),
+                "status": signal.payload.get("status"),
+            },
+        )
+        for signal in event.signals
+    ]
+    events.extend(
+        Emit(EventType.CHILD_JOB_STARTED, event.node_id, {"child_job_id": child}) for child in event.started
+    )
+    if event.progress is not None:
+        events.append(Emit(EventType.NODE_PROGRESS, event.node_id, event.progress))
+    return Decision(changes={event.node_id: node.model_copy(update={"wait": wait})}, events=events)
 
 
 def _retry_due(dag: Dag, state: JobState, event: RetryDue) -> Decision:

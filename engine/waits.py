@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 
+from engine.child_waits import ChildrenWait
 from engine.models import NodeSpec, WorkflowDefinition
 from engine.records import JobRecord, JobStatus, NodeCheckpoint, NodeStatus, SignalRecord, WaitInfo, WaitKind
 
@@ -50,7 +51,62 @@ def wake_at(nodes: Mapping[str, NodeCheckpoint]) -> datetime | None:
 
 
 def taken_signal_ids(nodes: Iterable[NodeCheckpoint]) -> set[str]:
-    return {node.wait.taken_signal for node in nodes if node.wait is not None and node.wait.taken_signal}
+    taken: set[str] = set()
+    for node in nodes:
+        if node.wait is not None:
+            taken.update(node.wait.taken_signals)
+            if node.wait.taken_signal:
+                taken.add(node.wait.taken_signal)
+    return taken
+
+
+def awaited_children(wait: WaitInfo) -> list[str]:
+    """The child jobs a wait waits for now: a workflow node's child, a map's running children."""
+    if wait.kind is WaitKind.CHILD:
+        child = wait.settings.get("child_job_id")
+        return [child] if isinstance(child, str) else []
+    if wait.kind is WaitKind.CHILDREN:
+        return ChildrenWait.of(wait).running()
+    return []
+
+
+def child_job_ids(wait: WaitInfo | None) -> list[str]:
+    """Every child job the node's attempts started, in order (its earlier attempts' first)."""
+    if wait is None:
+        return []
+    if wait.kind is WaitKind.CHILDREN:
+        children = ChildrenWait.of(wait)
+        return [*children.earlier_child_job_ids, *children.started()]
+    if wait.kind is not WaitKind.CHILD:
+        return []
+    found = [*wait.settings.get("earlier_child_job_ids", []), wait.settings.get("child_job_id")]
+    return [child for child in found if isinstance(child, str)]
+
+
+def children_signals(
+    nodes: Mapping[str, NodeCheckpoint], signals: Iterable[SignalRecord]
+) -> dict[str, list[SignalRecord]]:
+    """For each waiting map of children: the signals of its running children that no checkpoint took."""
+    used = taken_signal_ids(nodes.values())
+    available = [s for s in signals if s.id not in used]
+    found = {}
+    for node_id, wait in open_waits(nodes):
+        if wait.kind is WaitKind.CHILDREN:
+            names = {child_signal(child) for child in awaited_children(wait)}
+            found[node_id] = [s for s in available if s.name in names]
+    return found
+
+
+def should_resume(nodes: Mapping[str, NodeCheckpoint], signals: Iterable[SignalRecord]) -> bool:
+    """Whether a suspended job has something to do now: a wait would take one of `signals`, or a map of
+    children has items to start (its last run stopped before starting them)."""
+    listed = list(signals)
+    if signals_to_take(nodes, listed) or any(children_signals(nodes, listed).values()):
+        return True
+    return any(
+        wait.kind is WaitKind.CHILDREN and ChildrenWait.of(wait).can_start_more()
+        for _, wait in open_waits(nodes)
+    )
 
 
 def signals_to_take(

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.records import ErrorInfo, JobRecord, JobStatus, NodeCheckpoint, NodeStatus, SignalRecord, WaitKind
+from engine.waits import child_job_ids
 
 
 def _seconds(started: datetime | None, finished: datetime | None) -> float | None:
@@ -41,18 +42,18 @@ class NodeState(BaseModel):
     kept_from: str | None = None
     wait: WaitOut | None = Field(default=None, description="what the node waits, or waited, for")
     child_job_ids: list[str] = Field(
-        default_factory=list, description="for a workflow node: the child jobs its attempts started, in order"
+        default_factory=list,
+        description="for a workflow node, or a map of workflow items: the child jobs its attempts started, "
+        "in order",
     )
 
     @classmethod
     def from_checkpoint(cls, node: NodeCheckpoint) -> NodeState:
-        settings = node.wait.settings if node.wait is not None else {}
-        children = [*settings.get("earlier_child_job_ids", []), settings.get("child_job_id")]
         return cls(
             **node.model_dump(exclude={"wait"}),
             duration_s=_seconds(node.started_at, node.finished_at),
             wait=None if node.wait is None else WaitOut(node_id=node.node_id, **node.wait.model_dump()),
-            child_job_ids=[child for child in children if isinstance(child, str)],
+            child_job_ids=child_job_ids(node.wait),
         )
 
 

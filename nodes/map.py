@@ -7,7 +7,8 @@ where the child type runs: I/O children as coroutines in executor actors in batc
 call per item), CPU children as Ray tasks, inline children in place. A sub-graph (`graph`) runs once
 per item as a small workflow of its own, through the same scheduling step as a job; it goes to the
 executors whole, in batches, when any of its nodes waits on I/O or uses a core. Results come back in
-input order.
+input order. A `workflow` child makes each item a child job: the map then waits, holding nothing, while
+its job starts the children max_concurrency at a time (nodes/map_children.py).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.budget import MAX_WORK, evaluation_budget
 from engine.catalog import NodeCatalog
+from engine.child_waits import ChildItem, ChildrenWait
 from engine.dag import Dag
 from engine.errors import InvalidWorkflowError, NodeExecutionError, Problem, WorkflowServiceError
 from engine.models import WorkflowDefinition
-from engine.records import ErrorInfo, LogLevel
+from engine.records import ErrorInfo, LogLevel, WaitInfo, WaitKind, utcnow
 from engine.templating import (
     INDEX_ROOT,
     INPUT_ROOT,
@@ -38,6 +40,7 @@ from engine.templating import (
 )
 from engine.validation import DefinitionLimits, validate_workflow
 from nodes.base import Execution, NodeContext, NodeResult, NodeType
+from nodes.workflow import WorkflowNode
 
 if TYPE_CHECKING:
     from nodes.registry import NodeRegistry
@@ -52,7 +55,8 @@ SUBGRAPH_LIMITS = DefinitionLimits(max_nodes=100, max_edges=1_000, max_bytes=256
 
 
 _WAITING_CHILD = (
-    "a {type} node pauses its job, which a map's items cannot; put it in the workflow before or after the map"
+    "a {type} node pauses its job, which a map's items cannot (only a workflow node as the map's node can: "
+    "each item then a child job); put it in the workflow before or after the map"
 )
 
 
@@ -186,7 +190,7 @@ class MapNode(NodeType[MapConfig]):
             return [Problem(f"unknown node type '{child_type}'", field="config.node.type")]
         if child_type == self.type_name:
             return [Problem("a map node cannot map another map node", field="config.node.type")]
-        if catalog.waits(child_type):
+        if catalog.waits(child_type) and child_type != WorkflowNode.type_name:
             return [Problem(_WAITING_CHILD.format(type=child_type), field="config.node.type")]
         if not isinstance(config, dict):
             return []
@@ -221,12 +225,37 @@ class MapNode(NodeType[MapConfig]):
             raise NodeExecutionError(f"{where}: items must be a list, got {type(items).__name__}")
         if len(items) > MAX_ITEMS:
             raise NodeExecutionError(f"{where}: {len(items)} items, the limit is {MAX_ITEMS}")
-        fan_out = ctx.services.fan_out
-        if fan_out is None:
-            raise NodeExecutionError(f"{where} runs only inside a job: nothing here runs its items")
         nodes_per_item = len(config.graph.nodes) if config.graph is not None else 1
         with evaluation_budget(MAX_WORK + ITEM_RENDER_WORK * nodes_per_item * len(items)):
+            if config.node is not None and config.node.type == WorkflowNode.type_name:
+                return self._children_wait(config, config.node, ctx, items)
+            fan_out = ctx.services.fan_out
+            if fan_out is None:
+                raise NodeExecutionError(f"{where} runs only inside a job: nothing here runs its items")
             return await self._fan_out(config, ctx, items, fan_out)
+
+    def _children_wait(
+        self, config: MapConfig, node: ChildSpec, ctx: NodeContext, items: list[Any]
+    ) -> NodeResult:
+        """Items that are child jobs: the node waits, holding nothing, while the job starts them
+        max_concurrency at a time (nodes/map_children.py), each with its item's idempotency key."""
+        if ctx.services.child_jobs is None:
+            raise NodeExecutionError(f"map node '{ctx.node_id}': workflow items run only within a job")
+        child = ctx.services.registry.get(node.type)
+        children = ChildrenWait(
+            items=[
+                ChildItem(
+                    **self._item_config(child, node.config, ctx, index, item),
+                    key=ctx.for_item(index).idempotency_key,
+                )
+                for index, item in enumerate(items)
+            ],
+            max_concurrency=config.max_concurrency,
+            failure_policy=config.failure_policy.value,
+            min_success_ratio=config.min_success_ratio,
+        )
+        wait = WaitInfo(kind=WaitKind.CHILDREN, since=utcnow(), settings=children.model_dump(mode="json"))
+        return NodeResult(output=None, wait=wait)
 
     async def _fan_out(
         self, config: MapConfig, ctx: NodeContext, items: list[Any], fan_out: FanOut
@@ -252,7 +281,7 @@ class MapNode(NodeType[MapConfig]):
         fail_fast = config.failure_policy is FailurePolicy.FAIL_FAST
         run = MapItems(child, configs, ctx, config.max_concurrency, fail_fast, on_progress)
         outcomes = await fan_out.run(run)
-        return self._result(config, ctx, outcomes, len(items))
+        return map_result(config.failure_policy, config.min_success_ratio, ctx.node_id, outcomes, len(items))
 
     def _item_config(
         self, child: NodeType[Any], config: dict[str, Any], ctx: NodeContext, index: int, item: Any
@@ -268,34 +297,37 @@ class MapNode(NodeType[MapConfig]):
         except WorkflowServiceError as exc:
             raise NodeExecutionError(f"map node '{ctx.node_id}', item {index}: {exc.message}") from None
 
-    def _result(
-        self, config: MapConfig, ctx: NodeContext, outcomes: list[ItemOutcome], total: int
-    ) -> NodeResult:
-        failures = [o for o in outcomes if o.error is not None]
-        succeeded = len(outcomes) - len(failures)
-        if failures and config.failure_policy is FailurePolicy.FAIL_FAST:
-            first = failures[0]
-            message = first.error.message if first.error else ""
-            raise NodeExecutionError(f"map node '{ctx.node_id}': item {first.index} failed: {message}")
-        ratio = succeeded / total if total else 1.0
-        if config.failure_policy is FailurePolicy.MIN_SUCCESS_RATIO and ratio < config.min_success_ratio:
-            raise NodeExecutionError(
-                f"map node '{ctx.node_id}': {succeeded} of {total} items succeeded ({ratio:.0%}), "
-                f"below min_success_ratio {config.min_success_ratio:.0%}; first error: "
-                f"item {failures[0].index}: {failures[0].error.message if failures[0].error else ''}"
-            )
-        results: list[Any] = [None] * total
-        for outcome in outcomes:
-            results[outcome.index] = outcome.output
-        usage = sum_usage(outcome.usage for outcome in outcomes)
-        output = {
-            "results": results,
-            "succeeded": succeeded,
-            "failed": len(failures),
-            "total": total,
-            "errors": [{"index": o.index, "error": o.error.model_dump()} for o in failures if o.error],
-        }
-        return NodeResult(output=output, usage=usage)
+
+def map_result(
+    policy: FailurePolicy, min_ratio: float, node_id: str, outcomes: Sequence[ItemOutcome], total: int
+) -> NodeResult:
+    """A map's output from its items' outcomes, results in input order; NodeExecutionError when the
+    failure policy (`policy`, `min_ratio`) says the node failed."""
+    failures = [o for o in outcomes if o.error is not None]
+    succeeded = len(outcomes) - len(failures)
+    if failures and policy is FailurePolicy.FAIL_FAST:
+        first = failures[0]
+        message = first.error.message if first.error else ""
+        raise NodeExecutionError(f"map node '{node_id}': item {first.index} failed: {message}")
+    ratio = succeeded / total if total else 1.0
+    if policy is FailurePolicy.MIN_SUCCESS_RATIO and ratio < min_ratio:
+        raise NodeExecutionError(
+            f"map node '{node_id}': {succeeded} of {total} items succeeded ({ratio:.0%}), "
+            f"below min_success_ratio {min_ratio:.0%}; first error: "
+            f"item {failures[0].index}: {failures[0].error.message if failures[0].error else ''}"
+        )
+    results: list[Any] = [None] * total
+    for outcome in outcomes:
+        results[outcome.index] = outcome.output
+    usage = sum_usage(outcome.usage for outcome in outcomes)
+    output = {
+        "results": results,
+        "succeeded": succeeded,
+        "failed": len(failures),
+        "total": total,
+        "errors": [{"index": o.index, "error": o.error.model_dump()} for o in failures if o.error],
+    }
+    return NodeResult(output=output, usage=usage)
 
 
 def _graph_problems(graph: dict[str, Any], catalog: NodeCatalog) -> list[Problem]:

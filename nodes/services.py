@@ -30,14 +30,17 @@ ProgressSink = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class ChildJobs(Protocol):
-    """Starts child jobs of the job a node runs in (the workflow node): as the job's owner, under the
-    job manager's admission, once per idempotency key."""
+    """Starts child jobs of the job a node runs in (the workflow node, a map of workflow items): as the
+    job's owner, under the job manager's admission, once per idempotency key; and cancels them."""
 
     async def start(
         self, workflow_id: str, version: int | None, input_data: dict[str, Any], node_id: str, key: str
     ) -> JobRecord:
         """The child job (an existing one when `key` started one before). NodeExecutionError when the
         workflow is not the owner's or the nesting is too deep."""
+
+    async def cancel(self, job_id: str) -> None:
+        """Cancel a child job (and its own children); nothing when it has ended already."""
 
 
 @dataclass(frozen=True, kw_only=True)

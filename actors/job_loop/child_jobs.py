@@ -1,5 +1,5 @@
 """Starting a job's child jobs (the workflow node), free of Ray: the job actor hands it the job manager's
-`submit`.
+`submit` and `cancel`.
 
 A child runs as the parent's owner, with the owner's roles (so the same secrets), on a workflow of that
 owner: another owner's workflow is "not found", exactly as an unknown id, so ids cannot be probed. Its
@@ -17,12 +17,16 @@ from engine.records import JobRecord
 from storage.protocols import Store
 
 Submit = Callable[[JobRecord], Awaitable[JobRecord]]
+Cancel = Callable[[str], Awaitable[None]]
 
 
 class ChildJobStarter:
-    def __init__(self, store: Store, submit: Submit, parent: JobRecord, max_depth: int) -> None:
+    def __init__(
+        self, store: Store, submit: Submit, cancel: Cancel, parent: JobRecord, max_depth: int
+    ) -> None:
         self._store = store
         self._submit = submit
+        self._cancel = cancel
         self._parent = parent
         self._max_depth = max_depth
 
@@ -56,3 +60,6 @@ class ChildJobStarter:
             workflow_chain=chain,
         )
         return await self._submit(child)
+
+    async def cancel(self, job_id: str) -> None:
+        await self._cancel(job_id)

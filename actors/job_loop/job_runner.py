@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
+from actors.job_loop.child_maps import ChildMaps, ChildrenDue
 from actors.job_loop.job_writer import JobWriter
 from actors.job_loop.launcher import NodeLauncher
 from actors.job_loop.node_tasks import NodeTasks
@@ -40,6 +41,7 @@ from engine.records import (
     LogLevel,
     NodeStatus,
     SignalRecord,
+    WaitKind,
     utcnow,
 )
 from engine.redaction import Redactor
@@ -55,7 +57,7 @@ from engine.scheduler import (
     WatchWait,
 )
 from engine.templating import TemplateContext
-from engine.waits import is_suspended, open_waits, signals_to_take
+from engine.waits import children_signals, is_suspended, open_waits, signals_to_take
 from nodes.base import NodeContext, NodeResult
 from nodes.registry import NodeRegistry
 from nodes.services import ChildJobs, NodeServices
@@ -106,8 +108,10 @@ class JobRunner:
             rendered_config=self._rendered_configs.get,
         )
         self._writer = JobWriter(self.ledger, services.store, services.bus, job.version)
-        self._inbox: asyncio.Queue[SchedulerEvent | None] = asyncio.Queue()
-        """Events to commit; None only wakes the loop to see whether the job is suspended now."""
+        self._inbox: asyncio.Queue[SchedulerEvent | ChildrenDue | None] = asyncio.Queue()
+        """Events to commit, maps of children to move on; None only wakes the loop to see whether the job
+        is suspended now."""
+        self._child_maps = ChildMaps(services.child_jobs, services.clock)
         self._wait_timers: dict[str, asyncio.TimerHandle] = {}
         self._claimed_signals: set[str] = set()
         """Signals handed to a WaitEnded that is not committed yet."""
@@ -149,9 +153,7 @@ class JobRunner:
                 batch = [await self._inbox.get()]
                 while not self._inbox.empty():
                     batch.append(self._inbox.get_nowait())
-                events = [event for event in batch if event is not None]
-                if events:
-                    await self._commit(events)
+                await self._commit_batch(batch)
         except ConflictError:
             stored = await self.services.store.get_job(self.job.id)
             if not stored.status.is_terminal:
@@ -167,6 +169,29 @@ class JobRunner:
             if self._log_writes:
                 await asyncio.gather(*self._log_writes, return_exceptions=True)
         return self.state.status
+
+    async def _commit_batch(self, batch: list[SchedulerEvent | ChildrenDue | None]) -> None:
+        """Commit the batch's events in order; a map of children moves on from the state the events before
+        it left, in commits of its own."""
+        events: list[SchedulerEvent] = []
+        for entry in batch:
+            if isinstance(entry, ChildrenDue):
+                if events:
+                    await self._commit(events)
+                    events = []
+                await self._advance_children(entry)
+            elif entry is not None:
+                events.append(entry)
+        if events:
+            await self._commit(events)
+
+    async def _advance_children(self, due: ChildrenDue) -> None:
+        ended = children_signals(self.state.nodes, due.signals)
+        if due.node_id not in ended:
+            return  # it no longer waits for children (cancelled, or ended by an earlier advance)
+        events = await self._child_maps.advance(self.state.nodes[due.node_id], ended[due.node_id])
+        if events:
+            await self._commit(events)
 
     async def _commit(
         self,
@@ -270,6 +295,9 @@ class JobRunner:
         for node_id, signal in signals_to_take(self.state.nodes, signals, self._claimed_signals):
             self._claimed_signals.add(signal.id)
             self._inbox.put_nowait(self._wait_ended(node_id, WaitArrival(self.services.clock(), signal)))
+        for node_id, wait in open_waits(self.state.nodes):
+            if wait.kind is WaitKind.CHILDREN:
+                self._inbox.put_nowait(ChildrenDue(node_id, tuple(signals)))
 
     def _wait_ended(self, node_id: str, arrival: WaitArrival) -> WaitEnded:
         """The node type's outcome of a wait, as the scheduling step's event."""

@@ -21,6 +21,7 @@ from actors.ray_runtime.executor_pool import ExecutorPool
 from actors.ray_runtime.ray_launcher import RayLauncher
 from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.dag import Dag
+from engine.errors import ConflictError
 from engine.records import JobRecord
 from storage.protocols import EventBus, Store
 
@@ -76,7 +77,11 @@ class JobActor:
                 actor_name=ray_api.current_actor_name(),
             )
             services.child_jobs = ChildJobStarter(
-                store, self._submit_child, job, self.runtime.settings.jobs.max_workflow_depth
+                store,
+                self._submit_child,
+                self._cancel_child,
+                job,
+                self.runtime.settings.jobs.max_workflow_depth,
             )
             runner = JobRunner(services, job, dag)
             self._runners[job_id] = runner
@@ -95,10 +100,20 @@ class JobActor:
 
     async def _submit_child(self, child: JobRecord) -> JobRecord:
         """A child job, stored and admitted (or queued) by the job manager like any job."""
+        return await self._manager().submit(child)
+
+    async def _cancel_child(self, job_id: str) -> None:
+        """Cancel a child job through the job manager (which cancels its children too)."""
+        try:
+            await self._manager().cancel(job_id)
+        except ConflictError:
+            logger.info("child job %s ended before it could be cancelled", job_id)
+
+    def _manager(self) -> ray_api.JobManagerHandle:
         manager = ray_api.get_actor(ray_api.MANAGER_NAME, self.runtime.namespace)
         if manager is None:
-            raise RuntimeError("the job manager is gone; the child job cannot start")
-        return await ray_api.JobManagerHandle(manager).submit(child)
+            raise RuntimeError("the job manager is gone; its child jobs cannot be started or cancelled")
+        return ray_api.JobManagerHandle(manager)
 
     async def _workflow(self, store: Store, workflow_id: str, version: int) -> tuple[str, Dag]:
         """A workflow version's name and DAG; a version never changes, so an actor that runs many jobs

@@ -13,9 +13,9 @@ only its earliest deadline (wake_queue.py) and resumes it through admission, lik
 is due or when a signal for it is stored (`signal`). A restarted manager finds the suspended jobs in the
 store: their deadlines from their checkpoints, and resumes at once those with a signal they can take.
 
-A child job (a workflow node's) is admitted like any job; when it ends, the manager stores the signal
-its parent's node waits for (`child:<id>`, once per child) and resumes the parent. Cancelling a job
-cancels its unfinished children, and theirs.
+A child job (a workflow node's, or a map item's) is admitted like any job; when it ends, the manager
+stores the signal its parent's node waits for (`child:<id>`, once per child) and resumes the parent.
+Cancelling a job cancels its unfinished children, and theirs.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from actors.ray_runtime.wake_queue import WakeQueue
 from engine.dag import Dag
 from engine.errors import ConflictError, NotFoundError
 from engine.ledger import JobLedger
-from engine.records import ErrorInfo, JobRecord, JobStatus, SignalRecord, WaitKind, utcnow
+from engine.records import ErrorInfo, JobRecord, JobStatus, SignalRecord, utcnow
 from engine.scheduler import CancelRequested, JobState, RuntimeFailed
-from engine.waits import child_signal, is_suspended, open_waits, signals_to_take, wake_at
+from engine.waits import awaited_children, child_signal, is_suspended, open_waits, should_resume, wake_at
 from storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
@@ -187,8 +187,7 @@ class JobManager:
         """A job that was suspended when the last manager stopped: resumed now if a signal it can take
         arrived meanwhile (or its deadline passed), else kept until then."""
         for _, wait in open_waits(job.nodes):
-            child_id = wait.settings.get("child_job_id") if wait.kind is WaitKind.CHILD else None
-            if isinstance(child_id, str):
+            for child_id in awaited_children(wait):
                 try:
                     await self._store_child_ended(child_id, job.id)
                 except NotFoundError:
@@ -196,7 +195,7 @@ class JobManager:
         signals = await self._require_store().list_signals(job.id)
         due = wake_at(job.nodes)
         self._suspended.add(job.id)
-        if signals_to_take(job.nodes, signals):
+        if should_resume(job.nodes, signals):
             self._queue.append(job.id)
             self._suspended.discard(job.id)
         elif due is not None:

@@ -192,7 +192,7 @@ async def test_a_timer_fires_within_a_running_job_and_a_signal_reaches_a_running
 async def test_cancelling_a_waiting_job_cancels_its_waits(services):
     runner = await start_job(services, approval_flow(), {"title": "x"})
     assert await runner.run() is JobStatus.RUNNING
-    assert runner.cancel() is False, "a run that ended suspended takes no cancel: the job is cancelled elsewhere"
+    assert runner.cancel() is False, "a run that ended suspended takes no cancel; the manager cancels it"
     again = await resume(services, runner.job.id)
     run = asyncio.create_task(again.run())
     again.cancel()

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from engine.child_waits import ChildItem, ChildrenWait
 from engine.dag import Dag
 from engine.models import WorkflowDefinition
 from engine.records import (
@@ -26,12 +27,23 @@ from engine.scheduler import (
     JobState,
     NodeSucceeded,
     NodeWaits,
+    WaitAdvanced,
     WaitEnded,
     WatchWait,
     apply,
     step,
 )
-from engine.waits import is_suspended, signals_to_take, wake_at
+from engine.waits import (
+    awaited_children,
+    child_job_ids,
+    child_signal,
+    children_signals,
+    is_suspended,
+    should_resume,
+    signals_to_take,
+    taken_signal_ids,
+    wake_at,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -178,3 +190,69 @@ def test_each_wait_takes_the_oldest_untaken_signal_of_its_name():
     ]
     assert [(n, s.id) for n, s in signals_to_take(nodes, signals)] == [("first", "s2"), ("second", "s3")]
     assert [(n, s.id) for n, s in signals_to_take(nodes, signals, claimed={"s2"})] == [("first", "s3")]
+
+
+def children_wait(*child_ids: str | None) -> WaitInfo:
+    items = [
+        ChildItem(workflow_id="wf", key=f"j:w[{i}]:1", child_job_id=child)
+        for i, child in enumerate(child_ids)
+    ]
+    children = ChildrenWait(items=items, max_concurrency=2, failure_policy="collect")
+    return WaitInfo(kind=WaitKind.CHILDREN, since=T0, settings=children.model_dump(mode="json"))
+
+
+def child_ended(child_id: str, sid: str) -> SignalRecord:
+    return SignalRecord(
+        id=sid, job_id="j", name=child_signal(child_id), payload={"status": "completed"}, sender="ws"
+    )
+
+
+def test_a_wait_that_advances_stays_waiting_records_the_signals_it_took_and_says_what_moved():
+    dag = dag_of([("w", "b")], "w")
+    state = run_until_waiting(dag, "w", children_wait(None, None, None))
+    first = step(dag, state, WaitAdvanced("w", children_wait("c0", "c1", None), T0, started=("c0", "c1")))
+    apply(state, first)
+    assert [(e.type, e.data) for e in first.events] == [
+        (EventType.CHILD_JOB_STARTED, {"child_job_id": "c0"}),
+        (EventType.CHILD_JOB_STARTED, {"child_job_id": "c1"}),
+    ]
+    progress = {"succeeded": 1, "failed": 0, "total": 3}
+    second = step(
+        dag,
+        state,
+        WaitAdvanced("w", children_wait("c0", "c1", "c2"), T0, (child_ended("c0", "s0"),), ("c2",), progress),
+    )
+    apply(state, second)
+    node = state.nodes["w"]
+    assert node.status is NodeStatus.WAITING and node.wait is not None
+    assert node.wait.taken_signals == ["s0"] and awaited_children(node.wait) == ["c0", "c1", "c2"]
+    assert [(e.type, e.data) for e in second.events] == [
+        (EventType.CHILD_JOB_FINISHED, {"child_job_id": "c0", "status": "completed"}),
+        (EventType.CHILD_JOB_STARTED, {"child_job_id": "c2"}),
+        (EventType.NODE_PROGRESS, progress),
+    ]
+    assert state.unfinished == 2 and is_suspended(JobStatus.RUNNING, state.nodes)
+
+
+def test_the_signals_a_map_of_children_takes_are_its_running_childrens_untaken_ones():
+    dag = dag_of([("w", "b")], "w")
+    state = run_until_waiting(dag, "w", children_wait("c0", "c1"))
+    signals = [child_ended("c0", "s0"), child_ended("c1", "s1"), child_ended("other", "s2"), signal()]
+    assert children_signals(state.nodes, signals) == {"w": signals[:2]}
+    assert should_resume(state.nodes, signals[2:3]) is False, "both children run: none to start"
+    apply(state, step(dag, state, WaitAdvanced("w", children_wait("c0", "c1"), T0, (signals[0],))))
+    assert taken_signal_ids(state.nodes.values()) == {"s0"}
+    assert children_signals(state.nodes, signals) == {"w": [signals[1]]}
+    assert should_resume(state.nodes, signals)
+    assert signals_to_take(state.nodes, signals) == [], "no single wait takes a child's signal"
+    unstarted = run_until_waiting(dag, "w", children_wait("c0", None))
+    assert should_resume(unstarted.nodes, []), "an item waits to start and a slot is free"
+
+
+def test_a_retried_map_of_children_keeps_the_children_its_earlier_attempt_started():
+    dag = dag_of([("w", "b")], "w")
+    state = run_until_waiting(dag, "w", children_wait("c0", "c1"))
+    running = state.nodes["w"].model_copy(update={"status": NodeStatus.RUNNING})
+    state.nodes["w"] = running
+    apply(state, step(dag, state, NodeWaits("w", children_wait("d0", None), T0)))
+    assert child_job_ids(state.nodes["w"].wait) == ["c0", "c1", "d0"]

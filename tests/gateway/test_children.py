@@ -62,3 +62,20 @@ async def test_a_child_job_names_its_parent_and_only_its_owner_sees_it(http, ali
     assert (await http.get(f"/api/v1/jobs/{child_id}", headers=bob.headers)).status_code == 404
     theirs = await http.get("/api/v1/jobs", params={"parent_job_id": parent["id"]}, headers=bob.headers)
     assert theirs.json()["items"] == []
+
+
+async def test_a_map_of_workflow_items_must_call_a_workflow_of_the_caller_too(http, alice: User, bob: User):
+    bobs = await create_workflow(http, bob, DOUBLE)
+    item = {"type": "workflow", "config": {"workflow_id": bobs["id"], "input": {"n": "{{item}}"}}}
+    fan = {"id": "fan", "type": "map", "config": {"items": [1, 2], "node": item}}
+    refused = await http.post(
+        "/api/v1/workflows", json={"name": "fan", "nodes": [fan], "edges": []}, headers=alice.headers
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [
+        {
+            "node_id": "fan",
+            "field": "config.node.config.workflow_id",
+            "message": f"workflow {bobs['id']} not found",
+        }
+    ]
