@@ -252,13 +252,9 @@ class JobRunner:
         run's first commit ends them too (one commit, not two, from a signal to the next node)."""
         if not is_suspended(self.state.status, self.state.nodes):
             return []
+        events: list[SchedulerEvent] = [*self._answered(await self.services.store.list_signals(self.job.id))]
+        answered = {event.node_id for event in events if isinstance(event, WaitEnded)}
         now = self.services.clock()
-        signals = await self.services.store.list_signals(self.job.id)
-        matched = signals_to_take(self.state.nodes, signals)
-        events: list[SchedulerEvent] = [
-            self._wait_ended(node_id, WaitArrival(now, signal)) for node_id, signal in matched
-        ]
-        answered = {node_id for node_id, _ in matched}
         events.extend(
             self._wait_ended(node_id, WaitArrival(now))
             for node_id, wait in open_waits(self.state.nodes)
@@ -292,12 +288,20 @@ class JobRunner:
             self._inbox.put_nowait(None)
 
     def _end_waits_with(self, signals: list[SignalRecord]) -> None:
-        for node_id, signal in signals_to_take(self.state.nodes, signals, self._claimed_signals):
-            self._claimed_signals.add(signal.id)
-            self._inbox.put_nowait(self._wait_ended(node_id, WaitArrival(self.services.clock(), signal)))
+        for ended in self._answered(signals):
+            self._inbox.put_nowait(ended)
         for node_id, wait in open_waits(self.state.nodes):
             if wait.kind is WaitKind.CHILDREN:
                 self._inbox.put_nowait(ChildrenDue(node_id, tuple(signals)))
+
+    def _answered(self, signals: list[SignalRecord]) -> list[WaitEnded]:
+        """The waits these signals end, each signal claimed until the commit that takes it."""
+        now = self.services.clock()
+        ended = []
+        for node_id, signal in signals_to_take(self.state.nodes, signals, self._claimed_signals):
+            self._claimed_signals.add(signal.id)
+            ended.append(self._wait_ended(node_id, WaitArrival(now, signal)))
+        return ended
 
     def _wait_ended(self, node_id: str, arrival: WaitArrival) -> WaitEnded:
         """The node type's outcome of a wait, as the scheduling step's event."""

@@ -43,13 +43,13 @@ from engine.ledger import JobLedger
 from engine.records import ErrorInfo, JobRecord, JobStatus, SignalRecord, utcnow
 from engine.scheduler import CancelRequested, JobState, RuntimeFailed
 from engine.waits import awaited_children, child_signal, is_suspended, open_waits, should_resume, wake_at
+from storage.job_pages import all_jobs
 from storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
 
 UNFINISHED = (JobStatus.RUNNING, JobStatus.PENDING)
 ADOPT_TIMEOUT_S = 10.0
-RECOVERY_PAGE_SIZE = 500
 CHILD_SIGNAL_SENDER = "workflow-service"
 """The sender of the signal that tells a parent job its child ended."""
 EXECUTOR_MAX_CONCURRENCY = 1000
@@ -142,18 +142,8 @@ class JobManager:
 
     async def _recover(self) -> None:
         """Resume what a previous run left: running jobs first, then pending ones, oldest first.
-        Job actors that are alive and running a stored job are adopted; idle leftovers are ended.
-        A job the store cannot read is left out of its page (the store logs it), so pages are
-        stepped by their size, not by the jobs they hold."""
-        store = self._require_store()
-        unfinished: list[JobRecord] = []
-        offset = 0
-        while True:
-            page = await store.list_jobs(status=UNFINISHED, offset=offset, limit=RECOVERY_PAGE_SIZE)
-            unfinished.extend(page.items)
-            offset += page.limit
-            if offset >= page.total:
-                break
+        Job actors that are alive and running a stored job are adopted; idle leftovers are ended."""
+        unfinished = await all_jobs(self._require_store(), status=UNFINISHED)
         unfinished.sort(key=lambda job: (job.status is not JobStatus.RUNNING, job.created_at))
         unfinished_ids = {job.id for job in unfinished}
         for name in self._leftover_actors():
@@ -366,10 +356,7 @@ class JobManager:
 
     async def _cancel_children(self, job_id: str) -> None:
         """Cancel the job's unfinished child jobs (each cancels its own)."""
-        children = await self._require_store().list_jobs(
-            parent_job_id=job_id, status=UNFINISHED, limit=RECOVERY_PAGE_SIZE
-        )
-        for child in children.items:
+        for child in await all_jobs(self._require_store(), parent_job_id=job_id, status=UNFINISHED):
             try:
                 await self.cancel(child.id)
             except ConflictError:

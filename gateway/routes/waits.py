@@ -21,10 +21,9 @@ from gateway.deps import (
 )
 from gateway.errors import BODY_TOO_LARGE, ERROR_RESPONSES, UNREADABLE, InvalidRequestError, documented
 from gateway.schemas import ApprovalDecision, ApprovalOut, SignalOut, WaitOut
+from storage.job_pages import all_jobs
 
 router = APIRouter(tags=["waits"], responses=ERROR_RESPONSES, dependencies=[Depends(authenticate)])
-SCAN_PAGE_SIZE = 500
-"""Waiting jobs read per store query while the approvals inbox is gathered."""
 
 SignalKey = Annotated[
     str | None,
@@ -89,28 +88,14 @@ async def send_signal(
 async def list_approvals(store: StoreDep, principal: CurrentUser, page: PageParams) -> Page[ApprovalOut]:
     """The caller's own jobs' approvals (everyone's for an admin), and those listing the caller as an
     approver; the longest waiting first."""
-    found: list[ApprovalOut] = []
-    offset = 0
-    while True:
-        jobs = await store.list_jobs(
-            status=JobStatus.RUNNING, waiting=True, offset=offset, limit=SCAN_PAGE_SIZE
+    found = [
+        ApprovalOut(
+            job_id=job.id, node_id=node_id, message=wait.message, since=wait.since, deadline=wait.deadline
         )
-        for job in jobs.items:
-            mine = principal.may_access(job.owner)
-            found.extend(
-                ApprovalOut(
-                    job_id=job.id,
-                    node_id=node_id,
-                    message=wait.message,
-                    since=wait.since,
-                    deadline=wait.deadline,
-                )
-                for node_id, wait in open_approvals(job)
-                if mine or principal.subject in wait.approvers
-            )
-        offset += jobs.limit
-        if offset >= jobs.total:
-            break
+        for job in await all_jobs(store, status=JobStatus.RUNNING, waiting=True)
+        for node_id, wait in open_approvals(job)
+        if principal.may_access(job.owner) or principal.subject in wait.approvers
+    ]
     found.sort(key=lambda approval: (approval.since, approval.job_id, approval.node_id))
     return Page[ApprovalOut](
         items=found[page.offset : page.offset + page.limit],

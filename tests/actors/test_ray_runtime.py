@@ -27,8 +27,8 @@ from tests.support.ray_jobs import (
     chain,
     execute,
     finished,
-    manager_pid,
     record,
+    restart_manager,
     service_phase,
     wait_for,
 )
@@ -334,13 +334,7 @@ async def test_a_restarted_manager_adopts_a_runner_with_several_jobs_then_ends_i
     for job in jobs:
         await wait_for(runtime, job.id, lambda j: j.status is JobStatus.RUNNING)
     (old,) = runner_names(runtime)
-    manager = ray_api.get_actor("job-manager", runtime.runtime.namespace)
-    assert manager is not None
-    killed_pid = manager_pid(runtime)
-    assert killed_pid is not None, "the state API lists the manager"
-    ray_test_api.kill_for_restart(manager)
-    assert await wait_until(lambda: manager_pid(runtime) not in (None, killed_pid), timeout_s=30), "restarted"
-    stats = await ray_api.JobManagerHandle(manager).start()
+    stats = await restart_manager(runtime)
     assert stats["active"] == 3, "the three running jobs were adopted, not queued again"
     done = [await wait_for(runtime, j.id, finished) for j in jobs]
     assert [j.status for j in done] == [JobStatus.COMPLETED] * 3
@@ -360,14 +354,8 @@ async def test_no_job_actor_is_left_behind_after_jobs_or_a_manager_restart(make_
     await wait_until(lambda: len(job_actor_names(runtime)) == 2 and not job_actor_names(runtime) & used)
     assert len(job_actor_names(runtime)) == 2, "only the refilled pool remains"
 
-    manager = ray_api.get_actor("job-manager", runtime.runtime.namespace)
-    assert manager is not None
-    assert (await ray_api.JobManagerHandle(manager).stats())["active"] == 0
-    killed_pid = manager_pid(runtime)
-    assert killed_pid is not None, "the state API lists the manager"
-    ray_test_api.kill_for_restart(manager)
-    assert await wait_until(lambda: manager_pid(runtime) not in (None, killed_pid), timeout_s=30), "restarted"
-    await ray_api.JobManagerHandle(manager).start()
+    assert (await runtime.controller.stats())["active"] == 0
+    await restart_manager(runtime)
     await wait_until(
         lambda: len(job_actor_names(runtime)) == 2 and not (job_actor_names(runtime) & before), timeout_s=10
     )

@@ -16,12 +16,11 @@ import pytest
 from actors.ray_runtime import ray_api
 from actors.ray_runtime.bootstrap import ServiceRuntime
 from engine.records import EventType, JobRecord, JobStatus, SignalRecord
-from tests.support import ray_test_api
 from tests.support.ray_jobs import (
     execute,
     finished,
-    manager_pid,
     record,
+    restart_manager,
     wait_for,
 )
 from tests.support.waiting import wait_until
@@ -137,13 +136,7 @@ async def test_a_restarted_manager_resumes_suspended_jobs_for_stored_signals_and
             sender="alice",
         )
     )
-    manager = ray_api.get_actor("job-manager", runtime.runtime.namespace)
-    assert manager is not None
-    killed_pid = manager_pid(runtime)
-    assert killed_pid is not None, "the state API lists the manager"
-    ray_test_api.kill_for_restart(manager)
-    assert await wait_until(lambda: manager_pid(runtime) not in (None, killed_pid), timeout_s=30), "restarted"
-    stats = await ray_api.JobManagerHandle(manager).start()
+    stats = await restart_manager(runtime)
     assert stats["timers"] == 1, "the timer was read back from the checkpoint"
 
     done = await wait_for(runtime, signalled.id, finished)

@@ -12,12 +12,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from actors.ray_runtime import ray_api
 from actors.ray_runtime.bootstrap import ServiceRuntime
 from config.settings import Settings
 from engine.models import WorkflowDefinition
 from engine.records import JobRecord
 from tests.actors.ray_test_nodes import PLUGINS
 from tests.support import ray_test_api
+from tests.support.waiting import wait_until
 
 RuntimeFactory = Callable[..., Awaitable[ServiceRuntime]]
 """Starts a service runtime on the session's Ray with these setting overrides (the `make_runtime` fixture)."""
@@ -98,3 +100,15 @@ def service_phase(*args: str, timeout_s: float = 150) -> str:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.strip().splitlines()[-1]
+
+
+async def restart_manager(runtime: ServiceRuntime) -> dict[str, Any]:
+    """Kill the job manager the way a crash would, wait until Ray has restarted it, start it (it recovers)
+    and return its stats."""
+    manager = ray_api.get_actor(ray_api.MANAGER_NAME, runtime.runtime.namespace)
+    assert manager is not None
+    killed_pid = manager_pid(runtime)
+    assert killed_pid is not None, "the state API lists the manager"
+    ray_test_api.kill_for_restart(manager)
+    assert await wait_until(lambda: manager_pid(runtime) not in (None, killed_pid), timeout_s=30), "restarted"
+    return await ray_api.JobManagerHandle(manager).start()
