@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -206,6 +206,13 @@ class JobEvent(BaseModel):
         return self.type in JOB_ENDING_EVENTS
 
 
+class TriggerRef(BaseModel):
+    """What started a job other than an API call: a schedule's slot or a webhook's delivery."""
+
+    kind: Literal["schedule", "webhook"]
+    id: str
+
+
 class JobRecord(BaseModel):
     model_config = ConfigDict(validate_assignment=False)
 
@@ -230,6 +237,12 @@ class JobRecord(BaseModel):
         default_factory=list,
         description="for a child job: the workflows of its ancestors, the root job's first",
     )
+    called_versions: dict[str, int] = Field(
+        default_factory=dict,
+        description="the version each workflow node without a `version` runs: the called workflow's latest "
+        "when this job was created, kept so a resumed job starts the same version",
+    )
+    trigger: TriggerRef | None = Field(default=None, description="the schedule or webhook that started it")
     owner_roles: list[str] = Field(
         default_factory=list,
         description="the owner's roles when the job was created: which operator secrets the job may use",

@@ -4,28 +4,10 @@ meanwhile)."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from engine.called_workflows import called_workflow
 from engine.errors import InvalidWorkflowError, NotFoundError, Problem
 from engine.models import WorkflowDefinition
 from storage.protocols import Store
-
-WORKFLOW_NODE_TYPE = "workflow"
-MAP_NODE_TYPE = "map"
-
-
-def _called(node_type: str, config: dict[str, Any]) -> tuple[Any, str]:
-    """The workflow id a node calls (None if it calls none), and the config field that names it."""
-    if node_type == WORKFLOW_NODE_TYPE:
-        return config.get("workflow_id"), "config.workflow_id"
-    item = config.get("node") if node_type == MAP_NODE_TYPE else None
-    if (
-        isinstance(item, dict)
-        and item.get("type") == WORKFLOW_NODE_TYPE
-        and isinstance(item.get("config"), dict)
-    ):
-        return item["config"].get("workflow_id"), "config.node.config.workflow_id"
-    return None, ""
 
 
 async def check_called_workflows(
@@ -36,9 +18,10 @@ async def check_called_workflows(
     limit."""
     problems = []
     for node in definition.nodes:
-        called, field = _called(node.type, node.config)
-        if not isinstance(called, str) or "{{" in called or called == own_id:
+        call = called_workflow(node.type, node.config)
+        if call is None or not call.is_fixed or call.workflow_id == own_id:
             continue
+        called, field = call.workflow_id, call.field
         try:
             found = (await store.get_workflow(called)).owner == owner
         except NotFoundError:

@@ -7,7 +7,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.records import ErrorInfo, JobRecord, JobStatus, NodeCheckpoint, NodeStatus, SignalRecord, WaitKind
+from engine.records import (
+    ErrorInfo,
+    JobRecord,
+    JobStatus,
+    NodeCheckpoint,
+    NodeStatus,
+    SignalRecord,
+    TriggerRef,
+    WaitKind,
+)
 from engine.waits import child_job_ids
 
 
@@ -74,6 +83,10 @@ class JobSummary(BaseModel):
     )
     parent_job_id: str | None = Field(default=None, description="for a child job: the job that started it")
     parent_node_id: str | None = Field(default=None, description="for a child job: the parent's node")
+    trigger: TriggerRef | None = Field(
+        default=None,
+        description="the schedule or webhook that started it (`kind`, `id`); none if an API call did",
+    )
 
     @classmethod
     def from_record(cls, job: JobRecord) -> JobSummary:
@@ -89,6 +102,10 @@ class JobOut(JobSummary):
     input: dict[str, Any] = Field(default_factory=dict)
     result: Any = None
     idempotency_key: str | None = None
+    called_versions: dict[str, int] = Field(
+        default_factory=dict,
+        description="the version of each called workflow its workflow nodes without a `version` run",
+    )
     nodes: dict[str, NodeState] = Field(default_factory=dict)
 
     @classmethod

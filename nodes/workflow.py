@@ -24,7 +24,7 @@ class WorkflowNodeConfig(BaseModel):
 
     workflow_id: str = Field(min_length=1, max_length=128, description="A workflow of the same owner.")
     version: int | None = Field(
-        default=None, ge=1, description="The version to run; the latest when the node starts if not given."
+        default=None, ge=1, description="The version to run; if not given, the latest when the job started."
     )
     input: dict[str, Any] = Field(default_factory=dict, description="The child job's input; templated.")
 

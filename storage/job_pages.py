@@ -17,6 +17,7 @@ async def all_jobs(
     status: JobStatus | Sequence[JobStatus] | None = None,
     waiting: bool | None = None,
     parent_job_id: str | None = None,
+    trigger_id: str | None = None,
     page_size: int = PAGE_SIZE,
 ) -> list[JobRecord]:
     """The jobs `store.list_jobs` matches with these filters, newest first. A job the store cannot read is
@@ -26,7 +27,12 @@ async def all_jobs(
     offset = 0
     while True:
         page = await store.list_jobs(
-            status=status, offset=offset, limit=page_size, waiting=waiting, parent_job_id=parent_job_id
+            status=status,
+            offset=offset,
+            limit=page_size,
+            waiting=waiting,
+            parent_job_id=parent_job_id,
+            trigger_id=trigger_id,
         )
         found.extend(page.items)
         offset += page.limit

@@ -53,6 +53,7 @@ from engine.records import (
     Page,
     SecretInfo,
     SignalRecord,
+    TriggerRef,
     WaitInfo,
     WorkflowAnalytics,
     WorkflowRecord,
@@ -196,6 +197,8 @@ def _job_doc(job: JobRecord) -> dict[str, Any]:
         "parent_job_id": job.parent_job_id,
         "parent_node_id": job.parent_node_id,
         "workflow_chain": job.workflow_chain,
+        "called_versions": job.called_versions,
+        "trigger": None if job.trigger is None else job.trigger.model_dump(),
         "nodes": {node_id: _node_doc(node) for node_id, node in job.nodes.items()},
         "log_count": 0,
     }
@@ -230,6 +233,8 @@ def _job(doc: dict[str, Any]) -> JobRecord:
         parent_job_id=doc.get("parent_job_id"),
         parent_node_id=doc.get("parent_node_id"),
         workflow_chain=doc.get("workflow_chain", []),
+        called_versions=doc.get("called_versions", {}),
+        trigger=None if doc.get("trigger") is None else TriggerRef.model_validate(doc["trigger"]),
     )
 
 
@@ -401,6 +406,11 @@ class MongoStore:
             NEWEST_FIRST, partialFilterExpression={"waiting_on.0": {"$exists": True}}, name="waiting"
         )
         await self._jobs.create_index([("parent_job_id", ASCENDING), *NEWEST_FIRST], name="by_parent")
+        await self._jobs.create_index(
+            [("trigger.id", ASCENDING), *NEWEST_FIRST],
+            partialFilterExpression={"trigger.id": {"$type": "string"}},
+            name="by_trigger",
+        )
         await self._signals.create_index([("job_id", ASCENDING), ("seq", ASCENDING)], name="by_job")
         await self._signals.create_index(
             [("job_id", ASCENDING), ("idempotency_key", ASCENDING)],
@@ -595,11 +605,14 @@ class MongoStore:
         limit: int = 50,
         waiting: bool | None = None,
         parent_job_id: str | None = None,
+        trigger_id: str | None = None,
     ) -> Page[JobRecord]:
         check_page(offset, limit)
         query: dict[str, Any] = {}
         if parent_job_id is not None:
             query["parent_job_id"] = parent_job_id
+        if trigger_id is not None:
+            query["trigger.id"] = trigger_id
         if waiting is not None:
             query["waiting_on.0"] = {"$exists": waiting}
         if owner is not None:

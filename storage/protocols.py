@@ -112,9 +112,10 @@ class Store(SecretStore, SignalStore, Protocol):
         limit: int = 50,
         waiting: bool | None = None,
         parent_job_id: str | None = None,
+        trigger_id: str | None = None,
     ) -> Page[JobRecord]:
         """Newest first; `waiting=True` keeps the jobs some node of which waits now (`waiting_on`),
-        `parent_job_id` the child jobs of that job."""
+        `parent_job_id` the child jobs of that job, `trigger_id` the jobs a schedule or webhook started."""
 
     async def checkpoint(
         self,

@@ -49,6 +49,7 @@ from engine.records import (
     Page,
     SecretInfo,
     SignalRecord,
+    TriggerRef,
     WorkflowAnalytics,
     WorkflowRecord,
     utcnow,
@@ -172,6 +173,13 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE jobs ADD COLUMN workflow_chain TEXT NOT NULL DEFAULT '[]'",
         "CREATE INDEX jobs_by_parent ON jobs (parent_job_id, created_at DESC, id DESC)",
     ),
+    (
+        "ALTER TABLE jobs ADD COLUMN called_versions TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE jobs ADD COLUMN trigger_kind TEXT",
+        "ALTER TABLE jobs ADD COLUMN trigger_id TEXT",
+        "CREATE INDEX jobs_by_trigger ON jobs (trigger_id, created_at DESC, id DESC) "
+        "WHERE trigger_id IS NOT NULL",
+    ),
 ]
 """Schema migrations in order; the file's PRAGMA user_version counts those applied."""
 
@@ -191,7 +199,8 @@ BUSY_LONGEST_WAIT_S = 0.5
 _JOB_COLUMNS = (
     "id, owner, workflow_id, workflow_version, status, input, result, error, created_at, started_at, "
     "finished_at, version, actor_name, idempotency_key, event_sequence, pending_events, schema_version, "
-    "owner_roles, rerun_of, waiting_on, parent_job_id, parent_node_id, workflow_chain"
+    "owner_roles, rerun_of, waiting_on, parent_job_id, parent_node_id, workflow_chain, called_versions, "
+    "trigger_kind, trigger_id"
 )
 _SIGNAL_COLUMNS = "id, job_id, name, payload, sender, idempotency_key, created_at"
 _WORKFLOW_COLUMNS = "id, owner, version, name, description, definition, created_at, updated_at"
@@ -306,6 +315,10 @@ def _job(row: sqlite3.Row, node_rows: Sequence[sqlite3.Row]) -> JobRecord:
         parent_job_id=row["parent_job_id"],
         parent_node_id=row["parent_node_id"],
         workflow_chain=json.loads(row["workflow_chain"]),
+        called_versions=json.loads(row["called_versions"]),
+        trigger=None
+        if row["trigger_id"] is None
+        else TriggerRef(kind=row["trigger_kind"], id=row["trigger_id"]),
     )
 
 
@@ -757,6 +770,9 @@ class SqliteStore:
             job.parent_job_id,
             job.parent_node_id,
             _json(job.workflow_chain),
+            _json(job.called_versions),
+            None if job.trigger is None else job.trigger.kind,
+            None if job.trigger is None else job.trigger.id,
         )
         node_rows = [_node_row(job.id, node) for node in job.nodes.values()]
 
@@ -790,6 +806,7 @@ class SqliteStore:
         limit: int = 50,
         waiting: bool | None = None,
         parent_job_id: str | None = None,
+        trigger_id: str | None = None,
     ) -> Page[JobRecord]:
         check_page(offset, limit)
         clauses: list[str] = []
@@ -797,6 +814,9 @@ class SqliteStore:
         if parent_job_id is not None:
             clauses.append("parent_job_id = ?")
             params.append(parent_job_id)
+        if trigger_id is not None:
+            clauses.append("trigger_id = ?")
+            params.append(trigger_id)
         if waiting is not None:
             clauses.append("waiting_on != '[]'" if waiting else "waiting_on = '[]'")
         if owner is not None:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from actors.job_loop.child_jobs import pinned_versions
 from actors.ray_runtime import ray_api
 from actors.ray_runtime.executor_pool import ExecutorPool
 from actors.ray_runtime.manager import JobManager
@@ -16,7 +17,7 @@ from actors.ray_runtime.remote_calls import RemoteNodeError
 from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.dag import Dag
 from engine.errors import ConflictError
-from engine.records import JobRecord, JobStatus, NodeCheckpoint, Page, SignalRecord
+from engine.records import JobRecord, JobStatus, NodeCheckpoint, Page, SignalRecord, TriggerRef
 from engine.rerun import check_rerun_nodes, kept_checkpoints
 from nodes.base import NodeResult
 from storage.protocols import Store
@@ -54,12 +55,20 @@ class WorkflowController:
         owner: str = "anonymous",
         idempotency_key: str | None = None,
         owner_roles: Iterable[str] = (),
+        trigger: TriggerRef | None = None,
     ) -> JobRecord:
         """Create a job for the workflow's latest version and start it (or queue it as pending). The
         owner's roles are kept with the job: they decide which operator secrets it may use."""
         workflow = await self._store.get_workflow(workflow_id)
         return await self._submit(
-            owner, owner_roles, workflow.id, workflow.version, input_data, idempotency_key
+            owner,
+            owner_roles,
+            workflow.id,
+            workflow.version,
+            input_data,
+            idempotency_key,
+            called_versions=await pinned_versions(self._store, owner, workflow.definition),
+            trigger=trigger,
         )
 
     async def rerun_job(
@@ -90,6 +99,7 @@ class WorkflowController:
             old.input if input_data is None else input_data,
             idempotency_key,
             rerun_of=old.id,
+            called_versions=old.called_versions,
             nodes={} if input_data is not None else kept_checkpoints(dag, old.id, old.nodes, from_nodes),
         )
 
@@ -103,6 +113,8 @@ class WorkflowController:
         idempotency_key: str | None,
         rerun_of: str | None = None,
         nodes: dict[str, NodeCheckpoint] | None = None,
+        called_versions: dict[str, int] | None = None,
+        trigger: TriggerRef | None = None,
     ) -> JobRecord:
         """A new job of this workflow version, stored and admitted (or queued) by the job manager."""
         job = JobRecord(
@@ -115,6 +127,8 @@ class WorkflowController:
             idempotency_key=idempotency_key,
             rerun_of=rerun_of,
             nodes=nodes or {},
+            called_versions=called_versions or {},
+            trigger=trigger,
         )
         return await self._manager.submit(job)
 
@@ -125,8 +139,9 @@ class WorkflowController:
         owner: str = "anonymous",
         idempotency_key: str | None = None,
         owner_roles: Iterable[str] = (),
+        trigger: TriggerRef | None = None,
     ) -> JobRecord:
-        return await self.create_job(workflow_id, input_data, owner, idempotency_key, owner_roles)
+        return await self.create_job(workflow_id, input_data, owner, idempotency_key, owner_roles, trigger)
 
     async def get_job_status(self, job_id: str) -> JobRecord:
         return await self._store.get_job(job_id)
@@ -174,9 +189,10 @@ class WorkflowController:
         offset: int = 0,
         limit: int = 50,
         parent_job_id: str | None = None,
+        trigger_id: str | None = None,
     ) -> Page[JobRecord]:
         return await self._store.list_jobs(
-            owner, workflow_id, status, offset, limit, parent_job_id=parent_job_id
+            owner, workflow_id, status, offset, limit, parent_job_id=parent_job_id, trigger_id=trigger_id
         )
 
     async def test_node(

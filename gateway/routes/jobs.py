@@ -35,9 +35,18 @@ async def list_jobs(
     parent_job_id: Annotated[
         str | None, Query(max_length=128, description="only the child jobs of this job")
     ] = None,
+    trigger_id: Annotated[
+        str | None, Query(max_length=128, description="only the jobs this schedule or webhook started")
+    ] = None,
 ) -> Page[JobSummary]:
     jobs = await controller.list_jobs(
-        principal.owner_filter, workflow_id, status or None, page.offset, page.limit, parent_job_id
+        principal.owner_filter,
+        workflow_id,
+        status or None,
+        page.offset,
+        page.limit,
+        parent_job_id,
+        trigger_id,
     )
     return Page[JobSummary](
         items=[JobSummary.from_record(job) for job in jobs.items],

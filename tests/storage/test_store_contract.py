@@ -27,6 +27,7 @@ from engine.records import (
     NodeCheckpoint,
     NodeStatus,
     TokenTotals,
+    TriggerRef,
 )
 from storage.analytics import percentile
 from storage.mongo_store import MongoStore
@@ -192,6 +193,22 @@ async def test_a_rerun_keeps_the_id_of_the_job_it_reruns_with_its_seeded_checkpo
         "again": "old",
         "old": None,
     }
+
+
+async def test_a_jobs_trigger_and_pinned_versions_round_trip_and_jobs_are_listed_by_trigger(store):
+    by_schedule = job("s1", created=1, trigger=TriggerRef(kind="schedule", id="sch-1"))
+    await store.create_job(by_schedule)
+    await store.create_job(job("s2", created=2, trigger=TriggerRef(kind="schedule", id="sch-1")))
+    await store.create_job(job("w1", created=3, trigger=TriggerRef(kind="webhook", id="hook-1")))
+    await store.create_job(job("plain", created=4, called_versions={"wf-child": 3}))
+    assert await store.get_job("s1") == by_schedule
+    plain = (await store.get_jobs(["plain"]))[0]
+    assert (plain.trigger, plain.called_versions) == (None, {"wf-child": 3})
+    assert [j.id for j in (await store.list_jobs(trigger_id="sch-1")).items] == ["s2", "s1"]
+    assert [j.id for j in (await store.list_jobs(owner="bob", trigger_id="hook-1")).items] == []
+    assert [(j.id, j.trigger) for j in (await store.list_jobs(trigger_id="hook-1")).items] == [
+        ("w1", TriggerRef(kind="webhook", id="hook-1"))
+    ]
 
 
 async def test_duplicate_job_id_conflicts(store):
@@ -736,6 +753,8 @@ async def test_sqlite_a_file_of_the_first_schema_is_migrated_and_its_jobs_have_a
         old.owner_roles,
         old.rerun_of,
         old.waiting_on,
+        old.called_versions,
+        old.trigger,
     ) == (
         JobStatus.RUNNING,
         5,
@@ -743,11 +762,13 @@ async def test_sqlite_a_file_of_the_first_schema_is_migrated_and_its_jobs_have_a
         [],
         None,
         [],
+        {},
+        None,
     )
     await store.checkpoint("old", 3, JobChanges(event_sequence=6, pending_events=[pending_event(6)]))
     assert [e.sequence for e in (await store.get_job("old")).pending_events] == [6]
     with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
 
 
 async def test_sqlite_checkpoints_are_stored_as_json(tmp_path, open_sqlite):
