@@ -28,14 +28,14 @@ CHILD_JOB: dict[str, Any] = {
 }
 
 
-def parent_job(child_id: str) -> dict[str, Any]:
+def parent_job(child_id: str, max_concurrency: int = IN_FLIGHT) -> dict[str, Any]:
     child = {"type": "workflow", "config": {"workflow_id": child_id, "input": {"n": "{{item}}"}}}
-    mapped = {"items": "{{input.items}}", "max_concurrency": IN_FLIGHT, "node": child}
+    mapped = {"items": "{{input.items}}", "max_concurrency": max_concurrency, "node": child}
     return {"name": "parent", "nodes": [{"id": "children", "type": "map", "config": mapped}]}
 
 
-async def mapped_children(runtime: ServiceRuntime, parent_id: str) -> float:
-    """Seconds from execute to the parent's end, its map starting CHILDREN children."""
+async def mapped_children(runtime: ServiceRuntime, parent_id: str) -> tuple[float, str]:
+    """Seconds from execute to the parent's end, its map starting CHILDREN children; and the parent job."""
     started = time.perf_counter()
     job = await runtime.controller.execute_workflow(
         parent_id, {"items": list(range(CHILDREN))}, owner="bench"
@@ -46,7 +46,7 @@ async def mapped_children(runtime: ServiceRuntime, parent_id: str) -> float:
     done = await runtime.store.get_job(job.id)
     if done.status.value != "completed":
         raise RuntimeError(f"the parent job ended {done.status.value}: {done.error}")
-    return elapsed
+    return elapsed, job.id
 
 
 async def run() -> dict[str, Any]:
@@ -62,7 +62,7 @@ async def run() -> dict[str, Any]:
             parent_id = await create_workflow(runtime, parent_job(child_id))
             await submit_and_wait(runtime, child_id, 20, 10)
             direct = await submit_and_wait(runtime, child_id, CHILDREN, IN_FLIGHT)
-            mapped_s = await mapped_children(runtime, parent_id)
+            mapped_s, _ = await mapped_children(runtime, parent_id)
     mapped_per_s = CHILDREN / mapped_s
     ratio = mapped_per_s / direct["jobs_per_s"]
     return {

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import ray
+from ray._private import state as ray_state_gcs
 from ray.actor import ActorHandle
 from ray.util import state as ray_state
 
@@ -26,6 +27,12 @@ def alive_nodes() -> list[dict[str, Any]]:
         for node in ray.nodes()
         if node.get("Alive")
     ]
+
+
+def actor_table() -> list[dict[str, Any]]:
+    """Every actor the GCS knows of, ended ones included (`Name`, `State`, `Address.NodeID`...): where an
+    actor ran, after it has gone."""
+    return list(ray_state_gcs.state.actor_table(None).values())
 
 
 def named_actor_namespaces() -> set[str]:
