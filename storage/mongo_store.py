@@ -843,7 +843,7 @@ class MongoStore:
         doc = await self._webhooks.find_one({"_id": hook_id})
         if doc is None:
             raise NotFoundError(f"webhook {hook_id} not found")
-        return _webhook(doc)
+        return self._unreadable.parse_one("webhook", hook_id, _webhook, doc)
 
     @_unavailable_as_storage_error
     async def list_webhooks(
@@ -857,7 +857,7 @@ class MongoStore:
             query["workflow_id"] = workflow_id
         total = await self._webhooks.count_documents(query)
         cursor = self._webhooks.find(query).sort(NEWEST_FIRST).skip(offset).limit(limit)
-        items = [_webhook(doc) async for doc in cursor]
+        items = self._unreadable.parse_each("webhook", [doc async for doc in cursor], _by_id, _webhook)
         return Page(items=items, total=total, offset=offset, limit=limit)
 
     @_unavailable_as_storage_error
@@ -870,7 +870,7 @@ class MongoStore:
         )
         if doc is None:
             raise NotFoundError(f"webhook {hook_id} not found")
-        return _webhook(doc)
+        return self._unreadable.parse_one("webhook", hook_id, _webhook, doc)
 
     @_unavailable_as_storage_error
     async def delete_webhook(self, hook_id: str) -> None:

@@ -1121,12 +1121,11 @@ class SqliteStore:
 
         return await self._write(work)
 
-    @staticmethod
-    def _webhook_by_id(conn: sqlite3.Connection, hook_id: str) -> WebhookRecord:
+    def _webhook_by_id(self, conn: sqlite3.Connection, hook_id: str) -> WebhookRecord:
         row = conn.execute(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (hook_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"webhook {hook_id} not found")
-        return _webhook(row)
+        return self._unreadable.parse_one("webhook", hook_id, _webhook, row)
 
     async def get_webhook(self, hook_id: str) -> WebhookRecord:
         return await self._read_one(lambda conn: self._webhook_by_id(conn, hook_id))
@@ -1151,7 +1150,8 @@ class SqliteStore:
                 "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).fetchall()
-            return Page(items=[_webhook(row) for row in rows], total=total, offset=offset, limit=limit)
+            items = self._unreadable.parse_each("webhook", rows, lambda r: r["id"], _webhook)
+            return Page(items=items, total=total, offset=offset, limit=limit)
 
         return await self._read(work)
 

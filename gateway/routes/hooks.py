@@ -21,7 +21,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response, status
 from starlette.exceptions import HTTPException
 
-from engine.errors import NotFoundError
+from engine.errors import NotFoundError, UnreadableRecordError
 from engine.records import JobRecord, TriggerRef, WebhookRecord
 from engine.webhooks import (
     SIGNATURE_HEADER,
@@ -117,7 +117,7 @@ async def _authenticated_hook(
     signature, authorization = request.headers.get(SIGNATURE_HEADER), request.headers.get("authorization")
     try:
         hook: WebhookRecord | None = await store.get_webhook(hook_id)
-    except NotFoundError:
+    except (NotFoundError, UnreadableRecordError):  # an unreadable hook was logged by the store
         hook = None
     secret = UNKNOWN_HOOK_SECRET
     if hook is not None:

@@ -24,11 +24,11 @@ from gateway.deps import (
     StoreDep,
     authenticate,
 )
-from gateway.errors import BODY_TOO_LARGE, ERROR_RESPONSES, Responses, documented
+from gateway.errors import BODY_TOO_LARGE, ERROR_RESPONSES, UNREADABLE, Responses, documented
 from gateway.schemas import WebhookOut, WebhookPatch, WebhookWithSecret
 
 router = APIRouter(tags=["webhooks"], responses=ERROR_RESPONSES, dependencies=[Depends(authenticate)])
-NOT_FOUND: Responses = documented(404, "No such webhook")
+NOT_FOUND: Responses = {**documented(404, "No such webhook"), **UNREADABLE}
 
 SettingsBody = Annotated[
     WebhookSettings | None,
@@ -42,7 +42,7 @@ SettingsBody = Annotated[
 @router.post(
     "/api/v1/workflows/{workflow_id}/webhooks",
     status_code=status.HTTP_201_CREATED,
-    responses={**documented(404, "No such workflow"), **BODY_TOO_LARGE},
+    responses={**documented(404, "No such workflow"), **UNREADABLE, **BODY_TOO_LARGE},
     summary="Create a webhook that starts a job of the workflow per delivery; its secret is shown once",
 )
 async def create_webhook(
