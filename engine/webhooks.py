@@ -33,11 +33,6 @@ def new_secret() -> str:
     return SECRET_PREFIX + secrets.token_hex(SECRET_BYTES)
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The `X-Signature-256` value of `body` under `secret`."""
-    return SIGNATURE_PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def signature_digest(header: str | None) -> bytes | None:
     """The digest an `X-Signature-256` value carries: `sha256=` then 64 hex digits (either case, spaces
     around it allowed); None for anything else."""

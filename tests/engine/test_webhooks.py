@@ -15,7 +15,6 @@ from engine.webhooks import (
     delivery_key,
     new_secret,
     parsed_body,
-    sign,
     signature_digest,
 )
 
@@ -23,7 +22,13 @@ pytestmark = pytest.mark.timeout(10)
 
 SECRET = "whsec_test"
 BODY = b'{"action": "opened"}'
-GOOD = "sha256=" + hmac.new(SECRET.encode(), BODY, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+GOOD = sign(SECRET, BODY)
 
 SIGNATURES = {
     "good": (GOOD, True),

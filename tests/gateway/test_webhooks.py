@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from engine.records import WebhookChanges
+from storage.sqlite_store import SqliteStore
 from tests.gateway.conftest import MAX_BODY_BYTES
 from tests.gateway.support import User, create_workflow
 
@@ -234,3 +236,22 @@ async def test_another_users_hooks_and_workflows_are_404_and_admins_see_everyone
     mine = (await http.get("/api/v1/webhooks", headers=alice.headers)).json()
     assert [item["id"] for item in mine["items"]] == [hook["id"]] and "secret" not in mine["items"][0]
     assert (await http.get(url, headers=admin.headers)).status_code == 200
+
+
+async def test_a_rotation_made_through_another_process_holds_here_at_once(http, service, alice):
+    """The receiver keeps no secret in memory: a secret replaced in the store by another gateway (here a
+    second store on the same SQLite file, as another process would hold) is the one checked next."""
+    store = service.runtime.store
+    if not isinstance(store, SqliteStore):
+        pytest.skip("the session gateway runs on MongoDB here; the SQLite file is what two processes share")
+    hook = await new_hook(http, alice)
+    body = b'{"name": "Far"}'
+    other_gateway = SqliteStore(store.path)
+    await other_gateway.start()
+    try:
+        sealed = service.app.state.hook_secrets.seal(alice.sub, hook["id"], "whsec_rotated_elsewhere")
+        await other_gateway.update_webhook(hook["id"], WebhookChanges(sealed_secret=sealed))
+    finally:
+        await other_gateway.close()
+    assert (await deliver(http, hook, body, signed(hook["secret"], body))).status_code == 401
+    assert (await deliver(http, hook, body, signed("whsec_rotated_elsewhere", body))).status_code == 202
