@@ -14,6 +14,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.models import WorkflowDefinition
+from engine.webhooks import HookAuth, HookRespond
 
 CHECKPOINT_SCHEMA_VERSION = 1
 
@@ -364,7 +365,7 @@ class WebhookOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    respond: Literal["accept", "wait"] = Field(
+    respond: HookRespond = Field(
         default="accept",
         description="`accept`: answer 202 with the job id at once; `wait`: wait up to `respond_timeout_s` "
         "for the job to end and answer 200 with its status and result",
@@ -384,7 +385,7 @@ class WebhookOptions(BaseModel):
 class WebhookSettings(WebhookOptions):
     """What a hook's owner chooses when creating it."""
 
-    auth: Literal["signature", "token"] = Field(
+    auth: HookAuth = Field(
         default="signature",
         description="`signature`: an HMAC-SHA256 of the raw body in X-Signature-256; `token`: the secret "
         "as a bearer token",

@@ -1,4 +1,4 @@
-"""Webhooks, the pure part: signing and checking a delivery, the job input it makes, its idempotency key.
+"""Webhooks, the pure part: checking a delivery's signature or token, its job input, its idempotency key.
 
 A delivery is authenticated by an HMAC-SHA256 of its raw body under the hook's secret, sent as
 `X-Signature-256: sha256=<hex>` (the way GitHub and Stripe sign), or, for a hook made with
@@ -29,7 +29,7 @@ HookRespond = Literal["accept", "wait"]
 
 
 def new_secret() -> str:
-    """A fresh secret: 256 random bits, URL-safe text."""
+    """A fresh secret: 256 random bits in hex, after a prefix that says what it is."""
     return SECRET_PREFIX + secrets.token_hex(SECRET_BYTES)
 
 
