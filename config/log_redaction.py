@@ -31,7 +31,7 @@ _MAYBE_SECRET = re.compile(
     r"token|secret|passw|key|sig|auth|credential|cookie|session|pwd|pass|jwt|bearer|eyJ", re.I
 )
 _HEADER = re.compile(
-    r"(?P<name>\b(?:proxy-)?authorization|\bx-api-key|\bcookie)(?P<sep>[\"']?\s*:\s*[\"']?)"
+    r"(?P<name>\b(?:proxy-)?authorization|\bx-api-key|\bcookie|\bx-(?:hub-)?signature(?:-256)?)(?P<sep>[\"']?\s*:\s*[\"']?)"
     r"(?P<value>[^\"'\r\n]+)",
     re.I,
 )

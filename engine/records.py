@@ -14,6 +14,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.models import WorkflowDefinition
+from engine.webhooks import HookAuth, HookRespond
 
 CHECKPOINT_SCHEMA_VERSION = 1
 
@@ -354,3 +355,61 @@ class WorkflowAnalytics(BaseModel):
     since: datetime | None = None
     until: datetime | None = None
     workflows: list[WorkflowStats] = Field(default_factory=list)
+
+
+# webhooks
+
+
+class WebhookOptions(BaseModel):
+    """What a hook's owner may change after creating it (a PATCH sets those it names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    respond: HookRespond = Field(
+        default="accept",
+        description="`accept`: answer 202 with the job id at once; `wait`: wait up to `respond_timeout_s` "
+        "for the job to end and answer 200 with its status and result",
+    )
+    respond_timeout_s: float = Field(default=10.0, gt=0, le=30)
+    delivery_id_header: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="a header whose value identifies a delivery (e.g. X-GitHub-Delivery): a redelivery "
+        "starts no second job",
+    )
+    rate_limit_per_min: int = Field(default=60, ge=1, le=100_000, description="deliveries accepted a minute")
+    enabled: bool = Field(default=True, description="a disabled hook answers 401 to every delivery")
+
+
+class WebhookSettings(WebhookOptions):
+    """What a hook's owner chooses when creating it."""
+
+    auth: HookAuth = Field(
+        default="signature",
+        description="`signature`: an HMAC-SHA256 of the raw body in X-Signature-256; `token`: the secret "
+        "as a bearer token",
+    )
+
+
+class WebhookRecord(WebhookSettings):
+    """A stored webhook. `sealed_secret` is its secret sealed by storage/secret_cipher.py (with the owner
+    and `webhook:<id>` as associated data); it never leaves the service."""
+
+    id: str
+    owner: str
+    owner_roles: list[str] = Field(default_factory=list)
+    workflow_id: str
+    sealed_secret: bytes = Field(exclude=True, repr=False)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookChanges(WebhookOptions):
+    """An update: only the fields set (`model_fields_set`) change; `sealed_secret` replaces the secret."""
+
+    sealed_secret: bytes | None = Field(default=None, exclude=True, repr=False)
+
+    def options(self) -> dict[str, Any]:
+        """The options this update sets, by field name."""
+        return self.model_dump(include=self.model_fields_set & set(WebhookOptions.model_fields))

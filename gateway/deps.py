@@ -19,15 +19,16 @@ from actors.ray_runtime.bootstrap import ServiceRuntime
 from actors.ray_runtime.controller import WorkflowController
 from config.settings import Settings
 from engine.errors import NotFoundError
-from engine.records import JobRecord, WorkflowRecord
+from engine.records import JobRecord, WebhookRecord, WorkflowRecord
 from engine.waits import approval_node, approvers_of
 from gateway.auth import AuthenticationError, Principal, TokenVerifier
 from gateway.definition_checker import DefinitionChecker
+from gateway.hook_secrets import HookSecrets
 from gateway.job_watch import JobWatcher
 from gateway.metrics import ServiceMetrics
 from nodes.registry import NodeRegistry
 from nodes.wait import SIGNAL_NAME_PATTERN
-from storage.protocols import EventBus, Store
+from storage.protocols import EventBus, RateLimiter, Store
 from storage.secret_vault import SecretVault
 
 MAX_PAGE_SIZE = 500
@@ -227,3 +228,33 @@ async def pagination(
 
 
 PageParams = Annotated[Pagination, Depends(pagination)]
+
+
+# webhooks (issue 17)
+
+
+async def get_hook_secrets(connection: HTTPConnection) -> HookSecrets:
+    secrets: HookSecrets = connection.app.state.hook_secrets
+    return secrets
+
+
+async def get_rate_limiter(connection: HTTPConnection) -> RateLimiter:
+    limiter: RateLimiter = connection.app.state.rate_limiter
+    return limiter
+
+
+HookSecretsDep = Annotated[HookSecrets, Depends(get_hook_secrets)]
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+
+
+async def owned_webhook(
+    store: StoreDep, principal: CurrentUser, hook_id: Annotated[str, Path(max_length=128)]
+) -> WebhookRecord:
+    """The hook, when the caller owns it (or is an admin); 404 as for an unknown id otherwise."""
+    hook = await store.get_webhook(hook_id)
+    if not principal.may_access(hook.owner):
+        raise NotFoundError(f"webhook {hook_id} not found")
+    return hook
+
+
+OwnedWebhook = Annotated[WebhookRecord, Depends(owned_webhook)]

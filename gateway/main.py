@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from actors.ray_runtime.bootstrap import start_service_runtime
+from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
 from config.jwt_secret import jwt_secret
 from config.log_setup import configure_logging
 from config.resolved import Resolved
@@ -22,14 +22,29 @@ from config.settings import Settings, get_settings
 from gateway.auth import TokenVerifier
 from gateway.definition_checker import DefinitionChecker
 from gateway.errors import install_error_handlers
+from gateway.hook_secrets import HookSecrets
 from gateway.job_watch import JobWatcher
 from gateway.limits import BodySizeLimitMiddleware, JsonNestingLimitMiddleware
 from gateway.metrics import HttpMetricsMiddleware, ServiceMetrics
-from gateway.routes import analytics, dev, events, health, jobs, nodes, secrets, waits, workflows
+from gateway.routes import (
+    analytics,
+    dev,
+    events,
+    health,
+    hooks,
+    jobs,
+    nodes,
+    secrets,
+    waits,
+    webhooks,
+    workflows,
+)
 from gateway.ui import mount_ui
+from storage.rate_limit import RedisRateLimiter
+from storage.secret_cipher import SecretCipher
 
 API_VERSION = "1.0.0"
-ROUTE_MODULES = (workflows, jobs, waits, events, nodes, secrets, analytics, health, dev)
+ROUTE_MODULES = (workflows, jobs, waits, events, nodes, secrets, analytics, health, dev, webhooks, hooks)
 """Every module of routes the gateway serves, each with its `router`."""
 
 
@@ -57,14 +72,18 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             await checker.close()
             raise
         watcher = JobWatcher(runtime.store, metrics)
+        limiter = hook_rate_limiter(settings, runtime)
+        await limiter.start()
         app.state.runtime = runtime
         app.state.registry = runtime.runtime.registry()
         app.state.watcher = watcher
         app.state.checker = checker
+        app.state.rate_limiter = limiter
         try:
             yield
         finally:
             await watcher.close()
+            await limiter.close()
             await runtime.close()
             await checker.close()
 
@@ -78,6 +97,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.metrics = metrics
     app.state.draining = asyncio.Event()
     app.state.verifier = verifier
+    app.state.hook_secrets = HookSecrets(SecretCipher(resolved.secrets_key.get_secret_value()))
     install_error_handlers(app)
     for module in ROUTE_MODULES:
         app.include_router(module.router)
@@ -86,3 +106,13 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app
+
+
+def hook_rate_limiter(settings: Settings, runtime: ServiceRuntime) -> RedisRateLimiter:
+    """Webhooks' rate limits, counted in the Redis of the event bus (REDIS_HOST's or the embedded one)."""
+    password = settings.events.redis_password
+    return RedisRateLimiter(
+        runtime.runtime.redis_host,
+        runtime.runtime.redis_port,
+        password.get_secret_value() if password else None,
+    )

@@ -16,6 +16,9 @@ from engine.records import (
     SignalRecord,
     TriggerRef,
     WaitKind,
+    WebhookOptions,
+    WebhookRecord,
+    WebhookSettings,
 )
 from engine.waits import child_job_ids
 
@@ -223,3 +226,39 @@ class ApprovalOut(BaseModel):
     message: str | None = None
     since: datetime
     deadline: datetime | None = None
+
+
+# webhooks (issue 17)
+
+
+class WebhookOut(WebhookSettings):
+    """A webhook as the API shows it: never its secret (answered once, by create and rotate)."""
+
+    id: str
+    workflow_id: str
+    owner: str
+    url: str = Field(description="where deliveries are posted: `/hooks/{id}` on this service, no JWT needed")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_record(cls, hook: WebhookRecord) -> WebhookOut:
+        return cls(**hook.model_dump(exclude={"owner_roles", "sealed_secret"}), url=f"/hooks/{hook.id}")
+
+
+class WebhookWithSecret(WebhookOut):
+    secret: str = Field(description="the hook's secret: shown this once, never again (rotate for a new one)")
+
+
+class WebhookPatch(WebhookOptions):
+    """The options to change; those left out are kept."""
+
+
+class DeliveryOut(BaseModel):
+    """The answer to a delivery: the job it started (or, for a redelivery, started before)."""
+
+    job_id: str
+    status: JobStatus
+    result: Any = Field(
+        default=None, description="with `respond: wait`, the result of a job that ended in time"
+    )

@@ -55,6 +55,8 @@ from engine.records import (
     SignalRecord,
     TriggerRef,
     WaitInfo,
+    WebhookChanges,
+    WebhookRecord,
     WorkflowAnalytics,
     WorkflowRecord,
     utcnow,
@@ -372,6 +374,7 @@ class MongoStore:
             else self._jobs
         )
         self._unreadable = UnreadableRows()
+        self._webhooks: AsyncIOMotorCollection = self._db["webhooks"]
 
     @classmethod
     def from_url(cls, url: str, database: str, *, write_concern_majority: bool = True) -> MongoStore:
@@ -418,6 +421,8 @@ class MongoStore:
             partialFilterExpression={"idempotency_key": {"$type": "string"}},
             name="idempotency",
         )
+        await self._webhooks.create_index(by_owner, name="by_owner")
+        await self._webhooks.create_index([("workflow_id", ASCENDING), *NEWEST_FIRST], name="by_workflow")
 
     async def close(self) -> None:
         self._client.close()
@@ -822,6 +827,62 @@ class MongoStore:
         deleted = await self._secrets.delete_one({"owner": owner, "name": name})
         if deleted.deleted_count == 0:
             raise NotFoundError(f"no secret named {name!r}")
+
+    # webhooks (issue 17)
+
+    @_unavailable_as_storage_error
+    async def create_webhook(self, hook: WebhookRecord) -> WebhookRecord:
+        doc = {**hook.model_dump(mode="python", exclude={"id"}), "_id": hook.id}
+        doc |= {"sealed_secret": hook.sealed_secret, "created_at": _utc(hook.created_at)}
+        doc["updated_at"] = _utc(hook.updated_at)
+        await self._webhooks.insert_one(doc)
+        return await self.get_webhook(hook.id)
+
+    @_unavailable_as_storage_error
+    async def get_webhook(self, hook_id: str) -> WebhookRecord:
+        doc = await self._webhooks.find_one({"_id": hook_id})
+        if doc is None:
+            raise NotFoundError(f"webhook {hook_id} not found")
+        return self._unreadable.parse_one("webhook", hook_id, _webhook, doc)
+
+    @_unavailable_as_storage_error
+    async def list_webhooks(
+        self, owner: str | None, offset: int = 0, limit: int = 50, workflow_id: str | None = None
+    ) -> Page[WebhookRecord]:
+        check_page(offset, limit)
+        query: dict[str, Any] = {}
+        if owner is not None:
+            query["owner"] = owner
+        if workflow_id is not None:
+            query["workflow_id"] = workflow_id
+        total = await self._webhooks.count_documents(query)
+        cursor = self._webhooks.find(query).sort(NEWEST_FIRST).skip(offset).limit(limit)
+        items = self._unreadable.parse_each("webhook", [doc async for doc in cursor], _by_id, _webhook)
+        return Page(items=items, total=total, offset=offset, limit=limit)
+
+    @_unavailable_as_storage_error
+    async def update_webhook(self, hook_id: str, changes: WebhookChanges) -> WebhookRecord:
+        values: dict[str, Any] = {**changes.options(), "updated_at": _now()}
+        if changes.sealed_secret is not None:
+            values["sealed_secret"] = changes.sealed_secret
+        doc = await self._webhooks.find_one_and_update(
+            {"_id": hook_id}, {"$set": values}, return_document=ReturnDocument.AFTER
+        )
+        if doc is None:
+            raise NotFoundError(f"webhook {hook_id} not found")
+        return self._unreadable.parse_one("webhook", hook_id, _webhook, doc)
+
+    @_unavailable_as_storage_error
+    async def delete_webhook(self, hook_id: str) -> None:
+        if (await self._webhooks.delete_one({"_id": hook_id})).deleted_count == 0:
+            raise NotFoundError(f"webhook {hook_id} not found")
+
+
+def _webhook(doc: dict[str, Any]) -> WebhookRecord:
+    fields = {name: value for name, value in doc.items() if name != "_id"}
+    fields |= {"id": doc["_id"], "sealed_secret": bytes(doc["sealed_secret"])}
+    fields |= {"created_at": _utc(doc["created_at"]), "updated_at": _utc(doc["updated_at"])}
+    return WebhookRecord(**fields)
 
 
 def _signal(doc: dict[str, Any]) -> SignalRecord:

@@ -18,6 +18,8 @@ from engine.records import (
     Page,
     SecretInfo,
     SignalRecord,
+    WebhookChanges,
+    WebhookRecord,
     WorkflowAnalytics,
     WorkflowRecord,
 )
@@ -151,6 +153,23 @@ class Store(SecretStore, SignalStore, Protocol):
         self, owner: str | None, since: datetime | None = None, until: datetime | None = None
     ) -> WorkflowAnalytics: ...
 
+    # webhooks (issue 17)
+    async def create_webhook(self, hook: WebhookRecord) -> WebhookRecord: ...
+
+    async def get_webhook(self, hook_id: str) -> WebhookRecord:
+        """NotFoundError when there is no such hook (or it was deleted)."""
+
+    async def list_webhooks(
+        self, owner: str | None, offset: int = 0, limit: int = 50, workflow_id: str | None = None
+    ) -> Page[WebhookRecord]:
+        """Newest first; `owner=None` lists everyone's, `workflow_id` keeps that workflow's hooks."""
+
+    async def update_webhook(self, hook_id: str, changes: WebhookChanges) -> WebhookRecord:
+        """Apply the changes (and a new sealed secret, when given) and return the hook; NotFoundError."""
+
+    async def delete_webhook(self, hook_id: str) -> None:
+        """NotFoundError when there is no such hook."""
+
 
 class EventBus(Protocol):
     """Per-job and per-workflow event streams: at-least-once, ordered, replayable from an id."""
@@ -182,3 +201,15 @@ class EventBus(Protocol):
 
     def subscribe_workflow_events(self, workflow_id: str) -> AsyncIterator[JobEvent]:
         """The platform's documented name for following a workflow's events live."""
+
+
+class RateLimiter(Protocol):
+    """Counts requests against a limit per key and minute, shared by every gateway process."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def hit(self, key: str, limit_per_min: int) -> float | None:
+        """Count one request of `key`; None when it is within the limit of this minute, else the
+        seconds until the next minute starts (the request is refused and counted)."""

@@ -50,6 +50,8 @@ from engine.records import (
     SecretInfo,
     SignalRecord,
     TriggerRef,
+    WebhookChanges,
+    WebhookRecord,
     WorkflowAnalytics,
     WorkflowRecord,
     utcnow,
@@ -180,6 +182,25 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX jobs_by_trigger ON jobs (trigger_id, created_at DESC, id DESC) "
         "WHERE trigger_id IS NOT NULL",
     ),
+    (
+        """CREATE TABLE webhooks (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            owner_roles TEXT NOT NULL,
+            workflow_id TEXT NOT NULL,
+            auth TEXT NOT NULL,
+            respond TEXT NOT NULL,
+            respond_timeout_s REAL NOT NULL,
+            delivery_id_header TEXT,
+            rate_limit_per_min INTEGER NOT NULL,
+            enabled INTEGER NOT NULL,
+            sealed_secret BLOB NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        )""",
+        "CREATE INDEX webhooks_by_owner ON webhooks (owner, created_at DESC, id DESC)",
+        "CREATE INDEX webhooks_by_workflow ON webhooks (workflow_id, created_at DESC, id DESC)",
+    ),
 ]
 """Schema migrations in order; the file's PRAGMA user_version counts those applied."""
 
@@ -205,6 +226,10 @@ _JOB_COLUMNS = (
 _SIGNAL_COLUMNS = "id, job_id, name, payload, sender, idempotency_key, created_at"
 _WORKFLOW_COLUMNS = "id, owner, version, name, description, definition, created_at, updated_at"
 _VERSION_TABLE_COLUMNS = "workflow_id, owner, version, name, description, definition, created_at, updated_at"
+_WEBHOOK_COLUMNS = (
+    "id, owner, owner_roles, workflow_id, auth, respond, respond_timeout_s, delivery_id_header, "
+    "rate_limit_per_min, enabled, sealed_secret, created_at, updated_at"
+)
 _VERSION_COLUMNS = "workflow_id AS id, owner, version, name, description, definition, created_at, updated_at"
 
 
@@ -1069,6 +1094,110 @@ class SqliteStore:
                 raise NotFoundError(f"no secret named {name!r}")
 
         await self._write(work)
+
+    # webhooks (issue 17)
+
+    async def create_webhook(self, hook: WebhookRecord) -> WebhookRecord:
+        values = (
+            hook.id,
+            hook.owner,
+            _json(hook.owner_roles),
+            hook.workflow_id,
+            hook.auth,
+            hook.respond,
+            hook.respond_timeout_s,
+            hook.delivery_id_header,
+            hook.rate_limit_per_min,
+            int(hook.enabled),
+            hook.sealed_secret,
+            _to_ms(hook.created_at),
+            _to_ms(hook.updated_at),
+        )
+        marks = ",".join("?" * len(values))
+
+        def work(conn: sqlite3.Connection) -> WebhookRecord:
+            conn.execute(f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS}) VALUES ({marks})", values)
+            return self._webhook_by_id(conn, hook.id)
+
+        return await self._write(work)
+
+    def _webhook_by_id(self, conn: sqlite3.Connection, hook_id: str) -> WebhookRecord:
+        row = conn.execute(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (hook_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"webhook {hook_id} not found")
+        return self._unreadable.parse_one("webhook", hook_id, _webhook, row)
+
+    async def get_webhook(self, hook_id: str) -> WebhookRecord:
+        return await self._read_one(lambda conn: self._webhook_by_id(conn, hook_id))
+
+    async def list_webhooks(
+        self, owner: str | None, offset: int = 0, limit: int = 50, workflow_id: str | None = None
+    ) -> Page[WebhookRecord]:
+        check_page(offset, limit)
+        clauses, params = [], []
+        if owner is not None:
+            clauses.append("owner = ?")
+            params.append(owner)
+        if workflow_id is not None:
+            clauses.append("workflow_id = ?")
+            params.append(workflow_id)
+        where = _where(clauses)
+
+        def work(conn: sqlite3.Connection) -> Page[WebhookRecord]:
+            total = conn.execute(f"SELECT COUNT(*) FROM webhooks {where}", params).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks {where} "
+                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+            items = self._unreadable.parse_each("webhook", rows, lambda r: r["id"], _webhook)
+            return Page(items=items, total=total, offset=offset, limit=limit)
+
+        return await self._read(work)
+
+    async def update_webhook(self, hook_id: str, changes: WebhookChanges) -> WebhookRecord:
+        values: dict[str, Any] = changes.options()
+        if "enabled" in values:
+            values["enabled"] = int(values["enabled"])
+        if changes.sealed_secret is not None:
+            values["sealed_secret"] = changes.sealed_secret
+        values["updated_at"] = _to_ms(utcnow())
+        assignments = ", ".join(f"{column} = ?" for column in values)  # names from the models, not input
+
+        def work(conn: sqlite3.Connection) -> WebhookRecord:
+            updated = conn.execute(
+                f"UPDATE webhooks SET {assignments} WHERE id = ?", (*values.values(), hook_id)
+            )
+            if updated.rowcount == 0:
+                raise NotFoundError(f"webhook {hook_id} not found")
+            return self._webhook_by_id(conn, hook_id)
+
+        return await self._write(work)
+
+    async def delete_webhook(self, hook_id: str) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            if conn.execute("DELETE FROM webhooks WHERE id = ?", (hook_id,)).rowcount == 0:
+                raise NotFoundError(f"webhook {hook_id} not found")
+
+        await self._write(work)
+
+
+def _webhook(row: sqlite3.Row) -> WebhookRecord:
+    return WebhookRecord(
+        id=row["id"],
+        owner=row["owner"],
+        owner_roles=json.loads(row["owner_roles"]),
+        workflow_id=row["workflow_id"],
+        auth=row["auth"],
+        respond=row["respond"],
+        respond_timeout_s=row["respond_timeout_s"],
+        delivery_id_header=row["delivery_id_header"],
+        rate_limit_per_min=row["rate_limit_per_min"],
+        enabled=bool(row["enabled"]),
+        sealed_secret=bytes(row["sealed_secret"]),
+        created_at=_from_ms(row["created_at"]),
+        updated_at=_from_ms(row["updated_at"]),
+    )
 
 
 def _secret_info(row: sqlite3.Row) -> SecretInfo:

@@ -49,6 +49,10 @@ MASKED_LINES = {
         "headers {'Authorization': '***', 'Host': 'a'}",
     ),
     "basic-header": (f"Authorization: Basic {SECRET}", "Authorization: ***"),
+    "webhook-signature": (
+        f"X-Signature-256: sha256={'ab' * 32}, X-Hub-Signature-256: sha256={'cd' * 32}",
+        "X-Signature-256: ***",
+    ),
     "json-pairs": (
         f'{{"apikey": "{SECRET}", "credentials": "{SECRET}", "user": "bob"}}',
         '{"apikey": "***", "credentials": "***", "user": "bob"}',

@@ -90,13 +90,18 @@ def fuzz(document: dict[str, Any], base_url: str, token: str, job_id: str) -> Fu
     headers = {"Authorization": f"Bearer {token}"}
 
     def real_ids() -> dict[str, list[str]]:
-        """A workflow of its own for each operation (one of them deletes it), the one finished job."""
+        """A workflow and a webhook on it of its own for each operation (some delete them), the one
+        finished job."""
         created = requests.post(f"{base_url}/api/v1/workflows", json=linear_definition(), headers=headers)
         created.raise_for_status()
+        workflow_id = created.json()["id"]
+        hook = requests.post(f"{base_url}/api/v1/workflows/{workflow_id}/webhooks", headers=headers)
+        hook.raise_for_status()
         return {
-            "workflow_id": [created.json()["id"]],
+            "workflow_id": [workflow_id],
             "job_id": [job_id],
             "node_type": ["transform", "switch"],
+            "hook_id": [hook.json()["id"]],
         }
 
     def send(case: Any) -> None:
@@ -150,5 +155,5 @@ async def test_the_statuses_no_generated_request_provokes_are_documented_too(htt
                 assert {"401", "422", "503"} <= statuses, where
             if "requestBody" in operation:
                 assert "413" in statuses, where
-            if "{workflow_id}" in path or "{job_id}" in path:
+            if "{workflow_id}" in path or "{job_id}" in path or path.startswith("/api/v1/webhooks/"):
                 assert {"404", "409"} <= statuses, where

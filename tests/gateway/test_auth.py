@@ -64,10 +64,12 @@ async def test_a_roles_claim_must_be_a_list_of_strings(http):
     assert "roles" in response.json()["detail"]
 
 
-async def test_every_api_operation_requires_a_token_and_only_health_ping_metrics_do_not(http):
-    """... and the development token route, which mints them (and answers 404 outside that mode)."""
+async def test_every_api_operation_requires_a_token_and_only_health_ping_metrics_do_not(http, alice):
+    """... and the development token route, which mints them (and answers 404 outside that mode); and the
+    webhook receiver, which a token does not open: only the hook's secret does."""
     schema = (await http.get("/openapi.json")).json()
     public = {"/health", "/ping", "/metrics", "/api/v1/dev/token"}
+    by_hook_secret = {"/hooks/{hook_id}"}
     checked = 0
     for path, operations in schema["paths"].items():
         concrete = (
@@ -76,12 +78,16 @@ async def test_every_api_operation_requires_a_token_and_only_health_ping_metrics
             .replace("{node_type}", "start")
             .replace("{name}", "api_key")
             .replace("{version}", "1")
+            .replace("{hook_id}", "h1")
         )
         for method in operations:
             response = await http.request(method.upper(), concrete, json={})
-            if path in public:
+            if path in by_hook_secret:
+                with_token = await http.request(method.upper(), concrete, json={}, headers=alice.headers)
+                assert response.status_code == with_token.status_code == 401, f"{method} {path}"
+            elif path in public:
                 assert response.status_code != 401, f"{method} {path}"
             else:
                 assert response.status_code == 401, f"{method} {path} answered {response.status_code}"
                 checked += 1
-    assert checked == 25
+    assert checked == 31

@@ -40,9 +40,17 @@ DOCUMENTED_OPERATIONS = {
     ("get", "/health"),
     ("get", "/ping"),
     ("get", "/metrics"),
+    ("post", "/api/v1/workflows/{workflow_id}/webhooks"),
+    ("get", "/api/v1/webhooks"),
+    ("get", "/api/v1/webhooks/{hook_id}"),
+    ("patch", "/api/v1/webhooks/{hook_id}"),
+    ("delete", "/api/v1/webhooks/{hook_id}"),
+    ("post", "/api/v1/webhooks/{hook_id}/rotate"),
+    ("post", "/hooks/{hook_id}"),
 }
-PUBLIC = {"/health", "/ping", "/metrics", "/api/v1/dev/token"}
-"""Answered without a token (the development token route mints them, in the embedded development mode)."""
+PUBLIC = {"/health", "/ping", "/metrics", "/api/v1/dev/token", "/hooks/{hook_id}"}
+"""Answered without a token (the development token route mints them, in the embedded development mode; a
+webhook delivery proves it knows the hook's secret instead)."""
 
 
 async def test_ping_answers_without_a_token(http):
