@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -187,6 +188,21 @@ def idempotency_key(schedule_id: str, slot: datetime) -> str:
     return f"schedule:{schedule_id}:{slot.astimezone(UTC).isoformat()}"
 
 
-def with_event(history: list[ScheduleEvent], event: ScheduleEvent) -> list[ScheduleEvent]:
-    """The history with `event` appended, its HISTORY_LIMIT newest entries."""
-    return [*history, event][-HISTORY_LIMIT:]
+def with_settings(schedule: ScheduleRecord, settings: ScheduleSettings, since: datetime) -> ScheduleRecord:
+    """The schedule with new settings, counting slots from `since`; its firing state kept."""
+    return schedule.model_copy(update={**settings.model_dump(), "since": since, "updated_at": utcnow()})
+
+
+def with_slot(
+    schedule: ScheduleRecord, slot: datetime, job_id: str | None, events: Sequence[ScheduleEvent]
+) -> ScheduleRecord:
+    """The schedule once `slot` was handled: the last slot never moves back, the history keeps its
+    HISTORY_LIMIT newest entries."""
+    last_slot = slot if schedule.last_slot is None else max(schedule.last_slot, slot)
+    return schedule.model_copy(
+        update={
+            "last_slot": last_slot,
+            "last_job_id": job_id or schedule.last_job_id,
+            "history": [*schedule.history, *events][-HISTORY_LIMIT:],
+        }
+    )
