@@ -25,11 +25,11 @@ from gateway.errors import install_error_handlers
 from gateway.job_watch import JobWatcher
 from gateway.limits import BodySizeLimitMiddleware, JsonNestingLimitMiddleware
 from gateway.metrics import HttpMetricsMiddleware, ServiceMetrics
-from gateway.routes import analytics, dev, events, health, jobs, nodes, secrets, waits, workflows
+from gateway.routes import analytics, dev, events, health, jobs, nodes, schedules, secrets, waits, workflows
 from gateway.ui import mount_ui
 
 API_VERSION = "1.0.0"
-ROUTE_MODULES = (workflows, jobs, waits, events, nodes, secrets, analytics, health, dev)
+ROUTE_MODULES = (workflows, jobs, schedules, waits, events, nodes, secrets, analytics, health, dev)
 """Every module of routes the gateway serves, each with its `router`."""
 
 
