@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 
-from bench import chain, children, fanout, jobs, recovery, rest, waits
+from bench import chain, children, fanout, jobs, recovery, rest, schedules, waits
 
 WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "chain100": chain.run,
@@ -23,6 +23,7 @@ WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "rest": rest.run,
     "waits": waits.run,
     "children": children.run,
+    "schedules": schedules.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 SETTLED_CPU_PERCENT = 15.0
