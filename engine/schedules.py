@@ -129,7 +129,7 @@ def check_cron(cron: str) -> str:
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory of zones, as "Europe"
         raise UnknownTimezoneError(
             f"unknown time zone {name!r} (an IANA name such as Europe/Berlin)"
         ) from None

@@ -6,6 +6,7 @@ fire each slot once; each overlap."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,12 +17,13 @@ from actors.ray_runtime.bootstrap import ServiceRuntime
 from engine.models import WorkflowDefinition
 from engine.records import JobRecord, JobStatus, TriggerRef
 from engine.schedules import Catchup, Overlap, ScheduleRecord, idempotency_key
-from tests.support.ray_jobs import RuntimeFactory, finished, wait_for
+from tests.support.ray_jobs import RuntimeFactory, finished, service_phase, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
-MANUAL = {"SCHEDULE_CLOCK": "manual"}
+MANUAL = {"SCHEDULE_CLOCK": "manual", "JOB_ACTOR_MODE": "reuse"}
+PHASE = "tests.actors.schedule_phase"
 QUICK = {
     "name": "quick",
     "nodes": [{"id": "echo", "type": "transform", "config": {"template": {"ok": True}}}],
@@ -82,38 +84,44 @@ async def test_a_schedule_every_minute_fires_each_slot_once(make_runtime: Runtim
     assert (await runtime.schedules.stats())["next_due"] == minute(4)
 
 
-async def test_a_restart_across_due_slots_applies_each_catchup(make_runtime: RuntimeFactory, tmp_path):
-    same = {**MANUAL, "DATA_DIR": tmp_path / "shared", "RAY_NAMESPACE": f"sched-{id(tmp_path):x}"}
-    runtime = await make_runtime(**same)
+@pytest.mark.timeout(180)
+async def test_a_service_and_ray_restart_across_due_slots_applies_each_catchup(
+    make_runtime: RuntimeFactory, tmp_path
+):
+    """The first life fires slot 1 of a schedule per catchup and stops: its actors ended, its runtime closed.
+    The second is the whole service again on a Ray of its own (tests/actors/schedule_phase.py), started when
+    the fifth slot after the first passed 40 s ago, so all five are late."""
+    data = tmp_path / "data"
+    runtime = await make_runtime(**MANUAL, DATA_DIR=data)
     workflow_id = await workflow(runtime, QUICK)
-    schedules = {c: await scheduled(runtime, workflow_id, catchup=c, overlap=Overlap.ALLOW) for c in Catchup}
-    assert len(await runtime.schedules.tick(minute(1))) == 3
-    # Everything the service runs on Ray goes (keeper, job manager, job actors, executors), as when Ray
-    # stops; what comes back has only the store.
+    for catchup in Catchup:
+        await scheduled(runtime, workflow_id, catchup=catchup, overlap=Overlap.ALLOW)
+    for job_id in await runtime.schedules.tick(minute(1)):
+        await wait_for(runtime, job_id, finished)
     for name in ray_api.named_actors(runtime.runtime.namespace):
         handle = ray_api.get_actor(name, runtime.runtime.namespace)
         assert handle is not None
         ray_api.kill(handle)
-    restarted = await make_runtime(**same, **redis_of(runtime))
-    assert (await restarted.schedules.stats())["schedules"] == 3, "loaded from the store"
-    # Back 40 s after the fifth missed slot: all five are late.
-    await restarted.schedules.tick(minute(6) - timedelta(seconds=20))
-    slots = {c: [job.idempotency_key for job in await jobs_of(restarted, s.id)] for c, s in schedules.items()}
+    await runtime.close()
 
-    def keys(catchup: Catchup, *minutes: int) -> list[str]:
-        return [idempotency_key(schedules[catchup].id, minute(m)) for m in minutes]
-
-    assert slots[Catchup.NONE] == keys(Catchup.NONE, 1)
-    assert slots[Catchup.LATEST] == keys(Catchup.LATEST, 1, 5)
-    assert slots[Catchup.ALL] == keys(Catchup.ALL, 1, 2, 3, 4, 5)
-    dropped = {
-        c: [(e.outcome, e.dropped) for e in (await restarted.store.get_schedule(s.id)).history]
-        for c, s in schedules.items()
+    resumed = json.loads(await asyncio.to_thread(service_phase, "resume", str(data), module=PHASE))
+    assert (resumed["loaded"], resumed["again"]) == (3, [])
+    found, done = resumed["schedules"], ["completed"]
+    assert found["none"] == {
+        "slots": [1],
+        "history": [["started", 0], ["dropped", 4]],
+        "statuses": done,
     }
-    assert dropped[Catchup.NONE] == [("started", 0), ("dropped", 4)]
-    assert dropped[Catchup.LATEST] == [("started", 0), ("dropped", 3), ("started", 0)]
-    assert dropped[Catchup.ALL] == [("started", 0)] * 5
-    assert await restarted.schedules.tick(minute(6) - timedelta(seconds=20)) == [], "nothing twice"
+    assert found["latest"] == {
+        "slots": [1, 5],
+        "history": [["started", 0], ["dropped", 3], ["started", 0]],
+        "statuses": done,
+    }
+    assert found["all"] == {
+        "slots": [1, 2, 3, 4, 5],
+        "history": [["started", 0]] * 5,
+        "statuses": done,
+    }
 
 
 async def test_two_gateways_share_one_keeper_and_fire_each_slot_once(make_runtime: RuntimeFactory, tmp_path):

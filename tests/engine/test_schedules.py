@@ -127,7 +127,7 @@ def test_bad_cron_expressions(cron: str):
         check_cron(cron)
 
 
-@pytest.mark.parametrize("name", ["Mars/Olympus", "", "../etc/passwd", "Europe/"])
+@pytest.mark.parametrize("name", ["Mars/Olympus", "", "../etc/passwd", "Europe/", "Europe"])
 def test_unknown_time_zones(name: str):
     with pytest.raises(UnknownTimezoneError):
         zone(name)
