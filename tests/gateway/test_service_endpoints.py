@@ -40,6 +40,12 @@ DOCUMENTED_OPERATIONS = {
     ("get", "/health"),
     ("get", "/ping"),
     ("get", "/metrics"),
+    # schedules
+    ("post", "/api/v1/workflows/{workflow_id}/schedules"),
+    ("get", "/api/v1/schedules"),
+    ("get", "/api/v1/schedules/{schedule_id}"),
+    ("put", "/api/v1/schedules/{schedule_id}"),
+    ("delete", "/api/v1/schedules/{schedule_id}"),
 }
 PUBLIC = {"/health", "/ping", "/metrics", "/api/v1/dev/token"}
 """Answered without a token (the development token route mints them, in the embedded development mode)."""
