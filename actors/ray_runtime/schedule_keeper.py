@@ -172,6 +172,7 @@ class ScheduleKeeper:
                 schedule = await store.get_schedule(schedule_id)
             except NotFoundError:
                 self._forget(schedule_id)
+                self._locks.pop(schedule_id, None)  # deleted: its id never comes back
                 return []
             if not schedule.enabled:
                 self._forget(schedule_id)

@@ -113,10 +113,20 @@ def test_due_slots_after_a_pause(
     assert due.latest_dropped == (None if latest_dropped is None else T0 + timedelta(minutes=latest_dropped))
 
 
-def test_due_slots_across_the_spring_forward_gap_fire_once():
-    cursor = utc("2026-03-28T12:00:00")
-    due = due_slots("30 2 * * *", "Europe/Berlin", cursor, utc("2026-03-29T01:00:10"), Catchup.ALL)
-    assert due.fire == [utc("2026-03-29T01:00:00")]
+@pytest.mark.parametrize(
+    ("cursor", "now", "fired"),
+    [
+        # Spring forward: 02:30 does not exist; the slot is 03:00 local (01:00 UTC), once.
+        ("2026-03-28T12:00:00", "2026-03-29T01:00:10", ["2026-03-29T01:00:00"]),
+        ("2026-03-29T01:00:00", "2026-03-29T23:00:00", []),
+        # Fall back: 02:30 happens twice; the slot is the first (00:30 UTC), and nothing at 01:30 UTC.
+        ("2026-10-24T12:00:00", "2026-10-25T00:30:05", ["2026-10-25T00:30:00"]),
+        ("2026-10-25T00:30:00", "2026-10-25T01:30:05", []),
+    ],
+)
+def test_due_slots_across_a_dst_change_fire_once(cursor: str, now: str, fired: list[str]):
+    due = due_slots("30 2 * * *", "Europe/Berlin", utc(cursor), utc(now), Catchup.ALL)
+    assert due.fire == [utc(t) for t in fired] and due.dropped == 0
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,18 @@
 """The schedules API on the session's gateway (its keeper keeps the system's time; these schedules fire
 once a year at most): create, read with the next five fire times, list, replace, delete; 422s naming the
 field; another user's schedules and workflows are 404; an admin sees all; a deleted workflow takes its
-schedules with it."""
+schedules with it; and the keeper's own timer firing a slot that passed, seen in the record."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.gateway.support import User, create_workflow
+from engine.schedules import Catchup, ScheduleRecord
+from tests.gateway.support import User, create_workflow, wait_for_job
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -118,3 +120,44 @@ async def test_deleting_a_workflow_deletes_its_schedules(http, alice):
         ).status_code == 404
     listed = (await http.get("/api/v1/schedules", headers=alice.headers)).json()
     assert [s["id"] for s in listed["items"]] == [kept["id"]]
+
+
+async def test_on_the_system_clock_a_slot_that_passed_fires_at_once_and_shows_in_the_record(
+    http, service, alice
+):
+    """The keeper's own timer (not a test's tick): a schedule whose slots count from just before this
+    minute's boundary has that slot due; with catchup `latest` the keeper runs it as soon as it hears of
+    the schedule, once."""
+    workflow = await create_workflow(http, alice)
+    runtime = service.runtime
+    if datetime.now(UTC).second >= 57:  # not across the next boundary, which would add a slot
+        await asyncio.sleep(4)
+    slot = datetime.now(UTC).replace(second=0, microsecond=0)
+    schedule = ScheduleRecord(
+        owner=alice.sub,
+        workflow_id=workflow["id"],
+        cron="* * * * *",
+        input={"name": "clock"},
+        catchup=Catchup.LATEST,
+        since=slot - timedelta(seconds=1),
+    )
+    await runtime.store.create_schedule(schedule)
+    await runtime.schedules.changed(schedule.id)
+    url = f"/api/v1/schedules/{schedule.id}"
+    record = (await http.get(url, headers=alice.headers)).json()
+    while not record["history"]:  # the slot is recorded once its job exists
+        await asyncio.sleep(0.05)
+        record = (await http.get(url, headers=alice.headers)).json()
+    (job,) = record["last_jobs"]
+    assert datetime.fromisoformat(record["last_slot"]) == slot
+    assert job["trigger"] == {"kind": "schedule", "id": schedule.id}
+    assert [(e["outcome"], e["job_id"]) for e in record["history"]] == [("started", job["id"])]
+    done = await wait_for_job(http, alice, job["id"])
+    assert (done["status"], done["result"], done["idempotency_key"]) == (
+        "completed",
+        {"greet": {"text": "Hello clock"}},
+        f"schedule:{schedule.id}:{slot.isoformat()}",
+    )
+    listed = await http.get("/api/v1/jobs", params={"trigger_id": schedule.id}, headers=alice.headers)
+    assert [j["id"] for j in listed.json()["items"]] == [job["id"]]
+    assert (await http.delete(url, headers=alice.headers)).status_code == 204
