@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from engine.errors import ConflictError
 from engine.schedules import Catchup, ScheduleRecord
 from tests.gateway.support import User, create_workflow, wait_for_job
 
@@ -127,7 +128,7 @@ async def test_on_the_system_clock_a_slot_that_passed_fires_at_once_and_shows_in
 ):
     """The keeper's own timer (not a test's tick): a schedule whose slots count from just before this
     minute's boundary has that slot due; with catchup `latest` the keeper runs it as soon as it hears of
-    the schedule, once."""
+    the schedule, once; and nobody else can tell this keeper the time."""
     workflow = await create_workflow(http, alice)
     runtime = service.runtime
     if datetime.now(UTC).second >= 57:  # not across the next boundary, which would add a slot
@@ -161,3 +162,5 @@ async def test_on_the_system_clock_a_slot_that_passed_fires_at_once_and_shows_in
     listed = await http.get("/api/v1/jobs", params={"trigger_id": schedule.id}, headers=alice.headers)
     assert [j["id"] for j in listed.json()["items"]] == [job["id"]]
     assert (await http.delete(url, headers=alice.headers)).status_code == 204
+    with pytest.raises(ConflictError, match="SCHEDULE_CLOCK=system"):
+        await runtime.schedules.tick(slot + timedelta(days=1))
