@@ -35,7 +35,7 @@ from cli.inputs import (
 )
 from cli.local_run import run_in_process
 from cli.progress import ProgressPrinter
-from cli.remote import rerun_remote, run_remote, send_signal, show_jobs, show_logs
+from cli.remote import rerun_remote, run_remote, send_signal, show_jobs, show_logs, show_schedules
 from cli.serve import base_url, serve
 from cli.service_client import ServiceClient, ServiceError
 from cli.token import DEFAULT_TTL, TokenCommandError, duration_seconds, mint_token
@@ -156,6 +156,10 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument("--workflow", help="only this workflow's jobs")
     jobs.add_argument("--limit", type=int, default=20, help="how many (default 20, at most 500)")
 
+    schedules = commands.add_parser("schedules", help="list a running service's schedules, newest first")
+    _service_options(schedules)
+    schedules.add_argument("--limit", type=int, default=20, help="how many (default 20, at most 500)")
+
     logs = commands.add_parser("logs", help="print a job's log from a running service")
     logs.add_argument("job_id", metavar="JOB", help="the job's id")
     _service_options(logs)
@@ -214,6 +218,8 @@ async def _command(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         if args.command == "jobs":
             await show_jobs(client, args.status, args.workflow, args.limit, sys.stdout)
+        elif args.command == "schedules":
+            await show_schedules(client, args.limit, sys.stdout)
         else:
             await show_logs(client, args.job_id, sys.stdout)
     return 0

@@ -1,5 +1,5 @@
-"""The commands that talk to a running service: `run --url`, `rerun`, `signal`, `approve`, `jobs` and
-`logs`."""
+"""The commands that talk to a running service: `run --url`, `rerun`, `signal`, `approve`, `jobs`,
+`schedules` and `logs`."""
 
 from __future__ import annotations
 
@@ -88,6 +88,23 @@ async def show_jobs(
     ]
     _table(("JOB", "STATUS", "WORKFLOW", "CREATED", "DURATION"), rows, out)
     out.write(f"{len(rows)} of {page['total']} jobs\n")
+
+
+async def show_schedules(client: ServiceClient, limit: int, out: TextIO) -> None:
+    page = await client.list_schedules(limit)
+    rows = [
+        (
+            schedule["id"],
+            schedule["workflow_id"],
+            schedule["cron"],
+            schedule["timezone"],
+            "on" if schedule["enabled"] else "off",
+            _short_time(schedule["next_fires"][0]) if schedule["next_fires"] else "",
+        )
+        for schedule in page["items"]
+    ]
+    _table(("SCHEDULE", "WORKFLOW", "CRON", "TIMEZONE", "ENABLED", "NEXT"), rows, out)
+    out.write(f"{len(rows)} of {page['total']} schedules\n")
 
 
 async def show_logs(client: ServiceClient, job_id: str, out: TextIO) -> None:

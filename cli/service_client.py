@@ -77,6 +77,9 @@ class ServiceClient:
             params["workflow_id"] = workflow_id
         return await self._call("GET", f"{API}/jobs", params=params)
 
+    async def list_schedules(self, limit: int) -> dict[str, Any]:
+        return await self._call("GET", f"{API}/schedules", params={"limit": limit})
+
     async def logs(self, job_id: str) -> list[dict[str, Any]]:
         """Every log entry of the job, oldest first, page by page."""
         entries: list[dict[str, Any]] = []

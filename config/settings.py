@@ -12,7 +12,7 @@ import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -114,6 +114,11 @@ class JobSettings(Section):
         ge=1,
         le=100,
         description="how deep workflow nodes may nest child jobs (a job and its ancestors)",
+    )
+    schedule_clock: Literal["system", "manual"] = Field(
+        default="system",
+        alias="SCHEDULE_CLOCK",
+        description="tests only: `manual` fires schedules only at the times the keeper's `tick` is given",
     )
     secrets_file: Annotated[Path | None, EMPTY_IS_UNSET] = Field(default=None, alias="SECRETS_FILE")
     node_plugins: str = Field(

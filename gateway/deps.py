@@ -1,7 +1,7 @@
 """Request dependencies: the runtime's clients, the caller, and the tenancy checks.
 
-Ownership is checked here, once: `OwnedWorkflow` and `OwnedJob` load the record and answer 404
-when it belongs to someone else, exactly as for an id that does not exist, so ids of other
+Ownership is checked here, once: `OwnedWorkflow`, `OwnedJob` and `OwnedSchedule` load the record and
+answer 404 when it belongs to someone else, exactly as for an id that does not exist, so ids of other
 tenants cannot be probed. The WebSocket routes call the same `load_owned_*` functions.
 """
 
@@ -20,6 +20,7 @@ from actors.ray_runtime.controller import WorkflowController
 from config.settings import Settings
 from engine.errors import NotFoundError
 from engine.records import JobRecord, WebhookRecord, WorkflowRecord
+from engine.schedules import ScheduleRecord
 from engine.waits import approval_node, approvers_of
 from gateway.auth import AuthenticationError, Principal, TokenVerifier
 from gateway.definition_checker import DefinitionChecker
@@ -258,3 +259,18 @@ async def owned_webhook(
 
 
 OwnedWebhook = Annotated[WebhookRecord, Depends(owned_webhook)]
+
+
+# ------------------------------------------------------------ schedules
+
+
+async def owned_schedule(
+    store: StoreDep, principal: CurrentUser, schedule_id: Annotated[str, Path(max_length=128)]
+) -> ScheduleRecord:
+    schedule = await store.get_schedule(schedule_id)
+    if not principal.may_access(schedule.owner):
+        raise NotFoundError(f"schedule {schedule_id} not found")
+    return schedule
+
+
+OwnedSchedule = Annotated[ScheduleRecord, Depends(owned_schedule)]

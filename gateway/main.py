@@ -34,6 +34,7 @@ from gateway.routes import (
     hooks,
     jobs,
     nodes,
+    schedules,
     secrets,
     waits,
     webhooks,
@@ -44,7 +45,20 @@ from storage.rate_limit import RedisRateLimiter
 from storage.secret_cipher import SecretCipher
 
 API_VERSION = "1.0.0"
-ROUTE_MODULES = (workflows, jobs, waits, events, nodes, secrets, analytics, health, dev, webhooks, hooks)
+ROUTE_MODULES = (
+    workflows,
+    jobs,
+    schedules,
+    waits,
+    events,
+    nodes,
+    secrets,
+    analytics,
+    health,
+    dev,
+    webhooks,
+    hooks,
+)
 """Every module of routes the gateway serves, each with its `router`."""
 
 

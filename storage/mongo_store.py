@@ -61,6 +61,7 @@ from engine.records import (
     WorkflowRecord,
     utcnow,
 )
+from engine.schedules import ScheduleEvent, ScheduleRecord, ScheduleSettings, with_settings, with_slot
 from storage.analytics import (
     JobSample,
     NodeSample,
@@ -375,6 +376,7 @@ class MongoStore:
         )
         self._unreadable = UnreadableRows()
         self._webhooks: AsyncIOMotorCollection = self._db["webhooks"]
+        self._schedules: AsyncIOMotorCollection = self._db["schedules"]
 
     @classmethod
     def from_url(cls, url: str, database: str, *, write_concern_majority: bool = True) -> MongoStore:
@@ -423,6 +425,9 @@ class MongoStore:
         )
         await self._webhooks.create_index(by_owner, name="by_owner")
         await self._webhooks.create_index([("workflow_id", ASCENDING), *NEWEST_FIRST], name="by_workflow")
+        await self._schedules.create_index(by_owner, name="by_owner")
+        await self._schedules.create_index(NEWEST_FIRST, name="by_created")
+        await self._schedules.create_index([("workflow_id", ASCENDING)], name="by_workflow")
 
     async def close(self) -> None:
         self._client.close()
@@ -876,6 +881,93 @@ class MongoStore:
     async def delete_webhook(self, hook_id: str) -> None:
         if (await self._webhooks.delete_one({"_id": hook_id})).deleted_count == 0:
             raise NotFoundError(f"webhook {hook_id} not found")
+
+    # ------------------------------------------------------------ schedules
+
+    @_unavailable_as_storage_error
+    async def create_schedule(self, schedule: ScheduleRecord) -> ScheduleRecord:
+        check_storable(schedule, f"schedule {schedule.id}")
+        await self._schedules.insert_one({"_id": schedule.id, **_schedule_doc(schedule), "revision": 0})
+        return schedule
+
+    async def _schedule_doc(self, schedule_id: str) -> dict[str, Any]:
+        doc = await self._schedules.find_one({"_id": schedule_id})
+        if doc is None:
+            raise NotFoundError(f"schedule {schedule_id} not found")
+        return doc
+
+    @_unavailable_as_storage_error
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord:
+        return self._unreadable.parse_one(
+            "schedule", schedule_id, _schedule, await self._schedule_doc(schedule_id)
+        )
+
+    @_unavailable_as_storage_error
+    async def list_schedules(
+        self,
+        owner: str | None,
+        offset: int = 0,
+        limit: int = 50,
+        workflow_id: str | None = None,
+        enabled: bool | None = None,
+    ) -> Page[ScheduleRecord]:
+        check_page(offset, limit)
+        query = {
+            field: value
+            for field, value in (("owner", owner), ("workflow_id", workflow_id), ("enabled", enabled))
+            if value is not None
+        }
+        return await self._page(
+            self._schedules, query, NEWEST_FIRST, offset, limit, "schedule", _by_id, _schedule
+        )
+
+    async def _change_schedule(
+        self, schedule_id: str, change: Callable[[ScheduleRecord], ScheduleRecord]
+    ) -> ScheduleRecord:
+        """Read, change and write back when nobody wrote in between (the `revision` counter), else again:
+        a standalone mongod has no transactions."""
+        while True:
+            doc = await self._schedule_doc(schedule_id)
+            changed = change(self._unreadable.parse_one("schedule", schedule_id, _schedule, doc))
+            check_storable(changed, f"schedule {schedule_id}")
+            written = await self._schedules.update_one(
+                {"_id": schedule_id, "revision": doc["revision"]},
+                {"$set": _schedule_doc(changed), "$inc": {"revision": 1}},
+            )
+            if written.matched_count:
+                return changed
+
+    @_unavailable_as_storage_error
+    async def update_schedule(
+        self, schedule_id: str, settings: ScheduleSettings, since: datetime
+    ) -> ScheduleRecord:
+        return await self._change_schedule(schedule_id, lambda s: with_settings(s, settings, since))
+
+    @_unavailable_as_storage_error
+    async def record_schedule_slot(
+        self, schedule_id: str, slot: datetime, job_id: str | None, events: Sequence[ScheduleEvent]
+    ) -> ScheduleRecord:
+        return await self._change_schedule(schedule_id, lambda s: with_slot(s, slot, job_id, events))
+
+    @_unavailable_as_storage_error
+    async def delete_schedule(self, schedule_id: str) -> None:
+        if (await self._schedules.delete_one({"_id": schedule_id})).deleted_count == 0:
+            raise NotFoundError(f"schedule {schedule_id} not found")
+
+
+def _schedule_doc(schedule: ScheduleRecord) -> dict[str, Any]:
+    """The fields queried stay native; the record itself is JSON text (its input is the user's)."""
+    return {
+        "owner": schedule.owner,
+        "workflow_id": schedule.workflow_id,
+        "enabled": schedule.enabled,
+        "created_at": _utc(schedule.created_at),
+        "record_json": schedule.model_dump_json(),
+    }
+
+
+def _schedule(doc: dict[str, Any]) -> ScheduleRecord:
+    return ScheduleRecord.model_validate_json(doc["record_json"])
 
 
 def _webhook(doc: dict[str, Any]) -> WebhookRecord:

@@ -23,6 +23,7 @@ from engine.records import (
     WorkflowAnalytics,
     WorkflowRecord,
 )
+from engine.schedules import ScheduleEvent, ScheduleRecord, ScheduleSettings
 
 
 class SecretStore(Protocol):
@@ -169,6 +170,40 @@ class Store(SecretStore, SignalStore, Protocol):
 
     async def delete_webhook(self, hook_id: str) -> None:
         """NotFoundError when there is no such hook."""
+
+    # ------------------------------------------------------------ schedules (engine/schedules.py)
+
+    async def create_schedule(self, schedule: ScheduleRecord) -> ScheduleRecord:
+        """Insert a schedule as given (its id included) and return it as stored."""
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord:
+        """NotFoundError when there is none of that id."""
+
+    async def list_schedules(
+        self,
+        owner: str | None,
+        offset: int = 0,
+        limit: int = 50,
+        workflow_id: str | None = None,
+        enabled: bool | None = None,
+    ) -> Page[ScheduleRecord]:
+        """Newest first; `owner=None` lists everyone's; `workflow_id` and `enabled` narrow the list."""
+
+    async def update_schedule(
+        self, schedule_id: str, settings: ScheduleSettings, since: datetime
+    ) -> ScheduleRecord:
+        """Replace the owner's settings and the time slots count from; the firing state (last slot, last job,
+        history) is kept. NotFoundError when there is none of that id."""
+
+    async def record_schedule_slot(
+        self, schedule_id: str, slot: datetime, job_id: str | None, events: Sequence[ScheduleEvent]
+    ) -> ScheduleRecord:
+        """A slot was handled: `last_slot` moves to `slot` (never back), `last_job_id` to `job_id` unless that
+        is None, and `events` join the history (its newest HISTORY_LIMIT entries kept); one atomic change.
+        NotFoundError when the schedule was deleted."""
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """NotFoundError when there is none of that id."""
 
 
 class EventBus(Protocol):

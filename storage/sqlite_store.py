@@ -56,6 +56,7 @@ from engine.records import (
     WorkflowRecord,
     utcnow,
 )
+from engine.schedules import ScheduleEvent, ScheduleRecord, ScheduleSettings, with_settings, with_slot
 from storage.analytics import (
     JobSample,
     NodeSample,
@@ -200,6 +201,19 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )""",
         "CREATE INDEX webhooks_by_owner ON webhooks (owner, created_at DESC, id DESC)",
         "CREATE INDEX webhooks_by_workflow ON webhooks (workflow_id, created_at DESC, id DESC)",
+    ),
+    (
+        """CREATE TABLE schedules (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            workflow_id TEXT NOT NULL,
+            enabled INTEGER NOT NULL,
+            record TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        )""",
+        "CREATE INDEX schedules_by_owner ON schedules (owner, created_at DESC, id DESC)",
+        "CREATE INDEX schedules_by_created ON schedules (created_at DESC, id DESC)",
+        "CREATE INDEX schedules_by_workflow ON schedules (workflow_id)",
     ),
 ]
 """Schema migrations in order; the file's PRAGMA user_version counts those applied."""
@@ -1180,6 +1194,106 @@ class SqliteStore:
                 raise NotFoundError(f"webhook {hook_id} not found")
 
         await self._write(work)
+
+    # ------------------------------------------------------------ schedules
+
+    @staticmethod
+    def _schedule_values(schedule: ScheduleRecord) -> tuple[Any, ...]:
+        return (
+            schedule.owner,
+            schedule.workflow_id,
+            int(schedule.enabled),
+            schedule.model_dump_json(),
+            _to_ms(schedule.created_at),
+            schedule.id,
+        )
+
+    async def create_schedule(self, schedule: ScheduleRecord) -> ScheduleRecord:
+        check_storable(schedule, f"schedule {schedule.id}")
+
+        def work(conn: sqlite3.Connection) -> ScheduleRecord:
+            conn.execute(
+                "INSERT INTO schedules (owner, workflow_id, enabled, record, created_at, id) "
+                "VALUES (?,?,?,?,?,?)",
+                self._schedule_values(schedule),
+            )
+            return self._schedule_by_id(conn, schedule.id)
+
+        return await self._write(work)
+
+    def _schedule_by_id(self, conn: sqlite3.Connection, schedule_id: str) -> ScheduleRecord:
+        row = conn.execute("SELECT id, record FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"schedule {schedule_id} not found")
+        return self._unreadable.parse_one("schedule", schedule_id, _schedule, row)
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord:
+        return await self._read_one(lambda conn: self._schedule_by_id(conn, schedule_id))
+
+    async def list_schedules(
+        self,
+        owner: str | None,
+        offset: int = 0,
+        limit: int = 50,
+        workflow_id: str | None = None,
+        enabled: bool | None = None,
+    ) -> Page[ScheduleRecord]:
+        check_page(offset, limit)
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("owner", owner), ("workflow_id", workflow_id), ("enabled", enabled)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(int(value) if isinstance(value, bool) else value)
+        where = _where(clauses)
+
+        def work(conn: sqlite3.Connection) -> Page[ScheduleRecord]:
+            total = conn.execute(f"SELECT COUNT(*) FROM schedules {where}", params).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT id, record FROM schedules {where} "
+                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+            items = self._unreadable.parse_each("schedule", rows, lambda r: r["id"], _schedule)
+            return Page(items=items, total=total, offset=offset, limit=limit)
+
+        return await self._read(work)
+
+    async def _change_schedule(
+        self, schedule_id: str, change: Callable[[ScheduleRecord], ScheduleRecord]
+    ) -> ScheduleRecord:
+        def work(conn: sqlite3.Connection) -> ScheduleRecord:
+            changed = change(self._schedule_by_id(conn, schedule_id))
+            check_storable(changed, f"schedule {schedule_id}")
+            conn.execute(
+                "UPDATE schedules SET owner = ?, workflow_id = ?, enabled = ?, record = ?, created_at = ? "
+                "WHERE id = ?",
+                self._schedule_values(changed),
+            )
+            return changed
+
+        return await self._write(work)
+
+    async def update_schedule(
+        self, schedule_id: str, settings: ScheduleSettings, since: datetime
+    ) -> ScheduleRecord:
+        return await self._change_schedule(schedule_id, lambda s: with_settings(s, settings, since))
+
+    async def record_schedule_slot(
+        self, schedule_id: str, slot: datetime, job_id: str | None, events: Sequence[ScheduleEvent]
+    ) -> ScheduleRecord:
+        return await self._change_schedule(schedule_id, lambda s: with_slot(s, slot, job_id, events))
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            if conn.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,)).rowcount == 0:
+                raise NotFoundError(f"schedule {schedule_id} not found")
+
+        await self._write(work)
+
+
+def _schedule(row: sqlite3.Row) -> ScheduleRecord:
+    return ScheduleRecord.model_validate_json(row["record"])
 
 
 def _webhook(row: sqlite3.Row) -> WebhookRecord:

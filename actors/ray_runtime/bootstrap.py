@@ -1,6 +1,6 @@
 """Start and stop everything the gateway stands on, from the settings: the bus (embedded Redis when
 none is configured), the store (embedded SQLite when no MongoDB), Ray (a local instance when no
-RAY_ADDRESS) and the job manager."""
+RAY_ADDRESS), the job manager and the schedule keeper."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import psutil
 from actors.ray_runtime import ray_api
 from actors.ray_runtime.controller import WorkflowController
 from actors.ray_runtime.runtime_config import RuntimeConfig, new_bus, new_store
+from actors.ray_runtime.schedule_keeper import start_keeper
 from config.resolved import Resolved
 from config.settings import Settings
 from storage.embedded_redis import EmbeddedRedis
@@ -39,6 +40,8 @@ class ServiceRuntime:
     cluster: ray_api.ClusterInfo
     embedded_redis: EmbeddedRedis | None
     vault: SecretVault
+    schedules: ray_api.ScheduleKeeperHandle
+    """The cluster's schedule keeper: told when a schedule is created, changed or deleted."""
 
     async def close(self) -> None:
         await self.bus.close()
@@ -86,6 +89,8 @@ async def start_service_runtime(settings: Settings, resolved: Resolved | None = 
             max_active_jobs=max_active,
         )
         controller = await WorkflowController.connect(runtime, store)
+        schedules = start_keeper(runtime)
+        await schedules.start()
     except BaseException:
         if embedded is not None:
             embedded.stop()
@@ -100,4 +105,4 @@ async def start_service_runtime(settings: Settings, resolved: Resolved | None = 
         },
     )
     vault = runtime.secret_vault(store)
-    return ServiceRuntime(runtime, store, bus, controller, cluster, embedded, vault)
+    return ServiceRuntime(runtime, store, bus, controller, cluster, embedded, vault, schedules)

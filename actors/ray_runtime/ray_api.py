@@ -12,6 +12,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -280,6 +281,22 @@ class JobActorHandle(_Handle):
 
     def info(self, *, retry_on_restart: bool = True) -> Pending[dict[str, Any]]:
         return self._send("info", retry_on_restart=retry_on_restart)
+
+
+class ScheduleKeeperHandle(_Handle):
+    """The schedule keeper actor (schedule_keeper.ScheduleKeeper)."""
+
+    def start(self) -> Pending[dict[str, Any]]:
+        return self._send("start")
+
+    def changed(self, schedule_id: str) -> Pending[None]:
+        return self._send("changed", schedule_id)
+
+    def tick(self, now: datetime) -> Pending[list[str]]:
+        return self._send("tick", now, retry_on_restart=False)
+
+    def stats(self) -> Pending[dict[str, Any]]:
+        return self._send("stats")
 
 
 class OutcomeStream:

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 
 from actors.ray_runtime import ray_api
-from actors.ray_runtime.controller import WorkflowController
+from actors.ray_runtime.bootstrap import ServiceRuntime
 from gateway.auth import bearer_matches
 from gateway.deps import ControllerDep, MetricsDep, RuntimeDep, SettingsDep
 from gateway.errors import ErrorBody
@@ -41,10 +41,14 @@ async def _check(probe: Awaitable[Any], timeout_s: float) -> tuple[CheckResult, 
     return CheckResult(ok=detail is None, detail=detail, latency_ms=elapsed_ms), value
 
 
-async def _ray_stats(controller: WorkflowController) -> dict[str, Any]:
+async def _ray_stats(runtime: ServiceRuntime) -> dict[str, Any]:
+    """The job manager's stats; starting the schedule keeper too, so that one Ray restarted after a crash
+    loads its schedules again at the next health check, as the job manager recovers its jobs."""
     if not ray_api.is_initialized():
         raise RuntimeError("Ray is not initialized in this process")
-    return await controller.stats()
+    stats: dict[str, Any]
+    stats, _ = await asyncio.gather(runtime.controller.stats(), runtime.schedules.start())
+    return stats
 
 
 async def _sandbox(cgroup_parent: str, timeout_s: float) -> SandboxReport:
@@ -64,7 +68,7 @@ async def _sandbox(cgroup_parent: str, timeout_s: float) -> SandboxReport:
 async def health(runtime: RuntimeDep, settings: SettingsDep) -> JSONResponse:
     timeout = settings.server.health_timeout_s
     (ray, stats), (store, _), (redis, _), sandbox = await asyncio.gather(
-        _check(_ray_stats(runtime.controller), timeout),
+        _check(_ray_stats(runtime), timeout),
         _check(runtime.store.ping(), timeout),
         _check(runtime.bus.ping(), timeout),
         _sandbox(runtime.runtime.settings.nodes.sandbox_cgroup_parent, timeout),

@@ -15,11 +15,13 @@ from gateway.deps import (
     CurrentUser,
     OwnedWorkflow,
     PageParams,
+    RuntimeDep,
     StoreDep,
     WatcherDep,
     authenticate,
 )
 from gateway.errors import BODY_TOO_LARGE, ERROR_RESPONSES, UNREADABLE, Responses, documented
+from gateway.schedule_deletion import delete_schedules_of
 from gateway.schemas import JobOut
 
 router = APIRouter(
@@ -142,10 +144,11 @@ async def update_workflow(
     "/api/v1/workflows/{workflow_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=BY_ID,
-    summary="Delete a workflow (jobs running it finish undisturbed)",
+    summary="Delete a workflow and its schedules (jobs running it finish undisturbed)",
 )
-async def delete_workflow(workflow: OwnedWorkflow, store: StoreDep) -> Response:
+async def delete_workflow(workflow: OwnedWorkflow, store: StoreDep, runtime: RuntimeDep) -> Response:
     await store.delete_workflow(workflow.id)
+    await delete_schedules_of(store, runtime.schedules, workflow.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

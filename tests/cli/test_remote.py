@@ -1,5 +1,5 @@
-"""`run --url`, `rerun`, `jobs` and `logs` against a real gateway (conftest's `service`) over loopback HTTP
-(REST and SSE), on the session's Ray, the embedded SQLite store and the embedded Redis."""
+"""`run --url`, `rerun`, `jobs`, `schedules` and `logs` against a real gateway (conftest's `service`) over
+loopback HTTP (REST and SSE), on the session's Ray, the embedded SQLite store and the embedded Redis."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 import socket
 import uuid
 
+import httpx
 import pytest
 
 from tests.cli.support import EXAMPLES, run_cli, token
@@ -15,6 +16,7 @@ from tests.cli.support import EXAMPLES, run_cli, token
 pytestmark = pytest.mark.slow
 
 DOCUMENTS = [f"note {i}" for i in range(10)]
+NOTHING = {"id": "start", "type": "start", "config": {}}
 
 
 @pytest.mark.timeout(120)
@@ -118,3 +120,22 @@ async def test_an_unreachable_service_exits_1(capsys):
     result = await run_cli(capsys, "jobs", "--url", f"http://127.0.0.1:{closed_port}", "--token", "x")
     assert result.code == 1
     assert "cannot reach the service" in result.err
+
+
+@pytest.mark.timeout(60)
+async def test_schedules_lists_the_callers_schedules(service, capsys):
+    alice, bob = token(f"alice-{uuid.uuid4().hex[:6]}"), token(f"bob-{uuid.uuid4().hex[:6]}")
+    headers = {"Authorization": f"Bearer {alice}"}
+    async with httpx.AsyncClient(base_url=service, headers=headers) as http:
+        workflow = (await http.post("/api/v1/workflows", json={"name": "nightly", "nodes": [NOTHING]})).json()
+        body = {"cron": "0 3 1 1 *", "timezone": "Europe/Berlin"}
+        created = await http.post(f"/api/v1/workflows/{workflow['id']}/schedules", json=body)
+        assert created.status_code == 201, created.text
+    listed = await run_cli(capsys, "schedules", "--url", service, "--token", alice)
+    assert listed.code == 0, listed.err
+    header, row, last = listed.out.splitlines()
+    assert header.split() == ["SCHEDULE", "WORKFLOW", "CRON", "TIMEZONE", "ENABLED", "NEXT"]
+    assert row.split()[:7] == [created.json()["id"], workflow["id"], "0", "3", "1", "1", "*"]
+    assert row.split()[7:9] == ["Europe/Berlin", "on"] and last == "1 of 1 schedules"
+    others = await run_cli(capsys, "schedules", "--url", service, "--token", bob)
+    assert others.out.splitlines()[-1] == "0 of 0 schedules"

@@ -47,6 +47,11 @@ DOCUMENTED_OPERATIONS = {
     ("delete", "/api/v1/webhooks/{hook_id}"),
     ("post", "/api/v1/webhooks/{hook_id}/rotate"),
     ("post", "/hooks/{hook_id}"),
+    ("post", "/api/v1/workflows/{workflow_id}/schedules"),
+    ("get", "/api/v1/schedules"),
+    ("get", "/api/v1/schedules/{schedule_id}"),
+    ("put", "/api/v1/schedules/{schedule_id}"),
+    ("delete", "/api/v1/schedules/{schedule_id}"),
 }
 PUBLIC = {"/health", "/ping", "/metrics", "/api/v1/dev/token", "/hooks/{hook_id}"}
 """Answered without a token (the development token route mints them, in the embedded development mode; a

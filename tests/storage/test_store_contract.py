@@ -768,7 +768,7 @@ async def test_sqlite_a_file_of_the_first_schema_is_migrated_and_its_jobs_have_a
     await store.checkpoint("old", 3, JobChanges(event_sequence=6, pending_events=[pending_event(6)]))
     assert [e.sequence for e in (await store.get_job("old")).pending_events] == [6]
     with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
 
 
 async def test_sqlite_checkpoints_are_stored_as_json(tmp_path, open_sqlite):

@@ -87,11 +87,11 @@ def manager_pid(runtime: ServiceRuntime) -> int | None:
     return next((actor["pid"] for actor in actors if actor["name"] == "job-manager"), None)
 
 
-def service_phase(*args: str, timeout_s: float = 150) -> str:
-    """Run one life of the whole service (tests/actors/service_phase.py) in a process of its own, with its
-    own local Ray; the last line it printed."""
+def service_phase(*args: str, timeout_s: float = 150, module: str = "tests.actors.service_phase") -> str:
+    """Run one life of the whole service (`module`: tests/actors/service_phase.py unless told) in a process
+    of its own, with its own local Ray; the last line it printed."""
     done = subprocess.run(
-        [sys.executable, "-m", "tests.actors.service_phase", *args],
+        [sys.executable, "-m", module, *args],
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         text=True,
