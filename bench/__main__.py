@@ -31,11 +31,11 @@ SETTLED_CPU_PERCENT = 15.0
 SETTLE_LIMIT_S = 60.0
 
 
-async def settle() -> float:
+async def settle(limit_s: float = SETTLE_LIMIT_S) -> float:
     """Wait until the machine is nearly idle (the previous workload's Ray instance takes seconds to wind
-    down), at most SETTLE_LIMIT_S; return the CPU use seen last, in percent of the whole machine."""
+    down), at most `limit_s`; return the CPU use seen last, in percent of the whole machine."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + SETTLE_LIMIT_S
+    deadline = loop.time() + limit_s
     while True:
         busy = await asyncio.to_thread(psutil.cpu_percent, 1.0)
         if busy <= SETTLED_CPU_PERCENT or loop.time() > deadline:
@@ -54,10 +54,10 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-async def main(names: list[str]) -> dict[str, dict[str, Any]]:
+async def main(names: list[str], settle_limit_s: float = SETTLE_LIMIT_S) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     for name in names:
-        busy = await settle()
+        busy = await settle(settle_limit_s)
         print(f"{name}: starting with the machine {busy:.0f}% busy", flush=True)
         outcome = await WORKLOADS[name]()
         produced = outcome if all(isinstance(v, dict) for v in outcome.values()) else {name: outcome}
@@ -73,13 +73,19 @@ if __name__ == "__main__":
         "--workloads", default=",".join(WORKLOADS), help=f"comma-separated: {', '.join(WORKLOADS)}"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--settle-limit",
+        type=float,
+        default=SETTLE_LIMIT_S,
+        help=f"seconds each workload waits at most for an idle machine (default {SETTLE_LIMIT_S:.0f})",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     chosen = [name.strip() for name in args.workloads.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workloads: {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
-    outcome = asyncio.run(main(chosen))
+    outcome = asyncio.run(main(chosen, args.settle_limit))
     print(table(outcome))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"workloads": outcome}, indent=2, default=str))

@@ -24,7 +24,7 @@ def bench(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(300)
 def test_a_chosen_workload_prints_its_table_row_and_writes_its_figures(tmp_path):
     out = tmp_path / "results.json"
-    done = bench("--workloads", "chain100", "--out", str(out))
+    done = bench("--workloads", "chain100", "--out", str(out), "--settle-limit", "0")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "chain100" in done.stdout and "per-node overhead" in done.stdout
     figures = json.loads(out.read_text())["workloads"]["chain100"]
