@@ -396,6 +396,7 @@ class JobRunner:
             progress=self._report_progress,
             dns_resolver=None,
             child_jobs=self.services.child_jobs,
+            run_node=self.services.launcher.run,
         )
 
     def _shown_config(self, config: BaseModel) -> Any:

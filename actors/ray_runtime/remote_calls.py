@@ -53,6 +53,7 @@ class RemoteCall:
             progress=None,
             dns_resolver=None,
             child_jobs=None,
+            run_node=None,
         )
 
     def context(self, services: NodeServices, log: LogSink) -> NodeContext:
