@@ -35,6 +35,7 @@ from engine.records import EventType
 from engine.templating import ARGS_ROOT, TemplateContext, check_template_syntax, references
 from nodes.agent_turns import (
     TOOL_NAME,
+    arguments_validator,
     call_key,
     capped_output,
     conversation,
@@ -237,6 +238,7 @@ class _Run:
     def __init__(self, config: AgentConfig, ctx: NodeContext) -> None:
         self.config, self.ctx = config, ctx
         self.tools = {tool.name: tool for tool in config.tools}
+        self.validators = {tool.name: arguments_validator(tool.parameters) for tool in config.tools}
         self.registry = ctx.services.registry
         self.launch = ctx.services.run_node or _run_in_place
 
@@ -305,7 +307,7 @@ class _Run:
             return {
                 "error": f"there is no tool named {call['name']!r}; the tools are {', '.join(self.tools)}"
             }
-        args, problem = parsed_arguments(call["arguments"], tool.parameters)
+        args, problem = parsed_arguments(call["arguments"], self.validators[tool.name])
         if args is None:
             return {"error": problem}
         started = {"step": turn, "call_id": call["id"], "name": tool.name, "arguments": args}

@@ -83,15 +83,23 @@ def schema_problem(schema: Mapping[str, Any]) -> str | None:
     return None
 
 
-def parsed_arguments(arguments: str, schema: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """The call's arguments as an object that `schema` accepts, or None and why not (for the model)."""
+def arguments_validator(schema: Mapping[str, Any]) -> Draft202012Validator:
+    """What checks a tool's arguments against its `schema`: made once per tool and run (made, it costs half
+    a millisecond; run, microseconds)."""
+    return Draft202012Validator(schema)
+
+
+def parsed_arguments(
+    arguments: str, validator: Draft202012Validator
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The call's arguments as an object the tool's schema accepts, or None and why not (for the model)."""
     try:
         value = json.loads(arguments or "{}")
     except json.JSONDecodeError as exc:
         return None, f"the arguments are not JSON ({exc.msg} at character {exc.pos})"
     if not isinstance(value, dict):
         return None, f"the arguments must be a JSON object, not {type(value).__name__}"
-    errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda error: list(error.path))
+    errors = sorted(validator.iter_errors(value), key=lambda error: list(error.path))
     if errors:
         shown = "; ".join(f"{_where(error.absolute_path)}: {error.message}" for error in errors[:5])
         return None, f"the arguments do not match the tool's parameters: {shown}"

@@ -16,6 +16,7 @@ from engine.templating import TemplateContext
 from nodes.agent import AgentNode
 from nodes.agent_turns import (
     MAX_TOOL_OUTPUT_CHARS,
+    arguments_validator,
     capped_output,
     conversation,
     parsed_arguments,
@@ -62,7 +63,7 @@ SHOUT = {
 def test_arguments_are_checked_against_the_tools_schema(
     arguments: str, value: Any, problem: str | None
 ) -> None:
-    parsed, why = parsed_arguments(arguments, ADD["parameters"])
+    parsed, why = parsed_arguments(arguments, arguments_validator(ADD["parameters"]))
     assert parsed == value
     if problem is None:
         assert why is None
@@ -71,7 +72,7 @@ def test_arguments_are_checked_against_the_tools_schema(
 
 
 def test_an_empty_argument_text_is_an_empty_object() -> None:
-    assert parsed_arguments("", {"type": "object"}) == ({}, None)
+    assert parsed_arguments("", arguments_validator({"type": "object"})) == ({}, None)
 
 
 @pytest.mark.parametrize(
