@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 
-from bench import chain, children, children_cluster, fanout, jobs, recovery, rest, schedules, waits
+from bench import agent, chain, children, children_cluster, fanout, jobs, recovery, rest, schedules, waits
 
 WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "chain100": chain.run,
@@ -25,6 +25,7 @@ WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "children": children.run,
     "children-dedicated": children_cluster.run,
     "schedules": schedules.run,
+    "agent": agent.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 SETTLED_CPU_PERCENT = 15.0

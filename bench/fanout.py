@@ -29,21 +29,21 @@ same state of this shared machine, and the ratio is of the two medians."""
 
 
 @contextmanager
-def llm_server(latency_s: float = LATENCY_S) -> Iterator[str]:
-    """The test server in its own process, as a real provider would be."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.support.openai_server",
-            "--latency",
-            str(latency_s),
-            "--max-in-flight",
-            str(IN_FLIGHT),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def llm_server(latency_s: float = LATENCY_S, tool_rounds: str | None = None) -> Iterator[str]:
+    """The test server in its own process, as a real provider would be; `tool_rounds` ("ROUNDSxCALLS")
+    makes it answer requests that offer tools with tool calls (tests/support/openai_server.py)."""
+    command = [
+        sys.executable,
+        "-m",
+        "tests.support.openai_server",
+        "--latency",
+        str(latency_s),
+        "--max-in-flight",
+        str(IN_FLIGHT),
+    ]
+    if tool_rounds is not None:
+        command += ["--tool-rounds", tool_rounds]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         yield process.stdout.readline().strip()

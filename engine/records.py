@@ -153,6 +153,10 @@ class NodeCheckpoint(BaseModel):
         description="for a node a re-run kept: the job that ran it (analytics count it there, not here)",
     )
     wait: WaitInfo | None = Field(default=None, description="what the node waits, or waited, for")
+    steps: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the durable steps its current attempt recorded, by key (engine/steps.py)",
+    )
 
 
 class WorkflowRecord(BaseModel):
@@ -179,6 +183,9 @@ class EventType(StrEnum):
     CHILD_JOB_STARTED = "child_job_started"
     CHILD_JOB_FINISHED = "child_job_finished"
     LLM_TOKEN = "llm_token"
+    AGENT_STEP = "agent_step"
+    TOOL_CALL_STARTED = "tool_call_started"
+    TOOL_CALL_FINISHED = "tool_call_finished"
     JOB_COMPLETED = "job_completed"
     JOB_FAILED = "job_failed"
     JOB_CANCELLED = "job_cancelled"

@@ -56,7 +56,14 @@ INPUT_ROOT = "input"
 SECRETS_ROOT = "secrets"
 ITEM_ROOT = "item"
 INDEX_ROOT = "index"
-LOCAL_ROOTS = frozenset({ITEM_ROOT, INDEX_ROOT})
+ARGS_ROOT = "args"
+LOCAL_ROOT_PLACES = {
+    ITEM_ROOT: "a map node's per-item config",
+    INDEX_ROOT: "a map node's per-item config",
+    ARGS_ROOT: "an agent tool's node config",
+}
+"""Roots a node defines for the configs it renders itself, and where each is defined."""
+LOCAL_ROOTS = frozenset(LOCAL_ROOT_PLACES)
 """Names a map node binds for each item it fans out: `{{item...}}` and `{{index}}`."""
 OUTPUT_FIELD = "output"
 
@@ -155,7 +162,7 @@ def _resolve(reference: Reference, ctx: TemplateContext) -> Any:
         value, where, missing = ctx.input, INPUT_ROOT, "input has no field"
     elif root in LOCAL_ROOTS:
         if root not in ctx.locals:
-            raise _Unresolved(f"{{{{{root}}}}} is only defined inside a map node's per-item config")
+            raise _Unresolved(f"{{{{{root}}}}} is only defined inside {LOCAL_ROOT_PLACES[root]}")
         value, where, missing = ctx.locals[root], root, f"{root} has no field"
     elif root == SECRETS_ROOT:
         secret = path[0]

@@ -37,12 +37,14 @@ UNKNOWN_MODEL = "unknown"
 OTHER = "other"
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAP_NODE_TYPE = "map"
+AGENT_NODE_TYPE = "agent"
 
 
 def llm_calls(node: NodeCheckpoint, spec: NodeSpec | None) -> tuple[str, int]:
     """The model and the number of LLM requests behind a node's token usage: one for an llm node
     (its model as configured, else as it answered), one per succeeded item for a map of llm nodes
-    (whose usage is the items' sum)."""
+    (whose usage is the items' sum), one per model turn for an agent (tools' own LLM calls, under the
+    agent's model, counted in its usage but not here)."""
     config = spec.config if spec is not None else {}
     output = node.output if isinstance(node.output, dict) else {}
     requests = 1
@@ -51,6 +53,8 @@ def llm_calls(node: NodeCheckpoint, spec: NodeSpec | None) -> tuple[str, int]:
         config = child.get("config", {}) if isinstance(child, dict) else {}
         requests = output.get("succeeded", 1) if isinstance(output.get("succeeded"), int) else 1
         output = {}
+    elif node.node_type == AGENT_NODE_TYPE and isinstance(output.get("steps"), list):
+        requests = len(output["steps"]) or 1
     for model in (config.get("model"), output.get("model")):
         if isinstance(model, str) and model and "{{" not in model:
             return model, requests

@@ -59,6 +59,17 @@ class LlmConfig(BaseModel):
         description='"json_object" (or an OpenAI response_format object such as {"type": "json_schema", '
         "...}) asks for JSON; its fields then appear in the output beside `text`.",
     )
+    messages: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Messages after the prompt, as OpenAI chat message objects: earlier turns of a "
+        "conversation, e.g. an assistant's tool calls and the tool results.",
+    )
+    tools: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='Functions the model may call, as OpenAI tools ({"type": "function", "function": '
+        '{"name", "description", "parameters"}}); the calls it asks for are the output\'s `tool_calls` '
+        "(`id`, `name`, `arguments` as JSON text). The agent node runs them.",
+    )
     stream: bool = Field(default=False, description="Stream tokens to the job's events as llm_token.")
     api_key: SecretStr | None = Field(
         default=None, description="Overrides LLM_API_KEY, usually {{secrets.name}}; never logged."
@@ -233,7 +244,10 @@ def provider_of(url: str) -> str:
 def _request_body(config: LlmConfig) -> dict[str, Any]:
     messages = [{"role": "system", "content": config.system}] if config.system else []
     messages.append({"role": "user", "content": config.prompt})
+    messages.extend(config.messages)
     body: dict[str, Any] = {"model": config.model, "messages": messages}
+    if config.tools:
+        body["tools"] = config.tools
     if config.temperature is not None:
         body["temperature"] = config.temperature
     if config.max_tokens is not None:
@@ -247,6 +261,7 @@ def _estimate_tokens(config: LlmConfig) -> int:
     """What the limiter reserves before the call: the prompt at ~4 characters a token plus the
     completion's cap; the real count replaces it on release."""
     prompt_chars = len(config.prompt) + len(config.system or "")
+    prompt_chars += sum(len(str(message.get("content") or "")) for message in config.messages)
     return prompt_chars // CHARS_PER_TOKEN + (config.max_tokens or DEFAULT_COMPLETION_ESTIMATE)
 
 
@@ -267,10 +282,17 @@ def json_fields(text: str) -> dict[str, Any] | None:
 
 def _output(completion: Completion, config: LlmConfig) -> dict[str, Any]:
     """`text` and `model`, plus a JSON reply's fields at the top level (so {{classify.output.category}}
-    works); `text` and `model` keep their meaning if the reply has fields of those names."""
+    works); `text` and `model` keep their meaning if the reply has fields of those names. A reply that
+    calls tools has `tool_calls` instead of fields."""
+    model = completion.model or config.model
+    if completion.tool_calls:
+        calls = [
+            {"id": call.id, "name": call.name, "arguments": call.arguments} for call in completion.tool_calls
+        ]
+        return {"text": completion.text, "model": model, "tool_calls": calls}
     fields = json_fields(completion.text)
     if fields is None and config.wants_json:
         raise RetryableNodeError(
             f"the model was asked for a JSON object but replied with other text: {completion.text[:200]!r}"
         )
-    return {**(fields or {}), "text": completion.text, "model": completion.model or config.model}
+    return {**(fields or {}), "text": completion.text, "model": model}

@@ -39,11 +39,21 @@ TextCallback = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A function call the model asks for: its id, the function's name and its arguments as JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class Completion:
     text: str
     model: str | None
     usage: dict[str, int] | None
     finish_reason: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class ProviderStatusError(Exception):
@@ -97,10 +107,14 @@ class ChatClient:
             data = json.loads(raw)
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
+            calls = tuple(
+                ToolCall(str(call["id"]), str(call["function"]["name"]), str(call["function"]["arguments"]))
+                for call in choice["message"].get("tool_calls") or ()
+            )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise MalformedResponseError(f"not a chat completion: {_snippet(raw)}") from None
         return Completion(
-            str(text), data.get("model"), _usage(data.get("usage")), choice.get("finish_reason")
+            str(text), data.get("model"), _usage(data.get("usage")), choice.get("finish_reason"), calls
         )
 
     async def stream(
@@ -118,6 +132,7 @@ class ChatClient:
         model: str | None = None
         usage: dict[str, int] | None = None
         finish: str | None = None
+        calls: dict[int, dict[str, str]] = {}
         done = False
         try:
             request = self._request(url, headers, body, timeout_s).streamed_read_buffer_limit(1)
@@ -138,10 +153,12 @@ class ChatClient:
                     model = chunk.get("model") or model
                     usage = _usage(chunk.get("usage")) or usage
                     for choice in chunk.get("choices") or ():
-                        text = (choice.get("delta") or {}).get("content")
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content")
                         if text:
                             parts.append(text)
                             await on_text(text)
+                        _add_call_deltas(calls, delta.get("tool_calls"), payload)
                         finish = choice.get("finish_reason") or finish
         except TimeoutError:
             raise
@@ -149,7 +166,8 @@ class ChatClient:
             raise ProviderConnectionError(f"the stream broke: {_cause(exc)}") from None
         if not done and finish is None:
             raise ProviderConnectionError("the stream ended before the completion was finished")
-        return Completion("".join(parts), model, usage, finish)
+        tool_calls = tuple(ToolCall(c["id"], c["name"], c["arguments"]) for _, c in sorted(calls.items()))
+        return Completion("".join(parts), model, usage, finish, tool_calls)
 
     def _request(
         self, url: str, headers: Mapping[str, str], body: dict[str, Any], timeout_s: float
@@ -175,6 +193,22 @@ async def _lines(response: Response) -> AsyncIterator[bytes]:
             yield line
     if pending:
         yield pending
+
+
+def _add_call_deltas(calls: dict[int, dict[str, str]], deltas: Any, payload: bytes) -> None:
+    """Streamed tool calls arrive in pieces by `index`: the first names the call's id and function, the
+    rest add to its arguments' text."""
+    if deltas is None:
+        return
+    try:
+        for delta in deltas:
+            call = calls.setdefault(int(delta.get("index", 0)), {"id": "", "name": "", "arguments": ""})
+            function = delta.get("function") or {}
+            call["id"] = str(delta.get("id") or call["id"])
+            call["name"] += str(function.get("name") or "")
+            call["arguments"] += str(function.get("arguments") or "")
+    except (TypeError, ValueError, AttributeError):
+        raise MalformedResponseError(f"a streamed tool call is malformed: {_snippet(payload)}") from None
 
 
 def _raise_for_status(response: Response, raw: bytes) -> None:

@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from engine.errors import NotFoundError
+from nodes.agent import AgentNode
 from nodes.approval import ApprovalNode
 from nodes.base import NodeType
 from nodes.code import CodeNode
@@ -46,6 +47,7 @@ BUILTIN_NODE_TYPES: tuple[type[NodeType[Any]], ...] = (
     ApprovalNode,
     WaitNode,
     WorkflowNode,
+    AgentNode,
 )
 
 logger = logging.getLogger(__name__)

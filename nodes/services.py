@@ -18,7 +18,9 @@ from nodes.settings import NodeSettings
 
 if TYPE_CHECKING:
     from aiohttp.abc import AbstractResolver
+    from pydantic import BaseModel
 
+    from nodes.base import NodeContext, NodeResult, NodeType
     from nodes.map import FanOut
     from nodes.registry import NodeRegistry
 
@@ -27,6 +29,10 @@ TokenSink = Callable[[str], Awaitable[None]]
 
 ProgressSink = Callable[[str, dict[str, Any]], Awaitable[None]]
 """Takes a running node's progress: (node id, counts)."""
+
+NodeRunner = Callable[["NodeType[Any]", "BaseModel", "NodeContext"], Awaitable["NodeResult"]]
+"""Runs one node (its config rendered) where its type runs: inline in place, I/O in an executor actor, CPU
+as a Ray task; cancelling the awaiting coroutine stops the work."""
 
 
 class ChildJobs(Protocol):
@@ -67,3 +73,6 @@ class NodeServices:
     system's resolver."""
     child_jobs: ChildJobs | None
     """Starts child jobs (the workflow node); only in the job's own actor."""
+    run_node: NodeRunner | None
+    """Runs another node where its type runs (an agent's model turns and tool calls); only in the job's
+    own actor."""

@@ -122,6 +122,7 @@ async def test_here(
         progress=None,
         dns_resolver=None,
         child_jobs=None,
+        run_node=None,
     )
     try:
         node = services.registry.get(test.node_type)

@@ -25,9 +25,11 @@ class RecordConfig(BaseModel):
 
 
 def _record(path: str, ctx: NodeContext, event: str) -> int:
-    """Append one line and return how many lines this node has written for this job."""
+    """Append one line (job, node, attempt, event, pid, time, idempotency key) and return how many lines
+    this node has written for this job."""
     with open(path, "a", encoding="utf-8") as ledger:
-        ledger.write(f"{ctx.job_id} {ctx.node_id} {ctx.attempt} {event} {os.getpid()} {time.time()}\n")
+        fields = (ctx.job_id, ctx.node_id, ctx.attempt, event, os.getpid(), time.time(), ctx.idempotency_key)
+        ledger.write(" ".join(str(field) for field in fields) + "\n")
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     return sum(
         1 for line in lines if line.split()[:2] == [ctx.job_id, ctx.node_id] and line.split()[3] == event

@@ -33,7 +33,7 @@ TOKEN_LIFETIME_S = 3600
 
 @pytest.fixture(scope="session")
 def model_server() -> Iterator[OpenAITestServer]:
-    with OpenAITestServer(json_reply=MODEL_JSON_REPLY) as server:
+    with OpenAITestServer(json_reply=MODEL_JSON_REPLY, tool_rounds=(1, 2)) as server:
         yield server
 
 

@@ -87,3 +87,27 @@ def test_llm_requests_and_tokens_are_counted_by_model():
     assert value("workflow_job_duration_seconds_sum", status="completed") == 3
     assert value("workflow_node_duration_seconds_count", node_type="llm", status="completed") == 4
     assert value("workflow_node_duration_seconds_sum", node_type="llm", status="completed") == 5
+
+
+def test_an_agents_model_turns_are_its_llm_requests():
+    agent = {"model": "gpt-4", "prompt": "go", "tools": []}
+    definition = WorkflowDefinition.model_validate(
+        {"name": "agent", "nodes": [{"id": "helper", "type": "agent", "config": agent}]}
+    )
+    steps = [{"tool_calls": [], "usage": None}] * 3
+    output = {"text": "done", "steps": steps, "usage": {"prompt_tokens": 9}}
+    job = JobRecord(
+        id="j",
+        owner="o",
+        workflow_id="w",
+        workflow_version=1,
+        status=JobStatus.COMPLETED,
+        nodes={"helper": _node("helper", "agent", output, {"prompt_tokens": 9})},
+    )
+    metrics = ServiceMetrics(frozenset({"gpt-4"}))
+    metrics.job_finished(job, definition)
+    assert metrics.registry.get_sample_value("workflow_llm_requests_total", {"model": "gpt-4"}) == 3
+    assert (
+        metrics.registry.get_sample_value("workflow_llm_tokens_total", {"model": "gpt-4", "kind": "prompt"})
+        == 9
+    )

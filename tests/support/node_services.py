@@ -25,6 +25,7 @@ def standalone_services(settings: NodeSettings | None = None, **offered: Any) ->
         "progress": None,
         "dns_resolver": None,
         "child_jobs": None,
+        "run_node": None,
     }
     return NodeServices(**{**services, **offered})
 

@@ -24,8 +24,15 @@ Behaviour:
 - Usage: prompt_tokens = words in all messages, completion_tokens = words in the reply.
 - `inject(status, count, retry_after, message)` makes the next `count` requests fail at once (no
   latency, no queueing) with that status, an OpenAI-style error body and, if given, Retry-After.
-- `latency_s`, `reply_text`, `json_reply` and `chunk_delay_s` may be changed while it runs;
-  `max_in_flight` is fixed at start. `record_requests=False` keeps no request list (benchmarks).
+- Tool calls, two ways. `script(*replies)` queues scripted replies (`ScriptedReply(text, tool_calls)`,
+  the calls as (function name, arguments: an object or raw text)): each request takes the next one while
+  any are queued. `tool_rounds=(rounds, calls)` (CLI `--tool-rounds 10x3`) answers a request that offers
+  `tools` and holds fewer than `rounds` assistant messages with `calls` calls, call j of the functions
+  offered round robin with arguments {"turn": <assistant messages so far>, "call": j}; other requests
+  get the usual reply. A reply with calls has finish_reason "tool_calls"; streamed, each call comes as
+  `delta.tool_calls` chunks (the id and name first, the arguments in two pieces).
+- `latency_s`, `reply_text`, `json_reply`, `chunk_delay_s` and `tool_rounds` may be changed while it
+  runs; `max_in_flight` is fixed at start. `record_requests=False` keeps no request list (benchmarks).
 """
 
 from __future__ import annotations
@@ -55,6 +62,13 @@ class RecordedRequest:
 
 
 @dataclass(frozen=True)
+class ScriptedReply:
+    text: str = ""
+    tool_calls: tuple[tuple[str, Any], ...] = ()
+    """(function name, arguments): an object is sent as its JSON text, a string as it is."""
+
+
+@dataclass(frozen=True)
 class Injected:
     status: int
     retry_after: float | None
@@ -70,6 +84,7 @@ class OpenAITestServer:
         reply_text: str | None = None,
         json_reply: dict[str, Any] | None = None,
         chunk_delay_s: float = 0.0,
+        tool_rounds: tuple[int, int] | None = None,
         record_requests: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -79,6 +94,7 @@ class OpenAITestServer:
         self.reply_text = reply_text
         self.json_reply = json_reply
         self.chunk_delay_s = chunk_delay_s
+        self.tool_rounds = tool_rounds
         self.record_requests = record_requests
         self.host = host
         self.port = port
@@ -86,6 +102,7 @@ class OpenAITestServer:
         self.open = 0
         self.peak_open = 0
         self._injected: deque[Injected] = deque()
+        self._script: deque[ScriptedReply] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -100,6 +117,10 @@ class OpenAITestServer:
     ) -> None:
         for _ in range(count):
             self._injected.append(Injected(status, retry_after, message or f"injected error {status}"))
+
+    def script(self, *replies: ScriptedReply) -> None:
+        """Queue replies for the next requests, in order (thread-safe enough: a deque's append)."""
+        self._script.extend(replies)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -177,11 +198,16 @@ class OpenAITestServer:
 
     async def _serve(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         await asyncio.sleep(self.latency_s)
-        reply = self._reply(body)
+        scripted = self._script.popleft() if self._script else self._tool_round(body)
+        reply = scripted.text if scripted is not None else self._reply(body)
+        calls = _calls(scripted.tool_calls) if scripted is not None else []
         usage = _usage(body, reply)
         model = str(body.get("model", "test-model"))
         if body.get("stream"):
-            return await self._stream(request, body, model, reply, usage)
+            return await self._stream(request, body, model, reply, usage, calls)
+        message: dict[str, Any] = {"role": "assistant", "content": reply or (None if calls else "")}
+        if calls:
+            message["tool_calls"] = calls
         return web.json_response(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
@@ -189,10 +215,24 @@ class OpenAITestServer:
                 "created": int(time.time()),
                 "model": model,
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+                    {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
                 ],
                 "usage": usage,
             }
+        )
+
+    def _tool_round(self, body: dict[str, Any]) -> ScriptedReply | None:
+        """The `tool_rounds` reply to this request, or None for the usual one."""
+        tools = body.get("tools") or []
+        if self.tool_rounds is None or not tools:
+            return None
+        rounds, count = self.tool_rounds
+        turn = sum(1 for message in body.get("messages") or [] if message.get("role") == "assistant")
+        if turn >= rounds:
+            return None
+        names = [tool["function"]["name"] for tool in tools]
+        return ScriptedReply(
+            tool_calls=tuple((names[j % len(names)], {"turn": turn, "call": j}) for j in range(count))
         )
 
     def _reply(self, body: dict[str, Any]) -> str:
@@ -206,7 +246,13 @@ class OpenAITestServer:
         return json.dumps({"echo": last}) if wants_json else f"echo: {last}"
 
     async def _stream(
-        self, request: web.Request, body: dict[str, Any], model: str, reply: str, usage: dict[str, int]
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        model: str,
+        reply: str,
+        usage: dict[str, int],
+        calls: list[dict[str, Any]],
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -228,7 +274,14 @@ class OpenAITestServer:
             if index and self.chunk_delay_s:
                 await asyncio.sleep(self.chunk_delay_s)
             await send({"content": piece})
-        await send({}, finish="stop")
+        for index, call in enumerate(calls):
+            function = call["function"]
+            head = {"index": index, "id": call["id"], "type": "function"}
+            await send({"tool_calls": [{**head, "function": {"name": function["name"], "arguments": ""}}]})
+            half = len(function["arguments"]) // 2
+            for piece in (function["arguments"][:half], function["arguments"][half:]):
+                await send({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        await send({}, finish="tool_calls" if calls else "stop")
         if (body.get("stream_options") or {}).get("include_usage"):
             final = {
                 "id": chunk_id,
@@ -243,8 +296,19 @@ class OpenAITestServer:
         return response
 
 
+def _calls(scripted: tuple[tuple[str, Any], ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"call_{uuid.uuid4().hex[:12]}",
+            "type": "function",
+            "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
+        }
+        for name, args in scripted
+    ]
+
+
 def _usage(body: dict[str, Any], reply: str) -> dict[str, int]:
-    prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or [])
+    prompt = sum(len(str(m.get("content") or "").split()) for m in body.get("messages") or [])
     completion = len(reply.split())
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
@@ -264,10 +328,18 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per request once served")
     parser.add_argument("--max-in-flight", type=int, default=200, help="requests served at once; 0 = no cap")
+    parser.add_argument(
+        "--tool-rounds", default=None, help="ROUNDSxCALLS: answer requests with tools with tool calls"
+    )
     args = parser.parse_args()
+    rounds = None
+    if args.tool_rounds:
+        count, _, calls = args.tool_rounds.partition("x")
+        rounds = (int(count), int(calls))
     server = OpenAITestServer(
         latency_s=args.latency,
         max_in_flight=args.max_in_flight or None,
+        tool_rounds=rounds,
         record_requests=False,
         host=args.host,
         port=args.port,

@@ -24,6 +24,9 @@ export const EVENT_TYPES = [
   "child_job_started",
   "child_job_finished",
   "llm_token",
+  "agent_step",
+  "tool_call_started",
+  "tool_call_finished",
   ...Object.keys(JOB_ENDINGS),
 ];
 

@@ -1,0 +1,142 @@
+"""The agent node on a real local Ray: its model turns in an executor against the real test LLM server,
+its tools where their types run (record_io in an executor, code in the sandbox as a Ray task); kill -9 of
+the job actor mid-run and a cancel mid tool call."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.ray_runtime import ray_api
+from actors.ray_runtime.bootstrap import ServiceRuntime
+from engine.records import EventType, JobStatus
+from tests.support.openai_server import OpenAITestServer, ScriptedReply
+from tests.support.ray_jobs import execute, finished, wait_for
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+SECONDS = {"type": "object", "properties": {"seconds": {"type": "number"}}, "required": ["seconds"]}
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAITestServer]:
+    with OpenAITestServer() as running:
+        yield running
+
+
+def agent(ledger: Path, *tools: dict[str, Any]) -> dict[str, Any]:
+    wait = {
+        "name": "wait",
+        "description": "waits",
+        "parameters": SECONDS,
+        "node": {"type": "record_io", "config": {"path": str(ledger), "seconds": "{{args.seconds}}"}},
+    }
+    return {"id": "agent", "type": "agent", "config": {"model": "m", "prompt": "go", "tools": [wait, *tools]}}
+
+
+def lines(ledger: Path, event: str) -> list[list[str]]:
+    text = ledger.read_text() if ledger.exists() else ""
+    return [line.split() for line in text.splitlines() if line.split()[3] == event]
+
+
+async def start(make_runtime: Any, server: OpenAITestServer, ledger: Path, *tools: dict[str, Any]) -> Any:
+    runtime: ServiceRuntime = await make_runtime(MODEL_SERVICE_URL=server.url)
+    return runtime, await execute(runtime, [agent(ledger, *tools)], [], name="agent-test")
+
+
+def wait_call(seconds: float) -> tuple[str, Any]:
+    return ("wait", {"seconds": seconds})
+
+
+@pytest.mark.timeout(120)
+async def test_parallel_calls_of_two_tools_run_in_an_executor_and_in_the_sandbox(
+    make_runtime, server, tmp_path
+):
+    ledger = tmp_path / "ledger"
+    code = {
+        "name": "square",
+        "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+        "node": {
+            "type": "code",
+            "config": {"code": "def process(n):\n    return n * n", "input_mapping": {"n": "{{args.n}}"}},
+        },
+    }
+    server.script(
+        ScriptedReply(tool_calls=(wait_call(0.5), wait_call(0.5), ("square", {"n": 7}))),
+        ScriptedReply(text="done"),
+    )
+    runtime, job = await start(make_runtime, server, ledger, code)
+    done = await wait_for(runtime, job.id, finished)
+    assert done.status is JobStatus.COMPLETED, done.error
+    output = done.nodes["agent"].output
+    calls = output["steps"][0]["tool_calls"]
+    assert [c["output"]["key"] for c in calls[:2]] == [f"{job.id}:agent:1:0:0", f"{job.id}:agent:1:0:1"]
+    assert calls[2]["output"] == 49 and output["text"] == "done"
+    (first, second) = [float(line[5]) for line in lines(ledger, "start")]
+    ends = [float(line[5]) for line in lines(ledger, "done")]
+    assert max(first, second) < min(ends), "the two calls of one turn ran at the same time"
+    events = [e async for e in runtime.bus.subscribe(job.id)]
+    kinds = [e.type for e in events]
+    assert kinds.count(EventType.AGENT_STEP) == 2
+    assert kinds.count(EventType.TOOL_CALL_STARTED) == kinds.count(EventType.TOOL_CALL_FINISHED) == 3
+
+
+@pytest.mark.timeout(120)
+async def test_kill_9_mid_run_resumes_without_repeating_a_finished_model_or_tool_call(
+    make_runtime, server, tmp_path
+):
+    ledger = tmp_path / "ledger"
+    server.script(
+        ScriptedReply(tool_calls=(wait_call(0), wait_call(0))),
+        ScriptedReply(tool_calls=(wait_call(3),)),
+        ScriptedReply(text="all done"),
+    )
+    runtime, job = await start(make_runtime, server, ledger)
+    assert await wait_until(lambda: _true(len(lines(ledger, "start")) == 3), timeout_s=30)
+    handle = ray_api.get_actor(f"job:{job.id}", runtime.runtime.namespace)
+    assert handle is not None
+    info = await ray_api.JobActorHandle(handle).info()
+    os.kill(int(info["pid"]), signal.SIGKILL)
+
+    done = await wait_for(runtime, job.id, finished)
+    assert done.status is JobStatus.COMPLETED, done.error
+    assert len(server.requests) == 3, "no finished model call was made again"
+    keys = [line[6] for line in lines(ledger, "start")]
+    turn0 = [f"{job.id}:agent:1:0:0", f"{job.id}:agent:1:0:1"]
+    interrupted = f"{job.id}:agent:1:1:0"
+    assert sorted(keys[:2]) == turn0 and keys.count(turn0[0]) == keys.count(turn0[1]) == 1, (
+        "no finished tool call ran again"
+    )
+    assert keys.count(interrupted) == 2, "the interrupted call ran again, with the same key"
+    output = done.nodes["agent"].output
+    assert (
+        output["text"] == "all done" and output["steps"][1]["tool_calls"][0]["output"]["key"] == interrupted
+    )
+    assert [r.headers["Idempotency-Key"] for r in server.requests] == [
+        f"{job.id}:agent:1:{t}" for t in range(3)
+    ]
+
+
+@pytest.mark.timeout(60)
+async def test_a_cancel_mid_tool_call_stops_the_call_and_cancels_the_job(make_runtime, server, tmp_path):
+    ledger = tmp_path / "ledger"
+    server.script(ScriptedReply(tool_calls=(wait_call(2),)), ScriptedReply(text="never"))
+    runtime, job = await start(make_runtime, server, ledger)
+    assert await wait_until(lambda: _true(len(lines(ledger, "start")) == 1), timeout_s=30)
+    await runtime.controller.cancel_job(job.id)
+    done = await wait_for(runtime, job.id, finished, timeout_s=10)
+    assert done.status is JobStatus.CANCELLED
+    await asyncio.sleep(2.5)
+    assert lines(ledger, "done") == [], "the tool call's coroutine was cancelled in its executor"
+    assert len(server.requests) == 1
+
+
+async def _true(value: bool) -> bool:
+    return value
