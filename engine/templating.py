@@ -56,8 +56,12 @@ INPUT_ROOT = "input"
 SECRETS_ROOT = "secrets"
 ITEM_ROOT = "item"
 INDEX_ROOT = "index"
-LOCAL_ROOTS = frozenset({ITEM_ROOT, INDEX_ROOT})
+ITERATION_ROOT = "iteration"
+MAP_ROOTS = frozenset({ITEM_ROOT, INDEX_ROOT})
 """Names a map node binds for each item it fans out: `{{item...}}` and `{{index}}`."""
+LOOP_ROOTS = frozenset({ITERATION_ROOT})
+"""The name a loop node binds for each iteration: `{{iteration.index}}`, `.state`, `.output`."""
+LOCAL_ROOTS = MAP_ROOTS | LOOP_ROOTS
 OUTPUT_FIELD = "output"
 
 # `{{ ... }}` whose inside may hold quoted strings containing braces.
@@ -82,7 +86,7 @@ PathSegment = str | int
 @dataclass(frozen=True, slots=True)
 class TemplateContext:
     """What templates can read: the job input, the outputs of finished nodes (node id -> output), secrets,
-    and inside a map node the current `item` and its `index` (`locals`)."""
+    and inside a map node the current `item` and its `index`, inside a loop node `iteration` (`locals`)."""
 
     input: Mapping[str, Any] = field(default_factory=dict)
     nodes: Mapping[str, Any] = field(default_factory=dict)
@@ -102,6 +106,11 @@ class Reference:
     @property
     def node_id(self) -> str | None:
         return None if self.root in (INPUT_ROOT, SECRETS_ROOT) or self.root in LOCAL_ROOTS else self.root
+
+
+def local_owner(root: str) -> str:
+    """Where a local root is bound, for messages."""
+    return "a loop node's graph and until" if root in LOOP_ROOTS else "a map node's per-item config"
 
 
 class _Unresolved(Exception):
@@ -155,7 +164,7 @@ def _resolve(reference: Reference, ctx: TemplateContext) -> Any:
         value, where, missing = ctx.input, INPUT_ROOT, "input has no field"
     elif root in LOCAL_ROOTS:
         if root not in ctx.locals:
-            raise _Unresolved(f"{{{{{root}}}}} is only defined inside a map node's per-item config")
+            raise _Unresolved(f"{{{{{root}}}}} is only defined inside {local_owner(root)}")
         value, where, missing = ctx.locals[root], root, f"{root} has no field"
     elif root == SECRETS_ROOT:
         secret = path[0]
