@@ -84,7 +84,8 @@ class LoopConfig(BaseModel):
 
 @dataclass(frozen=True)
 class Iteration:
-    """One finished iteration, as the loop journals it."""
+    """One finished iteration, as the loop journals it: its output, whether `until` held after it, and
+    the token usage of the loop up to and with it."""
 
     index: int
     output: Any
@@ -117,12 +118,14 @@ class Finish:
 
 
 def next_step(config: LoopConfig, finished: Sequence[Iteration]) -> RunIteration | Finish:
-    """What the loop does after `finished` (in order): run the next iteration, or finish with the node's
-    output; NodeExecutionError when max_iterations ran without `until` holding and the node should fail."""
+    """What the loop does after `finished` (the latest iterations, at most KEPT_OUTPUTS, in order): run
+    the next iteration, or finish with the node's output; NodeExecutionError when max_iterations ran
+    without `until` holding and the node should fail."""
     last = finished[-1] if finished else None
     if last is not None and last.until_held:
         return Finish(loop_output(config.state, finished, StoppedBy.UNTIL))
-    if len(finished) >= config.max_iterations:
+    index = last.index + 1 if last is not None else 0
+    if index >= config.max_iterations:
         if config.until is not None and config.on_max_iterations is OnMaxIterations.FAIL:
             raise NodeExecutionError(
                 f"until did not hold after max_iterations ({config.max_iterations}) iterations; "
@@ -131,7 +134,6 @@ def next_step(config: LoopConfig, finished: Sequence[Iteration]) -> RunIteration
         return Finish(loop_output(config.state, finished, StoppedBy.MAX_ITERATIONS))
     state = last.output if last is not None else config.state
     output = last.output if last is not None else None
-    index = len(finished)
     return RunIteration(index, {ITERATION_ROOT: {"index": index, "state": state, "output": output}})
 
 
@@ -139,7 +141,7 @@ def loop_output(initial: Any, finished: Sequence[Iteration], stopped_by: Stopped
     """`iterations` run, the final `state`, the latest KEPT_OUTPUTS `outputs` (the first of them is iteration
     `iterations - len(outputs)`), and why the loop stopped."""
     return {
-        "iterations": len(finished),
+        "iterations": finished[-1].index + 1 if finished else 0,
         "state": finished[-1].output if finished else initial,
         "outputs": [iteration.output for iteration in finished[-KEPT_OUTPUTS:]],
         "stopped_by": stopped_by.value,
@@ -213,8 +215,9 @@ class LoopNode(NodeType[LoopConfig]):
         work = MAX_WORK + ITEM_RENDER_WORK * (len(config.graph.nodes) + 1) * config.max_iterations
         with evaluation_budget(work):
             while isinstance(step := self._next(config, finished, ctx), RunIteration):
-                finished.append(await self._iteration(config, child, step, ctx, fan_out))
-        return NodeResult(output=step.output, usage=sum_usage(iteration.usage for iteration in finished))
+                iteration = await self._iteration(config, child, step, ctx, fan_out, finished)
+                finished = [*finished[1 - KEPT_OUTPUTS :], iteration]
+        return NodeResult(output=step.output, usage=finished[-1].usage if finished else None)
 
     def _next(
         self, config: LoopConfig, finished: Sequence[Iteration], ctx: NodeContext
@@ -231,6 +234,7 @@ class LoopNode(NodeType[LoopConfig]):
         step: RunIteration,
         ctx: NodeContext,
         fan_out: FanOut,
+        finished: Sequence[Iteration],
     ) -> Iteration:
         items = MapItems(child, [step.locals], ctx, 1, True, _no_progress, step.index)
         (outcome,) = await fan_out.run(items)
@@ -239,4 +243,5 @@ class LoopNode(NodeType[LoopConfig]):
                 f"loop node '{ctx.node_id}': iteration {step.index} failed: {outcome.error.message}"
             )
         held = until_holds(config.until, ctx.scope, step, outcome.output)
-        return Iteration(step.index, outcome.output, held, outcome.usage)
+        usage = sum_usage([finished[-1].usage if finished else None, outcome.usage])
+        return Iteration(step.index, outcome.output, held, usage)

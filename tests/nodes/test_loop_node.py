@@ -82,7 +82,11 @@ def test_max_iterations_without_until_holding_fails_by_default() -> None:
 
 
 def test_outputs_keep_the_latest_iterations_only() -> None:
-    finished = done(*range(KEPT_OUTPUTS + 5))
+    finished = done(*range(KEPT_OUTPUTS + 5))[5:]
+    assert next_step(config(max_iterations=KEPT_OUTPUTS + 6), finished) == RunIteration(
+        KEPT_OUTPUTS + 5,
+        {"iteration": {"index": KEPT_OUTPUTS + 5, "state": KEPT_OUTPUTS + 4, "output": KEPT_OUTPUTS + 4}},
+    )
     step = next_step(config(max_iterations=KEPT_OUTPUTS + 5), finished)
     assert isinstance(step, Finish)
     assert step.output["outputs"] == list(range(5, KEPT_OUTPUTS + 5))
