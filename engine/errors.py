@@ -125,6 +125,12 @@ class WaitTimedOutError(NodeExecutionError):
     code = "wait_timeout"
 
 
+class StepTooLargeError(NodeExecutionError):
+    """A node's durable step holds more than the store keeps for one step (engine/steps.py)."""
+
+    code = "step_too_large"
+
+
 class SandboxError(NodeExecutionError):
     """User code failed inside the sandbox or broke one of its limits."""
 

@@ -122,7 +122,11 @@ class JobLedger:
         if not self.redactor.active:
             return node
         return node.model_copy(
-            update={"output": self.redactor.redact(node.output), "error": self._masked_error(node.error)}
+            update={
+                "output": self.redactor.redact(node.output),
+                "error": self._masked_error(node.error),
+                "steps": self.redactor.redact(node.steps),
+            }
         )
 
     def _masked_error(self, error: ErrorInfo | None) -> ErrorInfo | None:

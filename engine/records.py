@@ -153,6 +153,10 @@ class NodeCheckpoint(BaseModel):
         description="for a node a re-run kept: the job that ran it (analytics count it there, not here)",
     )
     wait: WaitInfo | None = Field(default=None, description="what the node waits, or waited, for")
+    steps: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the durable steps its current attempt recorded, by key (engine/steps.py)",
+    )
 
 
 class WorkflowRecord(BaseModel):

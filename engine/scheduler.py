@@ -76,11 +76,26 @@ class CancelRequested:
 
 @dataclass(frozen=True)
 class NodeProgress:
-    """A running node's progress (a map node's item counts): an event to publish, not a state change."""
+    """A running node's progress (a map node's item counts, an agent's tool call started): an event to
+    publish, not a state change."""
 
     node_id: str
     data: dict[str, Any]
     time: datetime
+    type: EventType = EventType.NODE_PROGRESS
+
+
+@dataclass(frozen=True)
+class StepRecorded:
+    """A running node's attempt finished one of its durable steps (engine/steps.py): its checkpoint keeps
+    `value` under `key`, and `event` (a type and its data), when given, is published with it."""
+
+    node_id: str
+    attempt: int
+    key: str
+    value: Any
+    time: datetime
+    event: tuple[EventType, dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +150,7 @@ SchedulerEvent = (
     | RetryDue
     | CancelRequested
     | NodeProgress
+    | StepRecorded
     | RuntimeFailed
     | NodeWaits
     | WaitEnded
@@ -251,6 +267,8 @@ def step(dag: Dag, state: JobState, event: SchedulerEvent) -> Decision:
             return _cancel(dag, state, event)
         case NodeProgress():
             return _progress(state, event)
+        case StepRecorded():
+            return _step_recorded(state, event)
         case RuntimeFailed():
             return _runtime_failed(dag, state, event)
         case NodeWaits():
@@ -290,6 +308,7 @@ class _Draft:
                     "started_at": self.time,
                     "finished_at": None,
                     "error": None,
+                    "steps": {},
                 }
             )
         )
@@ -561,7 +580,18 @@ def _cancel(dag: Dag, state: JobState, event: CancelRequested) -> Decision:
 def _progress(state: JobState, event: NodeProgress) -> Decision:
     if state.nodes[event.node_id].status is not NodeStatus.RUNNING:
         return Decision()
-    return Decision(events=[Emit(EventType.NODE_PROGRESS, event.node_id, event.data)])
+    return Decision(events=[Emit(event.type, event.node_id, event.data)])
+
+
+def _step_recorded(state: JobState, event: StepRecorded) -> Decision:
+    """Keep a step of the node's running attempt; one of an attempt that ended, or of an earlier attempt,
+    is dropped."""
+    node = state.nodes[event.node_id]
+    if node.status is not NodeStatus.RUNNING or node.attempts != event.attempt:
+        return Decision()
+    recorded = node.model_copy(update={"steps": {**node.steps, event.key: event.value}})
+    events = [] if event.event is None else [Emit(event.event[0], event.node_id, event.event[1])]
+    return Decision(changes={event.node_id: recorded}, events=events)
 
 
 def _runtime_failed(dag: Dag, state: JobState, event: RuntimeFailed) -> Decision:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -22,6 +22,7 @@ from engine.errors import NodeExecutionError, Problem, TemplateError
 from engine.records import LogLevel, WaitInfo
 from engine.templating import TemplateContext, render
 from nodes.services import NodeServices
+from nodes.steps import StepJournal
 
 
 class Execution(StrEnum):
@@ -52,17 +53,39 @@ class NodeContext:
     predecessors: tuple[str, ...] = ()
     outer_attempts: tuple[int, ...] = ()
     """For a node inside a map's sub-graph: the map node's attempt, so a retried map gets new keys."""
+    steps: StepJournal = field(default_factory=StepJournal)
+    """The attempt's durable steps (nodes/steps.py): durable where the job's own actor runs the node."""
+    step_path: tuple[str, ...] = ()
+    """For work one step of a node does (an agent's tool call): the step, so its key is the step's."""
 
     @property
     def idempotency_key(self) -> str:
-        """The same for every run of one attempt, also when it runs again after a crash."""
+        """The same for every run of one attempt, also when it runs again after a crash; a step's work
+        (`for_step`) gets the attempt's key followed by its step: `job:node:attempt:step`."""
         attempts = ".".join(str(attempt) for attempt in (*self.outer_attempts, self.attempt))
-        return f"{self.job_id}:{self.node_id}:{attempts}"
+        return ":".join((self.job_id, self.node_id, attempts, *self.step_path))
 
     def for_item(self, index: int) -> NodeContext:
         """Item `index` of this map node: node id `map[index]`, so its idempotency key is per item, and
         no scope, since its config is rendered already."""
-        return replace(self, node_id=f"{self.node_id}[{index}]", scope=TemplateContext(), predecessors=())
+        return replace(
+            self,
+            node_id=f"{self.node_id}[{index}]",
+            scope=TemplateContext(),
+            predecessors=(),
+            steps=StepJournal(),
+        )
+
+    def for_step(self, *step: str) -> NodeContext:
+        """The context of work that step `step` of this attempt runs as a node of its own (an agent's tool
+        call): the same node and attempt, the idempotency key followed by the step's parts, no scope and
+        a journal of its own."""
+        return replace(
+            self,
+            scope=TemplateContext(),
+            steps=StepJournal(),
+            step_path=(*self.step_path, *step),
+        )
 
     def for_sub_node(
         self, node_id: str, attempt: int, scope: TemplateContext, predecessors: tuple[str, ...]

@@ -155,6 +155,7 @@ def _node_doc(node: NodeCheckpoint) -> dict[str, Any]:
         "rendered_config_json": _json(node.rendered_config),
         "kept_from": node.kept_from,
         "wait_json": None if node.wait is None else node.wait.model_dump_json(),
+        "steps_json": _json(node.steps),
     }
 
 
@@ -173,6 +174,7 @@ def _node(doc: dict[str, Any]) -> NodeCheckpoint:
         rendered_config=json.loads(doc.get("rendered_config_json", "null")),
         kept_from=doc.get("kept_from"),
         wait=None if doc.get("wait_json") is None else WaitInfo.model_validate_json(doc["wait_json"]),
+        steps=json.loads(doc.get("steps_json", "{}")),
     )
 
 

@@ -16,7 +16,7 @@ from nodes.settings import NodeSettings
 from storage.embedded_redis import EmbeddedRedis
 from storage.redis_bus import RedisStreamBus
 from storage.sqlite_store import SqliteStore
-from tests.support.runner_jobs import FlakyNode, KeyedNode, SleepNode
+from tests.support.runner_jobs import FlakyNode, KeyedNode, SleepNode, StepperNode
 
 TEST_RAY_NAMESPACE = "workflow-service-tests"
 TEST_JOB_SLOTS = 48
@@ -47,7 +47,7 @@ async def services(tmp_path: Path, redis_server: EmbeddedRedis) -> AsyncIterator
     await store.start()
     bus = RedisStreamBus(redis_server.host, redis_server.port)
     await bus.start()
-    registry = NodeRegistry([*BUILTIN_NODE_TYPES, FlakyNode, SleepNode, KeyedNode])
+    registry = NodeRegistry([*BUILTIN_NODE_TYPES, FlakyNode, SleepNode, KeyedNode, StepperNode])
     yield RunnerServices(
         store=store,
         bus=bus,

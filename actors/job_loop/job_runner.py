@@ -34,6 +34,7 @@ from engine.errors import ConditionError, ConflictError
 from engine.failures import error_info
 from engine.ledger import JobLedger, capped, terminal_with_output
 from engine.records import (
+    EventType,
     JobEvent,
     JobRecord,
     JobStatus,
@@ -53,6 +54,7 @@ from engine.scheduler import (
     JobState,
     NodeProgress,
     SchedulerEvent,
+    StepRecorded,
     WaitEnded,
     WatchWait,
 )
@@ -62,6 +64,7 @@ from nodes.base import NodeContext, NodeResult
 from nodes.registry import NodeRegistry
 from nodes.services import ChildJobs, NodeServices
 from nodes.settings import NodeSettings
+from nodes.steps import StepEvent, StepJournal
 from nodes.waiting import WaitArrival, WaitingNodeType
 from storage.protocols import EventBus, Store
 
@@ -119,6 +122,8 @@ class JobRunner:
         self._read_signals_again = False
         self._ending = False
         self._last_progress: dict[str, float] = {}
+        self._step_waiters: dict[int, asyncio.Future[None]] = {}
+        """By id of a StepRecorded in the inbox: its recorder, waiting until the commit that stores it."""
         self._nodes = NodeTasks(
             dag, self._execute, self._inbox.put_nowait, services.clock, services.jitter, f"{job.id}:"
         )
@@ -201,6 +206,7 @@ class JobRunner:
     ) -> None:
         was_terminal = self.state.status.is_terminal
         commit = await self._writer.commit(events, unpublished=unpublished, actor_name=actor_name)
+        self._steps_stored(events)
         if commit is None:
             return
         for decision in commit.decisions:
@@ -236,6 +242,14 @@ class JobRunner:
                 self._nodes.perform(action)
             case _:
                 self._nodes.perform(action)
+
+    def _steps_stored(self, events: list[SchedulerEvent]) -> None:
+        """The steps among `events` are stored (or dropped, their attempt over): their recorders go on."""
+        for event in events:
+            if isinstance(event, StepRecorded):
+                waiter = self._step_waiters.pop(id(event), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
 
     # ------------------------------------------------------------ waits
 
@@ -324,6 +338,27 @@ class JobRunner:
         self._last_progress[node_id] = now
         self._inbox.put_nowait(NodeProgress(node_id, data, self.services.clock()))
 
+    def _journal(self, node_id: str, attempt: int) -> StepJournal:
+        """The attempt's durable steps: those its checkpoint holds (an earlier run of the same attempt,
+        before a crash), each new one committed before `record` returns."""
+        node = self.state.nodes[node_id]
+        done = node.steps if node.attempts == attempt else {}
+
+        async def record(key: str, value: Any, event: StepEvent | None) -> None:
+            recorded = StepRecorded(node_id, attempt, key, value, self.services.clock(), event)
+            waiter = asyncio.get_running_loop().create_future()
+            self._step_waiters[id(recorded)] = waiter
+            self._inbox.put_nowait(recorded)
+            try:
+                await waiter
+            finally:
+                self._step_waiters.pop(id(recorded), None)
+
+        async def announce(event_type: EventType, data: dict[str, Any]) -> None:
+            self._inbox.put_nowait(NodeProgress(node_id, data, self.services.clock(), event_type))
+
+        return StepJournal(done, record, announce, node_id)
+
     # ------------------------------------------------------------ running a node
 
     async def _execute(self, node_id: str, attempt: int) -> NodeResult:
@@ -341,6 +376,7 @@ class JobRunner:
             predecessors=self.dag.predecessors[node_id],
             services=self._node_services(),
             log=self._node_log(node_id),
+            steps=self._journal(node_id, attempt),
         )
         try:
             return await self.services.launcher.run(node, config, ctx)

@@ -39,6 +39,7 @@ class RemoteCall:
     predecessors: tuple[str, ...] = ()
     node_plugins: tuple[str, ...] = ()
     outer_attempts: tuple[int, ...] = ()
+    step_path: tuple[str, ...] = ()
 
     def services(self, llm_limiter: ProviderLimiter | None, emit_token: TokenSink | None) -> NodeServices:
         """What the shipped node gets where it runs: the settings and node types it was shipped with, and
@@ -66,6 +67,7 @@ class RemoteCall:
             log=log,
             predecessors=self.predecessors,
             outer_attempts=self.outer_attempts,
+            step_path=self.step_path,
         )
 
 
@@ -88,6 +90,7 @@ def remote_call(
         node_plugins=runtime.settings.jobs.node_plugin_paths,
         settings=runtime.settings.nodes,
         outer_attempts=ctx.outer_attempts,
+        step_path=ctx.step_path,
     )
 
 

@@ -296,6 +296,17 @@ async def test_checkpoint_applies_changes_and_upserts_nodes(store):
     assert (await store.get_job("job-1")).nodes["ask"] == replaced
 
 
+async def test_a_nodes_durable_steps_round_trip_with_its_checkpoint(store):
+    await store.create_job(job("job-1", nodes={"agent": node("agent", "agent")}))
+    steps = {"turn-0": {"content": None, "tool_calls": [{"id": "c1"}]}, "turn-0.c1": {"output": [1, "ü"]}}
+    running = node("agent", "agent", status=NodeStatus.RUNNING, attempts=1, steps=steps)
+    assert await store.checkpoint("job-1", 0, JobChanges(), [running]) == 1
+    assert (await store.get_job("job-1")).nodes["agent"].steps == steps
+    more = running.model_copy(update={"steps": {**steps, "turn-1": {"content": "done"}}})
+    assert await store.checkpoint("job-1", 1, JobChanges(), [more]) == 2
+    assert (await store.get_jobs(["job-1"]))[0].nodes["agent"] == more
+
+
 def pending_event(sequence: int, **data) -> JobEvent:
     return JobEvent(
         sequence=sequence,

@@ -13,7 +13,7 @@ from actors.job_loop.job_runner import JobRunner, RunnerServices
 from engine.dag import Dag
 from engine.errors import RetryableNodeError
 from engine.models import WorkflowDefinition
-from engine.records import JobRecord, NodeStatus
+from engine.records import EventType, JobRecord, NodeStatus
 from nodes.base import NodeContext, NodeResult, NodeType
 
 
@@ -77,6 +77,33 @@ class KeyedNode(NodeType[KeyedConfig]):
 
     async def execute(self, config: KeyedConfig, ctx: NodeContext) -> NodeResult:
         raise ValueError(f"refused: {config.note}")
+
+
+class StepperConfig(BaseModel):
+    steps: list[str]
+    hold_after: str | None = None
+    """Block (until cancelled) once this step is recorded."""
+
+
+class StepperNode(NodeType[StepperConfig]):
+    """Does each of `steps` once per attempt as a durable step, skipping those its journal holds; counts
+    the work done per (job, step)."""
+
+    type_name = "stepper"
+    description = "test node"
+    config_model = StepperConfig
+    work: ClassVar[dict[str, int]] = {}
+
+    async def execute(self, config: StepperConfig, ctx: NodeContext) -> NodeResult:
+        for name in config.steps:
+            if name not in ctx.steps:
+                key = f"{ctx.job_id}:{name}"
+                StepperNode.work[key] = StepperNode.work.get(key, 0) + 1
+                event = (EventType.NODE_PROGRESS, {"step": name})
+                await ctx.steps.record(name, {"done": name, "key": ctx.for_step(name).idempotency_key}, event)
+            if name == config.hold_after:
+                await asyncio.Event().wait()
+        return NodeResult(output=[ctx.steps.get(name) for name in config.steps])
 
 
 def definition(nodes: list[dict[str, Any]], edges: list[tuple[str, str]]) -> WorkflowDefinition:
