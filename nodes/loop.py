@@ -7,6 +7,10 @@ initial `state`, then the previous iteration's output) and `{{iteration.output}}
 iteration's output: null in the first). After each iteration `until` (a condition, as an edge's) is
 evaluated with `{{iteration.output}}` now that iteration's output; the loop stops when it holds, or after
 `max_iterations`. What to do then is the decision of `next_step`, a pure function of what finished.
+
+Each finished iteration is a durable step of the node's attempt (`ctx.steps`, nodes/steps.py), in the
+job's checkpoint before the next one starts, with its `loop_iteration` event: the same attempt run again
+after a crash restores them and goes on at the iteration that was running.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from engine.budget import MAX_WORK, evaluation_budget
 from engine.catalog import NodeCatalog
 from engine.conditions import check_condition_syntax, condition_references, evaluate_condition
 from engine.errors import ConditionError, NodeExecutionError, Problem
+from engine.records import EventType
 from engine.templating import ITERATION_ROOT, LOOP_ROOTS, TemplateContext
 from nodes.base import NodeContext, NodeResult, NodeType
 from nodes.map import (
@@ -36,11 +41,13 @@ from nodes.map import (
     outer_references,
     sum_usage,
 )
+from nodes.steps import StepEvent, StepJournal
 
 MAX_ITERATIONS = 1000
 KEPT_OUTPUTS = 100
 """How many iterations' outputs the node's output keeps (the latest ones), so a long loop's output and
-checkpoint stay bounded."""
+checkpoint stay bounded: iteration `i` is the attempt's durable step `iteration.<i % KEPT_OUTPUTS>`, each
+replacing the one 100 iterations before it."""
 
 LOOP_GRAPH = SubGraphOwner(
     "loop",
@@ -99,6 +106,10 @@ class Iteration:
             "until_held": self.until_held,
             "usage": self.usage,
         }
+
+    def event(self) -> StepEvent:
+        """The `loop_iteration` event published with its step."""
+        return EventType.LOOP_ITERATION, {"index": self.index, "until_held": self.until_held}
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Iteration:
@@ -162,6 +173,16 @@ def until_holds(until: str | None, scope: TemplateContext, run: RunIteration, ou
         raise ConditionError(f"config.until: {exc.message}") from None
 
 
+def step_key(index: int) -> str:
+    return f"iteration.{index % KEPT_OUTPUTS}"
+
+
+def restored(steps: StepJournal) -> list[Iteration]:
+    """The iterations an earlier run of this attempt checkpointed (the latest KEPT_OUTPUTS), in order."""
+    found = (steps.get(step_key(slot)) for slot in range(KEPT_OUTPUTS))
+    return sorted((Iteration.from_json(value) for value in found if value is not None), key=lambda i: i.index)
+
+
 async def _no_progress(succeeded: int, failed: int, total: int) -> None:
     """A loop's iteration is one item: no `node_progress` counts (the loop publishes `loop_iteration`)."""
 
@@ -211,11 +232,16 @@ class LoopNode(NodeType[LoopConfig]):
                 f"loop node '{ctx.node_id}' runs only inside a job: nothing here runs it"
             )
         child = graph_child(config.graph, ctx.scope, ctx.services.registry)
-        finished: list[Iteration] = []
+        finished = restored(ctx.steps)
         work = MAX_WORK + ITEM_RENDER_WORK * (len(config.graph.nodes) + 1) * config.max_iterations
         with evaluation_budget(work):
             while isinstance(step := self._next(config, finished, ctx), RunIteration):
                 iteration = await self._iteration(config, child, step, ctx, fan_out, finished)
+                event = (
+                    EventType.LOOP_ITERATION,
+                    {"index": iteration.index, "until_held": iteration.until_held},
+                )
+                await ctx.steps.record(step_key(iteration.index), iteration.to_json(), event)
                 finished = [*finished[1 - KEPT_OUTPUTS :], iteration]
         return NodeResult(output=step.output, usage=finished[-1].usage if finished else None)
 

@@ -97,14 +97,15 @@ class GraphSpec(BaseModel):
 
     nodes: list[dict[str, Any]] = Field(
         min_length=1,
-        description="Nodes as in a workflow, run once per item; their templates read {{item}}, {{index}}, "
-        "the input, workflow nodes that run before the map, and each other.",
+        description="Nodes as in a workflow, run once per item (a map) or iteration (a loop); their "
+        "templates read {{item}} and {{index}} (a map) or {{iteration}} (a loop), the input, workflow nodes "
+        "that run before the node, and each other.",
     )
     edges: list[dict[str, Any]] = Field(default_factory=list, description="Edges between these nodes.")
     output: str | None = Field(
         default=None,
-        description="The node whose output is the item's result; by default the end node's output, "
-        "else the only sink node's output, else the sink nodes' outputs by id.",
+        description="The node whose output is the item's result (a loop's next state); by default the end "
+        "node's output, else the only sink node's output, else the sink nodes' outputs by id.",
     )
 
 

@@ -1,15 +1,19 @@
 """Loop nodes on a real local Ray: iterations of inline, executor (I/O) and llm nodes against the test LLM
-server, `until` stopping early, `max_iterations` both ways, the state threaded through the iterations."""
+server, `until` stopping early, `max_iterations` both ways, the state threaded through the iterations, and
+kill -9 of the job actor mid-loop resuming at the iteration it was on."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.records import JobStatus, NodeStatus
+from actors.ray_runtime import ray_api
+from engine.records import EventType, JobStatus, NodeStatus
 from tests.support.openai_server import OpenAITestServer
 from tests.support.ray_jobs import RuntimeFactory, execute, finished, record, wait_for
 
@@ -96,3 +100,54 @@ async def test_loops_stop_at_until_or_max_iterations_threading_their_state(
     prompts = [request.body["messages"][-1]["content"] for request in llm_server.requests]
     assert prompts == ["hi", "echo: hi", "echo: echo: hi"], "each answer is the next iteration's state"
     assert done.nodes["ask"].usage is not None and done.nodes["ask"].usage["total_tokens"] > 0
+
+    events = [event async for event in runtime.bus.subscribe(job.id)]
+    counted = [
+        event.data for event in events if event.type == EventType.LOOP_ITERATION and event.node_id == "count"
+    ]
+    assert counted == [
+        {"index": 0, "until_held": False},
+        {"index": 1, "until_held": False},
+        {"index": 2, "until_held": True},
+    ]
+
+
+@pytest.mark.timeout(120)
+async def test_a_loop_killed_mid_run_resumes_at_its_iteration_without_running_finished_ones_again(
+    make_runtime: RuntimeFactory, tmp_path: Path
+):
+    runtime = await make_runtime()
+    ledger = tmp_path / "ledger"
+    work = loop(
+        "work",
+        [record("io", ledger, seconds=0.3), transform("next", "{{iteration.state}}{{iteration.index}}")],
+        [("io", "next")],
+        state="",
+        max_iterations=5,
+    )
+    job = await execute(runtime, [work], [])
+    seen = await wait_for(
+        runtime, job.id, lambda job: "work" in job.nodes and len(job.nodes["work"].steps) >= 2
+    )
+    checkpointed = len(seen.nodes["work"].steps)
+    handle = ray_api.get_actor(f"job:{job.id}", runtime.runtime.namespace)
+    assert handle is not None
+    os.kill(int((await ray_api.JobActorHandle(handle).info())["pid"]), signal.SIGKILL)
+    done = await wait_for(runtime, job.id, finished)
+    assert done.status is JobStatus.COMPLETED, done.error
+    assert done.nodes["work"].output["state"] == "01234"
+    ran = starts(ledger)
+    assert sorted(set(ran)) == [f"work[{index}].io" for index in range(5)]
+    assert checkpointed < 5, "killed mid-loop"
+    assert [ran.count(f"work[{index}].io") for index in range(checkpointed)] == [1] * checkpointed, (
+        "finished iterations did not run again"
+    )
+    assert all(ran.count(f"work[{index}].io") <= 2 for index in range(5)), (
+        "only the interrupted one ran twice"
+    )
+
+    events = [event async for event in runtime.bus.subscribe(job.id)]
+    assert any(e.type == EventType.NODE_STARTED and e.data.get("resumed") for e in events), "it was resumed"
+    iterations = [event.data for event in events if event.type == EventType.LOOP_ITERATION]
+    assert {data["index"] for data in iterations} == set(range(5))
+    assert [data["until_held"] for data in iterations] == [False] * len(iterations)

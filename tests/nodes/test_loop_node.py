@@ -10,8 +10,19 @@ import pytest
 from engine.errors import ConditionError, InvalidWorkflowError, NodeExecutionError
 from engine.templating import TemplateContext
 from engine.validation import validate_workflow
-from nodes.loop import KEPT_OUTPUTS, Finish, Iteration, LoopConfig, RunIteration, next_step, until_holds
+from nodes.loop import (
+    KEPT_OUTPUTS,
+    Finish,
+    Iteration,
+    LoopConfig,
+    RunIteration,
+    next_step,
+    restored,
+    step_key,
+    until_holds,
+)
 from nodes.registry import default_registry
+from nodes.steps import StepJournal
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -96,6 +107,15 @@ def test_outputs_keep_the_latest_iterations_only() -> None:
 def test_an_iteration_survives_its_journal_form() -> None:
     iteration = Iteration(3, {"x": [1]}, True, {"total_tokens": 7})
     assert Iteration.from_json(iteration.to_json()) == iteration
+
+
+async def test_the_journal_keeps_the_latest_iterations_and_gives_them_back_in_order() -> None:
+    journal = StepJournal()
+    for index in range(KEPT_OUTPUTS + 7):
+        await journal.record(step_key(index), Iteration(index, index * 10, False).to_json())
+    assert len(journal) == KEPT_OUTPUTS
+    assert [iteration.index for iteration in restored(journal)] == list(range(7, KEPT_OUTPUTS + 7))
+    assert restored(StepJournal()) == []
 
 
 @pytest.mark.parametrize(
