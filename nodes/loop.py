@@ -237,11 +237,7 @@ class LoopNode(NodeType[LoopConfig]):
         with evaluation_budget(work):
             while isinstance(step := self._next(config, finished, ctx), RunIteration):
                 iteration = await self._iteration(config, child, step, ctx, fan_out, finished)
-                event = (
-                    EventType.LOOP_ITERATION,
-                    {"index": iteration.index, "until_held": iteration.until_held},
-                )
-                await ctx.steps.record(step_key(iteration.index), iteration.to_json(), event)
+                await ctx.steps.record(step_key(iteration.index), iteration.to_json(), iteration.event())
                 finished = [*finished[1 - KEPT_OUTPUTS :], iteration]
         return NodeResult(output=step.output, usage=finished[-1].usage if finished else None)
 
