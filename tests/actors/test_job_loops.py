@@ -62,3 +62,23 @@ async def test_a_resumed_loop_goes_on_at_its_iteration_and_runs_no_finished_one_
         e.data["index"] for e in await events_of(services, job_id) if e.type == EventType.LOOP_ITERATION
     ]
     assert indexes == list(range(6)), "each iteration's event is published with its step, once"
+
+
+@pytest.mark.parametrize(
+    ("template", "error_type", "message"),
+    [
+        pytest.param(
+            "{{ 'x' * 70000 }}", "step_too_large", "step 'iteration.0' holds", id="output-too-large-to-keep"
+        ),
+        pytest.param(
+            "{{ iteration.state.missing }}", "node_error", "iteration 0 failed: ", id="iteration-fails"
+        ),
+    ],
+)
+async def test_a_loop_fails_naming_its_iteration(services, template, error_type, message):
+    graph = {"nodes": [{"id": "a", "type": "transform", "config": {"template": template}}]}
+    wf = definition([{"id": "lp", "type": "loop", "config": {"graph": graph}}], [])
+    runner = await start_job(services, wf, {})
+    assert await runner.run() is JobStatus.FAILED
+    error = (await services.store.get_job(runner.job.id)).nodes["lp"].error
+    assert error is not None and error.type == error_type and message in error.message, error
