@@ -109,6 +109,9 @@ class ProgressPrinter:
                 return node + progress_bar(
                     int(data.get("succeeded", 0)), int(data.get("failed", 0)), int(data.get("total", 0))
                 )
+            case EventType.LOOP_ITERATION:
+                held = ", until held" if data.get("until_held") else ""
+                return node + f"iteration {data.get('index')} finished{held}"
             case EventType.JOB_COMPLETED:
                 return "job completed"
             case EventType.JOB_FAILED:

@@ -178,6 +178,7 @@ class EventType(StrEnum):
     NODE_SKIPPED = "node_skipped"
     NODE_RETRYING = "node_retrying"
     NODE_PROGRESS = "node_progress"
+    LOOP_ITERATION = "loop_iteration"
     NODE_WAITING = "node_waiting"
     SIGNAL_RECEIVED = "signal_received"
     CHILD_JOB_STARTED = "child_job_started"

@@ -57,14 +57,19 @@ SECRETS_ROOT = "secrets"
 ITEM_ROOT = "item"
 INDEX_ROOT = "index"
 ARGS_ROOT = "args"
+ITERATION_ROOT = "iteration"
+MAP_ROOTS = frozenset({ITEM_ROOT, INDEX_ROOT})
+"""Names a map node binds for each item it fans out: `{{item...}}` and `{{index}}`."""
+LOOP_ROOTS = frozenset({ITERATION_ROOT})
+"""The name a loop node binds for each iteration: `{{iteration.index}}`, `.state`, `.output`."""
 LOCAL_ROOT_PLACES = {
     ITEM_ROOT: "a map node's per-item config",
     INDEX_ROOT: "a map node's per-item config",
     ARGS_ROOT: "an agent tool's node config",
+    ITERATION_ROOT: "a loop node's graph and until",
 }
 """Roots a node defines for the configs it renders itself, and where each is defined."""
 LOCAL_ROOTS = frozenset(LOCAL_ROOT_PLACES)
-"""Names a map node binds for each item it fans out: `{{item...}}` and `{{index}}`."""
 OUTPUT_FIELD = "output"
 
 # `{{ ... }}` whose inside may hold quoted strings containing braces.
@@ -89,7 +94,7 @@ PathSegment = str | int
 @dataclass(frozen=True, slots=True)
 class TemplateContext:
     """What templates can read: the job input, the outputs of finished nodes (node id -> output), secrets,
-    and inside a map node the current `item` and its `index` (`locals`)."""
+    and inside a map node the current `item` and its `index`, inside a loop node `iteration` (`locals`)."""
 
     input: Mapping[str, Any] = field(default_factory=dict)
     nodes: Mapping[str, Any] = field(default_factory=dict)
@@ -109,6 +114,11 @@ class Reference:
     @property
     def node_id(self) -> str | None:
         return None if self.root in (INPUT_ROOT, SECRETS_ROOT) or self.root in LOCAL_ROOTS else self.root
+
+
+def local_owner(root: str) -> str:
+    """Where a local root is bound, for messages."""
+    return LOCAL_ROOT_PLACES[root]
 
 
 class _Unresolved(Exception):
@@ -162,7 +172,7 @@ def _resolve(reference: Reference, ctx: TemplateContext) -> Any:
         value, where, missing = ctx.input, INPUT_ROOT, "input has no field"
     elif root in LOCAL_ROOTS:
         if root not in ctx.locals:
-            raise _Unresolved(f"{{{{{root}}}}} is only defined inside {LOCAL_ROOT_PLACES[root]}")
+            raise _Unresolved(f"{{{{{root}}}}} is only defined inside {local_owner(root)}")
         value, where, missing = ctx.locals[root], root, f"{root} has no field"
     elif root == SECRETS_ROOT:
         secret = path[0]

@@ -18,10 +18,10 @@ from pydantic import BaseModel, ValidationError
 from engine.catalog import NodeCatalog
 from engine.errors import InvalidWorkflowError, Problem
 from engine.models import NodeSpec, OnError, WorkflowDefinition
-from engine.templating import LOCAL_ROOTS, check_template_syntax, references
+from engine.templating import LOCAL_ROOTS, MAP_ROOTS, check_template_syntax, local_owner, references
 
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-RESERVED_NODE_IDS = frozenset({"input", "secrets", "item", "index"})
+RESERVED_NODE_IDS = frozenset({"input", "secrets", "item", "index", "iteration"})
 MAX_CYCLES_REPORTED = 10
 MAP_NODE_TYPE = "map"
 
@@ -39,11 +39,13 @@ def validate_workflow(
     limits: DefinitionLimits = DefinitionLimits(),
     *,
     nested: bool = False,
+    local_roots: frozenset[str] = frozenset(),
 ) -> WorkflowDefinition:
     """Return the parsed definition, or raise InvalidWorkflowError listing every problem.
 
-    `nested` validates a map node's per-item sub-graph: its templates may also read `item`, `index` and
-    nodes outside it, which the enclosing workflow's validation checks through the map node."""
+    `nested` validates a map's or a loop's sub-graph: its templates may also read `local_roots` (`item` and
+    `index`, or `iteration`) and nodes outside it, which the enclosing workflow's validation checks through
+    the map or loop node."""
     data = raw.model_dump(mode="json") if isinstance(raw, WorkflowDefinition) else raw
     problems = _size_problems(data, limits)
     if problems:
@@ -52,7 +54,7 @@ def validate_workflow(
         definition = WorkflowDefinition.model_validate(data)
     except ValidationError as exc:
         raise InvalidWorkflowError(_schema_problems(exc, data)) from None
-    problems = _graph_problems(definition, catalog, limits, nested=nested)
+    problems = _graph_problems(definition, catalog, limits, nested=nested, local_roots=local_roots)
     if problems:
         raise InvalidWorkflowError(problems)
     return definition
@@ -118,7 +120,12 @@ def _unknown_field_message(loc: tuple[str | int, ...]) -> str:
 
 
 def _graph_problems(
-    definition: WorkflowDefinition, catalog: NodeCatalog, limits: DefinitionLimits, *, nested: bool
+    definition: WorkflowDefinition,
+    catalog: NodeCatalog,
+    limits: DefinitionLimits,
+    *,
+    nested: bool,
+    local_roots: frozenset[str],
 ) -> list[Problem]:
     problems: list[Problem] = []
     if not definition.nodes:
@@ -156,7 +163,11 @@ def _graph_problems(
     problems.extend(cycles)
     for node in nodes.values():
         problems.extend(_routing_problems(node, successors[node.id], catalog))
-    problems.extend(_template_problems(nodes, successors, catalog, check_upstream=not cycles, nested=nested))
+    problems.extend(
+        _template_problems(
+            nodes, successors, catalog, check_upstream=not cycles, nested=nested, local_roots=local_roots
+        )
+    )
     return problems
 
 
@@ -167,6 +178,7 @@ def _template_problems(
     *,
     check_upstream: bool,
     nested: bool,
+    local_roots: frozenset[str],
 ) -> list[Problem]:
     """Templates must parse and refer to nodes that exist and run before the node that reads them."""
     problems: list[Problem] = []
@@ -179,11 +191,12 @@ def _template_problems(
         if syntax:
             continue
         for reference in references(config):
-            if reference.root in LOCAL_ROOTS and node.type != MAP_NODE_TYPE and not nested:
+            allowed = local_roots if nested else MAP_ROOTS if node.type == MAP_NODE_TYPE else frozenset()
+            if reference.root in LOCAL_ROOTS and reference.root not in allowed:
                 problems.append(
                     Problem(
                         f"template {{{{{reference.text}}}}}: {{{{{reference.root}}}}} only exists "
-                        "inside a map node's per-item config",
+                        f"inside {local_owner(reference.root)}",
                         node_id=node.id,
                         field="config",
                     )

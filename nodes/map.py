@@ -32,6 +32,7 @@ from engine.templating import (
     INDEX_ROOT,
     INPUT_ROOT,
     ITEM_ROOT,
+    MAP_ROOTS,
     SECRETS_ROOT,
     Reference,
     TemplateContext,
@@ -60,6 +61,24 @@ _WAITING_CHILD = (
 )
 
 
+FAN_OUT_TYPES = frozenset({"map", "loop"})
+"""Node types that run sub-work through the job's fan-out service, which only the job's own actor offers:
+never inside a map's items or a sub-graph, which may run in an executor."""
+
+
+@dataclass(frozen=True)
+class SubGraphOwner:
+    """What a node type that runs a `graph` (map, loop) tells its validation: its name, the locals its
+    graph's templates read, and why a waiting node cannot be in it."""
+
+    type_name: str
+    local_roots: frozenset[str]
+    waiting_message: str
+
+
+MAP_GRAPH = SubGraphOwner("map", MAP_ROOTS, _WAITING_CHILD)
+
+
 class FailurePolicy(StrEnum):
     FAIL_FAST = "fail_fast"  # the first failed item fails the node; the rest are cancelled
     COLLECT = "collect"  # every item runs; failures are listed in the output
@@ -78,14 +97,15 @@ class GraphSpec(BaseModel):
 
     nodes: list[dict[str, Any]] = Field(
         min_length=1,
-        description="Nodes as in a workflow, run once per item; their templates read {{item}}, {{index}}, "
-        "the input, workflow nodes that run before the map, and each other.",
+        description="Nodes as in a workflow, run once per item (a map) or iteration (a loop); their "
+        "templates read {{item}} and {{index}} (a map) or {{iteration}} (a loop), the input, workflow nodes "
+        "that run before the node, and each other.",
     )
     edges: list[dict[str, Any]] = Field(default_factory=list, description="Edges between these nodes.")
     output: str | None = Field(
         default=None,
-        description="The node whose output is the item's result; by default the end node's output, "
-        "else the only sink node's output, else the sink nodes' outputs by id.",
+        description="The node whose output is the item's result (a loop's next state); by default the end "
+        "node's output, else the only sink node's output, else the sink nodes' outputs by id.",
     )
 
 
@@ -148,12 +168,15 @@ class MapItems:
 
     child: MapChild
     configs: Sequence[dict[str, Any]]
-    """One per item: the child's rendered config, or `{"item": ...}` for a sub-graph."""
+    """One per item: the child's rendered config, or for a sub-graph what its templates read as locals
+    (`{"item": ..., "index": ...}`; a loop's `{"iteration": ...}`)."""
     parent: NodeContext
     """The map node's context; each item's is derived from it (`parent.for_item(index)`)."""
     max_concurrency: int
     fail_fast: bool
     on_progress: ProgressCallback
+    start_index: int = 0
+    """The index of the first config (a loop hands each iteration over as one item with its own index)."""
 
 
 class FanOut(Protocol):
@@ -182,14 +205,14 @@ class MapNode(NodeType[MapConfig]):
         if isinstance(child, dict) and isinstance(child.get("type"), str):
             problems.extend(self._child_problems(child["type"], child.get("config", {}), catalog))
         if isinstance(graph, dict) and isinstance(graph.get("nodes"), list):
-            problems.extend(_graph_problems(graph, catalog))
+            problems.extend(graph_problems(graph, catalog, MAP_GRAPH))
         return problems
 
     def _child_problems(self, child_type: str, config: Any, catalog: NodeCatalog) -> list[Problem]:
         if child_type not in catalog.known_types():
             return [Problem(f"unknown node type '{child_type}'", field="config.node.type")]
-        if child_type == self.type_name:
-            return [Problem("a map node cannot map another map node", field="config.node.type")]
+        if child_type in FAN_OUT_TYPES:
+            return [Problem(f"a map node cannot map a {child_type} node", field="config.node.type")]
         if catalog.waits(child_type) and child_type != WorkflowNode.type_name:
             return [Problem(_WAITING_CHILD.format(type=child_type), field="config.node.type")]
         if not isinstance(config, dict):
@@ -213,9 +236,7 @@ class MapNode(NodeType[MapConfig]):
         view = super().templated_config(config, catalog)
         graph = config.get("graph")
         if isinstance(graph, dict) and isinstance(graph.get("nodes"), list):
-            view["graph"] = sorted(
-                f"{{{{{ref.text}}}}}" for ref in _outer_references(graph["nodes"], catalog)
-            )
+            view["graph"] = sorted(f"{{{{{ref.text}}}}}" for ref in outer_references(graph["nodes"], catalog))
         return view
 
     async def execute(self, config: MapConfig, ctx: NodeContext) -> NodeResult:
@@ -263,8 +284,8 @@ class MapNode(NodeType[MapConfig]):
         registry = ctx.services.registry
         child: MapChild
         if config.graph is not None:
-            child = _graph_child(config.graph, ctx.scope, registry)
-            configs = [{ITEM_ROOT: item} for item in items]
+            child = graph_child(config.graph, ctx.scope, registry)
+            configs = [{ITEM_ROOT: item, INDEX_ROOT: index} for index, item in enumerate(items)]
         else:
             assert config.node is not None
             child = registry.get(config.node.type)
@@ -330,32 +351,29 @@ def map_result(
     return NodeResult(output=output, usage=usage)
 
 
-def _graph_problems(graph: dict[str, Any], catalog: NodeCatalog) -> list[Problem]:
-    """The sub-graph checked as a workflow of its own (templates may also read `item`, `index` and
+def graph_problems(graph: dict[str, Any], catalog: NodeCatalog, owner: SubGraphOwner) -> list[Problem]:
+    """A sub-graph checked as a workflow of its own (templates may also read the owner's locals and
     workflow nodes), each problem located under `config.graph`."""
     nodes = graph["nodes"]
-    definition = {"name": "map sub-graph", "nodes": nodes, "edges": graph.get("edges", [])}
+    definition = {"name": f"{owner.type_name} sub-graph", "nodes": nodes, "edges": graph.get("edges", [])}
     try:
-        validate_workflow(definition, catalog, SUBGRAPH_LIMITS, nested=True)
+        validate_workflow(definition, catalog, SUBGRAPH_LIMITS, nested=True, local_roots=owner.local_roots)
         problems = []
     except InvalidWorkflowError as exc:
         problems = [_located(problem) for problem in exc.problems]
     ids = {node.get("id") for node in nodes if isinstance(node, dict)}
     for node in nodes:
-        if isinstance(node, dict) and node.get("type") == MapNode.type_name:
-            problems.append(
-                Problem(
-                    f"sub-graph node '{node.get('id')}': a map cannot run inside a map's sub-graph",
-                    field=f"config.graph.nodes.{node.get('id')}.type",
-                )
-            )
-        elif isinstance(node, dict) and isinstance(node.get("type"), str) and catalog.waits(node["type"]):
-            problems.append(
-                Problem(
-                    f"sub-graph node '{node.get('id')}': " + _WAITING_CHILD.format(type=node["type"]),
-                    field=f"config.graph.nodes.{node.get('id')}.type",
-                )
-            )
+        node_type = node.get("type") if isinstance(node, dict) else None
+        if not isinstance(node_type, str):
+            continue
+        where = f"sub-graph node '{node.get('id')}': "
+        if node_type in FAN_OUT_TYPES:
+            message = f"a {node_type} cannot run inside a {owner.type_name}'s sub-graph"
+        elif catalog.waits(node_type):
+            message = owner.waiting_message.format(type=node_type)
+        else:
+            continue
+        problems.append(Problem(where + message, field=f"config.graph.nodes.{node.get('id')}.type"))
     output = graph.get("output")
     if isinstance(output, str) and output not in ids:
         problems.append(
@@ -372,8 +390,8 @@ def _located(problem: Problem) -> Problem:
     return Problem(f"sub-graph node '{problem.node_id}': {problem.message}", field=field)
 
 
-def _outer_references(nodes: list[Any], catalog: NodeCatalog) -> list[Reference]:
-    """The references the sub-graph's templates make to anything outside it (not item or index)."""
+def outer_references(nodes: list[Any], catalog: NodeCatalog) -> list[Reference]:
+    """The references the sub-graph's templates make to anything outside it (not its locals)."""
     inner = {node.get("id") for node in nodes if isinstance(node, dict)}
     found: dict[Reference, None] = {}
     for node in nodes:
@@ -391,11 +409,11 @@ def _outer_references(nodes: list[Any], catalog: NodeCatalog) -> list[Reference]
     return list(found)
 
 
-def _graph_child(graph: GraphSpec, scope: TemplateContext, registry: NodeRegistry) -> GraphChild:
+def graph_child(graph: GraphSpec, scope: TemplateContext, registry: NodeRegistry) -> GraphChild:
     definition = WorkflowDefinition.model_validate(
         {"name": "map sub-graph", "nodes": graph.nodes, "edges": graph.edges}
     )
-    outer = _outer_references(graph.nodes, registry)
+    outer = outer_references(graph.nodes, registry)
     read_nodes = {ref.root for ref in outer if ref.node_id is not None}
     read_secrets = {str(ref.path[0]) for ref in outer if ref.root == SECRETS_ROOT}
     outer_scope = TemplateContext(

@@ -26,6 +26,7 @@ from nodes.conditional import ConditionalNode
 from nodes.end import EndNode
 from nodes.http import HttpNode
 from nodes.llm import LlmNode
+from nodes.loop import LoopNode
 from nodes.map import MapNode
 from nodes.start import StartNode
 from nodes.switch import SwitchNode
@@ -42,6 +43,7 @@ BUILTIN_NODE_TYPES: tuple[type[NodeType[Any]], ...] = (
     SwitchNode,
     LlmNode,
     MapNode,
+    LoopNode,
     HttpNode,
     CodeNode,
     ApprovalNode,

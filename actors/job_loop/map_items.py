@@ -14,7 +14,6 @@ from typing import Any
 
 from actors.job_loop.map_subgraph import GraphItemRun, Launch, execute_in_place
 from engine.failures import error_info
-from engine.templating import ITEM_ROOT
 from nodes.base import LogSink, NodeContext
 from nodes.map import GraphChild, ItemOutcome, MapChild, MapItems, ProgressCallback
 
@@ -28,10 +27,10 @@ async def run_item(
     child: MapChild, config: dict[str, Any], ctx: NodeContext, index: int, launch: Launch = execute_in_place
 ) -> ItemOutcome:
     """One item (`ctx` is the item's): the child node with its rendered config, or the sub-graph with
-    `config["item"]`."""
+    `config` as its templates' locals."""
     if isinstance(child, GraphChild):
         registry = ctx.services.registry
-        return await GraphItemRun(child, config[ITEM_ROOT], ctx, index, registry, launch).run()
+        return await GraphItemRun(child, config, ctx, index, registry, launch).run()
     try:
         result = await launch(child, child.parse_config(config, ctx.node_id), ctx)
     except Exception as exc:
@@ -45,7 +44,7 @@ def item_jobs(items: MapItems, launch: Launch = execute_in_place) -> list[ItemJo
     def job(index: int, config: dict[str, Any]) -> ItemJob:
         return lambda: run_item(items.child, config, items.parent.for_item(index), index, launch)
 
-    return [job(index, config) for index, config in enumerate(items.configs)]
+    return [job(index, config) for index, config in enumerate(items.configs, items.start_index)]
 
 
 async def bounded(jobs: Sequence[ItemJob], limit: int, fail_fast: bool) -> AsyncIterator[ItemOutcome]:

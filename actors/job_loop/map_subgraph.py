@@ -1,8 +1,10 @@
-"""One item of a map's sub-graph: a small workflow run in memory with the job's own scheduling step.
+"""One item of a map's sub-graph (or one iteration of a loop's): a small workflow run in memory with the
+job's own scheduling step.
 
-Nothing here is checkpointed: an item is a unit of the map node, and a map that runs again (a crash,
-a retry) runs its items again. Each node inside gets its own id (`map[3].classify`), log lines
-tagged with it, and an idempotency key that includes the map's attempt.
+Nothing here is checkpointed: an item is a unit of the map node, and a map that runs again (a crash, a
+retry) runs its items again (a loop journals each finished iteration itself). Each node inside gets its
+own id (`map[3].classify`), log lines tagged with it, and an idempotency key that includes the map's
+attempt.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from actors.job_loop.node_tasks import NodeTasks
 from engine.ledger import JobLedger, terminal_with_output
 from engine.records import ErrorInfo, JobStatus, utcnow
 from engine.scheduler import Begin, Decision, JobState, SchedulerEvent
-from engine.templating import INDEX_ROOT, ITEM_ROOT, TemplateContext
+from engine.templating import TemplateContext
 from nodes.base import NodeContext, NodeResult, NodeType
 from nodes.map import GraphChild, ItemOutcome, sum_usage
 from nodes.registry import NodeRegistry
@@ -31,13 +33,13 @@ async def execute_in_place(node: NodeType[Any], config: BaseModel, ctx: NodeCont
 
 
 class GraphItemRun:
-    """Drives one item through the sub-graph; `run` returns its outcome and never raises for a node's
-    failure."""
+    """Drives one item through the sub-graph, its templates reading `local_values` (`item` and `index`, or
+    `iteration`); `run` returns its outcome and never raises for a node's failure."""
 
     def __init__(
         self,
         graph: GraphChild,
-        item: Any,
+        local_values: dict[str, Any],
         item_ctx: NodeContext,
         index: int,
         registry: NodeRegistry,
@@ -50,7 +52,7 @@ class GraphItemRun:
             self.dag, JobState.initial(self.dag), item_ctx.job_id, item_ctx.workflow_id, utcnow
         )
         self.outputs: dict[str, Any] = {}
-        self.locals = {ITEM_ROOT: item, INDEX_ROOT: index}
+        self.locals = local_values
         self.finished: Decision | None = None
         self._inbox: asyncio.Queue[SchedulerEvent] = asyncio.Queue()
         self._nodes = NodeTasks(self.dag, self._execute, self._inbox.put_nowait, utcnow)

@@ -30,9 +30,9 @@ ITEMS_PER_EXECUTOR = 5000
 
 @dataclass(frozen=True)
 class RemoteBatch:
-    """Many items of one map node for one executor: configs of its child type (`call.node_type`), or
-    `{"item": ...}` for its sub-graph (`graph`), whose CPU nodes become Ray tasks named
-    `<task_prefix>:<node>`."""
+    """Many items of one map node for one executor: configs of its child type (`call.node_type`), or the
+    locals of its sub-graph (`graph`: a map item's, a loop iteration's), whose CPU nodes become Ray tasks
+    named `<task_prefix>:<node>`."""
 
     call: RemoteCall
     items: list[tuple[int, dict[str, Any]]]
@@ -95,7 +95,7 @@ class RayFanOut:
         executors = await self._executors.handles()
         wanted = math.ceil(len(items.configs) / ITEMS_PER_EXECUTOR)
         shares = max(1, min(len(executors), wanted, max_concurrency))
-        indexed = list(enumerate(items.configs))
+        indexed = list(enumerate(items.configs, items.start_index))
         streams = []
         for share in range(shares):
             limit = max_concurrency // shares + (1 if share < max_concurrency % shares else 0)

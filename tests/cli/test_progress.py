@@ -6,6 +6,8 @@ import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from cli.progress import UNREACHABLE_WAIT, ProgressPrinter, progress_bar
 from engine.records import EventType, JobEvent
 
@@ -68,6 +70,18 @@ def test_failures_show_their_message():
         "[  0.0s] call  running, resumed after a restart",
         "[  1.0s] call  failed in 1.00 s: HTTP 403",
         "[  1.0s] job failed: node 'call' failed: HTTP 403",
+    ]
+
+
+@pytest.mark.timeout(5)
+def test_a_line_per_finished_loop_iteration():
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream, ["refine"], interactive=False)
+    printer.show(event(EventType.LOOP_ITERATION, 1, "refine", index=0, until_held=False))
+    printer.show(event(EventType.LOOP_ITERATION, 2, "refine", index=1, until_held=True))
+    assert stream.getvalue().splitlines() == [
+        "[  0.0s] refine  iteration 0 finished",
+        "[  1.0s] refine  iteration 1 finished, until held",
     ]
 
 

@@ -162,6 +162,13 @@ RULES = [
     ),
     pytest.param(workflow([{"id": "input"}]), "input", "id", "node id 'input' is reserved", id="reserved-id"),
     pytest.param(
+        workflow([{"id": "iteration"}]),
+        "iteration",
+        "id",
+        "node id 'iteration' is reserved",
+        id="reserved-loop-id",
+    ),
+    pytest.param(
         workflow([{"id": "a", "timeout_s": -1}]),
         "a",
         "timeout_s",
@@ -316,6 +323,12 @@ TEMPLATE_RULES = [
         "a",
         "{{item}} only exists inside a map node's per-item config",
         id="item-outside-map",
+    ),
+    pytest.param(
+        workflow([{"id": "a", "config": {"template": "{{iteration.index}}"}}]),
+        "a",
+        "{{iteration}} only exists inside a loop node's graph and until",
+        id="iteration-outside-loop",
     ),
 ]
 
