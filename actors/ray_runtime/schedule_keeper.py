@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Any
@@ -108,6 +109,7 @@ class ScheduleKeeper:
             "next_due": min(self._next.values(), default=None),
             "fired": self.fired,
             "clock": "manual" if self._manual else "system",
+            "pid": os.getpid(),
         }
 
     def _require(self) -> tuple[Store, WorkflowController]:

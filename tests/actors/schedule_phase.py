@@ -1,5 +1,9 @@
-"""The second life of the whole service (its own local Ray, the keeper's clock manual) for the schedules'
-full restart test (tests/actors/test_ray_schedules.py), run as a subprocess.
+"""Service processes for the schedules' tests (tests/actors/test_ray_schedules.py), the keeper's clock manual.
+
+`python -m tests.actors.schedule_phase gateway RAY_ADDRESS DATA_DIR NAMESPACE REDIS_HOST REDIS_PORT` is a
+second gateway process for the two-gateway test: it joins the test's Ray cluster, namespace, store and Redis,
+prints "ready", and on a line from stdin ticks the keeper at the first two slots at once with the test's
+own ticks; it prints as JSON the keeper's process id and the jobs its ticks started.
 
 `python -m tests.actors.schedule_phase resume DATA_DIR` starts the service on the data the first life left,
 tells the keeper the time (the fifth slot after the first passed 40 s ago), and prints as JSON how many
@@ -24,9 +28,10 @@ QUICK = {
 }
 
 
-def settings(data_dir: Path) -> Settings:
+def settings(data_dir: Path, **shared: str) -> Settings:
     return Settings(
         _env_file=None,
+        **shared,
         DATA_DIR=str(data_dir),
         RAY_DASHBOARD="false",
         MAX_ACTIVE_JOBS="4",
@@ -72,11 +77,27 @@ async def resume(data_dir: Path) -> None:
         await runtime.close()
 
 
+async def gateway(address: str, data_dir: Path, namespace: str, redis_host: str, redis_port: str) -> None:
+    shared = {"RAY_ADDRESS": address, "RAY_NAMESPACE": namespace, "REDIS_HOST": redis_host}
+    runtime = await start_service_runtime(settings(data_dir, **shared, REDIS_PORT=redis_port))
+    try:
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        started = [await runtime.schedules.tick(minute(n)) for n in (1, 2)]
+        keeper = (await runtime.schedules.stats())["pid"]
+        print(json.dumps({"keeper_pid": keeper, "started": started}), flush=True)
+    finally:
+        await runtime.close()
+
+
 def _slot(key: str | None) -> datetime:
     assert key is not None
     return datetime.fromisoformat(key.split(":", 2)[2])
 
 
 if __name__ == "__main__":
-    assert sys.argv[1] == "resume", "the first life runs in the test's process"
-    asyncio.run(resume(Path(sys.argv[2])))
+    if sys.argv[1] == "gateway":
+        asyncio.run(gateway(sys.argv[2], Path(sys.argv[3]), *sys.argv[4:7]))
+    else:
+        assert sys.argv[1] == "resume", "the first life runs in the test's process"
+        asyncio.run(resume(Path(sys.argv[2])))

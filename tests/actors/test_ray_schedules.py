@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from actors.ray_runtime.bootstrap import ServiceRuntime
 from engine.models import WorkflowDefinition
 from engine.records import JobRecord, JobStatus, TriggerRef
 from engine.schedules import Catchup, Overlap, ScheduleRecord, idempotency_key
+from tests.cluster.fake_cluster import REPO, cluster_env
 from tests.support.ray_jobs import RuntimeFactory, finished, service_phase, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -124,22 +126,41 @@ async def test_a_service_and_ray_restart_across_due_slots_applies_each_catchup(
     }
 
 
-async def test_two_gateways_share_one_keeper_and_fire_each_slot_once(make_runtime: RuntimeFactory, tmp_path):
-    same = {**MANUAL, "DATA_DIR": tmp_path / "shared", "RAY_NAMESPACE": f"sched-{id(tmp_path):x}"}
-    first = await make_runtime(**same)
-    second = await make_runtime(**same, **redis_of(first))
+async def test_two_gateway_processes_find_one_keeper_and_fire_each_slot_once(
+    make_runtime: RuntimeFactory, ray_cluster: ray_api.ClusterInfo, tmp_path
+):
+    """The second gateway is another process, a Ray driver of its own on the same cluster, namespace,
+    store and Redis: it finds the keeper by name, and both processes' ticks at once start each slot's job
+    once."""
+    namespace = f"sched-{id(tmp_path):x}"
+    first = await make_runtime(**MANUAL, DATA_DIR=tmp_path / "shared", RAY_NAMESPACE=namespace)
     schedule = await scheduled(first, await workflow(first, QUICK), overlap=Overlap.ALLOW)
-    await second.schedules.changed(schedule.id)
-    for now in (minute(1), minute(2)):
-        await asyncio.gather(first.schedules.tick(now), second.schedules.tick(now), first.schedules.tick(now))
-    jobs = await jobs_of(second, schedule.id)
+    redis = redis_of(first)
+    second = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", PHASE, "gateway", ray_cluster.address, str(tmp_path / "shared"), namespace,
+        str(redis["REDIS_HOST"]), str(redis["REDIS_PORT"]),
+        cwd=REPO, env=cluster_env(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert second.stdin is not None and second.stdout is not None
+    try:
+        assert (await asyncio.wait_for(second.stdout.readline(), 60)).strip() == b"ready"
+        second.stdin.write(b"go\n")
+        await second.stdin.drain()
+        ours = await asyncio.gather(*(first.schedules.tick(minute(n)) for n in (1, 2)))
+        theirs = json.loads(await asyncio.wait_for(second.stdout.readline(), 60))
+    finally:
+        if second.returncode is None:
+            await asyncio.wait_for(second.wait(), 30)
+    assert theirs["keeper_pid"] == (await first.schedules.stats())["pid"], "one keeper for both"
+    jobs = await jobs_of(first, schedule.id)
     assert [job.idempotency_key for job in jobs] == [idempotency_key(schedule.id, minute(m)) for m in (1, 2)]
-    # Whoever fires a slot again gets its job back, not a second one.
-    again = await second.controller.create_job(
+    assert sorted(job_id for started in [*ours, *theirs["started"]] for job_id in started) == sorted(
+        job.id for job in jobs
+    ), "each slot's job was started by one of the two ticks, never both"
+    again = await first.controller.create_job(
         schedule.workflow_id, {}, "alice", idempotency_key(schedule.id, minute(2)), trigger=jobs[-1].trigger
     )
-    assert again.id == jobs[-1].id
-    assert len(await jobs_of(first, schedule.id)) == 2
+    assert again.id == jobs[-1].id, "whoever fires a slot again gets its job back, not a second one"
 
 
 async def test_each_overlap(make_runtime: RuntimeFactory):
