@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from actors.ray_runtime import ray_api
+from actors.ray_runtime.schedule_keeper import KeeperOnDemand
 from engine.errors import NotFoundError
 from storage.protocols import Store
 
 PAGE = 500
 
 
-async def delete_schedules_of(store: Store, keeper: ray_api.ScheduleKeeperHandle, workflow_id: str) -> int:
+async def delete_schedules_of(store: Store, keeper: KeeperOnDemand, workflow_id: str) -> int:
     """Delete every schedule of the workflow and tell the keeper; how many there were."""
     deleted = 0
     while (page := await store.list_schedules(None, 0, PAGE, workflow_id=workflow_id)).items:

@@ -1,6 +1,6 @@
 """Start and stop everything the gateway stands on, from the settings: the bus (embedded Redis when
 none is configured), the store (embedded SQLite when no MongoDB), Ray (a local instance when no
-RAY_ADDRESS), the job manager and the schedule keeper."""
+RAY_ADDRESS), the job manager and (once a schedule is enabled) the schedule keeper."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import psutil
 from actors.ray_runtime import ray_api
 from actors.ray_runtime.controller import WorkflowController
 from actors.ray_runtime.runtime_config import RuntimeConfig, new_bus, new_store
-from actors.ray_runtime.schedule_keeper import start_keeper
+from actors.ray_runtime.schedule_keeper import KeeperOnDemand
 from config.resolved import Resolved
 from config.settings import Settings
 from storage.embedded_redis import EmbeddedRedis
@@ -40,8 +40,9 @@ class ServiceRuntime:
     cluster: ray_api.ClusterInfo
     embedded_redis: EmbeddedRedis | None
     vault: SecretVault
-    schedules: ray_api.ScheduleKeeperHandle
-    """The cluster's schedule keeper: told when a schedule is created, changed or deleted."""
+    schedules: KeeperOnDemand
+    """The cluster's schedule keeper (started once needed): told when a schedule is created, changed or
+    deleted."""
 
     async def close(self) -> None:
         await self.bus.close()
@@ -89,8 +90,8 @@ async def start_service_runtime(settings: Settings, resolved: Resolved | None = 
             max_active_jobs=max_active,
         )
         controller = await WorkflowController.connect(runtime, store)
-        schedules = start_keeper(runtime)
-        await schedules.start()
+        schedules = KeeperOnDemand(runtime, store)
+        await schedules.start_if_needed()
     except BaseException:
         if embedded is not None:
             embedded.stop()

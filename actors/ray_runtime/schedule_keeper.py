@@ -66,6 +66,44 @@ def start_keeper(runtime: RuntimeConfig) -> ray_api.ScheduleKeeperHandle:
     )
 
 
+class KeeperOnDemand:
+    """The cluster's schedule keeper as a gateway reaches it, started on first need: a service that has no
+    schedule runs no keeper actor (and each service runtime a test builds starts none). The bootstrap and
+    the health check start it once some schedule is enabled, so a service (or a Ray) restarted with
+    schedules loads them again without waiting for a schedule request."""
+
+    def __init__(self, runtime: RuntimeConfig, store: Store) -> None:
+        self._runtime = runtime
+        self._store = store
+        self._handle: ray_api.ScheduleKeeperHandle | None = None
+        self._starting = asyncio.Lock()
+
+    async def _keeper(self) -> ray_api.ScheduleKeeperHandle:
+        async with self._starting:
+            if self._handle is None:
+                handle = start_keeper(self._runtime)
+                await handle.start()
+                self._handle = handle
+        return self._handle
+
+    async def start_if_needed(self) -> dict[str, Any] | None:
+        """Start (or, after a Ray restart, reload) the keeper if it was started or a schedule is enabled;
+        its stats, or None when no keeper is needed."""
+        if self._handle is None and (await self._store.list_schedules(None, 0, 1, enabled=True)).total == 0:
+            return None
+        keeper = await self._keeper()
+        return await keeper.start()
+
+    async def changed(self, schedule_id: str) -> None:
+        await (await self._keeper()).changed(schedule_id)
+
+    async def tick(self, now: datetime) -> list[str]:
+        return await (await self._keeper()).tick(now)
+
+    async def stats(self) -> dict[str, Any]:
+        return await (await self._keeper()).stats()
+
+
 class ScheduleKeeper:
     def __init__(self, runtime: RuntimeConfig) -> None:
         runtime.configure_process_logging()

@@ -47,7 +47,7 @@ async def _ray_stats(runtime: ServiceRuntime) -> dict[str, Any]:
     if not ray_api.is_initialized():
         raise RuntimeError("Ray is not initialized in this process")
     stats: dict[str, Any]
-    stats, _ = await asyncio.gather(runtime.controller.stats(), runtime.schedules.start())
+    stats, _ = await asyncio.gather(runtime.controller.stats(), runtime.schedules.start_if_needed())
     return stats
 
 
