@@ -674,16 +674,33 @@ class SqliteStore:
         where = _where(clauses)
 
         def work(conn: sqlite3.Connection) -> Page[WorkflowRecord]:
-            total = conn.execute(f"SELECT COUNT(*) FROM workflows {where}", params).fetchone()[0]
-            rows = conn.execute(
-                f"SELECT {_WORKFLOW_COLUMNS} FROM workflows {where} "
-                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            ).fetchall()
-            items = self._unreadable.parse_each("workflow", rows, lambda r: r["id"], _workflow)
-            return Page(items=items, total=total, offset=offset, limit=limit)
+            return self._newest_first(
+                conn, "workflows", _WORKFLOW_COLUMNS, where, params, offset, limit, "workflow", _workflow
+            )
 
         return await self._read(work)
+
+    def _newest_first(
+        self,
+        conn: sqlite3.Connection,
+        table: str,
+        columns: str,
+        where: str,
+        params: Sequence[Any],
+        offset: int,
+        limit: int,
+        kind: str,
+        parse: Callable[[sqlite3.Row], T],
+    ) -> Page[T]:
+        """One page of a table's rows matching `where`, newest first, with the total; rows the store cannot
+        read are left out (and logged)."""
+        total = conn.execute(f"SELECT COUNT(*) FROM {table} {where}", params).fetchone()[0]
+        rows = conn.execute(
+            f"SELECT {columns} FROM {table} {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        ).fetchall()
+        items = self._unreadable.parse_each(kind, rows, lambda r: r["id"], parse)
+        return Page(items=items, total=total, offset=offset, limit=limit)
 
     async def list_workflow_versions(
         self, workflow_id: str, offset: int = 0, limit: int = 50
@@ -1158,14 +1175,9 @@ class SqliteStore:
         where = _where(clauses)
 
         def work(conn: sqlite3.Connection) -> Page[WebhookRecord]:
-            total = conn.execute(f"SELECT COUNT(*) FROM webhooks {where}", params).fetchone()[0]
-            rows = conn.execute(
-                f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks {where} "
-                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            ).fetchall()
-            items = self._unreadable.parse_each("webhook", rows, lambda r: r["id"], _webhook)
-            return Page(items=items, total=total, offset=offset, limit=limit)
+            return self._newest_first(
+                conn, "webhooks", _WEBHOOK_COLUMNS, where, params, offset, limit, "webhook", _webhook
+            )
 
         return await self._read(work)
 
@@ -1248,14 +1260,9 @@ class SqliteStore:
         where = _where(clauses)
 
         def work(conn: sqlite3.Connection) -> Page[ScheduleRecord]:
-            total = conn.execute(f"SELECT COUNT(*) FROM schedules {where}", params).fetchone()[0]
-            rows = conn.execute(
-                f"SELECT id, record FROM schedules {where} "
-                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            ).fetchall()
-            items = self._unreadable.parse_each("schedule", rows, lambda r: r["id"], _schedule)
-            return Page(items=items, total=total, offset=offset, limit=limit)
+            return self._newest_first(
+                conn, "schedules", "id, record", where, params, offset, limit, "schedule", _schedule
+            )
 
         return await self._read(work)
 
