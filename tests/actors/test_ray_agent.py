@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from actors.ray_runtime import ray_api
 from actors.ray_runtime.bootstrap import ServiceRuntime
 from engine.records import EventType, JobStatus
 from tests.support.openai_server import OpenAITestServer, ScriptedReply
-from tests.support.ray_jobs import execute, finished, wait_for
+from tests.support.ray_jobs import execute, finished, job_actor, wait_for
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -100,9 +99,7 @@ async def test_kill_9_mid_run_resumes_without_repeating_a_finished_model_or_tool
     )
     runtime, job = await start(make_runtime, server, ledger)
     assert await wait_until(lambda: _true(len(lines(ledger, "start")) == 3), timeout_s=30)
-    handle = ray_api.get_actor(f"job:{job.id}", runtime.runtime.namespace)
-    assert handle is not None
-    info = await ray_api.JobActorHandle(handle).info()
+    info = await (await job_actor(runtime, job.id)).info()
     os.kill(int(info["pid"]), signal.SIGKILL)
 
     done = await wait_for(runtime, job.id, finished)

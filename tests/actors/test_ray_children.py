@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from actors.ray_runtime import ray_api
 from actors.ray_runtime.bootstrap import ServiceRuntime
 from engine.models import WorkflowDefinition
 from engine.records import EventType, JobRecord, JobStatus, NodeStatus
-from tests.support.ray_jobs import RuntimeFactory, finished, record, wait_for
+from tests.support.ray_jobs import RuntimeFactory, finished, job_actor, record, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -144,9 +143,7 @@ async def test_a_parent_killed_while_its_child_runs_never_starts_a_second_child(
     workflow_id = await create(runtime, calling(child_id, extra=[busy]))
     parent = await runtime.controller.execute_workflow(workflow_id, {"n": 1}, owner="alice")
     await wait_for(runtime, parent.id, lambda job: bool(job.waiting_on))
-    handle = ray_api.get_actor(f"job:{parent.id}", runtime.runtime.namespace)
-    assert handle is not None, "the busy branch keeps the parent's actor"
-    os.kill(int((await ray_api.JobActorHandle(handle).info())["pid"]), signal.SIGKILL)
+    os.kill(int((await (await job_actor(runtime, parent.id)).info())["pid"]), signal.SIGKILL)
     done = await wait_for(runtime, parent.id, finished)
     assert done.status is JobStatus.COMPLETED, done.error
     assert len(await children(runtime, parent.id)) == 1

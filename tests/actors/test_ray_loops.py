@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from actors.ray_runtime import ray_api
 from engine.records import EventType, JobStatus, NodeStatus
 from tests.support.openai_server import OpenAITestServer
-from tests.support.ray_jobs import RuntimeFactory, execute, finished, record, wait_for
+from tests.support.ray_jobs import RuntimeFactory, execute, finished, job_actor, record, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -130,9 +129,7 @@ async def test_a_loop_killed_mid_run_resumes_at_its_iteration_without_running_fi
         runtime, job.id, lambda job: "work" in job.nodes and len(job.nodes["work"].steps) >= 2
     )
     checkpointed = len(seen.nodes["work"].steps)
-    handle = ray_api.get_actor(f"job:{job.id}", runtime.runtime.namespace)
-    assert handle is not None
-    os.kill(int((await ray_api.JobActorHandle(handle).info())["pid"]), signal.SIGKILL)
+    os.kill(int((await (await job_actor(runtime, job.id)).info())["pid"]), signal.SIGKILL)
     done = await wait_for(runtime, job.id, finished)
     assert done.status is JobStatus.COMPLETED, done.error
     assert done.nodes["work"].output["state"] == "01234"

@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from actors.ray_runtime import ray_api
 from actors.ray_runtime.bootstrap import ServiceRuntime
 from engine.records import JobRecord, JobStatus, NodeStatus
 from tests.actors.test_ray_children import DOUBLE, children, create
-from tests.support.ray_jobs import RuntimeFactory, finished, record, wait_for
+from tests.support.ray_jobs import RuntimeFactory, finished, job_actor, record, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -69,11 +68,14 @@ def most_at_once(jobs: list[JobRecord]) -> int:
 
 
 @pytest.mark.timeout(400)
-@pytest.mark.parametrize(("items", "active"), [(50, 2), (8, 1)])
+@pytest.mark.parametrize(
+    ("items", "active", "mode"), [(50, 2, "reuse"), (8, 1, "dedicated")], ids=["50-2-reuse", "8-1-dedicated"]
+)
 async def test_a_map_of_children_runs_them_all_five_at_a_time_under_a_smaller_admission_limit(
-    make_runtime: RuntimeFactory, items: int, active: int
+    make_runtime: RuntimeFactory, items: int, active: int, mode: str
 ):
-    runtime = await make_runtime(MAX_ACTIVE_JOBS=active)
+    """Fifty children on warm runners, and a few each on an actor of its own (a second each to start)."""
+    runtime = await make_runtime(MAX_ACTIVE_JOBS=active, JOB_ACTOR_MODE=mode)
     parent = await start(runtime, mapping(await create(runtime, DOUBLE), list(range(items)), cap=5))
     done = await wait_for(runtime, parent.id, finished, timeout_s=360)
     assert done.status is JobStatus.COMPLETED, done.error
@@ -127,9 +129,7 @@ async def test_a_parent_killed_mid_map_starts_no_items_child_twice(
     while len(await children(runtime, parent.id)) < 4:
         assert not (await runtime.controller.get_job_status(parent.id)).status.is_terminal
         await asyncio.sleep(0.05)
-    handle = ray_api.get_actor(f"job:{parent.id}", runtime.runtime.namespace)
-    assert handle is not None, "the busy branch keeps the parent's actor"
-    os.kill(int((await ray_api.JobActorHandle(handle).info())["pid"]), signal.SIGKILL)
+    os.kill(int((await (await job_actor(runtime, parent.id)).info())["pid"]), signal.SIGKILL)
     done = await wait_for(runtime, parent.id, finished, timeout_s=240)
     assert done.status is JobStatus.COMPLETED, done.error
     started = await children(runtime, parent.id)

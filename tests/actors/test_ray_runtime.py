@@ -48,7 +48,7 @@ def job_actor_names(runtime: ServiceRuntime) -> set[str]:
 
 @pytest.mark.timeout(120)
 async def test_named_actor_parallel_branches_and_named_cpu_tasks(make_runtime, tmp_path):
-    runtime = await make_runtime()
+    runtime = await make_runtime(JOB_ACTOR_MODE="dedicated")
     ledger = tmp_path / "ledger"
     nodes = [
         {"id": "start", "type": "start"},
@@ -90,7 +90,7 @@ async def test_named_actor_parallel_branches_and_named_cpu_tasks(make_runtime, t
 
 @pytest.mark.timeout(120)
 async def test_kill_9_of_the_job_actor_resumes_and_never_reruns_completed_nodes(make_runtime, tmp_path):
-    runtime = await make_runtime()
+    runtime = await make_runtime(JOB_ACTOR_MODE="dedicated")
     ledger = tmp_path / "ledger"
     ids = ["n1", "n2", "n3", "n4", "n5"]
     job = await execute(runtime, [record(n, ledger, seconds=0.6) for n in ids], chain(*ids))

@@ -19,6 +19,7 @@ from engine.records import EventType, JobRecord, JobStatus, SignalRecord
 from tests.support.ray_jobs import (
     execute,
     finished,
+    job_actor,
     record,
     restart_manager,
     wait_for,
@@ -97,9 +98,7 @@ async def test_kill_9_of_the_job_actor_while_it_waits_loses_no_signal(make_runti
     hook = {"id": "hook", "type": "wait", "config": {"signal": "paid"}}
     job = await execute(runtime, [record("busy", ledger, seconds=3.0), hook], [])
     await wait_for(runtime, job.id, waiting)
-    handle = ray_api.get_actor(f"job:{job.id}", runtime.runtime.namespace)
-    assert handle is not None
-    info = await ray_api.JobActorHandle(handle).info()
+    info = await (await job_actor(runtime, job.id)).info()
     await send(runtime, job.id, "paid", {"amount": 3})
     os.kill(int(info["pid"]), signal.SIGKILL)
 

@@ -18,6 +18,7 @@ from config.settings import Settings
 from tests.docs.httpbin import HTTPBIN_URL, HttpbinServer
 from tests.docs.runner import DocService
 from tests.gateway.support import make_token
+from tests.support import ray_test_api
 from tests.support.live_gateway import serve_gateway
 from tests.support.openai_server import OpenAITestServer
 
@@ -72,6 +73,7 @@ async def docs_service(
         MODEL_SERVICE_URL=model_server.url,
         HTTP_ALLOW_PRIVATE_NETWORKS=True,
     )
+    ray_test_api.SESSION_NAMESPACES.add(settings.ray.namespace)
     async with serve_gateway(settings) as (base_url, _app):
         yield DocService(
             base_url=base_url,

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from actors.ray_runtime.bootstrap import ServiceRuntime
 from config.settings import Settings
 from tests.gateway.support import JWT_SECRET, OPERATOR_SECRETS, User, new_user
+from tests.support import ray_test_api
 from tests.support.live_gateway import serve_gateway
 
 MAX_BODY_BYTES = 256 * 1024
@@ -49,6 +50,7 @@ def gateway_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         RAY_DASHBOARD=False,
         RAY_NAMESPACE=f"gateway-test-{uuid.uuid4().hex[:8]}",
         MAX_ACTIVE_JOBS=2,
+        JOB_ACTOR_MODE="reuse",  # warm runners: a dedicated actor per job costs a process start here
         WARM_POOL_SIZE=1,
         EXECUTOR_POOL_SIZE=1,
         JWT_SECRET=JWT_SECRET,
@@ -63,6 +65,7 @@ def gateway_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 async def service(ray_cluster: object, gateway_settings: Settings) -> AsyncIterator[Service]:
     """On the session's Ray (tests/conftest.py), so that it offers job slots for every suite's gateway: a
     gateway that started Ray itself would offer only the few its own settings need."""
+    ray_test_api.SESSION_NAMESPACES.add(gateway_settings.ray.namespace)
     async with serve_gateway(gateway_settings) as (base_url, app):
         yield Service(app, base_url, base_url.replace("http", "ws", 1))
 

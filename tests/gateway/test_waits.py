@@ -1,4 +1,4 @@
-"""Jobs that wait, through the gateway on real Ray (MAX_ACTIVE_JOBS=2, dedicated actors): approvals and
+"""Jobs that wait, through the gateway on real Ray (MAX_ACTIVE_JOBS=2, warm runners): approvals and
 signals, what a job waits for, the approver's inbox, and tenancy (another user sees none of it; a listed
 approver may decide and sees nothing else)."""
 

@@ -26,11 +26,15 @@ RuntimeFactory = Callable[..., Awaitable[ServiceRuntime]]
 
 
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
+    """A runtime's settings for a test: its own namespace and data, the test plugins, and warm runners
+    (reuse mode), since a dedicated actor per job costs a process start of seconds here; the tests of
+    dedicated actors say so."""
     values = {
         "DATA_DIR": str(data_dir),
         "RAY_NAMESPACE": f"wf-test-{uuid.uuid4().hex[:8]}",
         "RAY_DASHBOARD": "false",
         "MAX_ACTIVE_JOBS": "4",
+        "JOB_ACTOR_MODE": "reuse",
         "WARM_POOL_SIZE": "1",
         "EXECUTOR_POOL_SIZE": "1",
         "NODE_PLUGINS": ",".join(PLUGINS),
@@ -79,6 +83,14 @@ async def wait_for(
 
 def finished(job: JobRecord) -> bool:
     return job.status.is_terminal
+
+
+async def job_actor(runtime: ServiceRuntime, job_id: str) -> ray_api.JobActorHandle:
+    """The actor running the job now (its own, or the runner it shares), as its checkpoint names it."""
+    name = (await runtime.store.get_job(job_id)).actor_name
+    handle = ray_api.get_actor(name, runtime.runtime.namespace) if name else None
+    assert handle is not None, f"job {job_id} names no live actor ({name})"
+    return ray_api.JobActorHandle(handle)
 
 
 def manager_pid(runtime: ServiceRuntime) -> int | None:

@@ -35,6 +35,30 @@ def actor_table() -> list[dict[str, Any]]:
     return list(ray_state_gcs.state.actor_table(None).values())
 
 
+SESSION_NAMESPACES: set[str] = set()
+"""The Ray namespaces of the services that live for the whole test session (the gateway's, the viewer's,
+the docs'): each such fixture adds its own, and the sweep after each module (tests/conftest.py) spares
+them."""
+
+
+def kill_named_actors_outside(keep: set[str]) -> int:
+    """Kill every live named actor of this driver's cluster whose namespace is not in `keep`; how many.
+    A service runtime's actors are detached (they outlive the process that started them, as a gateway's
+    restart needs), so a test's runtime leaves them running until something kills them."""
+    if not ray.is_initialized():
+        return 0
+    killed = 0
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] in keep:
+            continue
+        try:
+            ray.kill(ray.get_actor(entry["name"], namespace=entry["namespace"]), no_restart=True)
+        except ValueError:
+            continue  # it ended meanwhile
+        killed += 1
+    return killed
+
+
 def named_actor_namespaces() -> set[str]:
     """The namespaces that hold live named actors."""
     return {entry["namespace"] for entry in ray.util.list_named_actors(all_namespaces=True)}

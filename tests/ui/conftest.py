@@ -19,6 +19,7 @@ from playwright.async_api import Browser, ConsoleMessage, Dialog, Page
 
 from config.settings import Settings
 from tests.gateway.support import make_token
+from tests.support import ray_test_api
 from tests.support.browser import CHROMIUM, VIEWPORT, chromium
 from tests.support.live_gateway import serve_gateway
 from tests.support.openai_server import OpenAITestServer
@@ -76,6 +77,7 @@ async def ui_service(
         MODEL_SERVICE_URL=ui_model_server.url,
     )
     assert settings.embedded_development_mode
+    ray_test_api.SESSION_NAMESPACES.add(settings.ray.namespace)
     async with serve_gateway(settings) as (base_url, app):
         yield UiService(base_url, app, ui_model_server)
 
