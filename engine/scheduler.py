@@ -126,6 +126,9 @@ class WaitEnded:
     inactive_targets: frozenset[str] = frozenset()
     error: ErrorInfo | None = None
     signal: SignalRecord | None = None
+    resume_steps: dict[str, Any] | None = None
+    """Set when the node's attempt goes on after the wait (an agent whose tool call waited): the steps the
+    outcome adds; the node runs again with the same attempt, replaying its steps."""
 
 
 @dataclass(frozen=True)
@@ -489,6 +492,11 @@ def _node_waits(state: JobState, event: NodeWaits) -> Decision:
     if node.status is not NodeStatus.RUNNING:
         return Decision()
     wait = event.wait
+    if node.wait is not None:
+        before = node.wait
+        taken = [*before.taken_signals, *([before.taken_signal] if before.taken_signal else [])]
+        if taken:
+            wait = wait.model_copy(update={"taken_signals": [*taken, *wait.taken_signals]})
     earlier = child_job_ids(node.wait)
     if earlier and wait.kind in CHILD_WAITS:
         wait = wait.model_copy(update={"settings": {**wait.settings, "earlier_child_job_ids": earlier}})
@@ -532,7 +540,18 @@ def _wait_ended(dag: Dag, state: JobState, event: WaitEnded) -> Decision:
             )
     if event.error is not None:
         return _fail(draft, node, event.error)
+    if event.resume_steps is not None:
+        return _resume(draft, node, event.resume_steps)
     return _succeed(draft, node, event.output, event.inactive_targets, None)
+
+
+def _resume(draft: _Draft, node: NodeCheckpoint, steps: dict[str, Any]) -> Decision:
+    """The same attempt runs on with the wait's steps added; the node keeps its wait, so the signal it
+    took stays taken."""
+    draft.put(node.model_copy(update={"status": NodeStatus.RUNNING, "steps": {**node.steps, **steps}}))
+    draft.decision.actions.append(RunNode(node.node_id, node.attempts))
+    draft.emit(EventType.NODE_STARTED, node.node_id, attempt=node.attempts, resumed=True)
+    return draft.decision
 
 
 def _wait_advanced(state: JobState, event: WaitAdvanced) -> Decision:

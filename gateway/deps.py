@@ -21,7 +21,7 @@ from config.settings import Settings
 from engine.errors import NotFoundError
 from engine.records import JobRecord, WebhookRecord, WorkflowRecord
 from engine.schedules import ScheduleRecord
-from engine.waits import approval_node, approvers_of
+from engine.waits import approval_node, approvers_of, open_approvals
 from gateway.auth import AuthenticationError, Principal, TokenVerifier
 from gateway.definition_checker import DefinitionChecker
 from gateway.hook_secrets import HookSecrets
@@ -197,13 +197,23 @@ async def signal_target(
     name: Annotated[str, Path(max_length=128, pattern=SIGNAL_NAME_PATTERN)],
 ) -> SignalTarget:
     job = await store.get_job(job_id)
-    workflow = await store.get_workflow(job.workflow_id, job.workflow_version)
-    approval = approval_node(workflow.definition, name)
+    approvers = await _approvers(store, job, name)
     if principal.may_access(job.owner):
-        return SignalTarget(job, name, approval is not None)
-    if approval is not None and principal.subject in approvers_of(job, approval):
+        return SignalTarget(job, name, approvers is not None)
+    if approvers is not None and principal.subject in approvers:
         return SignalTarget(job, name, True)
     raise NotFoundError(f"job {job_id} not found")
+
+
+async def _approvers(store: Store, job: JobRecord, name: str) -> list[str] | None:
+    """Who besides the owner may send `name` when it decides an approval (an open one of the job, as an
+    agent's approval tool waits, or the workflow's approval node of that id); None when it decides none."""
+    waiting = next((wait for _, wait in open_approvals(job) if wait.signal == name), None)
+    if waiting is not None:
+        return waiting.approvers
+    workflow = await store.get_workflow(job.workflow_id, job.workflow_version)
+    approval = approval_node(workflow.definition, name)
+    return None if approval is None else approvers_of(job, approval)
 
 
 OwnedWorkflow = Annotated[WorkflowRecord, Depends(owned_workflow)]

@@ -53,6 +53,11 @@ class NodeState(BaseModel):
     rendered_config: Any = None
     kept_from: str | None = None
     wait: WaitOut | None = Field(default=None, description="what the node waits, or waited, for")
+    steps: list[str] = Field(
+        default_factory=list,
+        description="the durable steps its latest attempt finished, in order (an agent's `turn-<n>` and "
+        "`turn-<n>.call-<i>`, a loop's iterations)",
+    )
     child_job_ids: list[str] = Field(
         default_factory=list,
         description="for a workflow node, or a map of workflow items: the child jobs its attempts started, "
@@ -62,7 +67,8 @@ class NodeState(BaseModel):
     @classmethod
     def from_checkpoint(cls, node: NodeCheckpoint) -> NodeState:
         return cls(
-            **node.model_dump(exclude={"wait"}),
+            **node.model_dump(exclude={"wait", "steps"}),
+            steps=list(node.steps),
             duration_s=_seconds(node.started_at, node.finished_at),
             wait=None if node.wait is None else WaitOut(node_id=node.node_id, **node.wait.model_dump()),
             child_job_ids=child_job_ids(node.wait),
@@ -223,6 +229,10 @@ class ApprovalOut(BaseModel):
 
     job_id: str
     node_id: str
+    signal: str = Field(
+        description="the signal that decides it: the approval node's id, or for an agent's approval tool "
+        "`<agent node>.<turn>.<call>`"
+    )
     message: str | None = None
     since: datetime
     deadline: datetime | None = None

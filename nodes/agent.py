@@ -1,18 +1,30 @@
 """The agent node: a model that calls tools until it is done, every model turn and tool call a durable step.
 
 Each turn calls the model with the conversation so far and the tools as OpenAI functions, as an llm node
-run where llm nodes run (an executor actor: the same client, provider limiter and retries; streamed text
-becomes the job's `llm_token` events when `stream` is on). Each tool call's arguments are checked against
-the tool's JSON Schema; a call that fails the check, names no tool, or whose node fails goes back to the
-model as a tool error message, and the model may correct it. A valid call runs the tool's node (its config
-rendered with `{{args.x}}`) where that type runs: http and llm in the executors, code in the sandbox as a
-Ray task, inline types in place; the calls of one turn run at the same time unless `parallel_tool_calls`
-is false. The node stops when the model answers without calling a tool, or after `max_steps` model turns
-(the tool calls of a turn past that are not run): then it fails, or with `on_max_steps: "return_last"`
-returns the last answer.
+run in place: the llm node's client and retries, with the process's share of the cluster-wide provider
+limiter (the job actor's, or the executor's for an agent in a map's graph), streamed text becoming the
+job's `llm_token` events when `stream` is on. In place, not in an executor: a turn is one I/O wait of an
+async actor either way, and the trip to an executor cost more than the rest of a step.
+
+Each tool call's arguments are checked against the tool's JSON Schema; a call that fails the check, names
+no tool, or whose node fails goes back to the model as a tool error message, and the model may correct it.
+A valid call runs the tool's node (its config rendered with `{{args.x}}`) where that type runs: http and
+llm in the executors, code in the sandbox as a Ray task, inline types in place; the calls of one turn run
+at the same time unless `parallel_tool_calls` is false. The node stops when the model answers without
+calling a tool, or after `max_steps` model turns (the tool calls of a turn past that are not run): then it
+fails, or with `on_max_steps: "return_last"` returns the last answer.
+
+A tool whose node waits (approval, wait, workflow) pauses the agent: the node returns the tool's wait as
+its own, marked with the call, and the job waits as for any waiting node (holding no actor). The wait's
+end (`finish_wait`) becomes the call's `arrival` step and the same attempt runs on, replaying its steps;
+the tool's node type then decides the call's result from that arrival, as it would decide its own node's.
+An approval tool's signal is `<agent node>.<turn>.<call>`.
 
 The node orchestrates from the job's own actor, so recording a step is a commit there, not another round
-trip: each answer and each tool result is recorded as it arrives (nodes/agent_turns.py names the steps).
+trip: each answer and each tool result is recorded as it arrives (nodes/agent_turns.py names the steps),
+and the agent goes on once it is stored, except after a pure tool's result (a transform's; a call refused
+for its arguments): computed again after a crash, it comes out the same, so it is stored with the next
+answer's commit instead of one of its own.
 The same attempt run again after a crash replays its steps: a finished model call is not made again, a
 finished tool call does not run again, and one that was under way runs again with the same idempotency key,
 `job:node:attempt:turn:call` (an http tool sends it as `Idempotency-Key`; a model turn's is
@@ -23,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -31,11 +44,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, 
 from engine.catalog import NodeCatalog
 from engine.errors import NodeExecutionError, Problem, RetryableNodeError, WorkflowServiceError
 from engine.failures import error_info
-from engine.records import EventType
+from engine.records import EventType, SignalRecord, WaitInfo
 from engine.templating import ARGS_ROOT, TemplateContext, check_template_syntax, references
 from nodes.agent_turns import (
     TOOL_NAME,
     arguments_validator,
+    arrival_key,
     call_key,
     capped_output,
     conversation,
@@ -47,9 +61,12 @@ from nodes.agent_turns import (
 from nodes.base import NodeContext, NodeResult, NodeType
 from nodes.llm import FORMAT_NAMES, LlmConfig, LlmNode, json_fields
 from nodes.map import sum_usage
+from nodes.waiting import WaitArrival, WaitFinisher
 
 MAX_STEPS_CAP = 100
 REFUSED_TOOL_TYPES = frozenset({"map", "agent", "loop"})
+WAITING_CALL = "agent_call"
+"""In the wait of a tool call that waits: the key of the call's `arrival` step."""
 _INDEX = re.compile(r"\.(\d+)(?=\.|$)")
 
 
@@ -202,6 +219,16 @@ class AgentNode(NodeType[AgentConfig]):
     async def execute(self, config: AgentConfig, ctx: NodeContext) -> NodeResult:
         return await _Run(config, ctx).run()
 
+    def finish_wait(self, wait: WaitInfo, arrival: WaitArrival) -> NodeResult:
+        """A tool call's wait is over: what ended it becomes the call's `arrival` step, and the attempt
+        runs on, the tool's node type deciding the call's result from it (nodes/waiting.py)."""
+        key = wait.settings.get(WAITING_CALL)
+        if not isinstance(key, str):
+            raise NodeExecutionError("the agent's wait names no tool call")
+        signal = arrival.signal.model_dump(mode="json") if arrival.signal is not None else None
+        step = {"wait": wait.model_dump(mode="json"), "time": arrival.time.isoformat(), "signal": signal}
+        return NodeResult(output=None, resume_steps={key: step})
+
 
 def _tool_problems(where: str, node: dict[str, Any], catalog: NodeCatalog) -> list[Problem]:
     node_type: str = node["type"]
@@ -209,14 +236,6 @@ def _tool_problems(where: str, node: dict[str, Any], catalog: NodeCatalog) -> li
         return [Problem(f"unknown node type '{node_type}'", field=f"{where}.type")]
     if node_type in REFUSED_TOOL_TYPES:
         return [Problem(f"a tool cannot be a {node_type} node", field=f"{where}.type")]
-    if catalog.waits(node_type):
-        return [
-            Problem(
-                f"a {node_type} node pauses its job, which an agent's tool cannot (yet): put it before or "
-                "after the agent",
-                field=f"{where}.type",
-            )
-        ]
     config = node.get("config", {})
     if not isinstance(config, dict):
         return []
@@ -254,7 +273,10 @@ class _Run:
                 return self._result(answers, results, final=True)
             if turn + 1 == self.config.max_steps:
                 break
-            results.append(await self._tool_calls(turn, answer["tool_calls"]))
+            outcome = await self._tool_calls(turn, answer["tool_calls"])
+            if isinstance(outcome, WaitInfo):
+                return NodeResult(output=None, wait=outcome)
+            results.append(outcome)
         if self.config.on_max_steps is OnMaxSteps.FAIL:
             raise NodeExecutionError(
                 f"agent node '{self.ctx.node_id}' reached max_steps ({self.config.max_steps}) with the model "
@@ -266,7 +288,7 @@ class _Run:
 
     async def _model_turn(self, turn: int, messages: list[dict[str, Any]]) -> dict[str, Any]:
         llm = self.registry.get(LlmNode.type_name)
-        result = await self.launch(llm, self.config.turn(messages), self.ctx.for_step(str(turn)))
+        result = await llm.execute(self.config.turn(messages), self.ctx.for_step(str(turn)))
         output = result.output
         answer = {
             "text": output["text"],
@@ -279,29 +301,64 @@ class _Run:
         recorded: dict[str, Any] = await self.ctx.steps.record(turn_key(turn), answer, event)
         return recorded
 
-    async def _tool_calls(self, turn: int, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if not self.config.parallel_tool_calls:
-            return [await self._tool_call(turn, index, call) for index, call in enumerate(calls)]
-        async with asyncio.TaskGroup() as group:
-            tasks = [
-                group.create_task(self._tool_call(turn, index, call)) for index, call in enumerate(calls)
-            ]
-        return [task.result() for task in tasks]
+    async def _tool_calls(self, turn: int, calls: list[dict[str, Any]]) -> list[dict[str, Any]] | WaitInfo:
+        """The turn's tool results in call order, or the wait of the first call that waits. With parallel
+        calls the calls that do not wait run at once, then those that do, one at a time."""
+        results: dict[int, dict[str, Any]] = {}
+        order: list[int] = list(range(len(calls)))
+        if self.config.parallel_tool_calls:
+            at_once = [index for index, call in enumerate(calls) if not self._waits(call)]
+            async with asyncio.TaskGroup() as group:
+                tasks = {
+                    index: group.create_task(self._tool_call(turn, index, calls[index])) for index in at_once
+                }
+            results = {index: _finished(task.result()) for index, task in tasks.items()}
+            order = [index for index in order if index not in results]
+        for index in order:
+            outcome = await self._tool_call(turn, index, calls[index])
+            if isinstance(outcome, WaitInfo):
+                return outcome
+            results[index] = outcome
+        return [results[index] for index in range(len(calls))]
 
-    async def _tool_call(self, turn: int, index: int, call: dict[str, Any]) -> dict[str, Any]:
+    def _waits(self, call: dict[str, Any]) -> bool:
+        tool = self.tools.get(call["name"])
+        return tool is not None and self.registry.get(tool.node.type).waits
+
+    def _pure(self, call: dict[str, Any]) -> bool:
+        """Whether the call's result comes out the same when computed again (a transform tool's, a call
+        that names no tool or fails its schema): its step is then not waited for (nodes/steps.py)."""
+        tool = self.tools.get(call["name"])
+        if tool is None:
+            return True
+        args, _ = parsed_arguments(call["arguments"], self.validators[tool.name])
+        return args is None or self.registry.get(tool.node.type).pure
+
+    async def _tool_call(self, turn: int, index: int, call: dict[str, Any]) -> dict[str, Any] | WaitInfo:
         key = call_key(turn, index)
         done: dict[str, Any] | None = self.ctx.steps.get(key)
         if done is not None:
             return done
-        result = await self._run_tool(turn, index, call)
+        arrival = self.ctx.steps.get(arrival_key(turn, index))
+        if arrival is not None:
+            result = self._waited(call, arrival)
+        else:
+            outcome = await self._run_tool(turn, index, call)
+            if isinstance(outcome, WaitInfo):
+                return outcome
+            result = outcome
         data = {"step": turn, "call_id": call["id"], "name": call["name"], **result}
         data.pop("usage", None)
-        recorded: dict[str, Any] = await self.ctx.steps.record(
-            key, result, (EventType.TOOL_CALL_FINISHED, data)
-        )
+        event = (EventType.TOOL_CALL_FINISHED, data)
+        if self._pure(call) and arrival is None:
+            recomputable: dict[str, Any] = await self.ctx.steps.record_recomputable(key, result, event)
+            return recomputable
+        recorded: dict[str, Any] = await self.ctx.steps.record(key, result, event)
         return recorded
 
-    async def _run_tool(self, turn: int, index: int, call: dict[str, Any]) -> dict[str, Any]:
+    async def _run_tool(self, turn: int, index: int, call: dict[str, Any]) -> dict[str, Any] | WaitInfo:
+        """Run the call's tool: its result, or the wait the tool's node starts (approval, wait, workflow),
+        marked as this call's so that its outcome becomes the call's `arrival` step."""
         tool = self.tools.get(call["name"])
         if tool is None:
             return {
@@ -310,9 +367,14 @@ class _Run:
         args, problem = parsed_arguments(call["arguments"], self.validators[tool.name])
         if args is None:
             return {"error": problem}
+        node_type = self.registry.get(tool.node.type)
+        if node_type.waits and not self.ctx.steps.durable:
+            return {
+                "error": f"the {tool.node.type} tool waits, which only an agent that is a job's own node can "
+                "do (not one in a map's or a loop's graph)"
+            }
         started = {"step": turn, "call_id": call["id"], "name": tool.name, "arguments": args}
         await self.ctx.steps.announce(EventType.TOOL_CALL_STARTED, started)
-        node_type = self.registry.get(tool.node.type)
         scope = TemplateContext(
             input=self.ctx.scope.input,
             nodes=self.ctx.scope.nodes,
@@ -327,10 +389,29 @@ class _Run:
         except Exception as exc:
             info = error_info(exc)
             return {"error": f"{info.type}: {info.message}"}
-        kept: dict[str, Any] = {"output": capped_output(result.output)}
-        if result.usage:
-            kept["usage"] = result.usage
-        return kept
+        if result.wait is not None:
+            settings = {**result.wait.settings, WAITING_CALL: arrival_key(turn, index)}
+            return result.wait.model_copy(update={"settings": settings})
+        return _kept(result)
+
+    def _waited(self, call: dict[str, Any], arrival: dict[str, Any]) -> dict[str, Any]:
+        """The result of a call whose tool waited, as its node type decides it from what ended the wait."""
+        node_type = self.registry.get(self.tools[call["name"]].node.type)
+        try:
+            if not isinstance(node_type, WaitFinisher):
+                raise TypeError(f"the {node_type.type_name} tool has no wait to end")
+            signal = arrival.get("signal")
+            ended = WaitArrival(
+                datetime.fromisoformat(arrival["time"]),
+                SignalRecord.model_validate(signal) if signal is not None else None,
+            )
+            result = node_type.finish_wait(WaitInfo.model_validate(arrival["wait"]), ended)
+        except WorkflowServiceError as exc:
+            return {"error": f"{exc.code}: {exc.message}"}
+        except Exception as exc:
+            info = error_info(exc)
+            return {"error": f"{info.type}: {info.message}"}
+        return _kept(result)
 
     def _result(
         self, answers: list[dict[str, Any]], results: list[list[dict[str, Any]]], *, final: bool
@@ -363,6 +444,20 @@ class _Run:
             if fields is not None:
                 output["json"] = fields
         return NodeResult(output=output, usage=usage)
+
+
+def _kept(result: NodeResult) -> dict[str, Any]:
+    """A tool's result as its step keeps it: the output (capped), and its usage when it made LLM calls."""
+    kept: dict[str, Any] = {"output": capped_output(result.output)}
+    if result.usage:
+        kept["usage"] = result.usage
+    return kept
+
+
+def _finished(outcome: dict[str, Any] | WaitInfo) -> dict[str, Any]:
+    if isinstance(outcome, WaitInfo):
+        raise TypeError("a tool that does not wait started a wait")
+    return outcome
 
 
 async def _run_in_place(node: NodeType[Any], config: BaseModel, ctx: NodeContext) -> NodeResult:

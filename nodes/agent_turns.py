@@ -4,7 +4,8 @@ arguments checked against the tool's JSON Schema, and a tool's output as the mod
 Steps (engine/steps.py) of one attempt: `turn-<n>` is the model's answer of turn n (`text`, `model`,
 `tool_calls` as [{"id", "name", "arguments"}] with the arguments as the model's JSON text, `usage`), and
 `turn-<n>.call-<i>` the result of its i-th tool call, `{"output": ...}` or `{"error": "..."}` (plus the
-tool's `usage` when it made LLM calls). The conversation sent with turn n is the prompt followed, for each
+tool's `usage` when it made LLM calls); `turn-<n>.call-<i>.arrival` is what ended the wait of a call
+whose tool waits (see `arrival_key`). The conversation sent with turn n is the prompt followed, for each
 earlier turn, by the assistant's message and one `tool` message per call, in call order.
 """
 
@@ -31,6 +32,12 @@ def turn_key(turn: int) -> str:
 
 def call_key(turn: int, index: int) -> str:
     return f"turn-{turn}.call-{index}"
+
+
+def arrival_key(turn: int, index: int) -> str:
+    """The step of what ended the wait of a tool call that waited (an approval's decision, a child job's
+    end): {"wait", "time", "signal"}, from which the tool's node type decides the call's result."""
+    return f"turn-{turn}.call-{index}.arrival"
 
 
 def assistant_message(answer: Mapping[str, Any]) -> dict[str, Any]:

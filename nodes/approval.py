@@ -1,6 +1,7 @@
 """The approval node: pauses the job until a person approves or rejects, or its timeout decides.
 
-The decision arrives as the signal named after the node, `{"approved": true|false, "comment"?, "data"?}`,
+The decision arrives as the signal named after the node (after the agent's node and the call, as
+`agent.2.0`, for an agent's approval tool), `{"approved": true|false, "comment"?, "data"?}`,
 from the job's owner, an admin or one of `approvers`. With `approve_edge` / `reject_edge` the decision
 routes like a conditional's branches; without a `reject_edge` a rejection fails the node.
 """
@@ -49,7 +50,7 @@ class ApprovalNode(WaitingNodeType[ApprovalConfig]):
         since = utcnow()
         wait = WaitInfo(
             kind=WaitKind.APPROVAL,
-            signal=ctx.node_id,
+            signal=ctx.own_signal,
             message=config.message,
             since=since,
             deadline=deadline_after(since, config.timeout_s),

@@ -59,6 +59,12 @@ class NodeContext:
     """For work one step of a node does (an agent's tool call): the step, so its key is the step's."""
 
     @property
+    def own_signal(self) -> str:
+        """The signal that decides this attempt's own wait (an approval): the node's id, followed by the
+        step for a step's work (`agent.2.0`: the agent's turn 2, call 0)."""
+        return ".".join((self.node_id, *self.step_path))
+
+    @property
     def idempotency_key(self) -> str:
         """The same for every run of one attempt, also when it runs again after a crash; a step's work
         (`for_step`) gets the attempt's key followed by its step: `job:node:attempt:step`."""
@@ -118,6 +124,9 @@ class NodeResult:
     wait: WaitInfo | None = None
     """Set by a node that waits (approval, wait) instead of finishing: the job keeps it as the node's
     wait, and the node type's `finish_wait` decides its outcome when a signal or its deadline comes."""
+    resume_steps: dict[str, Any] | None = None
+    """Set by the `finish_wait` of a node whose attempt goes on after its wait (an agent whose tool call
+    waited): the durable steps the wait's outcome adds; the same attempt then runs again and replays them."""
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
@@ -136,6 +145,10 @@ class NodeType(ABC, Generic[ConfigT]):
     """Config fields that name a direct successor to route to."""
     waits: ClassVar[bool] = False
     """Whether `execute` starts a wait (NodeResult.wait) instead of finishing (nodes/waiting.py)."""
+    pure: ClassVar[bool] = False
+    """Whether the node's result is a function of its rendered config and its inputs alone (no I/O, no
+    clock, no randomness): computed again after a crash, it comes out the same and does nothing twice, so a
+    step that holds it needs no commit of its own (an agent's transform tool)."""
 
     def validate_config(self, config: dict[str, Any]) -> list[Problem]:
         """Problems with a config as written in a definition; templates stand for any value."""

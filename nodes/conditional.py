@@ -24,6 +24,7 @@ class ConditionalConfig(BaseModel):
 
 class ConditionalNode(NodeType[ConditionalConfig]):
     type_name = "conditional"
+    pure = True
     description = "Evaluates `condition` and runs `true_edge` or `false_edge`; the other branch is skipped."
     config_model = ConditionalConfig
     raw_fields = frozenset({"condition"})

@@ -20,6 +20,7 @@ class EndConfig(BaseModel):
 
 class EndNode(NodeType[EndConfig]):
     type_name = "end"
+    pure = True
     description = "Shapes the job's result. A workflow without one returns the outputs of its last nodes."
     config_model = EndConfig
 

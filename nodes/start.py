@@ -15,6 +15,7 @@ class StartConfig(BaseModel):
 
 class StartNode(NodeType[StartConfig]):
     type_name = "start"
+    pure = True
     description = "Entry point of a workflow: its output is the job's input."
     config_model = StartConfig
 

@@ -15,8 +15,9 @@ from engine.records import EventType
 from engine.steps import storable_step
 
 StepEvent = tuple[EventType, dict[str, Any]]
-Recorder = Callable[[str, Any, StepEvent | None], Awaitable[None]]
-"""Commits (key, value, event) durably; returns once it is stored."""
+Recorder = Callable[[str, Any, StepEvent | None, bool], Awaitable[None]]
+"""Commits (key, value, event); with `wait`, returns once it is stored, else once it is queued for the
+job's next commit."""
 Announcer = Callable[[EventType, dict[str, Any]], Awaitable[None]]
 """Publishes one of the node's events (no state change)."""
 
@@ -52,9 +53,18 @@ class StepJournal:
     async def record(self, key: str, value: Any, event: StepEvent | None = None) -> Any:
         """Record step `key` (JSON data, see engine/steps.py) and publish `event` with it; returns the value
         as stored (JSON data), once it is durable. Recording a key again replaces its value."""
+        return await self._record(key, value, event, wait=True)
+
+    async def record_recomputable(self, key: str, value: Any, event: StepEvent | None = None) -> Any:
+        """Record step `key` as `record` does, but without waiting for its commit: it is stored with the
+        job's next commit. Only for a value the same run computes again, the same, after a crash (a pure
+        node's result): losing it costs a recomputation, never a repeated side effect."""
+        return await self._record(key, value, event, wait=False)
+
+    async def _record(self, key: str, value: Any, event: StepEvent | None, *, wait: bool) -> Any:
         stored = storable_step(self._node_id, key, value, len(self._done) - (key in self._done))
         if self._recorder is not None:
-            await self._recorder(key, stored, event)
+            await self._recorder(key, stored, event, wait)
         elif self._announcer is not None and event is not None:
             await self._announcer(*event)
         self._done[key] = stored

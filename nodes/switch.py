@@ -112,6 +112,7 @@ class SwitchConfig(BaseModel):
 
 class SwitchNode(NodeType[SwitchConfig]):
     type_name = "switch"
+    pure = True
     description = (
         "Runs the `target` of the first of its `cases` that matches (`equals` the `value`, or its "
         "`condition` holds), else `default`; the other targets are skipped. No match and no default fails."

@@ -19,6 +19,7 @@ class TransformConfig(BaseModel):
 
 class TransformNode(NodeType[TransformConfig]):
     type_name = "transform"
+    pure = True
     description = "Shapes data: renders `template` (any JSON) against the input and earlier nodes' outputs."
     config_model = TransformConfig
 

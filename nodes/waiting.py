@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -30,6 +30,14 @@ class WaitArrival:
 
     time: datetime
     signal: SignalRecord | None = None
+
+
+@runtime_checkable
+class WaitFinisher(Protocol):
+    """A node type that decides the outcome of its nodes' waits: every waiting type, and the agent, whose
+    tool calls may wait."""
+
+    def finish_wait(self, wait: WaitInfo, arrival: WaitArrival) -> NodeResult: ...
 
 
 class WaitingNodeType(NodeType[ConfigT]):

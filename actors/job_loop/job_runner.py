@@ -28,6 +28,7 @@ from actors.job_loop.child_maps import ChildMaps, ChildrenDue
 from actors.job_loop.job_writer import JobWriter
 from actors.job_loop.launcher import NodeLauncher
 from actors.job_loop.node_tasks import NodeTasks
+from actors.job_loop.token_events import token_emitter
 from engine.backoff import equal_jitter
 from engine.dag import Dag
 from engine.errors import ConditionError, ConflictError
@@ -61,11 +62,12 @@ from engine.scheduler import (
 from engine.templating import TemplateContext
 from engine.waits import children_signals, is_suspended, open_waits, signals_to_take
 from nodes.base import NodeContext, NodeResult
+from nodes.provider_limits import ProviderLimiter
 from nodes.registry import NodeRegistry
 from nodes.services import ChildJobs, NodeServices
 from nodes.settings import NodeSettings
 from nodes.steps import StepEvent, StepJournal
-from nodes.waiting import WaitArrival, WaitingNodeType
+from nodes.waiting import WaitArrival, WaitFinisher
 from storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
@@ -89,6 +91,9 @@ class RunnerServices:
     """The actor running the job, recorded with the commit that begins its run."""
     child_jobs: ChildJobs | None = None
     """Starts the job's child jobs (workflow nodes); None where no job manager runs them."""
+    llm_limiter: ProviderLimiter | None = None
+    """The provider limiter of this process, for the LLM calls the job's actor makes itself (an agent's
+    model turns); None: not limited (a job run on its own, in tests)."""
 
 
 class JobRunner:
@@ -322,12 +327,19 @@ class JobRunner:
         node = self.state.nodes[node_id]
         node_type = self.services.registry.get(node.node_type)
         try:
-            if node.wait is None or not isinstance(node_type, WaitingNodeType):
+            if node.wait is None or not isinstance(node_type, WaitFinisher):
                 raise TypeError(f"node '{node_id}' ({node.node_type}) has no wait to end")
             result = node_type.finish_wait(node.wait, arrival)
         except Exception as exc:
             return WaitEnded(node_id, arrival.time, error=error_info(exc), signal=arrival.signal)
-        return WaitEnded(node_id, arrival.time, result.output, result.inactive_targets, signal=arrival.signal)
+        return WaitEnded(
+            node_id,
+            arrival.time,
+            result.output,
+            result.inactive_targets,
+            signal=arrival.signal,
+            resume_steps=result.resume_steps,
+        )
 
     async def _report_progress(self, node_id: str, data: dict[str, Any]) -> None:
         """Queue a progress event, at most one per PROGRESS_INTERVAL_S per node, and always the last."""
@@ -344,8 +356,11 @@ class JobRunner:
         node = self.state.nodes[node_id]
         done = node.steps if node.attempts == attempt else {}
 
-        async def record(key: str, value: Any, event: StepEvent | None) -> None:
+        async def record(key: str, value: Any, event: StepEvent | None, wait: bool) -> None:
             recorded = StepRecorded(node_id, attempt, key, value, self.services.clock(), event)
+            if not wait:
+                self._inbox.put_nowait(recorded)
+                return
             waiter = asyncio.get_running_loop().create_future()
             self._step_waiters[id(recorded)] = waiter
             self._inbox.put_nowait(recorded)
@@ -374,7 +389,7 @@ class JobRunner:
             attempt=attempt,
             scope=scope,
             predecessors=self.dag.predecessors[node_id],
-            services=self._node_services(),
+            services=self._node_services(node_id, attempt),
             log=self._node_log(node_id),
             steps=self._journal(node_id, attempt),
         )
@@ -383,15 +398,18 @@ class JobRunner:
         except ConditionError as exc:
             raise ConditionError(f"node '{node_id}' {exc.message}") from None
 
-    def _node_services(self) -> NodeServices:
-        """What the job's nodes get where the launcher runs them here: on Ray only inline nodes, since an I/O
-        or CPU node is shipped with the settings and gets the services of where it runs (an executor's
-        provider limiter). The in-process launcher runs every node here, with no provider limit."""
+    def _node_services(self, node_id: str, attempt: int) -> NodeServices:
+        """What the job's nodes get where the launcher runs them here: on Ray only inline nodes (an agent
+        calls its model from here, with this process's provider limiter and streaming to the job's events),
+        since an I/O or CPU node is shipped with the settings and gets the services of where it runs (an
+        executor's limiter). The in-process launcher runs every node here."""
         return NodeServices(
             settings=self.services.node_settings,
             registry=self.services.registry,
-            llm_limiter=None,
-            emit_token=None,
+            llm_limiter=self.services.llm_limiter,
+            emit_token=token_emitter(
+                self.services.bus.publish, self.job.id, self.job.workflow_id, node_id, attempt
+            ),
             fan_out=self.services.launcher.fan_out,
             progress=self._report_progress,
             dns_resolver=None,

@@ -18,11 +18,13 @@ from actors.job_loop.child_jobs import ChildJobStarter
 from actors.job_loop.job_runner import JobRunner, RunnerServices
 from actors.ray_runtime import ray_api, ray_metrics
 from actors.ray_runtime.executor_pool import ExecutorPool
+from actors.ray_runtime.llm_limiter import ClusterLimiter
 from actors.ray_runtime.ray_launcher import RayLauncher
 from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.dag import Dag
 from engine.errors import ConflictError
 from engine.records import JobRecord
+from nodes.provider_limits import ProviderLimits
 from storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,10 @@ class JobActor:
         self._cancel_requested: set[str] = set()
         self._done: dict[str, asyncio.Event] = {}
         self._executors = ExecutorPool(runtime)
+        settings = runtime.settings.nodes
+        self._limiter = ClusterLimiter(
+            runtime.namespace, ProviderLimits.from_settings(settings), hold_s=settings.llm_request_timeout_s
+        )
         self._registry = runtime.registry()
         self._workflows: dict[tuple[str, int], tuple[str, Dag]] = {}
         self.jobs_run = 0
@@ -75,6 +81,7 @@ class JobActor:
                 node_settings=self.runtime.settings.nodes,
                 secrets=await self.runtime.secret_vault(store).resolve(job.owner, job.owner_roles),
                 actor_name=ray_api.current_actor_name(),
+                llm_limiter=self._limiter,
             )
             services.child_jobs = ChildJobStarter(
                 store,
@@ -163,6 +170,7 @@ class JobActor:
         }
 
     async def shutdown(self) -> None:
+        await self._limiter.close()
         if self._bus is not None:
             await self._bus.close()
         if self._store is not None:

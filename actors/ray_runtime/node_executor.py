@@ -5,26 +5,24 @@ of them, with the cluster-wide LLM limiter.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from actors.job_loop.token_events import token_emitter
 from actors.ray_runtime.llm_limiter import ClusterLimiter
 from actors.ray_runtime.map_on_ray import RemoteBatch, execute_batch_here
 from actors.ray_runtime.remote_calls import RemoteCall, RemoteOutcome, execute_here, run_as_task
 from actors.ray_runtime.runtime_config import RuntimeConfig
-from engine.errors import ConditionError, StorageUnavailableError
+from engine.errors import ConditionError
 from engine.failures import error_info
-from engine.records import EventType, JobEvent, LogLevel
+from engine.records import JobEvent, LogLevel
 from engine.templating import TemplateContext
 from nodes.base import Execution, NodeContext
 from nodes.map import ItemOutcome
 from nodes.provider_limits import ProviderLimiter, ProviderLimits
 from nodes.services import NodeServices, TokenSink
 from storage.protocols import EventBus
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,30 +66,12 @@ class NodeExecutor:
             yield chunk
 
     def _token_emitter(self, call: RemoteCall) -> TokenSink:
-        """Streamed LLM text, published straight to the event bus as `llm_token` events (sequence 0).
+        """Streamed LLM text, published as the job's `llm_token` events (actors/job_loop/token_events.py)."""
 
-        Tokens are best-effort live output, not durable state: they bypass the job's checkpoint and
-        event numbering, a replay may lack some, and one that cannot be published is dropped with a
-        warning. The node's output, checkpointed as usual, holds the whole text."""
-        index = 0
+        async def publish(event: JobEvent) -> None:
+            await (await self._event_bus()).publish(event)
 
-        async def emit(text: str) -> None:
-            nonlocal index
-            event = JobEvent(
-                sequence=0,
-                type=EventType.LLM_TOKEN,
-                job_id=call.job_id,
-                workflow_id=call.workflow_id,
-                node_id=call.node_id,
-                data={"index": index, "text": text, "attempt": call.attempt},
-            )
-            index += 1
-            try:
-                await (await self._event_bus()).publish(event)
-            except StorageUnavailableError as exc:
-                logger.warning("dropped an llm_token event of job %s: %s", call.job_id, exc)
-
-        return emit
+        return token_emitter(publish, call.job_id, call.workflow_id, call.node_id, call.attempt)
 
     async def _event_bus(self) -> EventBus:
         if self._bus is not None:

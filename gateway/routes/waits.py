@@ -90,7 +90,12 @@ async def list_approvals(store: StoreDep, principal: CurrentUser, page: PagePara
     approver; the longest waiting first."""
     found = [
         ApprovalOut(
-            job_id=job.id, node_id=node_id, message=wait.message, since=wait.since, deadline=wait.deadline
+            job_id=job.id,
+            node_id=node_id,
+            signal=wait.signal or node_id,
+            message=wait.message,
+            since=wait.since,
+            deadline=wait.deadline,
         )
         for job in await all_jobs(store, status=JobStatus.RUNNING, waiting=True)
         for node_id, wait in open_approvals(job)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from actors.ray_runtime.bootstrap import ServiceRuntime
+from engine.models import WorkflowDefinition
 from engine.records import EventType, JobStatus
 from tests.support.openai_server import OpenAITestServer, ScriptedReply
 from tests.support.ray_jobs import execute, finished, job_actor, wait_for
@@ -133,6 +134,39 @@ async def test_a_cancel_mid_tool_call_stops_the_call_and_cancels_the_job(make_ru
     await asyncio.sleep(2.5)
     assert lines(ledger, "done") == [], "the tool call's coroutine was cancelled in its executor"
     assert len(server.requests) == 1
+
+
+@pytest.mark.timeout(120)
+async def test_a_workflow_tool_pauses_the_agent_for_a_child_job_and_goes_on_with_its_result(
+    make_runtime, server, tmp_path
+):
+    runtime: ServiceRuntime = await make_runtime(MODEL_SERVICE_URL=server.url)
+    double = {
+        "name": "double",
+        "nodes": [{"id": "twice", "type": "transform", "config": {"template": {"n": "{{input.n * 2}}"}}}],
+        "edges": [],
+    }
+    child = await runtime.store.create_workflow("alice", WorkflowDefinition.model_validate(double))
+    tool = {
+        "name": "double",
+        "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+        "node": {"type": "workflow", "config": {"workflow_id": child.id, "input": {"n": "{{args.n}}"}}},
+    }
+    server.script(ScriptedReply(tool_calls=(("double", {"n": 21}),)), ScriptedReply(text="it is 42"))
+    config = {"model": "m", "prompt": "double 21", "tools": [tool]}
+    job = await execute(runtime, [{"id": "agent", "type": "agent", "config": config}], [], name="agent-child")
+    assert job.called_versions == {child.id: 1}, "the tool's workflow is pinned when the job is created"
+    done = await wait_for(runtime, job.id, finished)
+    assert done.status is JobStatus.COMPLETED, done.error
+    node = done.nodes["agent"]
+    assert node.output["text"] == "it is 42" and node.attempts == 1
+    assert node.output["steps"][0]["tool_calls"][0]["output"] == {"n": 42}
+    assert node.wait is not None
+    child_job = await runtime.store.get_job(node.wait.settings["child_job_id"])
+    assert child_job.status is JobStatus.COMPLETED and child_job.parent_job_id == job.id
+    assert len(server.requests) == 2, "the first model turn was not made again after the wait"
+    kinds = [event.type async for event in runtime.bus.subscribe(job.id)]
+    assert EventType.CHILD_JOB_STARTED in kinds and EventType.CHILD_JOB_FINISHED in kinds
 
 
 async def _true(value: bool) -> bool:

@@ -27,6 +27,7 @@ from engine.scheduler import (
     JobState,
     NodeSucceeded,
     NodeWaits,
+    RunNode,
     WaitAdvanced,
     WaitEnded,
     WatchWait,
@@ -131,6 +132,33 @@ def test_a_wait_ends_once_by_signal_timer_or_failure(
     assert [e.type for e in decision.events] == events
     apply(state, decision)
     assert step(dag, state, WaitEnded("w", T0, "again")).is_empty, "a second end finds no wait"
+
+
+def test_a_wait_that_resumes_its_node_runs_the_same_attempt_again_with_the_steps_added():
+    dag = dag_of([("w", "b")], "w")
+    state = run_until_waiting(dag, "w", wait())
+    state.nodes["w"] = state.nodes["w"].model_copy(update={"steps": {"turn-0": {"text": ""}}})
+    decision = step(dag, state, WaitEnded("w", T0, signal=signal(), resume_steps={"turn-0.arrival": 1}))
+    node = decision.changes["w"]
+    assert node.status is NodeStatus.RUNNING and node.attempts == 1
+    assert node.steps == {"turn-0": {"text": ""}, "turn-0.arrival": 1}
+    assert node.wait is not None and node.wait.taken_signal == "go@0", "the signal it took stays taken"
+    assert decision.actions == [RunNode("w", 1)]
+    assert [(e.type, e.data) for e in decision.events] == [
+        (EventType.SIGNAL_RECEIVED, {"signal": "go", "signal_id": "go@0", "by": "bob"}),
+        (EventType.NODE_STARTED, {"attempt": 1, "resumed": True}),
+    ]
+    apply(state, decision)
+    assert (
+        state.status is JobStatus.RUNNING
+        and state.unfinished == 2
+        and not is_suspended(state.status, state.nodes)
+    )
+    again = step(dag, state, NodeWaits("w", wait(), T0)).changes["w"]
+    assert again.wait is not None and again.wait.taken_signals == ["go@0"], (
+        "its next wait keeps the signals its earlier waits took, so none is taken twice"
+    )
+    assert taken_signal_ids([again]) == {"go@0"}
 
 
 def test_a_job_with_a_waiting_node_stays_running_and_cancel_stops_the_wait():

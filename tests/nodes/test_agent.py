@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from actors.job_loop.job_runner import RunnerServices
-from engine.records import EventType, JobStatus
+from actors.job_loop.job_runner import JobRunner, RunnerServices
+from engine.dag import Dag
+from engine.records import EventType, JobStatus, NodeStatus, SignalRecord
 from engine.templating import TemplateContext
 from nodes.agent import AgentNode
 from nodes.agent_turns import (
@@ -143,6 +144,17 @@ def test_a_large_tool_output_is_kept_as_the_start_of_its_json_and_its_size() -> 
     )
 
 
+APPROVE = {
+    "name": "send_mail",
+    "description": "sends a mail, once a person approves",
+    "parameters": {"type": "object", "properties": {"to": {"type": "string"}}, "required": ["to"]},
+    "node": {
+        "type": "approval",
+        "config": {"message": "send the mail to {{args.to}}?", "approvers": ["bob"]},
+    },
+}
+
+
 def _agent(**config: Any) -> dict[str, Any]:
     return {"model": "m", "prompt": "p", "tools": [ADD, SHOUT], **config}
 
@@ -161,11 +173,19 @@ def _agent(**config: Any) -> dict[str, Any]:
             "cannot be a map",
         ),
         ({"tools": [{**ADD, "node": {"type": "agent"}}]}, "config.tools[0].node.type", "cannot be a agent"),
-        ({"tools": [{**ADD, "node": {"type": "approval"}}]}, "config.tools[0].node.type", "pauses its job"),
+        (
+            {
+                "tools": [
+                    {**ADD, "node": {"type": "approval", "config": {"message": "ok?", "approve_edge": "x"}}}
+                ]
+            },
+            "config.tools[0].node.type",
+            "routes to successors",
+        ),
         (
             {"tools": [{**ADD, "node": {"type": "workflow", "config": {}}}]},
-            "config.tools[0].node.type",
-            "pauses",
+            "config.tools[0].node.config.workflow_id",
+            "required",
         ),
         (
             {
@@ -337,3 +357,109 @@ async def test_streamed_tool_calls_are_put_together(server):
         ("shout", {"text": "x"}),
     ]
     assert all(c["id"].startswith("call_") for c in result.output["tool_calls"])
+
+
+# ---------------------------------------------------------------- tools that wait
+
+
+async def decide(services: RunnerServices, job_id: str, name: str, approved: bool, comment: str = "") -> None:
+    payload = {"approved": approved, "comment": comment or None, "data": None}
+    record = SignalRecord(id=f"{name}-{approved}", job_id=job_id, name=name, payload=payload, sender="bob")
+    await services.store.put_signal(record)
+
+
+async def resumed(services: RunnerServices, job_id: str) -> JobStatus:
+    """Run the suspended job on, as the job manager does when a signal for it arrives: a new runner."""
+    job = await services.store.get_job(job_id)
+    workflow = await services.store.get_workflow(job.workflow_id, job.workflow_version)
+    return await JobRunner(services, job, Dag.from_definition(workflow.definition)).run()
+
+
+async def test_an_approval_tool_pauses_the_agent_until_a_person_decides(agent_services, server):
+    server.script(
+        ScriptedReply(text="asking", tool_calls=(call("send_mail", {"to": "ann"}),)),
+        ScriptedReply(text="sent it"),
+    )
+    wf = definition([{"id": "agent", "type": "agent", "config": _agent(tools=[APPROVE, SHOUT])}], [])
+    runner = await start_job(agent_services, wf, {})
+    assert await runner.run() is JobStatus.RUNNING, "the job is suspended: no actor holds it while it waits"
+    job = await agent_services.store.get_job(runner.job.id)
+    node = job.nodes["agent"]
+    assert node.status is NodeStatus.WAITING and node.wait is not None and list(node.steps) == ["turn-0"]
+    assert (node.wait.kind, node.wait.signal) == ("approval", "agent.0.0")
+    assert node.wait.message == "send the mail to ann?" and node.wait.approvers == ["bob"]
+
+    await decide(agent_services, job.id, "agent.0.0", True, "fine")
+    assert await resumed(agent_services, job.id) is JobStatus.COMPLETED
+    job = await agent_services.store.get_job(job.id)
+    output = job.nodes["agent"].output
+    assert output["text"] == "sent it" and job.nodes["agent"].attempts == 1
+    decision = output["steps"][0]["tool_calls"][0]["output"]
+    assert {k: decision[k] for k in ("approved", "by", "comment")} == {
+        "approved": True,
+        "by": "bob",
+        "comment": "fine",
+    }
+    assert len(server.requests) == 2, "the model's first turn was not made again after the pause"
+    sent = server.requests[1].body["messages"][-1]
+    assert sent["role"] == "tool" and json.loads(sent["content"])["approved"] is True
+    types = [e.type for e in await events_of(agent_services, job.id)]
+    order = [
+        EventType.TOOL_CALL_STARTED,
+        EventType.NODE_WAITING,
+        EventType.SIGNAL_RECEIVED,
+        EventType.NODE_STARTED,
+        EventType.TOOL_CALL_FINISHED,
+        EventType.AGENT_STEP,
+    ]
+    at = [types.index(t, types.index(EventType.TOOL_CALL_STARTED)) for t in order]
+    assert at == sorted(at), types
+
+
+async def test_a_rejected_call_goes_back_to_the_model_and_each_approval_takes_its_own_decision(
+    agent_services, server
+):
+    server.script(
+        ScriptedReply(
+            tool_calls=(
+                call("send_mail", {"to": "ann"}),
+                call("shout", {"text": "meanwhile"}),
+                call("send_mail", {"to": "bo"}),
+            )
+        ),
+        ScriptedReply(text="one sent, one refused"),
+    )
+    wf = definition([{"id": "agent", "type": "agent", "config": _agent(tools=[APPROVE, SHOUT])}], [])
+    runner = await start_job(agent_services, wf, {})
+    assert await runner.run() is JobStatus.RUNNING
+    job_id = runner.job.id
+    node = (await agent_services.store.get_job(job_id)).nodes["agent"]
+    assert "turn-0.call-1" in node.steps, "the call that does not wait ran before the first approval"
+    assert node.wait is not None and node.wait.signal == "agent.0.0"
+
+    await decide(agent_services, job_id, "agent.0.0", False, "not ann")
+    assert await resumed(agent_services, job_id) is JobStatus.RUNNING, "the second approval waits next"
+    node = (await agent_services.store.get_job(job_id)).nodes["agent"]
+    assert node.wait is not None and node.wait.signal == "agent.0.2" and node.status is NodeStatus.WAITING
+
+    await decide(agent_services, job_id, "agent.0.2", True)
+    assert await resumed(agent_services, job_id) is JobStatus.COMPLETED
+    calls = (await agent_services.store.get_job(job_id)).nodes["agent"].output["steps"][0]["tool_calls"]
+    assert calls[0]["error"] == "node_error: rejected by bob: not ann"
+    assert calls[1]["output"] == "MEANWHILE!"
+    assert calls[2]["output"]["approved"] is True
+    assert len(server.requests) == 2
+
+
+async def test_an_agent_in_a_maps_graph_cannot_wait_and_says_so(agent_services, server):
+    server.script(ScriptedReply(tool_calls=(call("send_mail", {"to": "ann"}),)), ScriptedReply(text="ok"))
+    agent = {"id": "a", "type": "agent", "config": _agent(tools=[APPROVE])}
+    wf = definition(
+        [{"id": "each", "type": "map", "config": {"items": [1], "graph": {"nodes": [agent], "edges": []}}}],
+        [],
+    )
+    runner = await start_job(agent_services, wf, {})
+    assert await runner.run() is JobStatus.COMPLETED
+    item = (await agent_services.store.get_job(runner.job.id)).nodes["each"].output["results"][0]
+    error = item["steps"][0]["tool_calls"][0]["error"]
+    assert "waits, which only an agent that is a job's own node can do" in error

@@ -1,6 +1,6 @@
 // What a waiting node waits for, in its panel: the kind of wait, the approver's message or the child job
-// (a link to its page), since when and until when. An approval gets Approve and Reject buttons and an optional comment, sent as the signal
-// named after the node; the job's events then show the node completing (or the service's refusal shows
+// (a link to its page), since when and until when. An approval gets Approve and Reject buttons and an optional comment, sent as the
+// wait's signal (an approval node's id; an agent's approval tool's `agent.<turn>.<call>`); the job's events then show the node completing (or the service's refusal shows
 // here, and the decision can be sent again).
 
 import { sendSignal } from "../api.js";
@@ -15,7 +15,7 @@ export function waitSummary(wait) {
   return `waiting for signal ${wait.signal}`;
 }
 
-function decisionForm(jobId, nodeId) {
+function decisionForm(jobId, signal) {
   const comment = el("textarea", { id: "approval-comment", rows: 3, placeholder: "Why (optional)" });
   const status = el("p", { class: "message", id: "approval-status", role: "status" });
   const approve = el("button", { type: "button", id: "approve", onclick: () => decide(true) }, "Approve");
@@ -28,7 +28,7 @@ function decisionForm(jobId, nodeId) {
     replaceChildren(status, "Sending…");
     const text = comment.value.trim();
     try {
-      await sendSignal(jobId, nodeId, text ? { approved, comment: text } : { approved });
+      await sendSignal(jobId, signal, text ? { approved, comment: text } : { approved });
       status.className = "message ok";
       replaceChildren(status, `${approved ? "Approved" : "Rejected"}; the job goes on.`);
     } catch (error) {
@@ -59,7 +59,7 @@ export function waitBox(jobId) {
   function update(node) {
     const wait = node.status === "waiting" ? node.wait : null;
     element.hidden = !wait;
-    const key = wait ? `${node.node_id}:${Date.parse(wait.since)}` : "";
+    const key = wait ? `${node.node_id}:${wait.signal}:${Date.parse(wait.since)}` : "";
     if (key === shownKey) return;
     shownKey = key;
     if (!wait) {
@@ -77,7 +77,7 @@ export function waitBox(jobId) {
       field("Since", formatTime(wait.since), "wait-since"),
       wait.deadline ? field("Deadline", formatTime(wait.deadline), "wait-deadline") : null,
     );
-    replaceChildren(decision, wait.kind === "approval" ? decisionForm(jobId, node.node_id) : null);
+    replaceChildren(decision, wait.kind === "approval" ? decisionForm(jobId, wait.signal ?? node.node_id) : null);
   }
 
   return { element, update };
