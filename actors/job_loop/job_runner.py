@@ -408,7 +408,7 @@ class JobRunner:
             registry=self.services.registry,
             llm_limiter=self.services.llm_limiter,
             emit_token=token_emitter(
-                self.services.bus.publish, self.job.id, self.job.workflow_id, node_id, attempt
+                self._publish_token, self.job.id, self.job.workflow_id, node_id, attempt
             ),
             fan_out=self.services.launcher.fan_out,
             progress=self._report_progress,
@@ -416,6 +416,9 @@ class JobRunner:
             child_jobs=self.services.child_jobs,
             run_node=self.services.launcher.run,
         )
+
+    async def _publish_token(self, event: JobEvent) -> None:
+        await self.services.bus.publish(event)
 
     def _shown_config(self, config: BaseModel) -> Any:
         """A rendered config as it may be stored and shown: dumped in Python mode first, so secret fields

@@ -160,7 +160,7 @@ async def test_a_workflow_tool_pauses_the_agent_for_a_child_job_and_goes_on_with
     assert done.status is JobStatus.COMPLETED, done.error
     node = done.nodes["agent"]
     assert node.output["text"] == "it is 42" and node.attempts == 1
-    assert node.output["steps"][0]["tool_calls"][0]["output"] == {"n": 42}
+    assert node.output["steps"][0]["tool_calls"][0]["output"] == {"twice": {"n": 42}}
     assert node.wait is not None
     child_job = await runtime.store.get_job(node.wait.settings["child_job_id"])
     assert child_job.status is JobStatus.COMPLETED and child_job.parent_job_id == job.id

@@ -136,7 +136,7 @@ async def test_cancelling_a_child_fails_only_its_parents_node(make_runtime: Runt
 async def test_a_parent_killed_while_its_child_runs_never_starts_a_second_child(
     make_runtime: RuntimeFactory, tmp_path: Path
 ):
-    runtime = await make_runtime()
+    runtime = await make_runtime(JOB_ACTOR_MODE="dedicated")
     ledger = tmp_path / "ledger"
     child_id = await create(runtime, {"name": "child", "nodes": [record("work", ledger, seconds=2)]})
     busy = record("busy", ledger, seconds=4)
