@@ -22,9 +22,10 @@ An approval tool's signal is `<agent node>.<turn>.<call>`.
 
 The node orchestrates from the job's own actor, so recording a step is a commit there, not another round
 trip: each answer and each tool result is recorded as it arrives (nodes/agent_turns.py names the steps),
-and the agent goes on once it is stored, except after a pure tool's result (a transform's; a call refused
-for its arguments): computed again after a crash, it comes out the same, so it is stored with the next
-answer's commit instead of one of its own.
+and the agent goes on once it is stored before anything a crash must not repeat. Pure work does not wait:
+a turn whose calls are all pure tools (transform...) runs them while its answer is being committed, and
+their results, computed the same again after a crash, go with the next answer's commit instead of one of
+their own; so such a step costs one commit, made while the next model call is under way.
 The same attempt run again after a crash replays its steps: a finished model call is not made again, a
 finished tool call does not run again, and one that was under way runs again with the same idempotency key,
 `job:node:attempt:turn:call` (an http tool sends it as `Idempotency-Key`; a model turn's is
@@ -298,12 +299,14 @@ class _Run:
         }
         names = [call["name"] for call in answer["tool_calls"]]
         event = (EventType.AGENT_STEP, {"step": turn, "tool_calls": names, "usage": result.usage})
-        recorded: dict[str, Any] = await self.ctx.steps.record(turn_key(turn), answer, event)
+        recorded: dict[str, Any] = await self.ctx.steps.record_soon(turn_key(turn), answer, event)
         return recorded
 
     async def _tool_calls(self, turn: int, calls: list[dict[str, Any]]) -> list[dict[str, Any]] | WaitInfo:
         """The turn's tool results in call order, or the wait of the first call that waits. With parallel
         calls the calls that do not wait run at once, then those that do, one at a time."""
+        if not all(self._pure(call) for call in calls):
+            await self.ctx.steps.stored()  # the answer is durable before a tool does anything twice
         results: dict[int, dict[str, Any]] = {}
         order: list[int] = list(range(len(calls)))
         if self.config.parallel_tool_calls:
@@ -326,13 +329,10 @@ class _Run:
         return tool is not None and self.registry.get(tool.node.type).waits
 
     def _pure(self, call: dict[str, Any]) -> bool:
-        """Whether the call's result comes out the same when computed again (a transform tool's, a call
-        that names no tool or fails its schema): its step is then not waited for (nodes/steps.py)."""
+        """Whether the call's result comes out the same when computed again (a pure tool's, such as a
+        transform's, or a call that names no tool): its step is then not waited for (nodes/steps.py)."""
         tool = self.tools.get(call["name"])
-        if tool is None:
-            return True
-        args, _ = parsed_arguments(call["arguments"], self.validators[tool.name])
-        return args is None or self.registry.get(tool.node.type).pure
+        return tool is None or self.registry.get(tool.node.type).pure
 
     async def _tool_call(self, turn: int, index: int, call: dict[str, Any]) -> dict[str, Any] | WaitInfo:
         key = call_key(turn, index)

@@ -11,6 +11,7 @@ earlier turn, by the assistant's message and one `tool` message per call, in cal
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -80,7 +81,15 @@ def conversation(
 
 
 def schema_problem(schema: Mapping[str, Any]) -> str | None:
-    """Why `schema` is not a JSON Schema (draft 2020-12) of an arguments object, or None."""
+    """Why `schema` is not a JSON Schema (draft 2020-12) of an arguments object, or None. Checked once per
+    distinct schema in a process (a check costs a third of a millisecond, and each run of an agent parses
+    its tools again)."""
+    return _schema_problem(json.dumps(schema, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema_problem(schema_json: str) -> str | None:
+    schema = json.loads(schema_json)
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:

@@ -8,6 +8,7 @@ items, a node test) the journal keeps its steps in memory only, and the node wor
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -15,9 +16,10 @@ from engine.records import EventType
 from engine.steps import storable_step
 
 StepEvent = tuple[EventType, dict[str, Any]]
-Recorder = Callable[[str, Any, StepEvent | None, bool], Awaitable[None]]
-"""Commits (key, value, event); with `wait`, returns once it is stored, else once it is queued for the
-job's next commit."""
+Recorder = Callable[[str, Any, StepEvent | None, bool], "asyncio.Future[None] | None"]
+"""Puts (key, value, event) in the job's inbox for its next commit, in order, and returns the future that
+completes once it is stored; with `deferrable` (a recomputable value), none: it may wait to go with the
+next entry that cannot."""
 Announcer = Callable[[EventType, dict[str, Any]], Awaitable[None]]
 """Publishes one of the node's events (no state change)."""
 
@@ -34,6 +36,7 @@ class StepJournal:
         self._recorder = recorder
         self._announcer = announcer
         self._node_id = node_id
+        self._unstored: list[asyncio.Future[None]] = []
 
     @property
     def durable(self) -> bool:
@@ -53,18 +56,34 @@ class StepJournal:
     async def record(self, key: str, value: Any, event: StepEvent | None = None) -> Any:
         """Record step `key` (JSON data, see engine/steps.py) and publish `event` with it; returns the value
         as stored (JSON data), once it is durable. Recording a key again replaces its value."""
-        return await self._record(key, value, event, wait=True)
+        stored = await self._record(key, value, event, deferrable=False)
+        await self.stored()
+        return stored
+
+    async def record_soon(self, key: str, value: Any, event: StepEvent | None = None) -> Any:
+        """Record step `key` as `record` does, but return at once: it is committed in order, before
+        anything the node records or reports after it, and `stored()` waits until it is. For a step
+        followed only by work that a crash would redo anyway (an agent's answer before pure tools)."""
+        return await self._record(key, value, event, deferrable=False)
 
     async def record_recomputable(self, key: str, value: Any, event: StepEvent | None = None) -> Any:
-        """Record step `key` as `record` does, but without waiting for its commit: it is stored with the
-        job's next commit. Only for a value the same run computes again, the same, after a crash (a pure
-        node's result): losing it costs a recomputation, never a repeated side effect."""
-        return await self._record(key, value, event, wait=False)
+        """Record step `key` without waiting for it; its commit may wait to go with the next entry. Only
+        for a value the same run computes again, the same, after a crash (a pure node's result): losing
+        it costs a recomputation, never a repeated side effect."""
+        return await self._record(key, value, event, deferrable=True)
 
-    async def _record(self, key: str, value: Any, event: StepEvent | None, *, wait: bool) -> Any:
+    async def stored(self) -> None:
+        """Wait until every step recorded so far with `record` or `record_soon` is durable."""
+        unstored, self._unstored = self._unstored, []
+        for future in unstored:
+            await future
+
+    async def _record(self, key: str, value: Any, event: StepEvent | None, *, deferrable: bool) -> Any:
         stored = storable_step(self._node_id, key, value, len(self._done) - (key in self._done))
         if self._recorder is not None:
-            await self._recorder(key, stored, event, wait)
+            future = self._recorder(key, stored, event, deferrable)
+            if future is not None:
+                self._unstored.append(future)
         elif self._announcer is not None and event is not None:
             await self._announcer(*event)
         self._done[key] = stored

@@ -74,6 +74,9 @@ logger = logging.getLogger(__name__)
 
 MAX_RENDERED_CONFIG_CHARS = 16_384
 PROGRESS_INTERVAL_S = 0.25
+DEFER_S = 0.02
+"""How long a batch of deferrable entries waits for one that is not (`JobRunner._next_batch`): longer
+than a fast model turn, short enough that a client sees a tool's events as soon as it needs them."""
 
 
 @dataclass
@@ -127,6 +130,8 @@ class JobRunner:
         self._read_signals_again = False
         self._ending = False
         self._last_progress: dict[str, float] = {}
+        self._deferrable: set[int] = set()
+        """By id, the inbox's entries that may wait for the next one (`_next_batch`)."""
         self._step_waiters: dict[int, asyncio.Future[None]] = {}
         """By id of a StepRecorded in the inbox: its recorder, waiting until the commit that stores it."""
         self._nodes = NodeTasks(
@@ -160,10 +165,7 @@ class JobRunner:
             begin = [Begin(self.services.clock()), *await self._waits_over_at_resume()]
             await self._commit(begin, self.job.pending_events, moved)
             while not self.state.status.is_terminal and not self._suspended():
-                batch = [await self._inbox.get()]
-                while not self._inbox.empty():
-                    batch.append(self._inbox.get_nowait())
-                await self._commit_batch(batch)
+                await self._commit_batch(await self._next_batch())
         except ConflictError:
             stored = await self.services.store.get_job(self.job.id)
             if not stored.status.is_terminal:
@@ -179,6 +181,23 @@ class JobRunner:
             if self._log_writes:
                 await asyncio.gather(*self._log_writes, return_exceptions=True)
         return self.state.status
+
+    async def _next_batch(self) -> list[SchedulerEvent | ChildrenDue | None]:
+        """What the inbox holds, once it holds something. A batch of deferrable entries only (a pure
+        step's result, an announcement) waits up to DEFER_S for one that is not, to go with it: an
+        agent's transform results and the next answer then take one commit, not two."""
+        batch = [await self._inbox.get()]
+        while True:
+            while not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            if not all(id(entry) in self._deferrable for entry in batch):
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._inbox.get(), DEFER_S))
+            except TimeoutError:
+                break
+        self._deferrable.difference_update(id(entry) for entry in batch)
+        return batch
 
     async def _commit_batch(self, batch: list[SchedulerEvent | ChildrenDue | None]) -> None:
         """Commit the batch's events in order; a map of children moves on from the state the events before
@@ -352,25 +371,26 @@ class JobRunner:
 
     def _journal(self, node_id: str, attempt: int) -> StepJournal:
         """The attempt's durable steps: those its checkpoint holds (an earlier run of the same attempt,
-        before a crash), each new one committed before `record` returns."""
+        before a crash), each new one in the inbox at once, its future done once it is stored."""
         node = self.state.nodes[node_id]
         done = node.steps if node.attempts == attempt else {}
 
-        async def record(key: str, value: Any, event: StepEvent | None, wait: bool) -> None:
+        def record(
+            key: str, value: Any, event: StepEvent | None, deferrable: bool
+        ) -> asyncio.Future[None] | None:
             recorded = StepRecorded(node_id, attempt, key, value, self.services.clock(), event)
-            if not wait:
-                self._inbox.put_nowait(recorded)
-                return
+            self._inbox.put_nowait(recorded)
+            if deferrable:
+                self._deferrable.add(id(recorded))
+                return None
             waiter = asyncio.get_running_loop().create_future()
             self._step_waiters[id(recorded)] = waiter
-            self._inbox.put_nowait(recorded)
-            try:
-                await waiter
-            finally:
-                self._step_waiters.pop(id(recorded), None)
+            return waiter
 
         async def announce(event_type: EventType, data: dict[str, Any]) -> None:
-            self._inbox.put_nowait(NodeProgress(node_id, data, self.services.clock(), event_type))
+            announced = NodeProgress(node_id, data, self.services.clock(), event_type)
+            self._deferrable.add(id(announced))
+            self._inbox.put_nowait(announced)
 
         return StepJournal(done, record, announce, node_id)
 
