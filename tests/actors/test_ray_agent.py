@@ -169,5 +169,42 @@ async def test_a_workflow_tool_pauses_the_agent_for_a_child_job_and_goes_on_with
     assert EventType.CHILD_JOB_STARTED in kinds and EventType.CHILD_JOB_FINISHED in kinds
 
 
+@pytest.mark.timeout(120)
+async def test_on_ray_an_invalid_call_is_corrected_max_steps_ends_an_agent_and_its_text_streams(
+    make_runtime, server, tmp_path
+):
+    runtime: ServiceRuntime = await make_runtime(MODEL_SERVICE_URL=server.url)
+    shout = {
+        "name": "shout",
+        "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+        "node": {"type": "transform", "config": {"template": "{{args.text | upper}}"}},
+    }
+    server.script(
+        ScriptedReply(tool_calls=(("shout", {"words": "hi"}),)),
+        ScriptedReply(tool_calls=(("shout", {"text": "hi"}),)),
+        ScriptedReply(text="HI it is"),
+    )
+    config = {"model": "m", "prompt": "shout hi", "tools": [shout], "stream": True}
+    job = await execute(runtime, [{"id": "agent", "type": "agent", "config": config}], [], name="agent-fix")
+    done = await wait_for(runtime, job.id, finished)
+    assert done.status is JobStatus.COMPLETED, done.error
+    first, second, _ = done.nodes["agent"].output["steps"]
+    assert "'text' is a required property" in first["tool_calls"][0]["error"]
+    assert second["tool_calls"][0]["output"] == "HI"
+    tokens = [
+        e for e in [event async for event in runtime.bus.subscribe(job.id)] if e.type == EventType.LLM_TOKEN
+    ]
+    assert "".join(e.data["text"] for e in tokens if e.node_id == "agent").endswith("HI it is"), (
+        "the model's streamed text reaches the job's events from the job's actor"
+    )
+
+    server.script(*[ScriptedReply(tool_calls=(("shout", {"text": str(n)}),)) for n in range(2)])
+    config = {"model": "m", "prompt": "loop", "tools": [shout], "max_steps": 2}
+    job = await execute(runtime, [{"id": "agent", "type": "agent", "config": config}], [], name="agent-max")
+    done = await wait_for(runtime, job.id, finished)
+    assert done.status is JobStatus.FAILED and done.nodes["agent"].error is not None
+    assert "reached max_steps (2)" in done.nodes["agent"].error.message
+
+
 async def _true(value: bool) -> bool:
     return value

@@ -29,7 +29,8 @@ async def service(ray_cluster, tmp_path_factory) -> AsyncIterator[str]:
             RAY_DASHBOARD=False,
             RAY_NAMESPACE=f"cli-gateway-{uuid.uuid4().hex[:8]}",
             MAX_ACTIVE_JOBS=2,
-            WARM_POOL_SIZE=0,
+            JOB_ACTOR_MODE="reuse",  # a warm runner: a dedicated actor per job costs a process start
+            WARM_POOL_SIZE=1,
             EXECUTOR_POOL_SIZE=1,
             JWT_SECRET=JWT_SECRET,
             EVENT_KEEPALIVE_S=1.0,

@@ -59,6 +59,7 @@ def cli_env(monkeypatch, tmp_path, ray_cluster, llm_server):
         "HTTP_ALLOW_PRIVATE_NETWORKS": "true",
         "EXECUTOR_POOL_SIZE": "1",
         "MAX_ACTIVE_JOBS": "2",
+        "JOB_ACTOR_MODE": "reuse",
         "LOG_LEVEL": "WARNING",
     }.items():
         monkeypatch.setenv(name, value)

@@ -1,6 +1,6 @@
 """Autoscaling with Ray's fake multi-node provider: a head without job slots, workers with 4 each.
 
-Ten jobs at once need ten job slots, so their job actors wait until the autoscaler has added three
+Six jobs at once need six job slots, so their job actors wait until the autoscaler has added two
 workers; every job completes; the workers go away again once idle. The service runs in a subprocess
 (the test session has a Ray instance of its own) connected to the cluster through RAY_ADDRESS."""
 
@@ -17,7 +17,7 @@ from tests.cluster.fake_cluster import REPO, FakeAutoscalingCluster, cluster_env
 
 pytestmark = pytest.mark.slow
 
-JOBS = 10
+JOBS = 6
 SLOTS_PER_WORKER = 4
 IDLE_TIMEOUT_MINUTES = 0.1
 

@@ -183,7 +183,8 @@ async def test_another_user_sees_nothing_and_a_listed_approver_may_only_decide(h
     assert (await send(http, carol, job_id, "other", {})).status_code == 404, "only the approval's signal"
     inbox = (await http.get("/api/v1/approvals", headers=carol.headers)).json()["items"]
     assert [(a["job_id"], a["node_id"]) for a in inbox] == [(job_id, "review")]
-    assert set(inbox[0]) == {"job_id", "node_id", "message", "since", "deadline"}
+    assert set(inbox[0]) == {"job_id", "node_id", "signal", "message", "since", "deadline"}
+    assert inbox[0]["signal"] == "review"
 
     decided = await send(http, carol, job_id, "review", {"approved": False, "comment": "not yet"})
     assert decided.status_code == 202, decided.text
