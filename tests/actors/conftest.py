@@ -8,10 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
-from actors.ray_runtime import ray_api
 from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
-from tests.support.ray_jobs import RuntimeFactory, settings_for
+from tests.support.ray_jobs import RuntimeFactory, end_runtime, settings_for
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def shared_runtime(
+    ray_cluster, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ServiceRuntime]:
+    """One runtime (default test settings) for the tests of a module that need nothing of their own and
+    harm nothing: starting one and warming its runner costs seconds here."""
+    runtime = await start_service_runtime(settings_for(tmp_path_factory.mktemp("shared-runtime")))
+    yield runtime
+    await end_runtime(runtime)
 
 
 @pytest.fixture
@@ -25,8 +36,4 @@ async def make_runtime(ray_cluster, tmp_path: Path) -> AsyncIterator[RuntimeFact
 
     yield make
     for runtime in started:
-        for name in ray_api.named_actors(runtime.runtime.namespace):
-            handle = ray_api.get_actor(name, runtime.runtime.namespace)
-            if handle is not None:
-                ray_api.kill(handle)
-        await runtime.close()
+        await end_runtime(runtime)

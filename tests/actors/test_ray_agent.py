@@ -7,17 +7,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
-from actors.ray_runtime.bootstrap import ServiceRuntime
+from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
 from engine.models import WorkflowDefinition
 from engine.records import EventType, JobStatus
 from tests.support.openai_server import OpenAITestServer, ScriptedReply
-from tests.support.ray_jobs import execute, finished, job_actor, wait_for
+from tests.support.ray_jobs import end_runtime, execute, finished, job_actor, settings_for, wait_for
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -25,10 +26,29 @@ pytestmark = pytest.mark.slow
 SECONDS = {"type": "object", "properties": {"seconds": {"type": "number"}}, "required": ["seconds"]}
 
 
-@pytest.fixture
-def server() -> Iterator[OpenAITestServer]:
+@pytest.fixture(scope="module")
+def model_server() -> Iterator[OpenAITestServer]:
     with OpenAITestServer() as running:
         yield running
+
+
+@pytest.fixture
+def server(model_server: OpenAITestServer) -> OpenAITestServer:
+    """The module's test LLM server, what earlier tests asked of it and scripted forgotten."""
+    model_server.forget()
+    return model_server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def agent_runtime(
+    ray_cluster: object, model_server: OpenAITestServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ServiceRuntime]:
+    """One runtime calling the module's LLM server, for the tests that kill nothing."""
+    runtime = await start_service_runtime(
+        settings_for(tmp_path_factory.mktemp("agent-runtime"), MODEL_SERVICE_URL=model_server.url)
+    )
+    yield runtime
+    await end_runtime(runtime)
 
 
 def agent(ledger: Path, *tools: dict[str, Any]) -> dict[str, Any]:
@@ -46,8 +66,7 @@ def lines(ledger: Path, event: str) -> list[list[str]]:
     return [line.split() for line in text.splitlines() if line.split()[3] == event]
 
 
-async def start(make_runtime: Any, server: OpenAITestServer, ledger: Path, *tools: dict[str, Any]) -> Any:
-    runtime: ServiceRuntime = await make_runtime(MODEL_SERVICE_URL=server.url)
+async def start(runtime: ServiceRuntime, ledger: Path, *tools: dict[str, Any]) -> Any:
     return runtime, await execute(runtime, [agent(ledger, *tools)], [], name="agent-test")
 
 
@@ -57,7 +76,7 @@ def wait_call(seconds: float) -> tuple[str, Any]:
 
 @pytest.mark.timeout(120)
 async def test_parallel_calls_of_two_tools_run_in_an_executor_and_in_the_sandbox(
-    make_runtime, server, tmp_path
+    agent_runtime, server, tmp_path
 ):
     ledger = tmp_path / "ledger"
     code = {
@@ -72,7 +91,7 @@ async def test_parallel_calls_of_two_tools_run_in_an_executor_and_in_the_sandbox
         ScriptedReply(tool_calls=(wait_call(0.5), wait_call(0.5), ("square", {"n": 7}))),
         ScriptedReply(text="done"),
     )
-    runtime, job = await start(make_runtime, server, ledger, code)
+    runtime, job = await start(agent_runtime, ledger, code)
     done = await wait_for(runtime, job.id, finished)
     assert done.status is JobStatus.COMPLETED, done.error
     output = done.nodes["agent"].output
@@ -98,7 +117,7 @@ async def test_kill_9_mid_run_resumes_without_repeating_a_finished_model_or_tool
         ScriptedReply(tool_calls=(wait_call(3),)),
         ScriptedReply(text="all done"),
     )
-    runtime, job = await start(make_runtime, server, ledger)
+    runtime, job = await start(await make_runtime(MODEL_SERVICE_URL=server.url), ledger)
     assert await wait_until(lambda: _true(len(lines(ledger, "start")) == 3), timeout_s=30)
     info = await (await job_actor(runtime, job.id)).info()
     os.kill(int(info["pid"]), signal.SIGKILL)
@@ -123,10 +142,10 @@ async def test_kill_9_mid_run_resumes_without_repeating_a_finished_model_or_tool
 
 
 @pytest.mark.timeout(60)
-async def test_a_cancel_mid_tool_call_stops_the_call_and_cancels_the_job(make_runtime, server, tmp_path):
+async def test_a_cancel_mid_tool_call_stops_the_call_and_cancels_the_job(agent_runtime, server, tmp_path):
     ledger = tmp_path / "ledger"
     server.script(ScriptedReply(tool_calls=(wait_call(2),)), ScriptedReply(text="never"))
-    runtime, job = await start(make_runtime, server, ledger)
+    runtime, job = await start(agent_runtime, ledger)
     assert await wait_until(lambda: _true(len(lines(ledger, "start")) == 1), timeout_s=30)
     await runtime.controller.cancel_job(job.id)
     done = await wait_for(runtime, job.id, finished, timeout_s=10)
@@ -138,9 +157,9 @@ async def test_a_cancel_mid_tool_call_stops_the_call_and_cancels_the_job(make_ru
 
 @pytest.mark.timeout(120)
 async def test_a_workflow_tool_pauses_the_agent_for_a_child_job_and_goes_on_with_its_result(
-    make_runtime, server, tmp_path
+    agent_runtime, server, tmp_path
 ):
-    runtime: ServiceRuntime = await make_runtime(MODEL_SERVICE_URL=server.url)
+    runtime: ServiceRuntime = agent_runtime
     double = {
         "name": "double",
         "nodes": [{"id": "twice", "type": "transform", "config": {"template": {"n": "{{input.n * 2}}"}}}],
@@ -171,9 +190,9 @@ async def test_a_workflow_tool_pauses_the_agent_for_a_child_job_and_goes_on_with
 
 @pytest.mark.timeout(120)
 async def test_on_ray_an_invalid_call_is_corrected_max_steps_ends_an_agent_and_its_text_streams(
-    make_runtime, server, tmp_path
+    agent_runtime, server, tmp_path
 ):
-    runtime: ServiceRuntime = await make_runtime(MODEL_SERVICE_URL=server.url)
+    runtime: ServiceRuntime = agent_runtime
     shout = {
         "name": "shout",
         "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},

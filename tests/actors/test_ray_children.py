@@ -79,8 +79,8 @@ async def test_a_child_job_runs_the_called_workflow_and_its_result_is_the_nodes_
 
 
 @pytest.mark.timeout(120)
-async def test_a_failed_child_fails_the_node_and_a_retry_starts_a_new_child(make_runtime: RuntimeFactory):
-    runtime = await make_runtime()
+async def test_a_failed_child_fails_the_node_and_a_retry_starts_a_new_child(shared_runtime: ServiceRuntime):
+    runtime = shared_runtime
     failing = {
         "name": "fails",
         "nodes": [{"id": "boom", "type": "transform", "config": {"template": "{{x.y}}"}}],
@@ -103,8 +103,10 @@ async def test_a_failed_child_fails_the_node_and_a_retry_starts_a_new_child(make
 
 
 @pytest.mark.timeout(120)
-async def test_cancelling_the_parent_cancels_its_running_child(make_runtime: RuntimeFactory, tmp_path: Path):
-    runtime = await make_runtime()
+async def test_cancelling_the_parent_cancels_its_running_child(
+    shared_runtime: ServiceRuntime, tmp_path: Path
+):
+    runtime = shared_runtime
     slow = {"name": "slow", "nodes": [record("sleep", tmp_path / "ledger", seconds=30)]}
     workflow_id = await create(runtime, calling(await create(runtime, slow)))
     parent = await runtime.controller.execute_workflow(workflow_id, {"n": 1}, owner="alice")
@@ -117,8 +119,8 @@ async def test_cancelling_the_parent_cancels_its_running_child(make_runtime: Run
 
 
 @pytest.mark.timeout(120)
-async def test_cancelling_a_child_fails_only_its_parents_node(make_runtime: RuntimeFactory, tmp_path: Path):
-    runtime = await make_runtime()
+async def test_cancelling_a_child_fails_only_its_parents_node(shared_runtime: ServiceRuntime, tmp_path: Path):
+    runtime = shared_runtime
     slow = {"name": "slow", "nodes": [record("sleep", tmp_path / "ledger", seconds=30)]}
     handled = calling(await create(runtime, slow))
     handled["nodes"][0]["on_error"] = "continue"
@@ -174,8 +176,8 @@ async def test_a_workflow_calling_itself_stops_at_the_depth_limit_naming_the_cha
 
 
 @pytest.mark.timeout(120)
-async def test_a_workflow_of_another_owner_is_not_found_when_the_node_runs(make_runtime: RuntimeFactory):
-    runtime = await make_runtime()
+async def test_a_workflow_of_another_owner_is_not_found_when_the_node_runs(shared_runtime: ServiceRuntime):
+    runtime = shared_runtime
     bobs = await create(runtime, DOUBLE, owner="bob")
     done = await run(runtime, calling(bobs), {"n": 1})
     assert done.status is JobStatus.FAILED

@@ -89,9 +89,9 @@ async def test_a_map_of_children_runs_them_all_five_at_a_time_under_a_smaller_ad
 
 @pytest.mark.timeout(120)
 async def test_fail_fast_fails_the_map_at_the_first_failed_child_and_cancels_the_rest(
-    make_runtime: RuntimeFactory, tmp_path: Path
+    shared_runtime: ServiceRuntime, tmp_path: Path
 ):
-    runtime = await make_runtime()
+    runtime = shared_runtime
     slow = await create(
         runtime, {"name": "slow", "nodes": [record("sleep", tmp_path / "ledger", seconds=30)]}
     )

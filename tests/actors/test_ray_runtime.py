@@ -121,8 +121,8 @@ async def test_kill_9_of_the_job_actor_resumes_and_never_reruns_completed_nodes(
 
 
 @pytest.mark.timeout(60)
-async def test_cancel_stops_a_running_cpu_task_within_two_seconds(make_runtime, tmp_path):
-    runtime = await make_runtime()
+async def test_cancel_stops_a_running_cpu_task_within_two_seconds(shared_runtime, tmp_path):
+    runtime = shared_runtime
     ledger = tmp_path / "ledger"
     job = await execute(
         runtime,
@@ -146,10 +146,10 @@ async def test_cancel_stops_a_running_cpu_task_within_two_seconds(make_runtime, 
 
 
 @pytest.mark.timeout(60)
-async def test_cancelling_a_finished_job_is_a_conflict(make_runtime, tmp_path):
+async def test_cancelling_a_finished_job_is_a_conflict(shared_runtime, tmp_path):
     from engine.errors import ConflictError
 
-    runtime = await make_runtime()
+    runtime = shared_runtime
     job = await execute(runtime, [{"id": "s", "type": "start"}], [])
     await wait_for(runtime, job.id, finished)
     with pytest.raises(ConflictError, match="already completed"):
@@ -158,9 +158,9 @@ async def test_cancelling_a_finished_job_is_a_conflict(make_runtime, tmp_path):
 
 @pytest.mark.timeout(120)
 async def test_a_rerun_after_a_failure_runs_what_did_not_complete_and_from_nodes_runs_again(
-    make_runtime, tmp_path
+    shared_runtime, tmp_path
 ):
-    runtime = await make_runtime()
+    runtime = shared_runtime
     ledger, broken = tmp_path / "ledger", tmp_path / "broken"
     broken.touch()
     nodes = [record("a", ledger), record("b", ledger), record("c", ledger, fail_while=str(broken))]
@@ -191,8 +191,8 @@ async def test_a_rerun_after_a_failure_runs_what_did_not_complete_and_from_nodes
 
 
 @pytest.mark.timeout(60)
-async def test_retries_and_timeouts_on_ray(make_runtime, tmp_path):
-    runtime = await make_runtime()
+async def test_retries_and_timeouts_on_ray(shared_runtime, tmp_path):
+    runtime = shared_runtime
     ledger = tmp_path / "ledger"
     flaky = {**record("flaky", ledger, fail_times=2), "retry": {"max_attempts": 3, "backoff": 0.05}}
     slow = {**record("slow", ledger, seconds=10), "timeout_s": 0.5}
@@ -467,8 +467,8 @@ def sandbox_processes(since: float) -> set[int]:
 
 
 @pytest.mark.timeout(90)
-async def test_cancelling_a_code_node_that_sleeps_kills_its_sandbox_within_two_seconds(make_runtime):
-    runtime = await make_runtime()
+async def test_cancelling_a_code_node_that_sleeps_kills_its_sandbox_within_two_seconds(shared_runtime):
+    runtime = shared_runtime
     code = "import time\n\ndef process(input_data):\n    time.sleep(60)\n    return input_data\n"
     node = {
         "id": "sleepy",

@@ -118,6 +118,11 @@ class OpenAITestServer:
         for _ in range(count):
             self._injected.append(Injected(status, retry_after, message or f"injected error {status}"))
 
+    def forget(self) -> None:
+        """Drop the requests seen and the replies scripted but never asked for (a test cancelled early)."""
+        self.requests.clear()
+        self._script.clear()
+
     def script(self, *replies: ScriptedReply) -> None:
         """Queue replies for the next requests, in order (thread-safe enough: a deque's append)."""
         self._script.extend(replies)

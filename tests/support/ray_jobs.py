@@ -85,6 +85,15 @@ def finished(job: JobRecord) -> bool:
     return job.status.is_terminal
 
 
+async def end_runtime(runtime: ServiceRuntime) -> None:
+    """Kill the actors a test's runtime started (they are detached: its close leaves them), then close it."""
+    for name in ray_api.named_actors(runtime.runtime.namespace):
+        handle = ray_api.get_actor(name, runtime.runtime.namespace)
+        if handle is not None:
+            ray_api.kill(handle)
+    await runtime.close()
+
+
 async def job_actor(runtime: ServiceRuntime, job_id: str) -> ray_api.JobActorHandle:
     """The actor running the job now (its own, or the runner it shares), as its checkpoint names it."""
     name = (await runtime.store.get_job(job_id)).actor_name
