@@ -69,7 +69,7 @@ def most_at_once(jobs: list[JobRecord]) -> int:
 
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize(
-    ("items", "active", "mode"), [(50, 2, "reuse"), (8, 1, "dedicated")], ids=["50-2-reuse", "8-1-dedicated"]
+    ("items", "active", "mode"), [(50, 2, "reuse"), (4, 1, "dedicated")], ids=["50-2-reuse", "4-1-dedicated"]
 )
 async def test_a_map_of_children_runs_them_all_five_at_a_time_under_a_smaller_admission_limit(
     make_runtime: RuntimeFactory, items: int, active: int, mode: str

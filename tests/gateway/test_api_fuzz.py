@@ -38,7 +38,7 @@ from tests.gateway.support import create_workflow, execute, linear_definition, w
 
 pytestmark = pytest.mark.timeout(300)
 
-EXAMPLES_PER_RUN = 12
+EXAMPLES_PER_RUN = 8
 STREAMING = {("GET", "/api/v1/jobs/{job_id}/events")}
 PURE_NODE_TYPES = {"transform", "conditional", "switch", "start", "end"}
 UNSAFE_NODE_TYPES = {node.type_name for node in BUILTIN_NODE_TYPES} - PURE_NODE_TYPES
