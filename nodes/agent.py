@@ -384,11 +384,8 @@ class _Run:
         try:
             config = node_type.render_config(tool.node.config, scope, f"{self.ctx.node_id}.{tool.name}")
             result = await self.launch(node_type, config, self.ctx.for_step(str(turn), str(index)))
-        except WorkflowServiceError as exc:
-            return {"error": f"{exc.code}: {exc.message}"}
         except Exception as exc:
-            info = error_info(exc)
-            return {"error": f"{info.type}: {info.message}"}
+            return _tool_error(exc)
         if result.wait is not None:
             settings = {**result.wait.settings, WAITING_CALL: arrival_key(turn, index)}
             return result.wait.model_copy(update={"settings": settings})
@@ -406,11 +403,8 @@ class _Run:
                 SignalRecord.model_validate(signal) if signal is not None else None,
             )
             result = node_type.finish_wait(WaitInfo.model_validate(arrival["wait"]), ended)
-        except WorkflowServiceError as exc:
-            return {"error": f"{exc.code}: {exc.message}"}
         except Exception as exc:
-            info = error_info(exc)
-            return {"error": f"{info.type}: {info.message}"}
+            return _tool_error(exc)
         return _kept(result)
 
     def _result(
@@ -444,6 +438,14 @@ class _Run:
             if fields is not None:
                 output["json"] = fields
         return NodeResult(output=output, usage=usage)
+
+
+def _tool_error(exc: Exception) -> dict[str, Any]:
+    """A tool call that failed, as its step keeps it and the model reads it: `<error type>: <message>`."""
+    if isinstance(exc, WorkflowServiceError):
+        return {"error": f"{exc.code}: {exc.message}"}
+    info = error_info(exc)
+    return {"error": f"{info.type}: {info.message}"}
 
 
 def _kept(result: NodeResult) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.dag import Dag
 from engine.errors import ConflictError
 from engine.records import JobRecord
-from nodes.provider_limits import ProviderLimits
 from storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
@@ -43,10 +42,7 @@ class JobActor:
         self._cancel_requested: set[str] = set()
         self._done: dict[str, asyncio.Event] = {}
         self._executors = ExecutorPool(runtime)
-        settings = runtime.settings.nodes
-        self._limiter = ClusterLimiter(
-            runtime.namespace, ProviderLimits.from_settings(settings), hold_s=settings.llm_request_timeout_s
-        )
+        self._limiter = ClusterLimiter.for_nodes(runtime.namespace, runtime.settings.nodes)
         self._registry = runtime.registry()
         self._workflows: dict[tuple[str, int], tuple[str, Dag]] = {}
         self.jobs_run = 0

@@ -40,6 +40,7 @@ from typing import Any
 from actors.ray_runtime import ray_api
 from engine.errors import RetryableNodeError
 from nodes.provider_limits import KeyedLimiter, LimitKey, Permit, ProviderLimits
+from nodes.settings import NodeSettings
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +201,12 @@ class ClusterLimiter:
         self._flush: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._reusable = not (limits.requests_per_minute or limits.tokens_per_minute)
+
+    @classmethod
+    def for_nodes(cls, namespace: str, settings: NodeSettings) -> ClusterLimiter:
+        """The limiter of a process whose nodes call LLMs under these settings (an executor, a job actor):
+        their provider limits, and a permit held at most as long as a request may take."""
+        return cls(namespace, ProviderLimits.from_settings(settings), hold_s=settings.llm_request_timeout_s)
 
     async def acquire(self, provider: str, model: str, estimated_tokens: int) -> Permit:
         key = LimitKey(provider, model)

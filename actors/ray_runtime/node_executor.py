@@ -20,7 +20,7 @@ from engine.records import JobEvent, LogLevel
 from engine.templating import TemplateContext
 from nodes.base import Execution, NodeContext
 from nodes.map import ItemOutcome
-from nodes.provider_limits import ProviderLimiter, ProviderLimits
+from nodes.provider_limits import ProviderLimiter
 from nodes.services import NodeServices, TokenSink
 from storage.protocols import EventBus
 
@@ -48,10 +48,7 @@ class NodeExecutor:
     def __init__(self, runtime: RuntimeConfig) -> None:
         self.runtime = runtime
         runtime.configure_process_logging()
-        settings = runtime.settings.nodes
-        self._limiter = ClusterLimiter(
-            runtime.namespace, ProviderLimits.from_settings(settings), hold_s=settings.llm_request_timeout_s
-        )
+        self._limiter = ClusterLimiter.for_nodes(runtime.namespace, runtime.settings.nodes)
         self._bus: EventBus | None = None
         self._bus_lock = asyncio.Lock()
 
