@@ -12,7 +12,19 @@ from typing import Any
 
 import psutil
 
-from bench import agent, chain, children, children_cluster, fanout, jobs, recovery, rest, schedules, waits
+from bench import (
+    agent,
+    chain,
+    children,
+    children_cluster,
+    code_nodes,
+    fanout,
+    jobs,
+    recovery,
+    rest,
+    schedules,
+    waits,
+)
 
 WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "chain100": chain.run,
@@ -26,6 +38,7 @@ WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "children-dedicated": children_cluster.run,
     "schedules": schedules.run,
     "agent": agent.run,
+    "code": code_nodes.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 SETTLED_CPU_PERCENT = 15.0

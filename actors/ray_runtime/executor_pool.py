@@ -1,12 +1,18 @@
-"""Finds the shared executor actors by name, waiting briefly while the job manager still starts them."""
+"""Finds the shared executor actors by name, waiting briefly while the job manager still starts them, and
+sends them a job's node attempts."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+from pydantic import BaseModel
 
 from actors.ray_runtime import ray_api
+from actors.ray_runtime.remote_calls import outcome_result, remote_call
 from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.errors import RetryableNodeError
+from nodes.base import Execution, NodeContext, NodeResult, NodeType
 
 EXECUTOR_NAME = "node-executor-{index}"
 LOOKUP_TIMEOUT_S = 30.0
@@ -43,3 +49,19 @@ class ExecutorPool:
     async def pick(self, key: object) -> ray_api.ExecutorHandle:
         handles = await self.handles()
         return handles[hash(key) % len(handles)]
+
+    async def run(
+        self, node: NodeType[Any], config: BaseModel, ctx: NodeContext, task_prefix: str
+    ) -> NodeResult:
+        """One attempt of an I/O node as a coroutine in an executor, or of a CPU node as a Ray task named
+        `<task_prefix>:<node id>` that an executor submits and so owns. A task's worker stays leased to
+        its owner until the owner gives it back or dies: owned by a job actor that lives for one job, each
+        attempt got a fresh worker (lease, start, the runtime's imports: about a second here), while the
+        executors live as long as the service, so their workers stay warm from one job to the next."""
+        executor = await self.pick((ctx.job_id, ctx.node_id))
+        call = remote_call(self._runtime, node.type_name, ctx, config.model_dump(mode="json"))
+        if node.execution is Execution.CPU:
+            pending = executor.run_cpu(call, f"{task_prefix}:{ctx.node_id}")
+        else:
+            pending = executor.execute(call)
+        return outcome_result(await pending.stopped_with_caller(force_cancel=False), ctx)

@@ -128,9 +128,10 @@ class JobManager:
                 self._actors.refill()
 
     def _start_executors(self) -> None:
+        """Start the executors, and through the first a warm worker for CPU nodes (not waited for)."""
         limiter_handle(self.runtime.namespace)
         for index in range(self.runtime.settings.jobs.executor_pool_size):
-            ray_api.start_actor(
+            handle = ray_api.start_actor(
                 NodeExecutor,
                 self.runtime,
                 name=EXECUTOR_NAME.format(index=index),
@@ -139,6 +140,8 @@ class JobManager:
                 get_if_exists=True,
                 on_head=True,
             )
+            if index == 0:
+                ray_api.ExecutorHandle(handle).warm_cpu_worker()
 
     async def _recover(self) -> None:
         """Resume what a previous run left: running jobs first, then pending ones, oldest first.

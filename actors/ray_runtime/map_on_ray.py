@@ -6,7 +6,6 @@ place."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -133,6 +132,8 @@ class RayFanOut:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _cpu_tasks(self, items: MapItems, tally: Tally) -> None:
-        on_a_worker = functools.partial(run_as_task, self._runtime, self._workflow_name)
+        async def on_a_worker(node: NodeType[Any], config: BaseModel, ctx: NodeContext) -> NodeResult:
+            return await self._executors.run(node, config, ctx, self._workflow_name)
+
         async for outcome in bounded(item_jobs(items, on_a_worker), items.max_concurrency, items.fail_fast):
             await tally.add([outcome])

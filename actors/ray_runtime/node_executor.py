@@ -10,9 +10,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.job_loop.token_events import token_emitter
+from actors.ray_runtime import ray_api
 from actors.ray_runtime.llm_limiter import ClusterLimiter
 from actors.ray_runtime.map_on_ray import RemoteBatch, execute_batch_here
-from actors.ray_runtime.remote_calls import RemoteCall, RemoteOutcome, execute_here, run_as_task
+from actors.ray_runtime.remote_calls import (
+    RemoteCall,
+    RemoteOutcome,
+    execute_here,
+    run_as_task,
+    run_cpu_attempt,
+    worker_ready,
+)
 from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.errors import ConditionError
 from engine.failures import error_info
@@ -54,6 +62,17 @@ class NodeExecutor:
 
     async def execute(self, call: RemoteCall) -> RemoteOutcome:
         return await execute_here(call, call.services(self._limiter, self._token_emitter(call)))
+
+    async def run_cpu(self, call: RemoteCall, task_name: str) -> RemoteOutcome:
+        """A job's CPU node attempt as a Ray task this actor owns (see ExecutorPool.run); cancelling this
+        call force-cancels the task, its sandbox with it."""
+        return await run_cpu_attempt(call, task_name)
+
+    async def warm_cpu_worker(self) -> int:
+        """Start a worker for CPU node attempts and import the node types there now, so the first code node
+        after the service starts does not wait for it; the idle worker stays in Ray's pool."""
+        pid: int = await ray_api.result(ray_api.submit_task(worker_ready, name="warm-up"))
+        return pid
 
     async def test_node(self, test: NodeTest) -> RemoteOutcome:
         return await test_here(test, self.runtime, self._limiter)

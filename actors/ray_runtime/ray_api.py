@@ -177,19 +177,23 @@ def submit_task(
     return _remote_function(fn).options(name=name, num_cpus=num_cpus, max_retries=max_retries).remote(*args)
 
 
-async def wait_ref(ref: ObjectRef, *, force_cancel: bool) -> Any:
+async def wait_ref(ref: ObjectRef, *, force_cancel: bool, recursive: bool = True) -> Any:
     """Await a task's result; when the awaiting coroutine is cancelled, cancel the remote work too
-    (`force_cancel` kills a task's worker process, which takes any sandbox process with it)."""
+    (`force_cancel` kills a task's worker process, which takes any sandbox process with it; `recursive`
+    cancels the tasks it submitted as well, see `cancel`)."""
     try:
         return await ref
     except asyncio.CancelledError:
-        cancel(ref, force=force_cancel)
+        cancel(ref, force=force_cancel, recursive=recursive)
         raise
 
 
-def cancel(ref: ObjectRef, *, force: bool = False) -> None:
+def cancel(ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel a task or an actor call. Not `recursive` for a call into an async actor whose coroutine
+    cancels its own tasks as it sees fit: Ray's recursive cancel would reach them first, without `force`,
+    so a CPU task stopped that way leaves its worker (and a sandbox) running."""
     try:
-        ray.cancel(ref, force=force, recursive=True)
+        ray.cancel(ref, force=force, recursive=recursive)
     except (ValueError, TypeError) as exc:
         logger.debug("cancel of a finished task ignored: %s", exc)
 
@@ -228,8 +232,9 @@ class Pending(Generic[T]):
         return result(self._ref).__await__()
 
     async def stopped_with_caller(self, *, force_cancel: bool) -> T:
-        """The result; cancelling the awaiting coroutine cancels the remote call too (`wait_ref`)."""
-        outcome: T = await wait_ref(self._ref, force_cancel=force_cancel)
+        """The result; cancelling the awaiting coroutine cancels the remote call too (`wait_ref`), which
+        then cancels the work it started itself."""
+        outcome: T = await wait_ref(self._ref, force_cancel=force_cancel, recursive=False)
         return outcome
 
 
@@ -318,6 +323,12 @@ class ExecutorHandle(_Handle):
 
     def execute(self, remote_call: RemoteCall) -> Pending[RemoteOutcome]:
         return self._send("execute", remote_call)
+
+    def run_cpu(self, remote_call: RemoteCall, task_name: str) -> Pending[RemoteOutcome]:
+        return self._send("run_cpu", remote_call, task_name)
+
+    def warm_cpu_worker(self) -> Pending[int]:
+        return self._send("warm_cpu_worker")
 
     def test_node(self, test: NodeTest) -> Pending[RemoteOutcome]:
         return self._send("test_node", test, retry_on_restart=False)

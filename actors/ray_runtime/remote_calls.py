@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,3 +181,9 @@ def run_cpu_node(call: RemoteCall) -> RemoteOutcome:
     """The body of a Ray task for CPU nodes (user code): one attempt, in a worker process, which holds no
     provider limiter."""
     return asyncio.run(execute_here(call, call.services(llm_limiter=None, emit_token=None)))
+
+
+def worker_ready() -> int:
+    """A task that does nothing: running it imports this module, and with it the node types, in a worker,
+    so that worker runs a CPU node's first attempt without that import (most of a second here)."""
+    return os.getpid()

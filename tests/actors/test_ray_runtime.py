@@ -84,6 +84,11 @@ async def test_named_actor_parallel_branches_and_named_cpu_tasks(make_runtime, t
         if t["name"] == "parallel-demo:cpu"
     ]
     assert tasks, "the CPU node ran as a Ray task named after the workflow and node"
+    by_id = {t["task_id"]: t for t in ray_test_api.list_tasks(runtime.cluster.dashboard_url)}
+    owners = {by_id[t["parent_task_id"]]["name"] for t in tasks if t.get("parent_task_id") in by_id}
+    assert owners and all(owner.startswith("node-executor-") for owner in owners), (
+        "an executor, which outlives the job's actor, submits the task, so its worker stays warm"
+    )
     await wait_until(lambda: f"job:{job.id}" not in job_actor_names(runtime))
     assert f"job:{job.id}" not in job_actor_names(runtime), "a dedicated actor ends with its job"
 

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from actors.ray_runtime import ray_api
-from actors.ray_runtime.executor_pool import ExecutorPool
-from actors.ray_runtime.ray_launcher import RayLauncher
+from actors.ray_runtime.remote_calls import run_as_task
 from engine.templating import TemplateContext
 from nodes.base import NodeContext, NodeResult
 from tests.actors.worker_loss_nodes import PLUGIN
@@ -49,9 +48,9 @@ async def test_a_task_queued_behind_a_force_cancelled_one_survives_the_worker_it
     """Every CPU holds a node waiting on a child process; one more node waits in this process's queue
     for a CPU. Cancelling one holder as a node timeout does (Ray's force-cancel) kills the holder's
     child first, so the holder returns and its worker is handed the queued node just before it exits.
-    The queued node must still complete: on another worker."""
+    The queued node must still complete: on another worker. The tasks are this process's own, as an
+    executor's are when it runs a job's CPU nodes (ExecutorPool.run)."""
     runtime = runtime_config(tmp_path, "127.0.0.1", 6379, NODE_PLUGINS=PLUGIN)
-    launcher = RayLauncher(ExecutorPool(runtime), "worker-loss", runtime)
     node = runtime.registry().get("hold_child")
     cpus = await until_cpus_idle()
     assert cpus >= 1, "the test cluster has a CPU"
@@ -69,7 +68,9 @@ async def test_a_task_queued_behind_a_force_cancelled_one_survives_the_worker_it
             services=services,
             log=unread_log,
         )
-        return asyncio.create_task(launcher.run(node, node.parse_config(config, node_id), ctx))
+        return asyncio.create_task(
+            run_as_task(runtime, "worker-loss", node, node.parse_config(config, node_id), ctx)
+        )
 
     caplog.set_level(logging.WARNING, logger="actors.ray_runtime.remote_calls")
     handed_over: list[logging.LogRecord] = []
