@@ -103,11 +103,27 @@ class JobSettings(Section):
 
     actor_mode: ActorMode = Field(default=ActorMode.DEDICATED, alias="JOB_ACTOR_MODE")
     max_active_jobs: int = Field(
-        default=0, alias="MAX_ACTIVE_JOBS", ge=0, description="0 derives it from the memory Ray has"
+        default=0,
+        alias="MAX_ACTIVE_JOBS",
+        ge=0,
+        description="0 follows the cluster: its job slots (dedicated mode) or its memory (reuse mode)",
     )
     warm_pool_size: int = Field(default=2, alias="WARM_POOL_SIZE", ge=0)
     reuse_max_jobs: int = Field(default=1000, alias="REUSE_MAX_JOBS", ge=1)
     executor_pool_size: int = Field(default=2, alias="EXECUTOR_POOL_SIZE", ge=1)
+    executor_pool_max: int = Field(
+        default=16,
+        alias="EXECUTOR_POOL_MAX",
+        ge=1,
+        description="the most executors a large fan-out grows the pool to; those beyond EXECUTOR_POOL_SIZE "
+        "each take an `executor_slot`, which worker nodes offer",
+    )
+    executor_idle_s: float = Field(
+        default=60.0,
+        alias="EXECUTOR_IDLE_S",
+        gt=0,
+        description="how long an executor the pool grew by may stay idle before it ends, freeing its node",
+    )
     max_workflow_depth: int = Field(
         default=8,
         alias="MAX_WORKFLOW_DEPTH",

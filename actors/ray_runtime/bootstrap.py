@@ -5,30 +5,30 @@ RAY_ADDRESS), the job manager and (once a schedule is enabled) the schedule keep
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import psutil
 
 from actors.ray_runtime import ray_api
 from actors.ray_runtime.controller import WorkflowController
+from actors.ray_runtime.job_capacity import admission_limit, derive_max_active_jobs
 from actors.ray_runtime.runtime_config import RuntimeConfig, new_bus, new_store
 from actors.ray_runtime.schedule_keeper import KeeperOnDemand
 from config.resolved import Resolved
-from config.settings import Settings
+from config.settings import JobSettings, Settings
 from storage.embedded_redis import EmbeddedRedis
 from storage.protocols import EventBus, Store
 from storage.secret_vault import SecretVault, load_operator_secrets
 
 logger = logging.getLogger(__name__)
 
-MEMORY_PER_JOB_ACTOR = 150 * 2**20
-MIN_DERIVED_ACTIVE_JOBS, MAX_DERIVED_ACTIVE_JOBS = 2, 256
 
-
-def derive_max_active_jobs(memory_bytes: float) -> int:
-    """Half the memory Ray may use, at about 150 MB per job actor (84 MB measured, plus headroom)."""
-    fitting = int(memory_bytes * 0.5 // MEMORY_PER_JOB_ACTOR)
-    return max(MIN_DERIVED_ACTIVE_JOBS, min(MAX_DERIVED_ACTIVE_JOBS, fitting))
+def local_executor_slots(jobs: JobSettings) -> int:
+    """The executors a local instance lets a fan-out grow by: at most one executor per core in all (more
+    only compete for the cores), and never beyond EXECUTOR_POOL_MAX."""
+    per_core = (os.cpu_count() or 1) - jobs.executor_pool_size
+    return max(0, min(jobs.executor_pool_max - jobs.executor_pool_size, per_core))
 
 
 @dataclass
@@ -71,10 +71,11 @@ async def start_service_runtime(settings: Settings, resolved: Resolved | None = 
             settings.ray.address,
             settings.ray.namespace,
             job_slots=max_active + jobs.warm_pool_size,
+            executor_slots=local_executor_slots(jobs),
             include_dashboard=settings.ray.dashboard,
         )
-        if not cluster.started_here and not jobs.max_active_jobs:
-            max_active = derive_max_active_jobs(ray_api.cluster_resources().get("memory", local_memory))
+        if not jobs.max_active_jobs:
+            max_active = admission_limit(jobs, ray_api.cluster_resources())
         if not ray_api.cluster_resources().get(ray_api.JOB_SLOT):
             logger.warning(
                 "no Ray node offers the '%s' resource: job actors wait until the autoscaler adds a node "
@@ -88,6 +89,8 @@ async def start_service_runtime(settings: Settings, resolved: Resolved | None = 
             redis_host=embedded.host if embedded else str(settings.events.redis_host),
             redis_port=embedded.port if embedded else settings.events.redis_port,
             max_active_jobs=max_active,
+            follows_cluster=not jobs.max_active_jobs,
+            cluster_autoscales=bool(settings.ray.address),
         )
         controller = await WorkflowController.connect(runtime, store)
         schedules = KeeperOnDemand(runtime, store)

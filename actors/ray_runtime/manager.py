@@ -30,10 +30,10 @@ from typing import Any
 from actors.job_loop.job_writer import JobWriter
 from actors.ray_runtime import ray_api
 from actors.ray_runtime.actor_modes import job_actor_mode, new_job_id
-from actors.ray_runtime.executor_pool import EXECUTOR_NAME
+from actors.ray_runtime.executor_pool import EXECUTOR_NAME, start_executor
 from actors.ray_runtime.job_actor import JobActor
+from actors.ray_runtime.job_capacity import admission_limit, job_slots_wanted
 from actors.ray_runtime.llm_limiter import limiter_handle
-from actors.ray_runtime.node_executor import NodeExecutor
 from actors.ray_runtime.pooled_actors import DEDICATED_PREFIX, SHARED_PREFIX, PooledActor
 from actors.ray_runtime.runtime_config import RuntimeConfig
 from actors.ray_runtime.wake_queue import WakeQueue
@@ -52,8 +52,8 @@ UNFINISHED = (JobStatus.RUNNING, JobStatus.PENDING)
 ADOPT_TIMEOUT_S = 10.0
 CHILD_SIGNAL_SENDER = "workflow-service"
 """The sender of the signal that tells a parent job its child ended."""
-EXECUTOR_MAX_CONCURRENCY = 1000
-"""Calls one executor actor runs at once (node attempts and map batches, each a coroutine)."""
+CLUSTER_REFRESH_S = 2.0
+"""How often the manager reads the cluster's capacity and retires idle grown executors."""
 
 
 class _JobActorStarter:
@@ -107,6 +107,8 @@ class JobManager:
         self._parent_of: dict[str, str] = {}
         """Unfinished child jobs -> their parent jobs, told when the child ends."""
         self.peak_active = 0
+        self._limit = runtime.max_active_jobs
+        """The cap on running jobs: MAX_ACTIVE_JOBS, or what the cluster has room for (job_capacity.py)."""
 
     # ------------------------------------------------------------ start-up
 
@@ -126,22 +128,58 @@ class JobManager:
                 await self._recover()
                 self._started.set()
                 self._actors.refill()
+                self._spawn(self._follow_cluster())
 
     def _start_executors(self) -> None:
         """Start the executors, and through the first a warm worker for CPU nodes (not waited for)."""
         limiter_handle(self.runtime.namespace)
         for index in range(self.runtime.settings.jobs.executor_pool_size):
-            handle = ray_api.start_actor(
-                NodeExecutor,
-                self.runtime,
-                name=EXECUTOR_NAME.format(index=index),
-                namespace=self.runtime.namespace,
-                max_concurrency=EXECUTOR_MAX_CONCURRENCY,
-                get_if_exists=True,
-                on_head=True,
-            )
+            executor = start_executor(self.runtime, index)
             if index == 0:
-                ray_api.ExecutorHandle(handle).warm_cpu_worker()
+                executor.warm_cpu_worker()
+
+    async def _follow_cluster(self) -> None:
+        """Every CLUSTER_REFRESH_S: admit as many jobs as the cluster has room for now, ask its autoscaler
+        for the job slots the queue needs, and end the grown executors that have been idle."""
+        asked = 0
+        while True:
+            try:
+                if self.runtime.follows_cluster:
+                    self._set_limit(admission_limit(self.runtime.settings.jobs, ray_api.cluster_resources()))
+                if self.runtime.cluster_autoscales:
+                    wanted = job_slots_wanted(self.runtime.settings.jobs, len(self._active), len(self._queue))
+                    if wanted != asked:
+                        ray_api.request_from_autoscaler([{ray_api.JOB_SLOT: 1.0}] * wanted)
+                        asked = wanted
+                await self._retire_idle_executors()
+            except Exception:
+                logger.exception("could not read the cluster's capacity; trying again")
+            await asyncio.sleep(CLUSTER_REFRESH_S)
+
+    def _set_limit(self, limit: int) -> None:
+        if limit == self._limit:
+            return
+        logger.info("admission follows the cluster: %d jobs at once (was %d)", limit, self._limit)
+        self._limit = limit
+        self._admit()
+
+    async def _retire_idle_executors(self) -> None:
+        jobs = self.runtime.settings.jobs
+        prefix = EXECUTOR_NAME.format(index="")
+        for name in ray_api.named_actors(self.runtime.namespace, prefix):
+            index = name.removeprefix(prefix)
+            if not index.isdigit() or int(index) < jobs.executor_pool_size:
+                continue
+            raw = ray_api.get_actor(name, self.runtime.namespace)
+            if raw is None:
+                continue
+            try:
+                if await ray_api.ExecutorHandle(raw).retire_if_idle(
+                    self.runtime.settings.jobs.executor_idle_s
+                ):
+                    logger.info("grown executor %s was idle; it ended", name)
+            except ray_api.ActorDiedError:
+                logger.info("grown executor %s ended", name)
 
     async def _recover(self) -> None:
         """Resume what a previous run left: running jobs first, then pending ones, oldest first.
@@ -225,7 +263,7 @@ class JobManager:
         """Store a new job (or return the one its idempotency key already made) and admit or queue it."""
         await self._ensure_started()
         store = self._require_store()
-        member = self._actors.ready() if len(self._active) < self.runtime.max_active_jobs else None
+        member = self._actors.ready() if len(self._active) < self._limit else None
         job = job.model_copy(
             update={
                 "id": (member.reserved_job_id if member else None) or new_job_id(),
@@ -253,7 +291,7 @@ class JobManager:
         return stored
 
     def _admit(self) -> None:
-        while self._queue and len(self._active) < self.runtime.max_active_jobs:
+        while self._queue and len(self._active) < self._limit:
             job_id = self._queue.popleft()
             self._begin(job_id, self._actors.for_job(job_id))
 
@@ -485,7 +523,7 @@ class JobManager:
             "timers": len(self._wake),
             **self._wake.lateness(),
             "pool": self._actors.warm(),
-            "max_active_jobs": self.runtime.max_active_jobs,
+            "max_active_jobs": self._limit,
             "peak_active": self.peak_active,
             "unreadable_rows": self._require_store().unreadable_rows(),
         }

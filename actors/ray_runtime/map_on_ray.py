@@ -9,13 +9,11 @@ import asyncio
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from actors.job_loop.map_items import InProcessFanOut, Tally, bounded, chunked, item_jobs, run_item
-from actors.ray_runtime import ray_api
-from actors.ray_runtime.executor_pool import ExecutorPool
 from actors.ray_runtime.remote_calls import RemoteCall, remote_call, run_as_task
 from actors.ray_runtime.runtime_config import RuntimeConfig
 from engine.errors import NodeExecutionError
@@ -23,6 +21,9 @@ from engine.records import LogLevel
 from nodes.base import Execution, NodeContext, NodeResult, NodeType
 from nodes.map import GraphChild, ItemOutcome, MapItems, MapNode
 from nodes.services import NodeServices
+
+if TYPE_CHECKING:
+    from actors.ray_runtime.executor_pool import ExecutorPool
 
 ITEMS_PER_EXECUTOR = 5000
 
@@ -88,18 +89,19 @@ class RayFanOut:
         """One streaming call per executor taking part, each with its share of the items and of the
         concurrency. Waiting calls are cheap in one process (a thousand coroutines), while every extra
         executor adds coordination and, on a small machine, a process competing for cores: a map is
-        spread over more executors only beyond ITEMS_PER_EXECUTOR items."""
+        spread over more executors only beyond ITEMS_PER_EXECUTOR items, growing the pool for them when
+        it has fewer (executor_pool.py). A share starts as soon as its executor is there."""
         child, parent, fail_fast = items.child, items.parent, items.fail_fast
         max_concurrency = items.max_concurrency
-        executors = await self._executors.handles()
-        wanted = math.ceil(len(items.configs) / ITEMS_PER_EXECUTOR)
-        shares = max(1, min(len(executors), wanted, max_concurrency))
+        wanted = min(math.ceil(len(items.configs) / ITEMS_PER_EXECUTOR), max_concurrency)
+        shares = max(1, await self._executors.share_count(wanted))
         indexed = list(enumerate(items.configs, items.start_index))
-        streams = []
-        for share in range(shares):
+        graph = child if isinstance(child, GraphChild) else None
+        node_type = child.type_name if isinstance(child, NodeType) else MapNode.type_name
+        failed = asyncio.Event()
+
+        async def run_share(share: int) -> None:
             limit = max_concurrency // shares + (1 if share < max_concurrency % shares else 0)
-            graph = child if isinstance(child, GraphChild) else None
-            node_type = child.type_name if isinstance(child, NodeType) else MapNode.type_name
             batch = RemoteBatch(
                 remote_call(self._runtime, node_type, parent, {}),
                 indexed[share::shares],
@@ -108,17 +110,17 @@ class RayFanOut:
                 graph=graph,
                 task_prefix=self._workflow_name,
             )
-            streams.append(executors[share].execute_batch(batch))
-        failed = asyncio.Event()
+            stream = (await self._executors.for_share(share)).execute_batch(batch)
+            try:
+                async for chunk in stream.chunks():
+                    await tally.add(chunk, parent.log)
+                    if fail_fast and any(outcome.error is not None for outcome in chunk):
+                        failed.set()
+                        return
+            finally:
+                stream.cancel()
 
-        async def drain(stream: ray_api.OutcomeStream) -> None:
-            async for chunk in stream.chunks():
-                await tally.add(chunk, parent.log)
-                if fail_fast and any(outcome.error is not None for outcome in chunk):
-                    failed.set()
-                    return
-
-        tasks = [asyncio.ensure_future(drain(stream)) for stream in streams]
+        tasks = [asyncio.ensure_future(run_share(share)) for share in range(shares)]
         try:
             for next_done in asyncio.as_completed(tasks):
                 await next_done
@@ -127,8 +129,6 @@ class RayFanOut:
         finally:
             for task in tasks:
                 task.cancel()
-            for stream in streams:
-                stream.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _cpu_tasks(self, items: MapItems, tally: Tally) -> None:

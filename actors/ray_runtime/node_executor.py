@@ -5,6 +5,7 @@ of them, with the cluster-wide LLM limiter.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,28 @@ from nodes.services import NodeServices, TokenSink
 from storage.protocols import EventBus
 
 
+class Activity:
+    """Calls running in the executor now, and when the last one ended."""
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._last = time.monotonic()
+
+    def __enter__(self) -> None:
+        self._running += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._running -= 1
+        self.touch()
+
+    def touch(self) -> None:
+        self._last = time.monotonic()
+
+    def idle_for(self) -> float:
+        """Seconds since the last call ended; 0 while one runs."""
+        return 0.0 if self._running else time.monotonic() - self._last
+
+
 @dataclass(frozen=True)
 class NodeTest:
     """One node run outside any job (the node test route): its config still holds templates, rendered
@@ -59,14 +82,17 @@ class NodeExecutor:
         self._limiter = ClusterLimiter.for_nodes(runtime.namespace, runtime.settings.nodes)
         self._bus: EventBus | None = None
         self._bus_lock = asyncio.Lock()
+        self._activity = Activity()
 
     async def execute(self, call: RemoteCall) -> RemoteOutcome:
-        return await execute_here(call, call.services(self._limiter, self._token_emitter(call)))
+        with self._activity:
+            return await execute_here(call, call.services(self._limiter, self._token_emitter(call)))
 
     async def run_cpu(self, call: RemoteCall, task_name: str) -> RemoteOutcome:
         """A job's CPU node attempt as a Ray task this actor owns (see ExecutorPool.run); cancelling this
         call force-cancels the task, its sandbox with it."""
-        return await run_cpu_attempt(call, task_name)
+        with self._activity:
+            return await run_cpu_attempt(call, task_name)
 
     async def warm_cpu_worker(self) -> int:
         """Start a worker for CPU node attempts and import the node types there now, so the first code node
@@ -75,11 +101,14 @@ class NodeExecutor:
         return pid
 
     async def test_node(self, test: NodeTest) -> RemoteOutcome:
-        return await test_here(test, self.runtime, self._limiter)
+        with self._activity:
+            return await test_here(test, self.runtime, self._limiter)
 
     async def execute_batch(self, batch: RemoteBatch) -> AsyncIterator[list[ItemOutcome]]:
-        async for chunk in execute_batch_here(batch, batch.call.services(self._limiter, None), self.runtime):
-            yield chunk
+        with self._activity:
+            services = batch.call.services(self._limiter, None)
+            async for chunk in execute_batch_here(batch, services, self.runtime):
+                yield chunk
 
     def _token_emitter(self, call: RemoteCall) -> TokenSink:
         """Streamed LLM text, published as the job's `llm_token` events (actors/job_loop/token_events.py)."""
@@ -98,6 +127,17 @@ class NodeExecutor:
             return self._bus
 
     async def ping(self) -> bool:
+        """Up and placed; a fan-out about to send work here pings first, which counts as activity."""
+        self._activity.touch()
+        return True
+
+    async def retire_if_idle(self, idle_s: float) -> bool:
+        """End this executor if nothing ran here for `idle_s` (an executor the pool grew by, so that its
+        node can leave); False if it is still in use. Runs in the actor's event loop like every call, so a
+        fan-out's ping either comes first (and keeps it) or finds it gone (and starts another)."""
+        if self._activity.idle_for() < idle_s:
+            return False
+        ray_api.exit_this_actor()
         return True
 
 

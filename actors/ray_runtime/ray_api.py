@@ -17,6 +17,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import ray
+from ray.autoscaler.sdk import request_resources
 from ray.exceptions import (
     GetTimeoutError,
     RayActorError,
@@ -44,6 +45,8 @@ RemoteTaskError = RayTaskError
 CancelledRemotely = TaskCancelledError
 WorkerLost = WorkerCrashedError
 JOB_SLOT = "job_slot"
+EXECUTOR_SLOT = "executor_slot"
+"""What an executor the pool grew by for a large fan-out takes (node_executor.py); worker nodes offer it."""
 MANAGER_NAME = "job-manager"
 """The job manager actor's name in the service's namespace."""
 HEAD_NODE_RESOURCE = "node:__internal_head__"
@@ -63,8 +66,11 @@ def is_initialized() -> bool:
     return ray.is_initialized()
 
 
-def init(address: str | None, namespace: str, job_slots: int, include_dashboard: bool) -> ClusterInfo:
-    """Connect to RAY_ADDRESS, or start a local instance that offers `job_slots` job slots."""
+def init(
+    address: str | None, namespace: str, job_slots: int, include_dashboard: bool, executor_slots: int = 0
+) -> ClusterInfo:
+    """Connect to RAY_ADDRESS, or start a local instance that offers `job_slots` job slots and
+    `executor_slots` executor slots."""
     if ray.is_initialized():
         return ClusterInfo(ray.get_runtime_context().gcs_address, _dashboard["url"], started_here=False)
     common: dict[str, Any] = {"namespace": namespace, "log_to_driver": False, "configure_logging": False}
@@ -74,7 +80,10 @@ def init(address: str | None, namespace: str, job_slots: int, include_dashboard:
         started_here = False
     else:
         context = ray.init(
-            address="local", resources={JOB_SLOT: job_slots}, include_dashboard=include_dashboard, **common
+            address="local",
+            resources={JOB_SLOT: job_slots, EXECUTOR_SLOT: executor_slots},
+            include_dashboard=include_dashboard,
+            **common,
         )
         started_here = True
     if sigterm is not None and threading.current_thread() is threading.main_thread():
@@ -117,9 +126,11 @@ def start_actor(
     resources: dict[str, float] | None = None,
     get_if_exists: bool = False,
     on_head: bool = False,
+    spread: bool = False,
 ) -> ActorHandle:
-    """`on_head` pins a control actor (job manager, executors, limiter) to the head node, which the
-    autoscaler never removes; job actors go where their `job_slot` resource is."""
+    """`on_head` pins a control actor (job manager, the base executors, limiter) to the head node, which
+    the autoscaler never removes; job actors go where their `job_slot` resource is; `spread` places actors
+    of one kind on different nodes where it can (Ray's SPREAD strategy)."""
     options: dict[str, Any] = {
         "namespace": namespace,
         "max_restarts": max_restarts,
@@ -130,6 +141,8 @@ def start_actor(
     }
     if name is not None:
         options["name"] = name
+    if spread:
+        options["scheduling_strategy"] = "SPREAD"
     if detached:
         options["lifetime"] = "detached"
     if resources or on_head:
@@ -203,6 +216,17 @@ def kill(handle: ActorHandle) -> None:
         ray.kill(handle, no_restart=True)
     except ValueError as exc:
         logger.debug("kill of a dead actor ignored: %s", exc)
+
+
+def exit_this_actor() -> None:
+    """End the calling actor for good (from one of its own methods); Ray does not restart it."""
+    ray.actor.exit_actor()
+
+
+def request_from_autoscaler(bundles: list[dict[str, float]]) -> None:
+    """Ask the cluster's autoscaler for room for `bundles` in all (replacing the last request; an empty
+    list withdraws it)."""
+    request_resources(bundles=bundles)
 
 
 def current_actor_name() -> str | None:
@@ -338,6 +362,9 @@ class ExecutorHandle(_Handle):
 
     def ping(self) -> Pending[bool]:
         return self._send("ping")
+
+    def retire_if_idle(self, idle_s: float) -> Pending[bool]:
+        return self._send("retire_if_idle", idle_s, retry_on_restart=False)
 
 
 class LimiterHandle(_Handle):

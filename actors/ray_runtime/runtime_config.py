@@ -26,7 +26,12 @@ class RuntimeConfig(BaseModel):
     """The Redis the bus uses: REDIS_HOST, or the embedded server the service started."""
     redis_port: int = Field(ge=1, le=65535)
     max_active_jobs: int = Field(ge=1)
-    """MAX_ACTIVE_JOBS, or the number derived from the memory Ray has when it is 0."""
+    """MAX_ACTIVE_JOBS, or what the cluster offered at start when it is 0."""
+    follows_cluster: bool = False
+    """The job manager follows the cluster's capacity as nodes come and go (MAX_ACTIVE_JOBS is 0)."""
+    cluster_autoscales: bool = False
+    """The service joined a cluster (RAY_ADDRESS), whose autoscaler may add nodes for pending work; a local
+    instance has only the node it has."""
 
     @property
     def namespace(self) -> str:

@@ -1,8 +1,11 @@
-"""Autoscaling with Ray's fake multi-node provider: a head without job slots, workers with 4 each.
+"""Autoscaling with Ray's fake multi-node provider: a head without job slots, workers with 4 job slots and
+2 executor slots each.
 
-Six jobs at once need six job slots, so their job actors wait until the autoscaler has added two
-workers; every job completes; the workers go away again once idle. The service runs in a subprocess
-(the test session has a Ray instance of its own) connected to the cluster through RAY_ADDRESS."""
+Six jobs and a 10,000-item map at once need seven job slots: admission, which follows the cluster's job
+slots, starts at its floor, the autoscaler adds workers for the waiting actors and the queue, and admission
+grows as they join; the map grows the executor pool onto a worker; every job completes; the workers go
+away again once idle (the grown executor retires first). The service runs in a subprocess (the test
+session has a Ray instance of its own) connected to the cluster through RAY_ADDRESS."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from collections import Counter
 
 import pytest
 
+from actors.ray_runtime.job_capacity import MIN_ACTIVE_JOBS
+from tests.cluster.autoscale_phase import MAP_ITEMS
 from tests.cluster.fake_cluster import REPO, FakeAutoscalingCluster, cluster_env
 
 pytestmark = pytest.mark.slow
@@ -36,7 +41,11 @@ def test_queued_job_actors_bring_workers_that_leave_once_idle(tmp_path):
     print("autoscaling report:", report)
     assert report["workers_at_start"] == 0
     assert report["statuses"] == ["completed"] * JOBS
-    needed = -(-JOBS // SLOTS_PER_WORKER)
+    assert (report["map_status"], report["map_succeeded"]) == ("completed", MAP_ITEMS)
+    assert report["limits"][0] == MIN_ACTIVE_JOBS, "no job slot at start: admission at its floor"
+    assert report["limits"][-1] > report["limits"][0], "admission grew as the autoscaler added workers"
+    assert report["executor_nodes"] >= 2 and report["executors_on_workers"] >= 1, "the map grew onto a worker"
+    needed = -(-(JOBS + 1) // SLOTS_PER_WORKER)
     assert report["peak_workers"] >= needed, f"{JOBS} job actors at {SLOTS_PER_WORKER} slots a worker"
     assert report["jobs_located"] >= JOBS - 2, "most running jobs' actors answered where they run"
     assert report["actor_nodes"] >= needed and report["actors_on_head"] == 0, "job actors ran on workers only"
