@@ -20,6 +20,7 @@ from bench import (
     code_nodes,
     fanout,
     jobs,
+    limits,
     recovery,
     rest,
     schedules,
@@ -39,6 +40,7 @@ WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "schedules": schedules.run,
     "agent": agent.run,
     "code": code_nodes.run,
+    "limits": limits.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 SETTLED_CPU_PERCENT = 15.0
