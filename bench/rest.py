@@ -49,6 +49,11 @@ OPEN_RUNS = 3
 factor of 3-10 between runs here (more or less of the machine is free in those 6 seconds); the figures
 are the medians over the runs, and each run's are listed."""
 LIGHT_RATE, LIGHT_JOBS = 20.0, 200
+CLOSED_LOOP_TARGET = 150.0
+CPU_TARGET_MS = 12.0
+"""CPU per job summed over every process of the service (the gateway's, Ray's, the actors', Redis's), not
+the load generator's or the LLM test server's, which stand in for clients and a provider."""
+NOT_THE_SERVICE = ("load generator", "llm test server")
 RUNNERS = 2
 REUSE_MAX_JOBS = 1000
 """Starting a runner costs about a second of CPU here; at the default of 100 jobs per runner, two
@@ -247,6 +252,7 @@ async def run() -> dict[str, dict[str, Any]]:
     per_job_mb = (memory.service_peak - memory.service_baseline) / IN_FLIGHT / 2**20
     cpu_ms_per_job = {kind: round(s * 1000 / JOBS, 2) for kind, s in cpu.by_kind().items()}
     total_cpu_ms = sum(cpu_ms_per_job.values())
+    service_cpu_ms = sum(ms for kind, ms in cpu_ms_per_job.items() if kind not in NOT_THE_SERVICE)
     cores = os.cpu_count() or 1
     return {
         "jobs500": {
@@ -261,12 +267,20 @@ async def run() -> dict[str, dict[str, Any]]:
             "light_load_p50_ms": round(median(light.latencies), 1),
             "light_load_p99_ms": round(percentile(light.latencies, 99), 1),
             "failed_jobs": len(failures),
-            "cpu_ms_per_job": round(total_cpu_ms, 1),
+            "cpu_ms_per_job": round(service_cpu_ms, 1),
+            "cpu_ms_per_job_with_load_and_llm_server": round(total_cpu_ms, 1),
             "cpu_bound_jobs_per_s": round(cores * 1000 / total_cpu_ms, 1),
             "machine_share": round(cpu.total() / (closed.elapsed * cores), 2),
             "cpu_ms_per_job_by_process": cpu_ms_per_job,
-            "target": f">= 80 jobs/s (50 in flight); p50 <= 150 ms, p99 <= 1 s (at {TARGET_RATE:.0f}/s)",
-            "target_met": jobs_per_s >= 80 and p50 <= 150 and p99 <= 1000 and not failures,
+            "target": (
+                f">= {CLOSED_LOOP_TARGET:.0f} jobs/s (50 in flight); p50 <= 150 ms, p99 <= 1 s (at "
+                f"{TARGET_RATE:.0f}/s); <= {CPU_TARGET_MS:.0f} ms of the service's CPU per job"
+            ),
+            "target_met": jobs_per_s >= CLOSED_LOOP_TARGET
+            and p50 <= 150
+            and p99 <= 1000
+            and service_cpu_ms <= CPU_TARGET_MS
+            and not failures,
         },
         "events": {
             "node_finished_to_sse_p50_ms": round(lag50, 2),
