@@ -183,6 +183,25 @@ class CpuMeter:
         return sum(self.by_kind().values())
 
 
+QUIET_CPU_S = 0.15
+QUIET_LIMIT_S = 30.0
+
+
+async def quiet(root_pid: int, limit_s: float = QUIET_LIMIT_S) -> float:
+    """Wait until a started service's process tree has settled (Ray starts and warms workers for seconds
+    after it answers): under QUIET_CPU_S of CPU in one second (idle, Ray's daemons and the actors spend
+    about 0.08 s a second here), at most `limit_s`; the CPU seen last."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while True:
+        meter = CpuMeter(root_pid)
+        meter.start()
+        await asyncio.sleep(1.0)
+        meter.stop()
+        if meter.total() < QUIET_CPU_S or loop.time() > deadline:
+            return meter.total()
+
+
 JOB_ACTOR = "ray::JobActor"
 RAY_OWN = ("ray system", "ray::IDLE")
 """Ray's own processes: its daemons and agents, and the idle workers it keeps started."""

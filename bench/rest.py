@@ -40,7 +40,7 @@ import aiohttp
 from jose import jwt
 
 from bench.fanout import llm_server
-from bench.harness import SMALL_LLM_JOB, CpuMeter, RssSampler, median, percentile
+from bench.harness import SMALL_LLM_JOB, CpuMeter, RssSampler, median, percentile, quiet
 
 JOBS, IN_FLIGHT = 500, 50
 TARGET_RATE = 80.0
@@ -218,7 +218,7 @@ async def measure() -> Measured:
                 async with http.post("/api/v1/workflows", json=SMALL_LLM_JOB) as created:
                     created.raise_for_status()
                     workflow_id = (await created.json())["id"]
-                await asyncio.sleep(3)
+                await quiet(service.pid)
                 memory, cpu = (
                     RssSampler(service.pid, "gateway"),
                     CpuMeter(os.getpid(), {service.pid: "gateway"}),
