@@ -28,7 +28,13 @@ def build_event_bus(
             redis_host.strip(), redis_port, redis_password, job_stream_ttl_s=job_stream_ttl_s
         )
         return bus, None
-    embedded = EmbeddedRedis(Path(data_dir) / EMBEDDED_REDIS_SUBDIR, password=redis_password)
-    embedded.start()
+    embedded = start_embedded_redis(data_dir, redis_password)
     bus = RedisStreamBus(embedded.host, embedded.port, redis_password, job_stream_ttl_s=job_stream_ttl_s)
     return bus, embedded
+
+
+def start_embedded_redis(data_dir: Path, redis_password: str | None) -> EmbeddedRedis:
+    """The embedded Redis server of DATA_DIR, started; the caller stops it."""
+    embedded = EmbeddedRedis(Path(data_dir) / EMBEDDED_REDIS_SUBDIR, password=redis_password)
+    embedded.start()
+    return embedded

@@ -5,30 +5,21 @@ RAY_ADDRESS), the job manager and (once a schedule is enabled) the schedule keep
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
-import psutil
-
 from actors.ray_runtime import ray_api
+from actors.ray_runtime.cluster_start import start_ray
 from actors.ray_runtime.controller import WorkflowController
-from actors.ray_runtime.job_capacity import admission_limit, derive_max_active_jobs
 from actors.ray_runtime.runtime_config import RuntimeConfig, new_bus, new_store
 from actors.ray_runtime.schedule_keeper import KeeperOnDemand
+from actors.ray_runtime.shared_runtime import SharedParts
 from config.resolved import Resolved
-from config.settings import JobSettings, Settings
+from config.settings import Settings
 from storage.embedded_redis import EmbeddedRedis
 from storage.protocols import EventBus, Store
 from storage.secret_vault import SecretVault, load_operator_secrets
 
 logger = logging.getLogger(__name__)
-
-
-def local_executor_slots(jobs: JobSettings) -> int:
-    """The executors a local instance lets a fan-out grow by: at most one executor per core in all (more
-    only compete for the cores), and never beyond EXECUTOR_POOL_MAX."""
-    per_core = (os.cpu_count() or 1) - jobs.executor_pool_size
-    return max(0, min(jobs.executor_pool_max - jobs.executor_pool_size, per_core))
 
 
 @dataclass
@@ -53,43 +44,30 @@ class ServiceRuntime:
             self.embedded_redis.stop()
 
 
-async def start_service_runtime(settings: Settings, resolved: Resolved | None = None) -> ServiceRuntime:
+async def start_service_runtime(
+    settings: Settings, resolved: Resolved | None = None, shared: SharedParts | None = None
+) -> ServiceRuntime:
     """Start the bus, the store, Ray and the job manager from `settings`, resolved against this machine
-    (`resolved`: what the gateway already worked out, so that it fails before anything starts)."""
+    (`resolved`: what the gateway already worked out, so that it fails before anything starts); joining
+    the local Ray and the embedded Redis of `shared` (a gateway worker's) instead of starting them."""
     resolved = resolved or Resolved.of(settings)
+    shared = shared or SharedParts()
     resolved.data_dir.mkdir(parents=True, exist_ok=True)
     load_operator_secrets(resolved.secrets_file)
-    bus, embedded = new_bus(settings, resolved, settings.events.redis_host, settings.events.redis_port)
+    bus_host, bus_port = shared.redis_address(settings)
+    bus, embedded = new_bus(settings, resolved, bus_host, bus_port)
     try:
         await bus.start()
         store = new_store(settings, resolved)
         await store.start()
-        jobs = settings.jobs
-        local_memory = psutil.virtual_memory().available
-        max_active = jobs.max_active_jobs or derive_max_active_jobs(local_memory)
-        cluster = ray_api.init(
-            settings.ray.address,
-            settings.ray.namespace,
-            job_slots=max_active + jobs.warm_pool_size,
-            executor_slots=local_executor_slots(jobs),
-            include_dashboard=settings.ray.dashboard,
-        )
-        if not jobs.max_active_jobs:
-            max_active = admission_limit(jobs, ray_api.cluster_resources())
-        if not ray_api.cluster_resources().get(ray_api.JOB_SLOT):
-            logger.warning(
-                "no Ray node offers the '%s' resource: job actors wait until the autoscaler adds a node "
-                "that does (give workers resources={'%s': N})",
-                ray_api.JOB_SLOT,
-                ray_api.JOB_SLOT,
-            )
+        cluster, max_active = start_ray(settings, shared.ray_address or settings.ray.address)
         runtime = RuntimeConfig(
             settings=settings,
             resolved=resolved,
-            redis_host=embedded.host if embedded else str(settings.events.redis_host),
-            redis_port=embedded.port if embedded else settings.events.redis_port,
+            redis_host=embedded.host if embedded else str(bus_host),
+            redis_port=embedded.port if embedded else bus_port,
             max_active_jobs=max_active,
-            follows_cluster=not jobs.max_active_jobs,
+            follows_cluster=not settings.jobs.max_active_jobs,
             cluster_autoscales=bool(settings.ray.address),
         )
         controller = await WorkflowController.connect(runtime, store)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.ray_runtime.bootstrap import local_executor_slots
+from actors.ray_runtime.cluster_start import local_executor_slots
 from actors.ray_runtime.job_capacity import MIN_ACTIVE_JOBS, admission_limit, job_slots_wanted
 from config.settings import JobSettings
 
