@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from actors.ray_runtime.bootstrap import ServiceRuntime, start_service_runtime
+from actors.ray_runtime.shared_runtime import SharedParts
 from config.jwt_secret import jwt_secret
 from config.log_setup import configure_logging
 from config.resolved import Resolved
@@ -40,6 +41,7 @@ from gateway.routes import (
     webhooks,
     workflows,
 )
+from gateway.served_by import ServedByMiddleware
 from gateway.ui import mount_ui
 from storage.rate_limit import RedisRateLimiter
 from storage.secret_cipher import SecretCipher
@@ -62,8 +64,11 @@ ROUTE_MODULES = (
 """Every module of routes the gateway serves, each with its `router`."""
 
 
-def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
-    """The gateway app; `configure_logs=False` leaves the process's logging alone (tests).
+def create_app(
+    settings: Settings | None = None, *, configure_logs: bool = True, shared: SharedParts | None = None
+) -> FastAPI:
+    """The gateway app; `configure_logs=False` leaves the process's logging alone (tests); `shared`: the
+    Ray and Redis a worker of `serve --workers N` joins (cli/gateway_workers.py).
 
     Raises MissingKeyError (JwtSecretError, SecretsKeyError) when the settings give no key tokens may be
     checked with, or users' secrets sealed with: before anything starts."""
@@ -79,7 +84,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         checker = DefinitionChecker(settings.jobs.node_plugin_paths)
         checker_started = asyncio.create_task(checker.start())
         try:
-            runtime = await start_service_runtime(settings, resolved)
+            runtime = await start_service_runtime(settings, resolved, shared)
             await checker_started
         except BaseException:
             checker_started.cancel()
@@ -119,6 +124,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     mount_ui(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    app.add_middleware(ServedByMiddleware)
     return app
 
 

@@ -1,4 +1,9 @@
-"""Prometheus metrics of one gateway, kept in the app's own registry.
+"""Prometheus metrics of a gateway, kept in the app's own registry; with `serve --workers N`, of all N.
+
+Each of N workers records into its own files in PROMETHEUS_MULTIPROC_DIR (prometheus_client's
+multiprocess mode, which it enters when the variable is set as it is imported), and /metrics, whichever
+worker answers it, adds up every worker's counters and histograms; a gauge reads the value a live worker
+set most recently. The serving process calls `forget_worker` as each worker ends.
 
 /metrics needs no user token (METRICS_TOKEN may guard it), so it carries no tenant's data: every label
 takes values from a set the operator bounds, never an id or a name a user chose.
@@ -17,6 +22,9 @@ takes values from a set the operator bounds, never an id or a name a user chose.
 
 from __future__ import annotations
 
+import os
+from typing import Final
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -24,6 +32,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,6 +47,16 @@ OTHER = "other"
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAP_NODE_TYPE = "map"
 AGENT_NODE_TYPE = "agent"
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+GAUGE_MODE: Final = "livemostrecent"
+"""The job counts are the cluster's, the same whichever worker sets them at a scrape: the latest one wins."""
+
+
+def forget_worker(pid: int) -> None:
+    """Drop an ended worker's gauges from what /metrics shows (its counts stay in the sums)."""
+    directory = os.environ.get(MULTIPROCESS_DIR_ENV)
+    if directory:
+        multiprocess.mark_process_dead(pid, directory)
 
 
 def llm_calls(node: NodeCheckpoint, spec: NodeSpec | None) -> tuple[str, int]:
@@ -69,6 +88,11 @@ class ServiceMetrics:
         """The model names labelled as themselves (METRICS_MODELS)."""
         self.registry = CollectorRegistry()
         r = self.registry
+        self._exposed = r
+        """What /metrics renders: this registry, or every worker's files in multiprocess mode."""
+        if os.environ.get(MULTIPROCESS_DIR_ENV):
+            self._exposed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self._exposed)
         self.jobs_started = Counter("workflow_jobs_started_total", "Jobs that started running", registry=r)
         self.jobs_finished = Counter(
             "workflow_jobs_finished_total", "Jobs that ended, by final status", ["status"], registry=r
@@ -87,8 +111,12 @@ class ServiceMetrics:
             buckets=NODE_BUCKETS,
             registry=r,
         )
-        self.active_jobs = Gauge("workflow_active_jobs", "Jobs running now", registry=r)
-        self.pending_jobs = Gauge("workflow_pending_jobs", "Jobs waiting for a slot", registry=r)
+        self.active_jobs = Gauge(
+            "workflow_active_jobs", "Jobs running now", registry=r, multiprocess_mode=GAUGE_MODE
+        )
+        self.pending_jobs = Gauge(
+            "workflow_pending_jobs", "Jobs waiting for a slot", registry=r, multiprocess_mode=GAUGE_MODE
+        )
         self.llm_requests = Counter(
             "workflow_llm_requests_total", "LLM requests made by nodes", ["model"], registry=r
         )
@@ -128,7 +156,7 @@ class ServiceMetrics:
         self.pending_jobs.set(pending)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed)
 
 
 class HttpMetricsMiddleware:
