@@ -107,7 +107,16 @@ def gateway(llm_url: str, data_dir: str) -> Iterator[Gateway]:
     log = Path(data_dir) / "gateway.log"
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from cli import main; main()", "serve", "--port", str(port)],
+            [
+                sys.executable,
+                "-c",
+                "from cli import main; main()",
+                "serve",
+                "--workers",
+                "1",
+                "--port",
+                str(port),
+            ],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,

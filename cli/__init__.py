@@ -1,6 +1,6 @@
 """`workflow-service`: the service's command line.
 
-    workflow-service serve                     the gateway (embedded store, Redis and Ray by default)
+    workflow-service serve [--workers N]       the gateway (embedded store, Redis and Ray by default)
     workflow-service run FILE [--input JSON]   run a workflow here: live progress, then the result
     workflow-service run FILE --url URL        ... on a running service instead
     workflow-service rerun JOB [--from NODE]   re-run an ended job on a running service from its checkpoints
@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cli.gateway_server import base_url
 from cli.inputs import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -36,7 +37,7 @@ from cli.inputs import (
 from cli.local_run import run_in_process
 from cli.progress import ProgressPrinter
 from cli.remote import rerun_remote, run_remote, send_signal, show_jobs, show_logs, show_schedules
-from cli.serve import base_url, serve
+from cli.serve import serve
 from cli.service_client import ServiceClient, ServiceError
 from cli.token import DEFAULT_TTL, TokenCommandError, duration_seconds, mint_token
 from cli.validate import checked_definition, validate_file, write_problems
@@ -72,6 +73,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _worker_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of processes") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workflow-service", description="The workflow execution service.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
@@ -81,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve_cmd.add_argument("--host", help="address to listen on (default: HOST, 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, help="port to listen on (default: PORT, 8001)")
+    serve_cmd.add_argument(
+        "--workers",
+        type=_worker_count,
+        help="gateway processes serving the port, each a Ray driver of the one cluster (default: one per "
+        "core)",
+    )
 
     run = commands.add_parser(
         "run", help="run a workflow file and show its progress live, then its result as JSON"
@@ -184,7 +201,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
-        return serve(args.host, args.port)
+        return serve(args.host, args.port, args.workers)
     try:
         if args.command == "token":
             print(mint_token(Settings(), args.sub, admin=args.admin, ttl_s=args.ttl))

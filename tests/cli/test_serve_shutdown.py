@@ -55,7 +55,11 @@ async def test_sigterm_ends_open_streams_and_shuts_the_service_down_gracefully(t
         "LOG_FORMAT": "text",
     }
     server = subprocess.Popen(
-        ["workflow-service", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ["workflow-service", "serve", "--workers", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         assert server.stdout is not None

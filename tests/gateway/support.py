@@ -147,6 +147,7 @@ class SocketResult:
     messages: list[dict[str, Any]]
     close_code: int | None
     close_reason: str
+    handshake_headers: dict[str, str] = field(default_factory=dict)
 
 
 async def read_socket(
@@ -170,4 +171,5 @@ async def read_socket(
                     break
         except ConnectionClosedError:
             pass
-    return SocketResult(messages, socket.close_code, socket.close_reason or "")
+    handshake = dict(socket.response.headers) if socket.response is not None else {}
+    return SocketResult(messages, socket.close_code, socket.close_reason or "", handshake)

@@ -51,6 +51,8 @@ async def test_serve_starts_the_gateway_prints_its_urls_and_stops_on_sigint(tmp_
         "-m",
         "cli",
         "serve",
+        "--workers",
+        "1",
         "--host",
         "127.0.0.1",
         "--port",

@@ -63,13 +63,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def service_process(env: Mapping[str, str], cwd: Path, timeout_s: float = 90) -> Iterator[ServiceProcess]:
-    """The service on a free loopback port with `env` over this environment; stopped with SIGTERM after."""
+def service_process(
+    env: Mapping[str, str], cwd: Path, timeout_s: float = 90, workers: int = 1
+) -> Iterator[ServiceProcess]:
+    """The service on a free loopback port with `env` over this environment, in `workers` gateway
+    processes (one unless a test is about more: each is another Ray driver); stopped with SIGTERM after."""
     port = free_port()
     inherited = {k: v for k, v in os.environ.items() if k not in SERVICE_SETTINGS_FROM_THE_TEST_ENVIRONMENT}
     full_env = {**inherited, "PYTHONPATH": str(REPO), "HOST": "127.0.0.1", "PORT": str(port), **env}
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve"],
+        [sys.executable, "-m", "cli", "serve", "--workers", str(workers)],
         env=full_env,
         cwd=cwd,
         stdout=subprocess.PIPE,
