@@ -19,6 +19,7 @@ from bench import (
     children_cluster,
     code_nodes,
     fanout,
+    gateway_workers,
     jobs,
     limits,
     recovery,
@@ -41,6 +42,7 @@ WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "agent": agent.run,
     "code": code_nodes.run,
     "limits": limits.run,
+    "gateway-workers": gateway_workers.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 SETTLED_CPU_PERCENT = 15.0

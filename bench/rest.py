@@ -86,8 +86,9 @@ class Gateway:
 
 
 @contextmanager
-def gateway(llm_url: str, data_dir: str) -> Iterator[Gateway]:
-    """`workflow-service serve` in reuse mode on RUNNERS runner actors, its output in DATA_DIR/gateway.log."""
+def gateway(llm_url: str, data_dir: str, workers: int = 1) -> Iterator[Gateway]:
+    """`workflow-service serve` in reuse mode on RUNNERS runner actors, its output in DATA_DIR/gateway.log;
+    one gateway process unless `workers` says more."""
     port = free_port()
     env = {
         **os.environ,
@@ -113,7 +114,7 @@ def gateway(llm_url: str, data_dir: str) -> Iterator[Gateway]:
                 "from cli import main; main()",
                 "serve",
                 "--workers",
-                "1",
+                str(workers),
                 "--port",
                 str(port),
             ],
