@@ -24,6 +24,7 @@ import psutil
 import pytest
 import pytest_asyncio
 
+from cli import main
 from gateway.served_by import WORKER_HEADER
 from tests.gateway.support import (
     JWT_SECRET,
@@ -165,12 +166,16 @@ async def test_the_other_worker_streams_the_job_over_a_websocket(service, client
 
 
 async def test_metrics_on_either_worker_count_the_jobs_and_requests_of_both(clients, first_job):
+    """Jobs: the first one (its execute went to the first worker) and one executed on the other. Requests:
+    a route no other test calls, twice on the first worker and once on the other."""
     pid, other = other_worker(clients)
     second = await other.post(f"/api/v1/workflows/{first_job['workflow_id']}/execute", json={"name": "Bo"})
     assert served_by(second) == pid
     await wait_for_job(other, USER, second.json()["id"])
+    versions = f"/api/v1/workflows/{first_job['workflow_id']}/versions"
+    for client in [*clients.values(), next(iter(clients.values()))]:
+        assert (await client.get(versions)).status_code == 200
     finished = 'workflow_jobs_finished_total{status="completed"} 2.0'
-    execute = 'route="/api/v1/workflows/{workflow_id}/execute",status="202"'
     for _ in range(METRICS_POLLS):
         answers = [await client.get("/metrics") for client in clients.values()]
         scrapes = {served_by(answer): answer.text for answer in answers}
@@ -178,11 +183,22 @@ async def test_metrics_on_either_worker_count_the_jobs_and_requests_of_both(clie
             break
         await asyncio.sleep(METRICS_POLL_S)
     assert set(scrapes) == set(clients)
+    route = 'route="/api/v1/workflows/{workflow_id}/versions",status="200"'
     for text in scrapes.values():
         assert "workflow_jobs_started_total 2.0" in text, text
         assert finished in text, text
-        assert f'workflow_http_requests_total{{method="POST",{execute}}} 3.0' in text, text
+        assert f'workflow_http_requests_total{{method="GET",{route}}} 3.0' in text, text
         assert re.search(r"^workflow_active_jobs \d", text, re.MULTILINE), text
+
+
+@pytest.mark.parametrize(
+    ("given", "message"), [("0", "must be at least 1, not 0"), ("two", "'two' is not a whole number")]
+)
+def test_a_worker_count_that_is_not_one_or_more_is_refused(capsys, given: str, message: str):
+    with pytest.raises(SystemExit) as refused:
+        main(["serve", "--workers", given])
+    assert refused.value.code == 2
+    assert f"argument --workers: {message}" in capsys.readouterr().err
 
 
 def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path, service: ServiceProcess):
