@@ -4,7 +4,7 @@ under them, and whatever a client does works whichever process it lands on.
 One service serves the module. Each request names the process that answered (X-Gateway-Worker), so
 every step below proves where it ran: a job is created on one worker, then retried with its
 Idempotency-Key, watched over SSE and over a WebSocket on the other, and /metrics on either counts the
-jobs and requests of both."""
+jobs and requests of both. Last, SIGTERM ends open streams properly and stops every process."""
 
 from __future__ import annotations
 
@@ -48,6 +48,11 @@ CONNECTION_ATTEMPTS = 40
 """Connections opened, at most, until both workers have answered one: the kernel hands each new
 connection to whichever worker accepts first."""
 USER = new_user("multi-worker")
+WAITING_FOREVER = {
+    "name": "waits for a signal nobody sends",
+    "nodes": [{"id": "wait", "type": "wait", "config": {"signal": "never"}}],
+    "edges": [],
+}
 METRICS_POLLS, METRICS_POLL_S = 60, 0.25
 """Each gateway's job watcher reads its jobs' ends from the store about once a second."""
 ANNOUNCED_PIDS = re.compile(r"Workers: +2 gateway processes \(pids (\d+), (\d+)\)")
@@ -215,14 +220,39 @@ def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path, service
     assert not (tmp_path / "redis").exists(), "no embedded Redis started"
 
 
-def test_sigterm_stops_both_workers_then_ray_and_redis(service: ServiceProcess, clients):
-    """Last: the service stops here (the module fixture then finds it stopped)."""
+async def test_sigterm_ends_open_streams_then_stops_both_workers_ray_and_redis(
+    service: ServiceProcess, clients: dict[int, httpx.AsyncClient]
+):
+    """Last: the service stops here (the module fixture then finds it stopped). A job waits for a signal
+    that never comes, watched over SSE on one worker and over a WebSocket: SIGTERM ends both properly."""
+    first_pid, first = next(iter(clients.items()))
+    workflow = await create_workflow(first, USER, WAITING_FOREVER)
+    job = (await first.post(f"/api/v1/workflows/{workflow['id']}/execute", json={})).json()
+    sse_open, ws_open = asyncio.Event(), asyncio.Event()
+
+    async def follow_sse() -> tuple[int, list[str]]:
+        async with first.stream("GET", f"/api/v1/jobs/{job['id']}/events", timeout=60) as stream:
+            kinds = []
+            async for line in stream.aiter_lines():
+                if line.startswith("event: "):
+                    kinds.append(line.removeprefix("event: "))
+                    sse_open.set()
+            return served_by(stream), kinds
+
+    sse = asyncio.create_task(follow_sse())
+    url = f"{service.ws_url}/ws/jobs/{job['id']}?token={USER.token}"
+    ws = asyncio.create_task(read_socket(url, timeout_s=60, connected=ws_open))
+    await asyncio.wait_for(asyncio.gather(sse_open.wait(), ws_open.wait()), 30)
+
     serving = psutil.Process(service.process.pid)
     tree = [serving, *serving.children(recursive=True)]
-    metrics_dir = Path(psutil.Process(next(iter(clients))).environ()["PROMETHEUS_MULTIPROC_DIR"])
+    metrics_dir = Path(psutil.Process(first_pid).environ()["PROMETHEUS_MULTIPROC_DIR"])
     assert metrics_dir.is_dir()
     service.process.send_signal(signal.SIGTERM)
-    assert service.process.wait(90) == 0, "".join(service.output)
-    _, alive = psutil.wait_procs(tree, timeout=30)
+    (sse_pid, kinds), socket = await asyncio.wait_for(asyncio.gather(sse, ws), 60)
+    assert sse_pid == first_pid and kinds[0] == "job_started", kinds
+    assert socket.close_code == 1012, socket  # service restart: the client resumes elsewhere with ?after=
+    assert await asyncio.to_thread(service.process.wait, 90) == 0, "".join(service.output)
+    _, alive = await asyncio.to_thread(psutil.wait_procs, tree, 30)
     assert alive == [], alive
     assert not metrics_dir.exists()
