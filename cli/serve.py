@@ -34,7 +34,8 @@ def default_workers() -> int:
 
 def serve(host: str | None, port: int | None, workers: int | None = None) -> int:
     """Serve until stopped (0), or refuse to start (2) with the reason on stderr: the address given here
-    decides whether this is the embedded development mode, so it is checked, not only the settings'."""
+    decides whether this is the embedded development mode, so it is checked, not only the settings'. With
+    several workers, 1 when the port is taken or a worker ends before it is ready."""
     settings = get_settings()
     settings = settings.with_values(HOST=host or settings.server.host, PORT=port or settings.server.port)
     count = workers or default_workers()
