@@ -28,8 +28,9 @@ class AnnouncingServer(GatewayServer):
 
 
 def default_workers() -> int:
-    """One gateway process per core."""
-    return os.cpu_count() or 1
+    """One gateway process per core this process may run on (its CPU affinity, which a container's
+    `--cpuset-cpus` sets; a CPU quota without a cpuset is not seen: pass --workers there)."""
+    return len(os.sched_getaffinity(0)) or 1
 
 
 def serve(host: str | None, port: int | None, workers: int | None = None) -> int:
