@@ -113,7 +113,8 @@ RAY_SYSTEM = (
 
 def process_kind(process: psutil.Process, named: dict[int, str], root: int) -> str:
     """What a process is, for accounting: a named pid, a Ray actor by class (`ray::job:<id>:JobActor` and
-    `ray::JobActor.run_job` are both `ray::JobActor`), or one of Ray's own processes."""
+    `ray::JobActor.run_job` are both `ray::JobActor`), one of Ray's own processes, or one the gateway
+    spawned (its workers under `serve --workers N`, their validation processes)."""
     if process.pid in named:
         return named[process.pid]
     if process.pid == root:
@@ -128,6 +129,8 @@ def process_kind(process: psutil.Process, named: dict[int, str], root: int) -> s
         return "ray system" if any(part in kind for part in RAY_SYSTEM) else kind
     if any(part in command for part in RAY_SYSTEM):
         return "ray system"
+    if "multiprocessing" in command:
+        return "gateway"
     if "redis" in command:
         return "redis"
     if "openai_server" in command:

@@ -1,8 +1,9 @@
 """jobs500, events and memory: small durable jobs through the REST gateway, each watched over SSE.
 
-The gateway runs as its own process (`workflow-service serve`), as in production; this process is
-only the load: 500 jobs (start -> transform -> llm at 0 ms -> end), reuse mode. Each job is one
-execute request and one SSE stream, read to the job's last event. Runs of 500:
+The gateway runs as `workflow-service serve` with its default worker count (a gateway process per
+core), as in production; this process is only the load: 500 jobs (start -> transform -> llm at 0 ms ->
+end), reuse mode. Each job is one execute request and one SSE stream, read to the job's last event.
+Runs of 500:
 - throughput, a closed loop: 50 jobs always in flight, a new one as soon as one ends;
 - latency, OPEN_RUNS open loops: jobs arrive at the target rate (80/s), at most 50 in flight, each
   timed from its arrival. With 50 always in flight, Little's law makes the median about 50 / (jobs/s),
@@ -41,6 +42,7 @@ from jose import jwt
 
 from bench.fanout import llm_server
 from bench.harness import SMALL_LLM_JOB, CpuMeter, RssSampler, median, percentile, quiet
+from cli.serve import default_workers
 
 JOBS, IN_FLIGHT = 500, 50
 TARGET_RATE = 80.0
@@ -221,7 +223,7 @@ async def measure() -> Measured:
     with (
         llm_server(latency_s=0.0) as llm_url,
         tempfile.TemporaryDirectory(prefix="wf-bench-") as data_dir,
-        gateway(llm_url, data_dir) as service,
+        gateway(llm_url, data_dir, workers=default_workers()) as service,
     ):
         try:
             async with client(service.url) as http:
