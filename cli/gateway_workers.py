@@ -117,8 +117,8 @@ class WorkerPool:
         announced = False
         exit_code = 0
         while exit_code == 0:
-            starting = [w.ready for w in self._workers if not w.was_ready]
-            wait([w.process.sentinel for w in self._workers] + starting, POLL_S)
+            ends: list[Connection | int] = [w.process.sentinel for w in self._workers]
+            wait(ends + [w.ready for w in self._workers if not w.was_ready], POLL_S)
             if self._stop_signal is not None:
                 break
             exit_code = self._look_after_workers()
