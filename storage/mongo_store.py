@@ -405,6 +405,10 @@ class MongoStore:
         await self._jobs.create_index(by_owner, name="by_owner")
         await self._jobs.create_index([("workflow_id", ASCENDING), *NEWEST_FIRST], name="by_workflow")
         await self._jobs.create_index(NEWEST_FIRST, name="by_created")
+        await self._jobs.create_index(
+            [("owner", ASCENDING), ("status", ASCENDING), *NEWEST_FIRST], name="by_owner_status"
+        )
+        await self._jobs.create_index([("status", ASCENDING), *NEWEST_FIRST], name="by_status")
         await self._logs.create_index([("job_id", ASCENDING), ("seq", ASCENDING)], unique=True, name="by_job")
         await self._secrets.create_index(
             [("owner", ASCENDING), ("name", ASCENDING)], unique=True, name="by_owner_name"
