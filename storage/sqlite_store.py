@@ -21,11 +21,13 @@ that cannot be read is skipped in listings (storage/readable.py).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import operator
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,9 +62,9 @@ from engine.schedules import ScheduleEvent, ScheduleRecord, ScheduleSettings, wi
 from storage.analytics import (
     JobSample,
     NodeSample,
+    WorkflowTally,
     check_page,
     fold_job_analytics,
-    fold_workflow_analytics,
 )
 from storage.name_search import ascii_lower
 from storage.readable import UnreadableRows, check_storable
@@ -412,11 +414,12 @@ def _log_entry(row: sqlite3.Row) -> LogEntry:
 
 
 def _node_sample(row: sqlite3.Row) -> NodeSample:
+    """A node of a job's analytics row (SqliteStore._job_samples)."""
     return NodeSample(
         node_type=row["node_type"],
-        status=row["status"],
-        started_at=_from_ms(row["started_at"]),
-        finished_at=_from_ms(row["finished_at"]),
+        status=row["node_status"],
+        started_at=_from_ms(row["node_started_at"]),
+        finished_at=_from_ms(row["node_finished_at"]),
         usage=None if row["usage"] is None else json.loads(row["usage"]),
     )
 
@@ -461,13 +464,16 @@ def _status_list(status: JobStatus | Sequence[JobStatus] | None) -> list[str] | 
     return [str(JobStatus(s)) for s in status]
 
 
-def _time_window(since: datetime | None, until: datetime | None) -> tuple[list[str], list[Any]]:
+def _time_window(
+    since: datetime | None, until: datetime | None, table: str = ""
+) -> tuple[list[str], list[Any]]:
+    """The clauses of a created_at range, on the columns of `table` ("jobs."; none: unqualified)."""
     clauses, params = [], []
     if since is not None:
-        clauses.append("created_at >= ?")
+        clauses.append(f"{table}created_at >= ?")
         params.append(_to_ms(since))
     if until is not None:
-        clauses.append("created_at < ?")
+        clauses.append(f"{table}created_at < ?")
         params.append(_to_ms(until))
     return clauses, params
 
@@ -1055,60 +1061,60 @@ class SqliteStore:
 
     def _job_samples(
         self, conn: sqlite3.Connection, owner: str | None, since: datetime | None, until: datetime | None
-    ) -> list[JobSample]:
-        clauses, params = _time_window(since, until)
+    ) -> Iterator[JobSample]:
+        """The jobs created in the range, each with its nodes (but those a re-run kept: they count in the job
+        that ran them), one at a time as one query reads them, newest first."""
+        clauses, params = _time_window(since, until, "jobs.")
         if owner is not None:
-            clauses.append("owner = ?")
+            clauses.append("jobs.owner = ?")
             params.append(owner)
-        where = _where(clauses)
-        nodes: dict[str, list[NodeSample]] = {}
-        node_rows = conn.execute(
-            "SELECT job_id, node_id, node_type, status, started_at, finished_at, usage FROM job_nodes "
-            f"WHERE job_id IN (SELECT id FROM jobs {where}) "
-            "AND json_extract(checkpoint, '$.kept_from') IS NULL ORDER BY job_id, node_id",
+        rows = conn.execute(
+            "SELECT jobs.id, jobs.workflow_id, jobs.status, jobs.started_at, jobs.finished_at, "
+            "job_nodes.node_id, job_nodes.node_type, job_nodes.status AS node_status, "
+            "job_nodes.started_at AS node_started_at, job_nodes.finished_at AS node_finished_at, "
+            "job_nodes.usage FROM jobs LEFT JOIN job_nodes ON job_nodes.job_id = jobs.id "
+            "AND json_extract(job_nodes.checkpoint, '$.kept_from') IS NULL "
+            f"{_where(clauses)} ORDER BY jobs.created_at DESC, jobs.id DESC",
             params,
         )
-        for job_id, sample in self._unreadable.parse_each(
-            "job node",
-            node_rows,
-            lambda r: f"{r['job_id']}/{r['node_id']}",
-            lambda r: (r["job_id"], _node_sample(r)),
-        ):
-            nodes.setdefault(job_id, []).append(sample)
-        return [
-            JobSample(
-                workflow_id=r["workflow_id"],
-                status=r["status"],
-                started_at=_from_ms(r["started_at"]),
-                finished_at=_from_ms(r["finished_at"]),
-                nodes=nodes.get(r["id"], ()),
+        for _, grouped in itertools.groupby(rows, key=operator.itemgetter("id")):
+            job_rows = list(grouped)
+            nodes = self._unreadable.parse_each(
+                "job node",
+                [row for row in job_rows if row["node_id"] is not None],
+                lambda r: f"{r['id']}/{r['node_id']}",
+                _node_sample,
             )
-            for r in conn.execute(
-                f"SELECT id, workflow_id, status, started_at, finished_at FROM jobs {where}", params
+            job = job_rows[0]
+            yield JobSample(
+                workflow_id=job["workflow_id"],
+                status=job["status"],
+                started_at=_from_ms(job["started_at"]),
+                finished_at=_from_ms(job["finished_at"]),
+                nodes=nodes,
             )
-        ]
 
     async def job_analytics(
         self, owner: str | None, since: datetime | None = None, until: datetime | None = None
     ) -> JobAnalytics:
-        samples = await self._read(lambda conn: self._job_samples(conn, owner, since, until))
-        return fold_job_analytics(samples, since, until)
+        return await self._read(
+            lambda conn: fold_job_analytics(self._job_samples(conn, owner, since, until), since, until)
+        )
 
     async def workflow_analytics(
         self, owner: str | None, since: datetime | None = None, until: datetime | None = None
     ) -> WorkflowAnalytics:
-        def work(conn: sqlite3.Connection) -> tuple[list[JobSample], dict[str, str]]:
-            samples = self._job_samples(conn, owner, since, until)
-            ids = sorted({s.workflow_id for s in samples})
+        def work(conn: sqlite3.Connection) -> WorkflowAnalytics:
+            tally = WorkflowTally().add_all(self._job_samples(conn, owner, since, until))
+            ids = tally.workflow_ids
             marks = ",".join("?" * len(ids))
             names = {
                 r["id"]: r["name"]
                 for r in conn.execute(f"SELECT id, name FROM workflows WHERE id IN ({marks})", ids)
             }
-            return samples, names
+            return tally.analytics(names, since, until)
 
-        samples, names = await self._read(work)
-        return fold_workflow_analytics(samples, names, since, until)
+        return await self._read(work)
 
     # signals
 
