@@ -22,6 +22,7 @@ from bench import (
     jobs,
     recovery,
     rest,
+    scale,
     schedules,
     waits,
 )
@@ -39,6 +40,7 @@ WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "schedules": schedules.run,
     "agent": agent.run,
     "code": code_nodes.run,
+    "scale": scale.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 SETTLED_CPU_PERCENT = 15.0

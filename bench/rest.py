@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,8 +81,9 @@ class Gateway:
 
 
 @contextmanager
-def gateway(llm_url: str, data_dir: str) -> Iterator[Gateway]:
-    """`workflow-service serve` in reuse mode on RUNNERS runner actors, its output in DATA_DIR/gateway.log."""
+def gateway(llm_url: str, data_dir: str, extra_env: Mapping[str, str] | None = None) -> Iterator[Gateway]:
+    """`workflow-service serve` in reuse mode on RUNNERS runner actors, its output in DATA_DIR/gateway.log;
+    `extra_env` adds settings or overrides these."""
     port = free_port()
     env = {
         **os.environ,
@@ -98,6 +99,7 @@ def gateway(llm_url: str, data_dir: str) -> Iterator[Gateway]:
         "LLM_MAX_CONCURRENCY": "200",
         "RAY_DASHBOARD": "false",
         "LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     log = Path(data_dir) / "gateway.log"
     with log.open("w") as output:
