@@ -24,6 +24,7 @@ from bench import (
     limits,
     recovery,
     rest,
+    scale,
     schedules,
     waits,
 )
@@ -43,6 +44,7 @@ WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "code": code_nodes.run,
     "limits": limits.run,
     "gateway-workers": gateway_workers.run,
+    "scale": scale.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 SETTLED_CPU_PERCENT = 15.0

@@ -29,7 +29,9 @@ same state of this shared machine, and the ratio is of the two medians."""
 
 
 @contextmanager
-def llm_server(latency_s: float = LATENCY_S, tool_rounds: str | None = None) -> Iterator[str]:
+def llm_server(
+    latency_s: float = LATENCY_S, tool_rounds: str | None = None, max_in_flight: int = IN_FLIGHT
+) -> Iterator[str]:
     """The test server in its own process, as a real provider would be; `tool_rounds` ("ROUNDSxCALLS")
     makes it answer requests that offer tools with tool calls (tests/support/openai_server.py)."""
     command = [
@@ -39,7 +41,7 @@ def llm_server(latency_s: float = LATENCY_S, tool_rounds: str | None = None) -> 
         "--latency",
         str(latency_s),
         "--max-in-flight",
-        str(IN_FLIGHT),
+        str(max_in_flight),
     ]
     if tool_rounds is not None:
         command += ["--tool-rounds", tool_rounds]
@@ -52,12 +54,12 @@ def llm_server(latency_s: float = LATENCY_S, tool_rounds: str | None = None) -> 
         process.wait(timeout=10)
 
 
-def map_workflow() -> dict[str, Any]:
+def map_workflow(max_concurrency: int = IN_FLIGHT) -> dict[str, Any]:
     child = {"type": "llm", "config": {"model": "bench", "prompt": "summarise item {{index}}: {{item}}"}}
     fan = {
         "id": "fan",
         "type": "map",
-        "config": {"items": "{{input.items}}", "node": child, "max_concurrency": IN_FLIGHT},
+        "config": {"items": "{{input.items}}", "node": child, "max_concurrency": max_concurrency},
     }
     return {"name": "fanout1000", "nodes": [fan], "edges": []}
 

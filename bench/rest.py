@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -88,9 +88,11 @@ class Gateway:
 
 
 @contextmanager
-def gateway(llm_url: str, data_dir: str, workers: int = 1) -> Iterator[Gateway]:
+def gateway(
+    llm_url: str, data_dir: str, workers: int = 1, extra_env: Mapping[str, str] | None = None
+) -> Iterator[Gateway]:
     """`workflow-service serve` in reuse mode on RUNNERS runner actors, its output in DATA_DIR/gateway.log;
-    one gateway process unless `workers` says more."""
+    one gateway process unless `workers` says more; `extra_env` adds settings or overrides these."""
     port = free_port()
     env = {
         **os.environ,
@@ -106,6 +108,7 @@ def gateway(llm_url: str, data_dir: str, workers: int = 1) -> Iterator[Gateway]:
         "LLM_MAX_CONCURRENCY": "200",
         "RAY_DASHBOARD": "false",
         "LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     log = Path(data_dir) / "gateway.log"
     with log.open("w") as output:

@@ -1,7 +1,10 @@
 """Job and workflow analytics folded from plain job samples, shared by every Store implementation.
 
 Each store only fetches the matching jobs (created_at in [since, until)) as JobSample values;
-the numbers are computed here once, so every implementation reports exactly the same figures.
+the numbers are computed here once, so every implementation reports exactly the same figures. The folds
+take the samples one at a time and keep only counts and durations, so a store can hand them over as it
+reads them: at 100,000 jobs, holding every sample (five objects a job) made each of Python's garbage
+collections walk them all, which took the cost per job from 19 to 30 µs of CPU.
 
 Definitions:
 - percentiles are nearest-rank: the p-th percentile of n sorted values is the value at rank
@@ -68,17 +71,6 @@ def _seconds(started_at: datetime | None, finished_at: datetime | None) -> float
     return (finished_at - started_at).total_seconds()
 
 
-def _token_totals(jobs: Iterable[JobSample]) -> TokenTotals:
-    totals = TokenTotals()
-    for job in jobs:
-        for node in job.nodes:
-            usage = node.usage or {}
-            totals.prompt_tokens += usage.get("prompt_tokens", 0)
-            totals.completion_tokens += usage.get("completion_tokens", 0)
-            totals.total_tokens += usage.get("total_tokens", 0)
-    return totals
-
-
 @dataclass(frozen=True)
 class _JobFigures:
     total: int
@@ -89,52 +81,75 @@ class _JobFigures:
     llm_tokens: TokenTotals
 
 
-def _job_figures(jobs: Sequence[JobSample]) -> _JobFigures:
-    counts: dict[str, int] = defaultdict(int)
-    durations: list[float] = []
-    for job in jobs:
-        counts[job.status] += 1
+class _JobTally:
+    """The figures of a set of jobs, taken one job at a time."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.counts: dict[str, int] = defaultdict(int)
+        self.durations: list[float] = []
+        self.tokens = TokenTotals()
+
+    def add(self, job: JobSample) -> None:
+        self.total += 1
+        self.counts[job.status] += 1
         duration = _seconds(job.started_at, job.finished_at)
         if job.status in FINISHED_JOB_STATUSES and duration is not None:
-            durations.append(duration)
-    finished = sum(counts.get(status, 0) for status in FINISHED_JOB_STATUSES)
-    return _JobFigures(
-        total=len(jobs),
-        counts_by_status=dict(sorted(counts.items())),
-        success_rate=counts.get(JobStatus.COMPLETED, 0) / finished if finished else None,
-        p50_duration_s=percentile(durations, 50),
-        p95_duration_s=percentile(durations, 95),
-        llm_tokens=_token_totals(jobs),
-    )
-
-
-def _node_type_stats(jobs: Iterable[JobSample]) -> dict[str, DurationStats]:
-    counts: dict[str, int] = defaultdict(int)
-    failed: dict[str, int] = defaultdict(int)
-    durations: dict[str, list[float]] = defaultdict(list)
-    for job in jobs:
+            self.durations.append(duration)
         for node in job.nodes:
-            counts[node.node_type] += 1
+            usage = node.usage or {}
+            self.tokens.prompt_tokens += usage.get("prompt_tokens", 0)
+            self.tokens.completion_tokens += usage.get("completion_tokens", 0)
+            self.tokens.total_tokens += usage.get("total_tokens", 0)
+
+    def figures(self) -> _JobFigures:
+        finished = sum(self.counts.get(status, 0) for status in FINISHED_JOB_STATUSES)
+        return _JobFigures(
+            total=self.total,
+            counts_by_status=dict(sorted(self.counts.items())),
+            success_rate=self.counts.get(JobStatus.COMPLETED, 0) / finished if finished else None,
+            p50_duration_s=percentile(self.durations, 50),
+            p95_duration_s=percentile(self.durations, 95),
+            llm_tokens=self.tokens,
+        )
+
+
+class _NodeTypeTally:
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = defaultdict(int)
+        self.failed: dict[str, int] = defaultdict(int)
+        self.durations: dict[str, list[float]] = defaultdict(list)
+
+    def add(self, job: JobSample) -> None:
+        for node in job.nodes:
+            self.counts[node.node_type] += 1
             if node.status == NodeStatus.FAILED:
-                failed[node.node_type] += 1
+                self.failed[node.node_type] += 1
             duration = _seconds(node.started_at, node.finished_at)
             if duration is not None:
-                durations[node.node_type].append(duration)
-    return {
-        node_type: DurationStats(
-            count=counts[node_type],
-            failed=failed[node_type],
-            p50_s=percentile(durations[node_type], 50),
-            p95_s=percentile(durations[node_type], 95),
-        )
-        for node_type in sorted(counts)
-    }
+                self.durations[node.node_type].append(duration)
+
+    def stats(self) -> dict[str, DurationStats]:
+        return {
+            node_type: DurationStats(
+                count=self.counts[node_type],
+                failed=self.failed[node_type],
+                p50_s=percentile(self.durations[node_type], 50),
+                p95_s=percentile(self.durations[node_type], 95),
+            )
+            for node_type in sorted(self.counts)
+        }
 
 
 def fold_job_analytics(
-    jobs: Sequence[JobSample], since: datetime | None, until: datetime | None
+    jobs: Iterable[JobSample], since: datetime | None, until: datetime | None
 ) -> JobAnalytics:
-    figures = _job_figures(jobs)
+    """The figures of `jobs`, read once: a store may hand them over as it reads them."""
+    tally, node_types = _JobTally(), _NodeTypeTally()
+    for job in jobs:
+        tally.add(job)
+        node_types.add(job)
+    figures = tally.figures()
     return JobAnalytics(
         since=since,
         until=until,
@@ -143,38 +158,47 @@ def fold_job_analytics(
         success_rate=figures.success_rate,
         p50_duration_s=figures.p50_duration_s,
         p95_duration_s=figures.p95_duration_s,
-        by_node_type=_node_type_stats(jobs),
+        by_node_type=node_types.stats(),
         llm_tokens=figures.llm_tokens,
     )
 
 
-def fold_workflow_analytics(
-    jobs: Sequence[JobSample],
-    names: Mapping[str, str],
-    since: datetime | None,
-    until: datetime | None,
-) -> WorkflowAnalytics:
-    """Per-workflow figures; `names` maps workflow ids to their latest name where known."""
-    by_workflow: dict[str, list[JobSample]] = defaultdict(list)
-    for job in jobs:
-        by_workflow[job.workflow_id].append(job)
-    ordered = sorted(by_workflow.items(), key=lambda item: (-len(item[1]), item[0]))
-    stats = []
-    for workflow_id, workflow_jobs in ordered:
-        figures = _job_figures(workflow_jobs)
-        stats.append(
-            WorkflowStats(
-                workflow_id=workflow_id,
-                name=names.get(workflow_id),
-                total=figures.total,
-                counts_by_status=figures.counts_by_status,
-                success_rate=figures.success_rate,
-                p50_duration_s=figures.p50_duration_s,
-                p95_duration_s=figures.p95_duration_s,
-                llm_tokens=figures.llm_tokens,
+class WorkflowTally:
+    """Per-workflow figures, taken one job at a time; the workflows are named once their ids are known."""
+
+    def __init__(self) -> None:
+        self._by_workflow: dict[str, _JobTally] = defaultdict(_JobTally)
+
+    def add_all(self, jobs: Iterable[JobSample]) -> WorkflowTally:
+        for job in jobs:
+            self._by_workflow[job.workflow_id].add(job)
+        return self
+
+    @property
+    def workflow_ids(self) -> list[str]:
+        return sorted(self._by_workflow)
+
+    def analytics(
+        self, names: Mapping[str, str], since: datetime | None, until: datetime | None
+    ) -> WorkflowAnalytics:
+        """`names` maps workflow ids to their latest name where known."""
+        ordered = sorted(self._by_workflow.items(), key=lambda item: (-item[1].total, item[0]))
+        stats = []
+        for workflow_id, tally in ordered:
+            figures = tally.figures()
+            stats.append(
+                WorkflowStats(
+                    workflow_id=workflow_id,
+                    name=names.get(workflow_id),
+                    total=figures.total,
+                    counts_by_status=figures.counts_by_status,
+                    success_rate=figures.success_rate,
+                    p50_duration_s=figures.p50_duration_s,
+                    p95_duration_s=figures.p95_duration_s,
+                    llm_tokens=figures.llm_tokens,
+                )
             )
-        )
-    return WorkflowAnalytics(since=since, until=until, workflows=stats)
+        return WorkflowAnalytics(since=since, until=until, workflows=stats)
 
 
 def check_page(offset: int, limit: int) -> None:

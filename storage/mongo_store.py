@@ -65,9 +65,9 @@ from engine.schedules import ScheduleEvent, ScheduleRecord, ScheduleSettings, wi
 from storage.analytics import (
     JobSample,
     NodeSample,
+    WorkflowTally,
     check_page,
     fold_job_analytics,
-    fold_workflow_analytics,
 )
 from storage.name_search import ascii_case_insensitive_pattern
 from storage.readable import UnreadableRows, check_storable
@@ -405,6 +405,10 @@ class MongoStore:
         await self._jobs.create_index(by_owner, name="by_owner")
         await self._jobs.create_index([("workflow_id", ASCENDING), *NEWEST_FIRST], name="by_workflow")
         await self._jobs.create_index(NEWEST_FIRST, name="by_created")
+        await self._jobs.create_index(
+            [("owner", ASCENDING), ("status", ASCENDING), *NEWEST_FIRST], name="by_owner_status"
+        )
+        await self._jobs.create_index([("status", ASCENDING), *NEWEST_FIRST], name="by_status")
         await self._logs.create_index([("job_id", ASCENDING), ("seq", ASCENDING)], unique=True, name="by_job")
         await self._secrets.create_index(
             [("owner", ASCENDING), ("name", ASCENDING)], unique=True, name="by_owner_name"
@@ -759,13 +763,14 @@ class MongoStore:
     async def workflow_analytics(
         self, owner: str | None, since: datetime | None = None, until: datetime | None = None
     ) -> WorkflowAnalytics:
-        samples = await self._job_samples(owner, since, until)
-        ids = sorted({sample.workflow_id for sample in samples})
+        tally = WorkflowTally().add_all(await self._job_samples(owner, since, until))
         names = {
             doc["_id"]: doc["name"]
-            async for doc in self._workflows.find({"_id": {"$in": ids}}, projection={"name": True})
+            async for doc in self._workflows.find(
+                {"_id": {"$in": tally.workflow_ids}}, projection={"name": True}
+            )
         }
-        return fold_workflow_analytics(samples, names, since, until)
+        return tally.analytics(names, since, until)
 
     # signals
 

@@ -21,11 +21,13 @@ that cannot be read is skipped in listings (storage/readable.py).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import operator
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,9 +62,9 @@ from engine.schedules import ScheduleEvent, ScheduleRecord, ScheduleSettings, wi
 from storage.analytics import (
     JobSample,
     NodeSample,
+    WorkflowTally,
     check_page,
     fold_job_analytics,
-    fold_workflow_analytics,
 )
 from storage.name_search import ascii_lower
 from storage.readable import UnreadableRows, check_storable
@@ -215,8 +217,35 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX schedules_by_created ON schedules (created_at DESC, id DESC)",
         "CREATE INDEX schedules_by_workflow ON schedules (workflow_id)",
     ),
+    (
+        "CREATE INDEX jobs_by_owner_status ON jobs (owner, status, created_at DESC, id DESC)",
+        "CREATE INDEX jobs_by_status ON jobs (status, created_at DESC, id DESC)",
+        """CREATE TABLE job_counts (
+            owner TEXT NOT NULL,
+            status TEXT NOT NULL,
+            jobs INTEGER NOT NULL,
+            PRIMARY KEY (owner, status)
+        ) WITHOUT ROWID""",
+        "INSERT INTO job_counts (owner, status, jobs) SELECT owner, status, COUNT(*) FROM jobs "
+        "GROUP BY owner, status",
+        """CREATE TRIGGER jobs_counted_in AFTER INSERT ON jobs BEGIN
+            INSERT INTO job_counts (owner, status, jobs) VALUES (new.owner, new.status, 1)
+            ON CONFLICT (owner, status) DO UPDATE SET jobs = jobs + 1;
+        END""",
+        """CREATE TRIGGER jobs_counted_again AFTER UPDATE OF owner, status ON jobs
+        WHEN old.owner != new.owner OR old.status != new.status BEGIN
+            UPDATE job_counts SET jobs = jobs - 1 WHERE owner = old.owner AND status = old.status;
+            INSERT INTO job_counts (owner, status, jobs) VALUES (new.owner, new.status, 1)
+            ON CONFLICT (owner, status) DO UPDATE SET jobs = jobs + 1;
+        END""",
+        """CREATE TRIGGER jobs_counted_out AFTER DELETE ON jobs BEGIN
+            UPDATE job_counts SET jobs = jobs - 1 WHERE owner = old.owner AND status = old.status;
+        END""",
+    ),
 ]
-"""Schema migrations in order; the file's PRAGMA user_version counts those applied."""
+"""Schema migrations in order; the file's PRAGMA user_version counts those applied. The last keeps
+`job_counts`, the jobs of each owner in each status, so a listing filtered by nothing else reads its
+total from a few rows instead of counting the owner's every job in an index (8 ms at 100,000 jobs)."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -385,11 +414,12 @@ def _log_entry(row: sqlite3.Row) -> LogEntry:
 
 
 def _node_sample(row: sqlite3.Row) -> NodeSample:
+    """A node of a job's analytics row (SqliteStore._job_samples)."""
     return NodeSample(
         node_type=row["node_type"],
-        status=row["status"],
-        started_at=_from_ms(row["started_at"]),
-        finished_at=_from_ms(row["finished_at"]),
+        status=row["node_status"],
+        started_at=_from_ms(row["node_started_at"]),
+        finished_at=_from_ms(row["node_finished_at"]),
         usage=None if row["usage"] is None else json.loads(row["usage"]),
     )
 
@@ -434,15 +464,76 @@ def _status_list(status: JobStatus | Sequence[JobStatus] | None) -> list[str] | 
     return [str(JobStatus(s)) for s in status]
 
 
-def _time_window(since: datetime | None, until: datetime | None) -> tuple[list[str], list[Any]]:
+def _time_window(
+    since: datetime | None, until: datetime | None, table: str = ""
+) -> tuple[list[str], list[Any]]:
+    """The clauses of a created_at range, on the columns of `table` ("jobs."; none: unqualified)."""
     clauses, params = [], []
     if since is not None:
-        clauses.append("created_at >= ?")
+        clauses.append(f"{table}created_at >= ?")
         params.append(_to_ms(since))
     if until is not None:
-        clauses.append("created_at < ?")
+        clauses.append(f"{table}created_at < ?")
         params.append(_to_ms(until))
     return clauses, params
+
+
+def _job_values(job: JobRecord) -> tuple[Any, ...]:
+    """A new job's jobs row, in _JOB_COLUMNS order."""
+    return (
+        job.id,
+        job.owner,
+        job.workflow_id,
+        job.workflow_version,
+        str(job.status),
+        _json(job.input),
+        _json(job.result),
+        _error_json(job.error),
+        _to_ms(job.created_at),
+        _to_ms(job.started_at),
+        _to_ms(job.finished_at),
+        job.version,
+        job.actor_name,
+        job.idempotency_key,
+        job.event_sequence,
+        _json(job.pending_events),
+        job.schema_version,
+        _json(job.owner_roles),
+        job.rerun_of,
+        _json(job.waiting_on),
+        job.parent_job_id,
+        job.parent_node_id,
+        _json(job.workflow_chain),
+        _json(job.called_versions),
+        None if job.trigger is None else job.trigger.kind,
+        None if job.trigger is None else job.trigger.id,
+    )
+
+
+_INSERT_JOB = f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({','.join('?' * len(_JOB_COLUMNS.split(',')))})"
+
+
+def _insert_job(
+    conn: sqlite3.Connection, job_id: str, values: tuple[Any, ...], node_rows: Sequence[tuple[Any, ...]]
+) -> None:
+    try:
+        conn.execute(_INSERT_JOB, values)
+    except sqlite3.IntegrityError as exc:
+        raise ConflictError(f"job {job_id} already exists") from exc
+    conn.executemany(_UPSERT_NODE, node_rows)
+
+
+def _counted_jobs(conn: sqlite3.Connection, owner: str | None, statuses: list[str] | None) -> int:
+    """The jobs of `owner` (None: everyone's) in `statuses` (None: any), from the maintained job_counts."""
+    clauses, params = [], []
+    if owner is not None:
+        clauses.append("owner = ?")
+        params.append(owner)
+    if statuses is not None:
+        clauses.append(f"status IN ({','.join('?' * len(statuses))})")
+        params.extend(statuses)
+    query = f"SELECT COALESCE(SUM(jobs), 0) FROM job_counts {_where(clauses)}"
+    return int(conn.execute(query, params).fetchone()[0])
 
 
 def _where(clauses: list[str]) -> str:
@@ -802,34 +893,7 @@ class SqliteStore:
 
     async def create_job(self, job: JobRecord) -> JobRecord:
         check_storable(job, f"job {job.id}")
-        values = (
-            job.id,
-            job.owner,
-            job.workflow_id,
-            job.workflow_version,
-            str(job.status),
-            _json(job.input),
-            _json(job.result),
-            _error_json(job.error),
-            _to_ms(job.created_at),
-            _to_ms(job.started_at),
-            _to_ms(job.finished_at),
-            job.version,
-            job.actor_name,
-            job.idempotency_key,
-            job.event_sequence,
-            _json(job.pending_events),
-            job.schema_version,
-            _json(job.owner_roles),
-            job.rerun_of,
-            _json(job.waiting_on),
-            job.parent_job_id,
-            job.parent_node_id,
-            _json(job.workflow_chain),
-            _json(job.called_versions),
-            None if job.trigger is None else job.trigger.kind,
-            None if job.trigger is None else job.trigger.id,
-        )
+        values = _job_values(job)
         node_rows = [_node_row(job.id, node) for node in job.nodes.values()]
 
         def work(conn: sqlite3.Connection) -> JobRecord:
@@ -840,15 +904,25 @@ class SqliteStore:
                 ).fetchone()
                 if existing is not None:
                     return self._job_by_id(conn, existing["id"])
-            marks = ",".join("?" * len(values))
-            try:
-                conn.execute(f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({marks})", values)
-            except sqlite3.IntegrityError as exc:
-                raise ConflictError(f"job {job.id} already exists") from exc
-            conn.executemany(_UPSERT_NODE, node_rows)
+            _insert_job(conn, job.id, values, node_rows)
             return self._job_by_id(conn, job.id)
 
         return await self._write(work)
+
+    async def load_jobs(self, jobs: Sequence[JobRecord]) -> None:
+        """A bulk load, not part of the Store protocol: store new jobs as `create_job` would, in one
+        transaction on the worker thread, without reading them back; a job whose id or idempotency key is
+        taken fails the whole load. Bench workload `scale` fills its store of 100,000 jobs with it."""
+        check_storable(jobs, "the jobs")
+        rows = [
+            (job.id, _job_values(job), [_node_row(job.id, n) for n in job.nodes.values()]) for job in jobs
+        ]
+
+        def work(conn: sqlite3.Connection) -> None:
+            for job_id, values, node_rows in rows:
+                _insert_job(conn, job_id, values, node_rows)
+
+        await self._call(lambda: self._transaction(work))
 
     async def get_job(self, job_id: str) -> JobRecord:
         return await self._read_one(lambda conn: self._job_by_id(conn, job_id))
@@ -886,9 +960,14 @@ class SqliteStore:
             clauses.append(f"status IN ({','.join('?' * len(statuses))})")
             params.extend(statuses)
         where = _where(clauses)
+        counted = all(value is None for value in (parent_job_id, trigger_id, workflow_id, waiting))
 
         def work(conn: sqlite3.Connection) -> Page[JobRecord]:
-            total = conn.execute(f"SELECT COUNT(*) FROM jobs {where}", params).fetchone()[0]
+            total = (
+                _counted_jobs(conn, owner, statuses)
+                if counted
+                else conn.execute(f"SELECT COUNT(*) FROM jobs {where}", params).fetchone()[0]
+            )
             rows = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
                 [*params, limit, offset],
@@ -982,60 +1061,60 @@ class SqliteStore:
 
     def _job_samples(
         self, conn: sqlite3.Connection, owner: str | None, since: datetime | None, until: datetime | None
-    ) -> list[JobSample]:
-        clauses, params = _time_window(since, until)
+    ) -> Iterator[JobSample]:
+        """The jobs created in the range, each with its nodes (but those a re-run kept: they count in the job
+        that ran them), one at a time as one query reads them, newest first."""
+        clauses, params = _time_window(since, until, "jobs.")
         if owner is not None:
-            clauses.append("owner = ?")
+            clauses.append("jobs.owner = ?")
             params.append(owner)
-        where = _where(clauses)
-        nodes: dict[str, list[NodeSample]] = {}
-        node_rows = conn.execute(
-            "SELECT job_id, node_id, node_type, status, started_at, finished_at, usage FROM job_nodes "
-            f"WHERE job_id IN (SELECT id FROM jobs {where}) "
-            "AND json_extract(checkpoint, '$.kept_from') IS NULL ORDER BY job_id, node_id",
+        rows = conn.execute(
+            "SELECT jobs.id, jobs.workflow_id, jobs.status, jobs.started_at, jobs.finished_at, "
+            "job_nodes.node_id, job_nodes.node_type, job_nodes.status AS node_status, "
+            "job_nodes.started_at AS node_started_at, job_nodes.finished_at AS node_finished_at, "
+            "job_nodes.usage FROM jobs LEFT JOIN job_nodes ON job_nodes.job_id = jobs.id "
+            "AND json_extract(job_nodes.checkpoint, '$.kept_from') IS NULL "
+            f"{_where(clauses)} ORDER BY jobs.created_at DESC, jobs.id DESC",
             params,
         )
-        for job_id, sample in self._unreadable.parse_each(
-            "job node",
-            node_rows,
-            lambda r: f"{r['job_id']}/{r['node_id']}",
-            lambda r: (r["job_id"], _node_sample(r)),
-        ):
-            nodes.setdefault(job_id, []).append(sample)
-        return [
-            JobSample(
-                workflow_id=r["workflow_id"],
-                status=r["status"],
-                started_at=_from_ms(r["started_at"]),
-                finished_at=_from_ms(r["finished_at"]),
-                nodes=nodes.get(r["id"], ()),
+        for _, grouped in itertools.groupby(rows, key=operator.itemgetter("id")):
+            job_rows = list(grouped)
+            nodes = self._unreadable.parse_each(
+                "job node",
+                [row for row in job_rows if row["node_id"] is not None],
+                lambda r: f"{r['id']}/{r['node_id']}",
+                _node_sample,
             )
-            for r in conn.execute(
-                f"SELECT id, workflow_id, status, started_at, finished_at FROM jobs {where}", params
+            job = job_rows[0]
+            yield JobSample(
+                workflow_id=job["workflow_id"],
+                status=job["status"],
+                started_at=_from_ms(job["started_at"]),
+                finished_at=_from_ms(job["finished_at"]),
+                nodes=nodes,
             )
-        ]
 
     async def job_analytics(
         self, owner: str | None, since: datetime | None = None, until: datetime | None = None
     ) -> JobAnalytics:
-        samples = await self._read(lambda conn: self._job_samples(conn, owner, since, until))
-        return fold_job_analytics(samples, since, until)
+        return await self._read(
+            lambda conn: fold_job_analytics(self._job_samples(conn, owner, since, until), since, until)
+        )
 
     async def workflow_analytics(
         self, owner: str | None, since: datetime | None = None, until: datetime | None = None
     ) -> WorkflowAnalytics:
-        def work(conn: sqlite3.Connection) -> tuple[list[JobSample], dict[str, str]]:
-            samples = self._job_samples(conn, owner, since, until)
-            ids = sorted({s.workflow_id for s in samples})
+        def work(conn: sqlite3.Connection) -> WorkflowAnalytics:
+            tally = WorkflowTally().add_all(self._job_samples(conn, owner, since, until))
+            ids = tally.workflow_ids
             marks = ",".join("?" * len(ids))
             names = {
                 r["id"]: r["name"]
                 for r in conn.execute(f"SELECT id, name FROM workflows WHERE id IN ({marks})", ids)
             }
-            return samples, names
+            return tally.analytics(names, since, until)
 
-        samples, names = await self._read(work)
-        return fold_workflow_analytics(samples, names, since, until)
+        return await self._read(work)
 
     # signals
 

@@ -235,6 +235,24 @@ async def test_list_jobs_filters_and_orders_newest_first(store):
     assert (await store.list_jobs(owner="carol")).total == 0
 
 
+async def test_list_jobs_totals_follow_each_job_status(store):
+    await store.create_job(job("a1", created=1))
+    await store.create_job(job("a2", created=2))
+    await store.create_job(job("b1", owner="bob", created=3))
+    await store.checkpoint("a1", 0, JobChanges(status=JobStatus.FAILED))
+
+    async def total(**filters):
+        return (await store.list_jobs(limit=1, **filters)).total
+
+    assert await total() == 3
+    assert await total(owner="alice") == 2
+    assert await total(owner="alice", status=JobStatus.FAILED) == 1
+    assert await total(status=[JobStatus.PENDING, JobStatus.FAILED]) == 3
+    await store.checkpoint("a1", 1, JobChanges(status=JobStatus.RUNNING))
+    assert await total(status=JobStatus.FAILED) == 0
+    assert await total(owner="alice", status=JobStatus.RUNNING) == 1
+
+
 async def test_list_jobs_pages_without_duplicates_or_gaps(store):
     for i in range(25):
         await store.create_job(job(f"job-{i:02}", created=i // 3))
@@ -776,10 +794,11 @@ async def test_sqlite_a_file_of_the_first_schema_is_migrated_and_its_jobs_have_a
         {},
         None,
     )
+    assert (await store.list_jobs(owner="alice", status=JobStatus.RUNNING)).total == 1
     await store.checkpoint("old", 3, JobChanges(event_sequence=6, pending_events=[pending_event(6)]))
     assert [e.sequence for e in (await store.get_job("old")).pending_events] == [6]
     with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 10
 
 
 async def test_sqlite_checkpoints_are_stored_as_json(tmp_path, open_sqlite):
