@@ -29,7 +29,7 @@ from engine.records import (
 )
 from storage.embedded_redis import EmbeddedRedis
 from storage.protocols import EventBus, Store
-from tests.support.runner_jobs import definition, events_of, start_job
+from tests.support.runner_jobs import CountedNode, definition, events_of, start_job
 from tests.support.runtime_config import runtime_config
 
 
@@ -134,17 +134,35 @@ async def test_every_commit_is_one_checkpoint_with_its_log_lines_and_one_publish
 
 
 async def test_a_job_of_pure_nodes_is_one_commit(services: RunnerServices):
-    job, store, bus = await run_counted(services, small_job())
+    counted = {"id": "count", "type": "counted", "config": {"value": "{{shape.output.q}}"}}
+    job, store, bus = await run_counted(services, small_job(counted))
 
     assert store.calls == Counter(checkpoint=1) and bus.calls == Counter(publish_many=1)
-    assert job.result == {"shape": {"q": "question 1"}}
+    assert job.result == {"count": "question 1"}
+    assert CountedNode.computed[f"{job.id}:count"] == 1, "run in the commit, not once more after it"
     assert job.started_at is not None and job.finished_at is not None
-    assert [node.status for node in job.nodes.values()] == [NodeStatus.COMPLETED] * 3
+    assert [node.status for node in job.nodes.values()] == [NodeStatus.COMPLETED] * 4
     assert [(e.type, e.node_id) for e in await events_of(services, job.id)] == [
         ("job_started", None),
-        *[(what, node) for node in ("start", "shape", "end") for what in ("node_started", "node_completed")],
+        *[
+            (what, node)
+            for node in ("start", "shape", "count", "end")
+            for what in ("node_started", "node_completed")
+        ],
         ("job_completed", None),
     ]
+
+
+async def test_a_folded_node_is_not_run_again_once_its_commit_is_stored(services: RunnerServices):
+    """The job goes on after the commit that folded `count` (a node that is not pure runs), so a run of it
+    left among the commit's actions would have the time to compute it again."""
+    counted = {"id": "count", "type": "counted", "config": {"value": 1}}
+    wf = definition(
+        [counted, {"id": "wait", "type": "sleep", "config": {"seconds": 0.1}}], [("count", "wait")]
+    )
+    job, store, _ = await run_counted(services, wf)
+    assert store.calls == Counter(checkpoint=2)
+    assert CountedNode.computed[f"{job.id}:count"] == 1
 
 
 async def test_cancelling_a_pending_job_is_one_checkpoint_and_one_publish_without_logging_setup(
