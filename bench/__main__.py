@@ -31,6 +31,7 @@ from bench import (
 
 WORKLOADS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "chain100": chain.run,
+    "chain100-inline": chain.run_inline,
     "fanout1000": fanout.run,
     "jobs100-dedicated": jobs.run_dedicated,
     "jobs-reuse": jobs.run_reuse,

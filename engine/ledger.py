@@ -29,7 +29,7 @@ from engine.records import (
     NodeStatus,
 )
 from engine.redaction import Redactor
-from engine.scheduler import Action, Decision, JobState, SchedulerEvent, apply, step
+from engine.scheduler import Action, Decision, JobState, RunNode, SchedulerEvent, apply, step
 
 MAX_EVENT_OUTPUT_CHARS = 16_384
 FULL_OUTPUT_NOTE = "read the full output from GET /api/v1/jobs/{job_id}"
@@ -45,10 +45,14 @@ class Commit:
     nodes: list[NodeCheckpoint]
     events: list[JobEvent]
     logs: list[LogEntry]
+    folded: frozenset[RunNode] = frozenset()
+    """The attempts of pure nodes that began and ended within these decisions: nothing is left to run."""
 
     @property
     def actions(self) -> list[Action]:
-        return [action for decision in self.decisions for action in decision.actions]
+        """What the runtime does once the commit is stored: the decisions' actions but the folded runs."""
+        actions = (action for decision in self.decisions for action in decision.actions)
+        return [action for action in actions if action not in self.folded]
 
 
 @dataclass
@@ -79,8 +83,9 @@ class JobLedger:
                 decisions.append(decision)
         return decisions
 
-    def record(self, decisions: list[Decision]) -> Commit:
-        """What the decisions store and publish, numbered after `sequence` (see `stored`)."""
+    def record(self, decisions: list[Decision], folded: frozenset[RunNode] = frozenset()) -> Commit:
+        """What the decisions store and publish, numbered after `sequence` (see `stored`); `folded`: the
+        runs among their actions whose outcomes they hold already."""
         changes = JobChanges()
         nodes: dict[str, NodeCheckpoint] = {}
         for decision in decisions:
@@ -95,7 +100,8 @@ class JobLedger:
         changes.event_sequence = self.sequence + len(events)
         changes.pending_events = events
         stored_nodes = [self._stored(node) for node in nodes.values()]
-        return Commit(decisions, changes, stored_nodes, events, [_log_entry(event) for event in events])
+        logs = [_log_entry(event) for event in events]
+        return Commit(decisions, changes, stored_nodes, events, logs, folded)
 
     def stored(self, commit: Commit) -> None:
         """The commit's checkpoint landed: its events count as recorded."""

@@ -147,8 +147,10 @@ class NodeType(ABC, Generic[ConfigT]):
     """Whether `execute` starts a wait (NodeResult.wait) instead of finishing (nodes/waiting.py)."""
     pure: ClassVar[bool] = False
     """Whether the node's result is a function of its rendered config and its inputs alone (no I/O, no
-    clock, no randomness): computed again after a crash, it comes out the same and does nothing twice, so a
-    step that holds it needs no commit of its own (an agent's transform tool)."""
+    clock, no randomness): computed again after a crash, it comes out the same and does nothing twice. So
+    it needs no commit of its own: in a job it ends within the commit that starts it (the job writer's
+    fold), and as an agent's tool its step waits for the next commit. Set on start, end, transform,
+    conditional and switch."""
 
     def validate_config(self, config: dict[str, Any]) -> list[Problem]:
         """Problems with a config as written in a definition; templates stand for any value."""

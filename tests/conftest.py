@@ -18,7 +18,7 @@ from storage.embedded_redis import EmbeddedRedis
 from storage.redis_bus import RedisStreamBus
 from storage.sqlite_store import SqliteStore
 from tests.support import ray_test_api
-from tests.support.runner_jobs import FlakyNode, KeyedNode, SleepNode, StepperNode
+from tests.support.runner_jobs import CountedNode, FlakyNode, KeyedNode, SleepNode, StepperNode
 
 TEST_RAY_NAMESPACE = "workflow-service-tests"
 TEST_JOB_SLOTS = 48
@@ -63,7 +63,7 @@ async def services(tmp_path: Path, redis_server: EmbeddedRedis) -> AsyncIterator
     await store.start()
     bus = RedisStreamBus(redis_server.host, redis_server.port)
     await bus.start()
-    registry = NodeRegistry([*BUILTIN_NODE_TYPES, FlakyNode, SleepNode, KeyedNode, StepperNode])
+    registry = NodeRegistry([*BUILTIN_NODE_TYPES, FlakyNode, SleepNode, KeyedNode, StepperNode, CountedNode])
     yield RunnerServices(
         store=store,
         bus=bus,

@@ -2,8 +2,9 @@
 
 Every state change goes through the job's writer (job_writer.py): the scheduling step's decisions, stored as
 one checkpoint with their events and log lines, then published, then acted on. Events that are
-ready together are committed together (a group commit), so a chain of quick nodes costs one checkpoint
-per node. A run first publishes what the last run left in the outbox.
+ready together are committed together (a group commit). The pure nodes a commit starts end within it (the
+writer's fold runs them here, before the checkpoint), so a chain of pure nodes costs one checkpoint, and
+each other node one. A run first publishes what the last run left in the outbox.
 
 A run also ends, with the job still running, once the job is suspended (engine/waits.py): every node left
 waits for a signal or a timer. Its checkpoint already holds the waits, so the runner just stops; whoever
@@ -27,7 +28,7 @@ from pydantic_core import to_jsonable_python
 from actors.job_loop.child_maps import ChildMaps, ChildrenDue
 from actors.job_loop.job_writer import JobWriter
 from actors.job_loop.launcher import NodeLauncher
-from actors.job_loop.node_tasks import NodeTasks
+from actors.job_loop.node_tasks import NodeTasks, attempt_outcome
 from actors.job_loop.token_events import token_emitter
 from engine.backoff import equal_jitter
 from engine.dag import Dag
@@ -52,8 +53,10 @@ from engine.scheduler import (
     Begin,
     CancelNodes,
     CancelRequested,
+    Decision,
     JobState,
     NodeProgress,
+    RunNode,
     SchedulerEvent,
     StepRecorded,
     WaitEnded,
@@ -118,7 +121,9 @@ class JobRunner:
             redactor=self.redactor,
             rendered_config=self._rendered_configs.get,
         )
-        self._writer = JobWriter(self.ledger, services.store, services.bus, job.version)
+        self._writer = JobWriter(
+            self.ledger, services.store, services.bus, job.version, fold=self._fold_pure_nodes
+        )
         self._inbox: asyncio.Queue[SchedulerEvent | ChildrenDue | None] = asyncio.Queue()
         """Events to commit, maps of children to move on; None only wakes the loop to see whether the job
         is suspended now."""
@@ -233,10 +238,6 @@ class JobRunner:
         self._steps_stored(events)
         if commit is None:
             return
-        for decision in commit.decisions:
-            for node_id, node in decision.changes.items():
-                if terminal_with_output(node):
-                    self._outputs[node_id] = node.output
         if self.state.status.is_terminal and not was_terminal:
             logger.info("job %s %s", self.job.id, self.state.status.value, extra={"job_id": self.job.id})
         self._claimed_signals.difference_update(
@@ -244,6 +245,26 @@ class JobRunner:
         )
         for action in commit.actions:
             self._perform(action)
+
+    async def _fold_pure_nodes(self, decisions: list[Decision]) -> dict[RunNode, SchedulerEvent]:
+        """The writer's fold: keep the outputs `decisions` give later templates, then run each pure node
+        they start, here and now, so that it ends in the commit that starts it."""
+        for decision in decisions:
+            for node_id, node in decision.changes.items():
+                if terminal_with_output(node):
+                    self._outputs[node_id] = node.output
+        runs = [
+            action
+            for decision in decisions
+            for action in decision.actions
+            if isinstance(action, RunNode)
+            and self.services.registry.get(self.dag.nodes[action.node_id].type).pure
+        ]
+        clock = self.services.clock
+        return {
+            run: await attempt_outcome(self.dag, self._execute, run.node_id, run.attempt, clock)
+            for run in runs
+        }
 
     def _perform(self, action: Action) -> None:
         match action:

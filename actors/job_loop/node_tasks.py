@@ -82,22 +82,26 @@ class NodeTasks:
         self._report(RetryDue(node_id, self._clock()))
 
     async def _attempt(self, node_id: str, attempt: int) -> None:
-        timeout_s = self._dag.nodes[node_id].timeout_s
-        try:
-            result = await asyncio.wait_for(self._execute(node_id, attempt), timeout=timeout_s)
-            check_value_depth(result.output, f"the output of node '{node_id}'")
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError:
-            message = f"node '{node_id}' timed out after {timeout_s} s"
-            error = ErrorInfo(type=NodeTimeoutError.code, retryable=True, message=message)
-            self._report(NodeFailed(node_id, error, self._clock()))
-        except Exception as exc:
-            self._report(NodeFailed(node_id, error_info(exc), self._clock()))
-        else:
-            if result.wait is not None:
-                self._report(NodeWaits(node_id, result.wait, self._clock()))
-                return
-            self._report(
-                NodeSucceeded(node_id, result.output, self._clock(), result.inactive_targets, result.usage)
-            )
+        self._report(await attempt_outcome(self._dag, self._execute, node_id, attempt, self._clock))
+
+
+async def attempt_outcome(
+    dag: Dag, execute: Execute, node_id: str, attempt: int, clock: Callable[[], datetime]
+) -> SchedulerEvent:
+    """Run attempt `attempt` of node `node_id`, bounded by its `timeout_s`, and say how it ended as the
+    scheduling step's event: NodeSucceeded, NodeWaits, or NodeFailed (see `NodeTasks`)."""
+    timeout_s = dag.nodes[node_id].timeout_s
+    try:
+        result = await asyncio.wait_for(execute(node_id, attempt), timeout=timeout_s)
+        check_value_depth(result.output, f"the output of node '{node_id}'")
+    except asyncio.CancelledError:
+        raise
+    except TimeoutError:
+        message = f"node '{node_id}' timed out after {timeout_s} s"
+        error = ErrorInfo(type=NodeTimeoutError.code, retryable=True, message=message)
+        return NodeFailed(node_id, error, clock())
+    except Exception as exc:
+        return NodeFailed(node_id, error_info(exc), clock())
+    if result.wait is not None:
+        return NodeWaits(node_id, result.wait, clock())
+    return NodeSucceeded(node_id, result.output, clock(), result.inactive_targets, result.usage)

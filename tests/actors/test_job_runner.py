@@ -14,7 +14,16 @@ from engine.budget import MAX_VALUE_BYTES
 from engine.dag import Dag
 from engine.records import EventType, JobEvent, JobStatus, NodeStatus
 from storage.protocols import EventBus, Store
-from tests.support.runner_jobs import FlakyNode, SleepNode, definition, events_of, node_status, start_job
+from tests.support.runner_jobs import (
+    CountedNode,
+    FlakyNode,
+    ProcessDied,
+    SleepNode,
+    definition,
+    events_of,
+    node_status,
+    start_job,
+)
 from tests.support.waiting import wait_until
 
 
@@ -256,6 +265,53 @@ async def published_so_far(services: RunnerServices, job_id: str) -> list[JobEve
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(collect(), timeout=0.5)
     return received
+
+
+@pytest.mark.parametrize("crash", ["between two folded nodes", "after their checkpoint"])
+async def test_a_crash_around_folded_nodes_loses_nothing_and_publishes_nothing_twice(services, crash):
+    """x (not pure) -> a, b (pure: folded into the commit of x's result) -> end. Dying while b is computed,
+    after a was, leaves store and stream at the commit before (x running): none of the lost commit's events
+    reached the stream, and the resumed job runs x again with the same idempotency key (as any node in
+    flight at a crash) and computes a and b again. Dying after their checkpoint leaves its events in the
+    outbox, and b is not computed again. Published twice would be one sequence number twice on the stream
+    (the bus drops a sequence it has) or one node's completion under two: neither happens."""
+    between = crash == "between two folded nodes"
+    wf = definition(
+        [
+            {"id": "x", "type": "flaky", "config": {"value": 1}},
+            {"id": "a", "type": "transform", "config": {"template": "{{x.output.value}}"}},
+            {"id": "b", "type": "counted", "config": {"value": "{{a.output}}!", "die_once": between}},
+            {"id": "end", "type": "end", "config": {"output": "{{b.output}}"}},
+        ],
+        [("x", "a"), ("a", "b"), ("b", "end")],
+    )
+    runner = await start_job(services, wf, {})
+    bus = services.bus
+    if not between:
+        bus = RealRedisBusThatDiesOnce(services.bus, services.store, EventType.NODE_COMPLETED, "b")
+    with pytest.raises(ProcessDied if between else ActorDied):
+        await JobRunner(replace(services, bus=bus), runner.job, runner.dag).run()
+
+    stored = await services.store.get_job(runner.job.id)
+    seen = [(e.type, e.node_id) for e in await published_so_far(services, stored.id)]
+    assert len(seen) <= stored.event_sequence, "the store is never behind an event a client saw"
+    if between:
+        assert stored.nodes["x"].status is NodeStatus.RUNNING and not {"a", "b"} & set(stored.nodes)
+        assert len(seen) == stored.event_sequence and seen[-1] == (EventType.NODE_STARTED, "x")
+    else:
+        assert stored.status is JobStatus.COMPLETED and (EventType.NODE_COMPLETED, "b") not in seen
+
+    assert await JobRunner(services, stored, runner.dag).run() is JobStatus.COMPLETED
+    job = await services.store.get_job(stored.id)
+    events = await asyncio.wait_for(events_of(services, job.id), timeout=10)
+    assert [e.sequence for e in events] == list(range(1, job.event_sequence + 1)), "each sequence once"
+    completions = [(e.type, e.node_id) for e in events if e.type == EventType.NODE_COMPLETED]
+    assert completions == [(EventType.NODE_COMPLETED, node) for node in ("x", "a", "b", "end")]
+    assert events[-1].type == EventType.JOB_COMPLETED and job.result == "1!"
+    assert CountedNode.computed[f"{job.id}:b"] == (2 if between else 1)
+    logs = (await services.store.list_logs(job.id, limit=100)).items
+    keys = [entry.data["key"] for entry in logs if entry.message == "flaky called"]
+    assert keys == [f"{job.id}:x:1"] * (2 if between else 1)
 
 
 async def test_secrets_are_redacted_from_stored_outputs_events_and_results(services):

@@ -64,7 +64,9 @@ async def test_an_approval_suspends_the_job_and_a_decision_resumes_it(services):
     suspended_version = job.version
     assert await (await resume(services, job.id)).run() is JobStatus.COMPLETED
     job = await services.store.get_job(job.id)
-    assert job.version == suspended_version + 2, "resumed: one commit ends the wait and starts what follows"
+    assert job.version == suspended_version + 1, (
+        "resumed: one commit ends the wait, runs the transform that follows (pure) and ends the job"
+    )
     output = job.nodes["review"].output
     assert {k: output[k] for k in ("approved", "by", "comment", "data")} == {
         "approved": True,

@@ -1,5 +1,5 @@
-"""Jobs run by the Ray-free job runner in tests: node types that fail, sleep or hold a secret, and how a
-test builds a workflow and starts its job."""
+"""Jobs run by the Ray-free job runner in tests: node types that fail, sleep, hold a secret or die with their
+process, and how a test builds a workflow and starts its job."""
 
 from __future__ import annotations
 
@@ -31,12 +31,18 @@ class FlakyNode(NodeType[FlakyConfig]):
     calls: ClassVar[dict[str, int]] = {}
 
     async def execute(self, config: FlakyConfig, ctx: NodeContext) -> NodeResult:
-        key = f"{ctx.job_id}:{ctx.node_id}"
-        FlakyNode.calls[key] = FlakyNode.calls.get(key, 0) + 1
-        ctx.log("info", "flaky called", {"call": FlakyNode.calls[key], "key": ctx.idempotency_key})
-        if FlakyNode.calls[key] <= config.failures:
-            raise RetryableNodeError(f"transient failure {FlakyNode.calls[key]}")
+        call = count_run(FlakyNode.calls, ctx)
+        ctx.log("info", "flaky called", {"call": call, "key": ctx.idempotency_key})
+        if call <= config.failures:
+            raise RetryableNodeError(f"transient failure {call}")
         return NodeResult(output={"value": config.value, "attempt": ctx.attempt})
+
+
+def count_run(runs: dict[str, int], ctx: NodeContext) -> int:
+    """Count one more run of the context's node in its job (key `job_id:node_id`); how many there were."""
+    key = f"{ctx.job_id}:{ctx.node_id}"
+    runs[key] = runs.get(key, 0) + 1
+    return runs[key]
 
 
 class SleepConfig(BaseModel):
@@ -77,6 +83,32 @@ class KeyedNode(NodeType[KeyedConfig]):
 
     async def execute(self, config: KeyedConfig, ctx: NodeContext) -> NodeResult:
         raise ValueError(f"refused: {config.note}")
+
+
+class ProcessDied(BaseException):
+    """Stands for the job actor's process dying in the middle of a node's work: like that death, no handler
+    in the job's code sees it (a BaseException, not an Exception that would fail the node)."""
+
+
+class CountedConfig(BaseModel):
+    value: Any = None
+    die_once: bool = False
+
+
+class CountedNode(NodeType[CountedConfig]):
+    """A pure node (as transform: it returns `value`), so it is folded into the commit that starts it;
+    counts its computations per (job, node), and with `die_once` its process dies in the first one."""
+
+    type_name = "counted"
+    pure = True
+    description = "test node"
+    config_model = CountedConfig
+    computed: ClassVar[dict[str, int]] = {}
+
+    async def execute(self, config: CountedConfig, ctx: NodeContext) -> NodeResult:
+        if count_run(CountedNode.computed, ctx) == 1 and config.die_once:
+            raise ProcessDied(f"died computing node '{ctx.node_id}'")
+        return NodeResult(output=config.value)
 
 
 class StepperConfig(BaseModel):
