@@ -20,7 +20,14 @@ from typing import Any
 from actors.ray_runtime import ray_api
 from actors.ray_runtime.bootstrap import ServiceRuntime
 from bench.fanout import llm_server
-from bench.harness import chain_definition, create_workflow, median, service, warm_pool_ready
+from bench.harness import (
+    chain_definition,
+    create_workflow,
+    llm_chain_definition,
+    median,
+    service,
+    warm_pool_ready,
+)
 
 STEPS = 100
 TARGET_STEP_MS = 3.0
@@ -40,15 +47,6 @@ async def ray_round_trip_floor(trips: int = 100) -> float:
         await ray_api.result(ray_api.submit_task(_noop, name="bench:noop", num_cpus=0))
         samples.append((time.perf_counter() - started) * 1000)
     return median(samples)
-
-
-def llm_chain_definition(size: int) -> dict[str, Any]:
-    nodes = [
-        {"id": f"n{i}", "type": "llm", "config": {"model": "bench", "prompt": f"step {i}"}}
-        for i in range(size)
-    ]
-    edges = [{"source": f"n{i}", "target": f"n{i + 1}"} for i in range(size - 1)]
-    return {"name": f"llm-chain{size}", "nodes": nodes, "edges": edges}
 
 
 async def _chain_runs(runtime: ServiceRuntime, definition: dict[str, Any]) -> dict[str, list[float]]:

@@ -87,6 +87,16 @@ def chain_definition(size: int) -> dict[str, Any]:
     return {"name": f"chain{size}", "nodes": nodes, "edges": edges}
 
 
+def llm_chain_definition(size: int) -> dict[str, Any]:
+    """A chain of `size` llm nodes, each a durable remote step (chain100, scale's chain curve)."""
+    nodes = [
+        {"id": f"n{i}", "type": "llm", "config": {"model": "bench", "prompt": f"step {i}"}}
+        for i in range(size)
+    ]
+    edges = [{"source": f"n{i}", "target": f"n{i + 1}"} for i in range(size - 1)]
+    return {"name": f"llm-chain{size}", "nodes": nodes, "edges": edges}
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     if not ordered:

@@ -13,7 +13,7 @@ from typing import Any
 
 from actors.ray_runtime.bootstrap import ServiceRuntime
 from bench.fanout import llm_server, map_workflow
-from bench.harness import RssSampler, create_workflow, median, service, warm_pool_ready
+from bench.harness import RssSampler, create_workflow, llm_chain_definition, median, service, warm_pool_ready
 from bench.scale_curves import curve, flat
 
 CHAIN_RUNS = {10: 5, 100: 3, 1000: 2}
@@ -22,15 +22,6 @@ MAP_SIZES = (1000, 10_000, 100_000)
 MAP_CAP = 1000
 MAP_WARM_UP = 1000
 MAP_MEMORY_LIMIT_MB = 2048
-
-
-def llm_chain(size: int) -> dict[str, Any]:
-    nodes = [
-        {"id": f"n{i}", "type": "llm", "config": {"model": "bench", "prompt": f"step {i}"}}
-        for i in range(size)
-    ]
-    edges = [{"source": f"n{i}", "target": f"n{i + 1}"} for i in range(size - 1)]
-    return {"name": f"scale-chain{size}", "nodes": nodes, "edges": edges}
 
 
 async def _step_ms(runtime: ServiceRuntime, workflow_id: str, size: int) -> float:
@@ -46,7 +37,7 @@ async def _step_ms(runtime: ServiceRuntime, workflow_id: str, size: int) -> floa
 async def chain_curve(runtime: ServiceRuntime) -> dict[str, Any]:
     per_step: dict[int, float] = {}
     for size, runs in CHAIN_RUNS.items():
-        workflow_id = await create_workflow(runtime, llm_chain(size))
+        workflow_id = await create_workflow(runtime, llm_chain_definition(size))
         per_step[size] = median([await _step_ms(runtime, workflow_id, size) for _ in range(runs)])
     figures = curve("per_step_ms", per_step)
     return {
