@@ -33,9 +33,10 @@ def start_ray(settings: Settings, address: str | None) -> tuple[ray_api.ClusterI
         executor_slots=local_executor_slots(jobs),
         include_dashboard=settings.ray.dashboard,
     )
+    resources = ray_api.cluster_resources()
     if not jobs.max_active_jobs:
-        max_active = admission_limit(jobs, ray_api.cluster_resources())
-    if not ray_api.cluster_resources().get(ray_api.JOB_SLOT):
+        max_active = admission_limit(jobs, resources)
+    if not resources.get(ray_api.JOB_SLOT):
         logger.warning(
             "no Ray node offers the '%s' resource: job actors wait until the autoscaler adds a node "
             "that does (give workers resources={'%s': N})",
